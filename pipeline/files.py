@@ -1,0 +1,68 @@
+"""File helpers: atomic writes, safe file names, bounded reads of untrusted zips."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9-]+")
+_WINDOWS_RESERVED = {
+    "CON", "PRN", "AUX", "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}  # fmt: skip
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder, then rename.
+
+    A crash leaves either the old file or the new one, never a truncated one.
+    """
+    atomic_write_with(path, lambda handle: handle.write(data))
+
+
+def atomic_write_with(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call `write(handle)` on a temp file next to `path`, fsync it, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save(path: Path, save: Callable[[Path], object]) -> None:
+    """Let a library save to a temp path next to `path` (e.g. `wb.save`), then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save(tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def safe_name(text: str, max_length: int = 40) -> str:
+    """ASCII file-name fragment safe on Windows, macOS and Linux ("Lefèvre" → "Lefevre")."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    cleaned = _UNSAFE_CHARS.sub("_", ascii_text).strip("_-")[:max_length].strip("_-")
+    if not cleaned:
+        cleaned = "sans_nom"
+    if cleaned.upper() in _WINDOWS_RESERVED:
+        cleaned = f"{cleaned}_"
+    return cleaned

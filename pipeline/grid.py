@@ -1,0 +1,393 @@
+"""The evaluation grid as data: loaded from a TOML grid file into typed objects.
+
+No grid content lives in Python code. The default grid (`grids/bts_muc_stage.toml`)
+transcribes the seed document; another grid is another file with the same schema
+(see the comments at the top of the default grid). Loading validates the file and
+raises `GridError` with a French message naming the entry at fault.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import GridError
+
+GRIDS_DIR = Path(__file__).parent / "grids"
+DEFAULT_GRID = GRIDS_DIR / "bts_muc_stage.toml"
+
+_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_SHEET_FORBIDDEN = set("[]:*?/\\")
+
+
+@dataclass(frozen=True)
+class ScaleLevel:
+    """One rating of the criteria scale, e.g. TS / Très satisfaisant."""
+
+    code: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Competency:
+    """A competency of the référentiel, e.g. C12 / Organiser le travail."""
+
+    code: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ActivityBlock:
+    """One row of a section's table: référentiel, activities, means and resources."""
+
+    referential: str
+    activities: str
+    resources: str
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A rated line of a section; `heading` is the sub-heading it sits under, if any."""
+
+    id: str
+    label: str
+    heading: str
+    section_id: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """A rated section of the grid (integration phase or an activity domain)."""
+
+    id: str
+    sheet: str
+    title: str
+    competencies: tuple[Competency, ...]
+    blocks: tuple[ActivityBlock, ...]
+    criteria_title: str
+    rater: str
+    criteria: tuple[Criterion, ...]
+
+    def headings(self) -> list[str]:
+        """Sub-headings in order of first appearance (empty strings excluded)."""
+        seen: list[str] = []
+        for criterion in self.criteria:
+            if criterion.heading and criterion.heading not in seen:
+                seen.append(criterion.heading)
+        return seen
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a global dimension: its number and its descriptor."""
+
+    value: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A dimension of the final global evaluation, with its own level set."""
+
+    id: str
+    label: str
+    levels: tuple[Level, ...]
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        return tuple(level.value for level in self.levels)
+
+    @property
+    def maximum(self) -> int:
+        return max(self.values)
+
+    def descriptor(self, value: int) -> str:
+        for level in self.levels:
+            if level.value == value:
+                return level.text
+        raise KeyError(value)
+
+
+@dataclass(frozen=True)
+class GlobalEvaluation:
+    """The final global evaluation: intro text, its points and the dimensions."""
+
+    sheet: str
+    title: str
+    intro: str
+    points: tuple[str, ...]
+    rater: str
+    dimensions: tuple[Dimension, ...]
+
+    @property
+    def maximum(self) -> int:
+        return sum(d.maximum for d in self.dimensions)
+
+
+@dataclass(frozen=True)
+class Closing:
+    """Labels of the closing part: appreciations, date and signature."""
+
+    sheet: str
+    tutor_appreciation: str
+    team_appreciation: str
+    date: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A whole evaluation grid, in the seed's order."""
+
+    id: str
+    version: str
+    title: str
+    diploma: str
+    objectives_title: str
+    objectives: tuple[str, ...]
+    competencies_intro: str
+    competencies: tuple[Competency, ...]
+    scale: tuple[ScaleLevel, ...]
+    sections: tuple[Section, ...]
+    global_evaluation: GlobalEvaluation
+    closing: Closing
+
+    @property
+    def criteria(self) -> tuple[Criterion, ...]:
+        return tuple(c for s in self.sections for c in s.criteria)
+
+    @property
+    def scale_codes(self) -> tuple[str, ...]:
+        return tuple(level.code for level in self.scale)
+
+    def section(self, section_id: str) -> Section:
+        for section in self.sections:
+            if section.id == section_id:
+                return section
+        raise KeyError(section_id)
+
+
+class _Reader:
+    """Reads typed values out of the parsed TOML, naming the entry on error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, what: str) -> GridError:
+        return GridError(f"Grille « {self.source} », entrée « {where} » : {what}")
+
+    def table(self, data: Any, where: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail(where, "une table est attendue.")
+        return data
+
+    def text(self, data: dict[str, Any], key: str, where: str, *, empty: bool = False) -> str:
+        value = data.get(key)
+        if value is None:
+            if empty:
+                return ""
+            raise self.fail(f"{where}.{key}", "valeur manquante.")
+        if not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", "un texte entre guillemets est attendu.")
+        value = value.strip()
+        if not value and not empty:
+            raise self.fail(f"{where}.{key}", "le texte est vide.")
+        return value
+
+    def items(self, data: dict[str, Any], key: str, where: str) -> list[Any]:
+        value = data.get(key)
+        if not isinstance(value, list) or not value:
+            raise self.fail(f"{where}.{key}", "une liste non vide est attendue.")
+        return value
+
+    def ident(self, data: dict[str, Any], key: str, where: str) -> str:
+        value = self.text(data, key, where)
+        if not _ID_PATTERN.match(value):
+            raise self.fail(
+                f"{where}.{key}",
+                f"identifiant « {value} » invalide (minuscules, chiffres, . _ - seulement).",
+            )
+        return value
+
+    def sheet(self, data: dict[str, Any], where: str) -> str:
+        name = self.text(data, "sheet", where)
+        if len(name) > 31 or _SHEET_FORBIDDEN & set(name) or name.startswith("'"):
+            raise self.fail(
+                f"{where}.sheet",
+                f"nom de feuille « {name} » invalide (31 caractères au plus, sans [ ] : * ? / \\).",
+            )
+        return name
+
+    def competencies(self, raw: list[Any], where: str) -> tuple[Competency, ...]:
+        result = []
+        for i, item in enumerate(raw, start=1):
+            entry = self.table(item, f"{where}[{i}]")
+            result.append(
+                Competency(
+                    self.text(entry, "code", f"{where}[{i}]"),
+                    self.text(entry, "label", f"{where}[{i}]"),
+                )
+            )
+        return tuple(result)
+
+
+def parse_grid(data: dict[str, Any], source: str) -> Grid:
+    """Validate parsed TOML data and build a `Grid`."""
+    r = _Reader(source)
+    grid_id = r.ident(data, "id", "grille")
+    version = r.text(data, "version", "grille")
+
+    objectives = r.table(data.get("objectives"), "objectives")
+    scale_raw = r.items(data, "scale", "grille")
+    scale = []
+    for i, item in enumerate(scale_raw, start=1):
+        entry = r.table(item, f"scale[{i}]")
+        scale.append(
+            ScaleLevel(r.text(entry, "code", f"scale[{i}]"), r.text(entry, "label", f"scale[{i}]"))
+        )
+    codes = [level.code.casefold() for level in scale]
+    if len(set(codes)) != len(codes):
+        raise r.fail("scale", "deux niveaux de l'échelle ont le même code.")
+
+    sections = []
+    criterion_ids: set[str] = set()
+    sheets: set[str] = set()
+    for s_index, raw_section in enumerate(r.items(data, "sections", "grille"), start=1):
+        where = f"sections[{s_index}]"
+        section = r.table(raw_section, where)
+        section_id = r.ident(section, "id", where)
+        where = f"sections[{section_id}]"
+        sheet = r.sheet(section, where)
+        if sheet.casefold() in sheets:
+            raise r.fail(f"{where}.sheet", f"la feuille « {sheet} » est déjà utilisée.")
+        sheets.add(sheet.casefold())
+        blocks = []
+        for b_index, raw_block in enumerate(r.items(section, "blocks", where), start=1):
+            block = r.table(raw_block, f"{where}.blocks[{b_index}]")
+            blocks.append(
+                ActivityBlock(
+                    r.text(block, "referential", f"{where}.blocks[{b_index}]"),
+                    r.text(block, "activities", f"{where}.blocks[{b_index}]"),
+                    r.text(block, "resources", f"{where}.blocks[{b_index}]", empty=True),
+                )
+            )
+        criteria = []
+        heading = ""
+        for c_index, raw_item in enumerate(r.items(section, "criteria", where), start=1):
+            item_where = f"{where}.criteria[{c_index}]"
+            item = r.table(raw_item, item_where)
+            if "heading" in item:
+                if "id" in item or "label" in item:
+                    raise r.fail(item_where, "un sous-titre (heading) ne porte ni id ni label.")
+                heading = r.text(item, "heading", item_where)
+                continue
+            criterion_id = r.ident(item, "id", item_where)
+            if criterion_id in criterion_ids:
+                raise r.fail(f"{item_where}.id", f"l'identifiant « {criterion_id} » est en double.")
+            criterion_ids.add(criterion_id)
+            criteria.append(
+                Criterion(criterion_id, r.text(item, "label", item_where), heading, section_id)
+            )
+        if not criteria:
+            raise r.fail(f"{where}.criteria", "aucun critère à noter.")
+        sections.append(
+            Section(
+                id=section_id,
+                sheet=sheet,
+                title=r.text(section, "title", where),
+                competencies=r.competencies(r.items(section, "competencies", where), where),
+                blocks=tuple(blocks),
+                criteria_title=r.text(section, "criteria_title", where),
+                rater=r.text(section, "rater", where),
+                criteria=tuple(criteria),
+            )
+        )
+
+    raw_global = r.table(data.get("global_evaluation"), "global_evaluation")
+    dimensions = []
+    dimension_ids: set[str] = set()
+    for d_index, raw_dim in enumerate(r.items(raw_global, "dimensions", "global_evaluation"), 1):
+        where = f"global_evaluation.dimensions[{d_index}]"
+        dim = r.table(raw_dim, where)
+        dim_id = r.ident(dim, "id", where)
+        if dim_id in dimension_ids or dim_id in criterion_ids:
+            raise r.fail(f"{where}.id", f"l'identifiant « {dim_id} » est en double.")
+        dimension_ids.add(dim_id)
+        levels = []
+        for l_index, raw_level in enumerate(r.items(dim, "levels", where), start=1):
+            level_where = f"{where}.levels[{l_index}]"
+            level = r.table(raw_level, level_where)
+            value = level.get("value")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise r.fail(f"{level_where}.value", "un nombre entier positif est attendu.")
+            levels.append(Level(value, r.text(level, "text", level_where)))
+        values = [level.value for level in levels]
+        if values != sorted(set(values)):
+            raise r.fail(f"{where}.levels", "les niveaux doivent être distincts et croissants.")
+        dimensions.append(Dimension(dim_id, r.text(dim, "label", where), tuple(levels)))
+    global_sheet = r.sheet(raw_global, "global_evaluation")
+    closing_raw = r.table(data.get("closing"), "closing")
+    closing_sheet = r.sheet(closing_raw, "closing")
+    for name, where in ((global_sheet, "global_evaluation"), (closing_sheet, "closing")):
+        if name.casefold() in sheets:
+            raise r.fail(f"{where}.sheet", f"la feuille « {name} » est déjà utilisée.")
+        sheets.add(name.casefold())
+
+    points = raw_global.get("points", [])
+    objective_items = r.items(objectives, "items", "objectives")
+    if not all(isinstance(p, str) for p in [*points, *objective_items]):
+        raise r.fail("objectives.items / global_evaluation.points", "des textes sont attendus.")
+    return Grid(
+        id=grid_id,
+        version=version,
+        title=r.text(data, "title", "grille"),
+        diploma=r.text(data, "diploma", "grille"),
+        objectives_title=r.text(objectives, "title", "objectives"),
+        objectives=tuple(objective_items),
+        competencies_intro=r.text(objectives, "competencies_intro", "objectives"),
+        competencies=r.competencies(
+            r.items(objectives, "competencies", "objectives"), "objectives.competencies"
+        ),
+        scale=tuple(scale),
+        sections=tuple(sections),
+        global_evaluation=GlobalEvaluation(
+            sheet=global_sheet,
+            title=r.text(raw_global, "title", "global_evaluation"),
+            intro=r.text(raw_global, "intro", "global_evaluation", empty=True),
+            points=tuple(points),
+            rater=r.text(raw_global, "rater", "global_evaluation"),
+            dimensions=tuple(dimensions),
+        ),
+        closing=Closing(
+            sheet=closing_sheet,
+            tutor_appreciation=r.text(closing_raw, "tutor_appreciation", "closing"),
+            team_appreciation=r.text(closing_raw, "team_appreciation", "closing"),
+            date=r.text(closing_raw, "date", "closing"),
+            signature=r.text(closing_raw, "signature", "closing"),
+        ),
+    )
+
+
+def load_grid(path: Path | str | None = None) -> Grid:
+    """Load and validate a grid file (the default grid when `path` is None)."""
+    grid_path = Path(path) if path is not None else DEFAULT_GRID
+    return _load_grid_cached(grid_path.resolve())
+
+
+@cache
+def _load_grid_cached(path: Path) -> Grid:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise GridError(f"Grille « {path} » illisible : {exc.strerror or exc}.") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise GridError(f"Grille « {path.name} » : le fichier doit être encodé en UTF-8.") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"Grille « {path.name} » : syntaxe TOML invalide ({exc}).") from exc
+    return parse_grid(data, path.name)

@@ -1,0 +1,257 @@
+"""The campaign folder: its paths, its configuration file and its secret key.
+
+A campaign folder is made by `grille init DIR`:
+
+    DIR/grille.toml                   configuration the teacher edits (French keys)
+    DIR/.grille/cle_secrete           per-campaign HMAC key; stays here, never sent
+    DIR/input_templates/roster.xlsx   the roster to fill
+    DIR/output/                       everything grille writes (workbooks, returns, reports)
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.files import atomic_write_bytes
+
+CONFIG_NAME = "grille.toml"
+KEY_RELATIVE = Path(".grille") / "cle_secrete"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the school's mail server."""
+
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # "starttls", "ssl" or "aucune"
+    user: str = ""
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """What the teacher filled in `grille.toml`."""
+
+    campaign_id: str
+    school: str
+    session: str
+    school_year: str
+    teacher_name: str
+    teacher_email: str
+    deadline: date | None
+    smtp: SmtpSettings
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one campaign folder."""
+
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def key_path(self) -> Path:
+        return self.root / KEY_RELATIVE
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "input_templates"
+
+    @property
+    def roster_path(self) -> Path:
+        return self.templates_dir / "roster.xlsx"
+
+    @property
+    def report_template_path(self) -> Path:
+        return self.templates_dir / "modele_rapport.docx"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def workbooks_dir(self) -> Path:
+        return self.output_dir / "classeurs"
+
+    @property
+    def returns_dir(self) -> Path:
+        return self.output_dir / "retours"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.output_dir / "rapports"
+
+    @property
+    def tracking_path(self) -> Path:
+        return self.output_dir / "suivi.xlsx"
+
+    @property
+    def db_path(self) -> Path:
+        return self.output_dir / "grille.sqlite"
+
+    def is_campaign(self) -> bool:
+        return self.config_path.is_file()
+
+    def load_config(self) -> CampaignConfig:
+        """Read `grille.toml`; a French `ConfigError` names the key at fault."""
+        if not self.config_path.is_file():
+            raise ConfigError(
+                f"Aucune campagne dans « {self.root} » (fichier {CONFIG_NAME} absent). "
+                "Lancez d'abord « grille init » dans ce dossier, ou indiquez le dossier "
+                "de la campagne avec --dir."
+            )
+        try:
+            data = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{CONFIG_NAME} : fichier mal formé ({exc}). Corrigez-le.") from exc
+        return _parse_config(data)
+
+    def load_key(self) -> bytes:
+        """The campaign's secret HMAC key."""
+        try:
+            text = self.key_path.read_text(encoding="ascii").strip()
+            key = bytes.fromhex(text)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"Clé de la campagne illisible ou absente ({self.key_path}). Elle est créée par "
+                "« grille init » ; sans elle, les classeurs retournés ne peuvent être authentifiés."
+            ) from exc
+        if len(key) < 16:
+            raise ConfigError(f"Clé de la campagne trop courte ({self.key_path}).")
+        return key
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{CONFIG_NAME} : [{name}] doit être une section.")
+    return value
+
+
+def _text(section: dict[str, Any], key: str, where: str, required: bool = False) -> str:
+    value = section.get(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{CONFIG_NAME} : « {where}.{key} » doit être un texte entre guillemets.")
+    value = value.strip()
+    if required and not value:
+        raise ConfigError(f"{CONFIG_NAME} : « {where}.{key} » est obligatoire. Renseignez-le.")
+    return value
+
+
+def _parse_config(data: dict[str, Any]) -> CampaignConfig:
+    campaign = _section(data, "campagne")
+    teacher = _section(data, "professeur")
+    mail = _section(data, "envoi")
+    deadline = campaign.get("date_limite_retour")
+    if deadline in ("", None):
+        deadline = None
+    elif not isinstance(deadline, date):
+        raise ConfigError(
+            f"{CONFIG_NAME} : « campagne.date_limite_retour » doit être une date sans guillemets, "
+            "au format AAAA-MM-JJ (exemple : 2027-03-15)."
+        )
+    port = mail.get("port", 587)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"{CONFIG_NAME} : « envoi.port » doit être un numéro de port (ex. 587).")
+    security = _text(mail, "securite", "envoi") or "starttls"
+    if security not in {"starttls", "ssl", "aucune"}:
+        raise ConfigError(
+            f"{CONFIG_NAME} : « envoi.securite » vaut « {security} » ; "
+            "choisissez starttls, ssl ou aucune."
+        )
+    return CampaignConfig(
+        campaign_id=_text(campaign, "identifiant", "campagne", required=True),
+        school=_text(campaign, "etablissement", "campagne"),
+        session=_text(campaign, "session", "campagne"),
+        school_year=_text(campaign, "annee_scolaire", "campagne"),
+        teacher_name=_text(teacher, "nom", "professeur"),
+        teacher_email=_text(teacher, "email", "professeur"),
+        deadline=deadline,
+        smtp=SmtpSettings(
+            host=_text(mail, "serveur", "envoi") or "localhost",
+            port=port,
+            security=security,
+            user=_text(mail, "utilisateur", "envoi"),
+            sender=_text(mail, "expediteur", "envoi"),
+        ),
+    )
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def default_school_year(today: date) -> str:
+    """« 2026-2027 » for a date between September 2026 and August 2027."""
+    start = today.year if today.month >= 9 else today.year - 1
+    return f"{start}-{start + 1}"
+
+
+def render_config(
+    *,
+    campaign_id: str,
+    school: str,
+    session: str,
+    school_year: str,
+    teacher_name: str,
+    teacher_email: str,
+    deadline: date | None,
+) -> str:
+    """The text of a fresh `grille.toml`, commented in French for the teacher."""
+    deadline_line = (
+        f"date_limite_retour = {deadline.isoformat()}"
+        if deadline
+        else "# date_limite_retour = 2027-03-15"
+    )
+    return f"""\
+# Configuration de la campagne d'évaluation des stages (grille).
+# Modifiez les valeurs entre guillemets ; les dates s'écrivent AAAA-MM-JJ, sans guillemets.
+
+[campagne]
+# Identifiant unique de la campagne : ne le modifiez pas (il authentifie les classeurs).
+identifiant = {_toml_string(campaign_id)}
+etablissement = {_toml_string(school)}
+session = {_toml_string(session)}
+annee_scolaire = {_toml_string(school_year)}
+# Date limite de retour des grilles par les tuteurs.
+{deadline_line}
+
+[professeur]
+nom = {_toml_string(teacher_name)}
+email = {_toml_string(teacher_email)}
+
+[envoi]
+# Serveur de messagerie de l'établissement pour envoyer les classeurs aux tuteurs.
+serveur = "localhost"
+port = 587
+# starttls, ssl ou aucune
+securite = "starttls"
+utilisateur = ""
+# Adresse d'expédition (par défaut : l'e-mail du professeur).
+expediteur = ""
+# Le mot de passe n'est jamais écrit ici : grille le demande, ou le lit dans la
+# variable d'environnement GRILLE_SMTP_MOT_DE_PASSE.
+"""
+
+
+def new_campaign_id() -> str:
+    return f"campagne-{uuid.uuid4().hex[:12]}"
+
+
+def create_key(workspace: Workspace) -> None:
+    """Create the campaign's secret key; never overwrites an existing one."""
+    if workspace.key_path.exists():
+        return
+    atomic_write_bytes(workspace.key_path, secrets.token_hex(32).encode("ascii") + b"\n")
