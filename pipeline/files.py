@@ -18,23 +18,29 @@ _WINDOWS_RESERVED = {
 }  # fmt: skip
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write `data` to `path` through a temp file in the same folder, then rename.
 
     A crash leaves either the old file or the new one, never a truncated one.
+    `durable=False` skips the fsync, for files that can be made again (workbooks).
     """
-    atomic_write_with(path, lambda handle: handle.write(data))
+    atomic_write_with(path, lambda handle: handle.write(data), durable=durable)
 
 
-def atomic_write_with(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+def atomic_write_with(
+    path: Path, write: Callable[[IO[bytes]], object], *, durable: bool = True
+) -> None:
     """Call `write(handle)` on a temp file next to `path`, fsync it, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if os.name == "posix":
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; these are ordinary documents
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -51,6 +57,8 @@ def atomic_save(path: Path, save: Callable[[Path], object]) -> None:
         save(tmp)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
+        if os.name == "posix":
+            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
-from dataclasses import asdict, dataclass
-from datetime import date
+import io
+import itertools
+import os
+import re
+import tempfile
+import unicodedata
+import warnings
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.comments import Comment
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.datetime import from_excel, to_excel
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from pipeline.errors import Problem, RosterError
 
 
 @dataclass(frozen=True)
@@ -36,3 +57,1058 @@ class Student:
         fields.pop("row")
         text = "\x1f".join(f"{k}={v}" for k, v in sorted(fields.items()))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True)
+class RosterColumn:
+    """One column of the roster.
+
+    `header` is the French text of the template (and of problems' `column`); `aliases`
+    are other headers accepted, compared like the header (case, accents and spaces
+    ignored); `hint` completes « indiquez … » in messages; `single_line` columns have
+    their spaces collapsed and are refused with line breaks or invisible characters.
+    """
+
+    key: str
+    header: str
+    required: bool
+    hint: str
+    example: str
+    width: int
+    aliases: tuple[str, ...] = ()
+    single_line: bool = False
+
+
+ROSTER_COLUMNS: tuple[RosterColumn, ...] = (
+    RosterColumn(
+        key="last_name",
+        header="Nom",
+        required=True,
+        hint="le nom de famille de l'étudiant",
+        example="DUPONT",
+        width=18,
+        aliases=("nom de famille", "nom etudiant", "nom de l'etudiant"),
+        single_line=True,
+    ),
+    RosterColumn(
+        key="first_name",
+        header="Prénom",
+        required=True,
+        hint="le prénom de l'étudiant",
+        example="Léa",
+        width=16,
+        aliases=("prenom etudiant", "prenom de l'etudiant"),
+        single_line=True,
+    ),
+    RosterColumn(
+        key="class_name",
+        header="Classe",
+        required=True,
+        hint="la classe de l'étudiant",
+        example="BTS MUC 2A",
+        width=14,
+        single_line=True,
+    ),
+    RosterColumn(
+        key="company",
+        header="Entreprise",
+        required=True,
+        hint="le nom de l'entreprise d'accueil",
+        example="Agence Horizon Immobilier",
+        width=28,
+        aliases=("entreprise d'accueil",),
+        single_line=True,
+    ),
+    RosterColumn(
+        key="tutor_name",
+        header="Tuteur",
+        required=True,
+        hint="le prénom et le nom du tuteur en entreprise",
+        example="Claire Morel",
+        width=22,
+        aliases=("nom du tuteur", "tuteur entreprise"),
+        single_line=True,
+    ),
+    RosterColumn(
+        key="tutor_email",
+        header="Email tuteur",
+        required=True,
+        hint="l'adresse e-mail du tuteur (exemple : prenom.nom@entreprise.fr)",
+        example="claire.morel@agence-horizon.example",
+        width=34,
+        aliases=("e-mail tuteur", "mail tuteur", "courriel tuteur", "adresse e-mail tuteur"),
+    ),
+    RosterColumn(
+        key="start",
+        header="Début",
+        required=True,
+        hint="la date de début du stage (jj/mm/aaaa)",
+        example="04/01/2027",
+        width=12,
+        aliases=("date de debut", "debut du stage", "debut stage"),
+    ),
+    RosterColumn(
+        key="end",
+        header="Fin",
+        required=True,
+        hint="la date de fin du stage (jj/mm/aaaa)",
+        example="26/02/2027",
+        width=12,
+        aliases=("date de fin", "fin du stage", "fin stage"),
+    ),
+    RosterColumn(
+        key="student_id",
+        header="Identifiant",
+        required=False,
+        hint="un identifiant unique (utile seulement pour deux homonymes de la même classe)",
+        example="MUC2A-07",
+        width=14,
+        aliases=("id", "identifiant etudiant"),
+    ),
+    RosterColumn(
+        key="student_email",
+        header="Email étudiant",
+        required=False,
+        hint="l'adresse e-mail de l'étudiant",
+        example="lea.dupont@lycee.example",
+        width=32,
+        aliases=("e-mail etudiant", "mail etudiant", "courriel etudiant"),
+    ),
+    RosterColumn(
+        key="tutor_phone",
+        header="Téléphone tuteur",
+        required=False,
+        hint="le téléphone du tuteur",
+        example="01 99 00 12 34",
+        width=18,
+        aliases=("tel tuteur", "tel. tuteur", "telephone du tuteur"),
+        single_line=True,
+    ),
+    RosterColumn(
+        key="referent",
+        header="Professeur référent",
+        required=False,
+        hint="le nom du professeur qui suit le stage",
+        example="Mme Lambert",
+        width=22,
+        aliases=("enseignant referent", "referent"),
+        single_line=True,
+    ),
+)
+
+REQUIRED_HEADERS: tuple[str, ...] = tuple(c.header for c in ROSTER_COLUMNS if c.required)
+TEMPLATE_SHEET = "Stagiaires"
+INSTRUCTIONS_SHEET = "Instructions"
+EXAMPLE_LAST_NAME = "EXEMPLE"
+MAX_DATA_ROWS = 2000
+MAX_EMPTY_RUN = 50
+HEADER_SEARCH_ROWS = 10
+DEMO_ROSTER = Path(__file__).parent / "data" / "demo_roster.csv"
+
+_COLUMNS_BY_KEY = {c.key: c for c in ROSTER_COLUMNS}
+_HEADER_SEARCH_COLUMNS = 100
+_MAX_FILE_BYTES = 20 * 1024 * 1024
+_MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
+_SHEET_NAMES = {"stagiaires", "stagiaire", "liste des stagiaires", "etudiants", "eleves"}
+_FIRST_YEAR, _LAST_YEAR = 2000, 2100
+
+_MESSAGES = {
+    "missing_column": (
+        "colonne obligatoire absente : ajoutez une colonne « {header} » à la ligne d'en-tête "
+        "(ligne {row})."
+    ),
+    "duplicate_column": (
+        "la colonne « {header} » apparaît deux fois dans l'en-tête : renommez ou supprimez "
+        "la seconde (seule la première est lue)."
+    ),
+    "missing_value": "valeur manquante : indiquez {hint}.",
+    "bad_email": (
+        "adresse e-mail invalide « {value} » : corrigez-la (exemple : prenom.nom@entreprise.fr)."
+    ),
+    "bad_email_invisible": (
+        "l'adresse e-mail « {value} » contient un caractère invisible (copier-coller ?) : "
+        "retapez-la au clavier."
+    ),
+    "multiple_emails": (
+        "une seule adresse par cellule : « {value} » en contient plusieurs ; gardez-en une seule."
+    ),
+    "bad_date": (
+        "date invalide « {value} » : écrivez-la au format jj/mm/aaaa (exemple : 04/01/2027)."
+    ),
+    "end_before_start": (
+        "la date de fin ({end}) n'est pas après la date de début ({start}) : corrigez Début ou Fin."
+    ),
+    "control_character": (
+        "{what} dans « {value} » : retapez la cellule sur une seule ligne, sans caractère spécial."
+    ),
+    "bad_identifier": (
+        "identifiant invalide « {value} » : utilisez de 1 à 40 caractères parmi lettres sans "
+        "accent, chiffres, « _ », « . » et « - » (exemple : MUC2A-07)."
+    ),
+    "duplicate": (
+        "doublon de la ligne {first} (même classe, même nom, même prénom) : supprimez la "
+        "ligne en double ; s'il s'agit de deux homonymes, ajoutez une colonne Identifiant "
+        "pour distinguer deux homonymes de la même classe."
+    ),
+    "duplicate_identifier": (
+        "identifiant « {value} » déjà utilisé à la ligne {first} : donnez à chaque stagiaire "
+        "un identifiant différent."
+    ),
+    "example_row": (
+        "ligne d'exemple du modèle (Nom « EXEMPLE ») ignorée : remplacez-la par un stagiaire "
+        "ou supprimez-la."
+    ),
+    "extra_cells": (
+        "cette ligne a plus de cellules que l'en-tête : une valeur contient sans doute le "
+        "séparateur « {delimiter} » ; mettez-la entre guillemets ou enregistrez le fichier "
+        "avec le séparateur « ; »."
+    ),
+    "too_many_rows": (
+        "plus de {limit} lignes après l'en-tête : seules les {limit} premières ont été lues ; "
+        "répartissez les stagiaires dans plusieurs fichiers."
+    ),
+}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RosterResult:
+    """Students of the rows that passed every check, and every problem found."""
+
+    students: list[Student] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        """True when no problem blocks (warnings do not)."""
+        return not any(p.severity == "error" for p in self.problems)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One data line: `row` as the user sees it, values in the header's column order."""
+
+    row: int
+    values: list[Any]
+    extra: bool = False
+
+
+@dataclass
+class _Table:
+    """A located header and the data lines below it, from a sheet or a CSV file."""
+
+    sheet: str
+    header_row: int
+    columns: dict[str, int]
+    problems: list[Problem]
+    records: list[_Record]
+    delimiter: str = ""
+
+
+# --------------------------------------------------------------------------- text helpers
+
+_SPACE_CHARS = " \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_EDGE_SPACES = re.compile(f"\\A[{_SPACE_CHARS}]+|[{_SPACE_CHARS}]+\\Z")
+_SPACE_RUN = re.compile(f"[{_SPACE_CHARS}]+")
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "´": "'"})
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+_DMY = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?)?")
+_ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?)?")
+
+
+def _strip(text: str) -> str:
+    """Remove spaces (any Unicode space, not control characters) at both ends."""
+    return _EDGE_SPACES.sub("", text)
+
+
+def _fold(text: str) -> str:
+    """Casefold, strip accents, unify apostrophes and collapse spaces: for comparisons."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _SPACE_RUN.sub(" ", bare.casefold()).strip()
+
+
+def _header_key(text: str) -> str:
+    """Normalised header: case, accents, spaces and a trailing « * » or « : » ignored."""
+    return _fold(text).rstrip("*: ").strip()
+
+
+_HEADER_LOOKUP: dict[str, str] = {
+    _header_key(name): column.key
+    for column in ROSTER_COLUMNS
+    for name in (column.header, *column.aliases)
+}
+
+
+def _is_invisible(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def _show(text: str, limit: int = 60) -> str:
+    """The value as quoted in a message: line breaks and tabs made visible, shortened."""
+    shown = "".join(
+        "↵" if ch in "\r\n" else "⇥" if ch == "\t" else "�" if _is_invisible(ch) else ch
+        for ch in text
+    )
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _cell_text(value: Any) -> str:
+    """A cell as trimmed text, whatever type openpyxl or csv gave."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "VRAI" if value else "FAUX"
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    elif isinstance(value, datetime):
+        text = value.strftime("%d/%m/%Y" if value.time() == time() else "%d/%m/%Y %H:%M")
+    elif isinstance(value, date):
+        text = value.strftime("%d/%m/%Y")
+    else:
+        text = str(value)
+    return _strip(text)
+
+
+def _french_date(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def derive_student_id(class_name: str, last_name: str, first_name: str) -> str:
+    """Stable identifier from class, last and first name: « E » + 8 hex of a SHA-256.
+
+    Case, accents, apostrophe style and repeated spaces do not change it; nor do the row
+    order or the other columns.
+    """
+    key = "|".join(_fold(part) for part in (class_name, last_name, first_name))
+    return "E" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_roster(path: Path) -> RosterResult:
+    """Read a roster (.xlsx or CSV) into students and row-precise problems.
+
+    The file type is decided from the file's first bytes, not its name. Raises
+    `RosterError` (French) when the file cannot be read at all: empty, wrong format,
+    damaged, or no header row; faults in rows are returned as problems.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    name = path.name
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        table = _read_xlsx(data, name)
+    elif data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise RosterError(_ole2_message(data, name))
+    else:
+        table = _read_csv(data, name)
+    return _check_table(table, name)
+
+
+def _read_bytes(path: Path) -> bytes:
+    name = path.name
+    try:
+        if path.is_dir():
+            raise RosterError(f"{path} est un dossier : indiquez le fichier de la liste.")
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise RosterError(
+                f"{name} pèse {size // (1024 * 1024)} Mo : une liste de stagiaires fait "
+                "quelques centaines de Ko ; vérifiez que c'est le bon fichier."
+            )
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RosterError(f"{path} : fichier introuvable ; vérifiez le chemin.") from None
+    except OSError as exc:
+        raise RosterError(
+            f"{name} : lecture impossible ({exc.strerror or exc}) ; fermez-le s'il est ouvert "
+            "dans un autre programme et vérifiez vos droits."
+        ) from None
+    if not data.strip(b" \t\r\n\xef\xbb\xbf;,"):
+        raise RosterError(
+            f"{name} : le fichier est vide. Remplissez la liste (une ligne par stagiaire) "
+            "puis relancez."
+        )
+    return data
+
+
+def _ole2_message(data: bytes, name: str) -> str:
+    if "EncryptionInfo".encode("utf-16-le") in data:
+        return (
+            f"{name} est protégé par un mot de passe : ouvrez-le dans Excel, retirez le mot "
+            "de passe (Fichier › Informations › Protéger le classeur) puis enregistrez-le au "
+            "format Excel (.xlsx)."
+        )
+    return (
+        f"{name} est au format Excel 97-2003 (.xls) : ouvrez-le dans Excel ou LibreOffice et "
+        "enregistrez-le au format Excel (.xlsx) (Fichier › Enregistrer sous)."
+    )
+
+
+def _read_xlsx(data: bytes, name: str) -> _Table:
+    damaged = (
+        f"{name} est un fichier compressé abîmé ou qui n'est pas un classeur Excel : "
+        "ouvrez-le dans Excel et enregistrez-le à nouveau au format Excel (.xlsx)."
+    )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            names = {m.filename for m in members}
+            if "mimetype" in names:
+                with archive.open("mimetype") as handle:
+                    mimetype = handle.read(200)
+                if b"opendocument" in mimetype:
+                    raise RosterError(
+                        f"{name} est un classeur OpenDocument (.ods) : enregistrez-le au "
+                        "format Excel (.xlsx) ou CSV depuis LibreOffice (Fichier › "
+                        "Enregistrer sous)."
+                    )
+            if "xl/workbook.bin" in names:
+                raise RosterError(
+                    f"{name} est un classeur Excel binaire (.xlsb) : enregistrez-le au "
+                    "format Excel (.xlsx) (Fichier › Enregistrer sous)."
+                )
+            if not any(n.startswith("xl/") for n in names):
+                raise RosterError(
+                    f"{name} n'est pas un classeur Excel (c'est une archive ou un autre type "
+                    "de document) : enregistrez la liste au format Excel (.xlsx) ou CSV."
+                )
+            if sum(m.file_size for m in members) > _MAX_UNZIPPED_BYTES:
+                raise RosterError(
+                    f"{name} est anormalement volumineux une fois décompressé : enregistrez "
+                    "la liste seule dans un nouveau classeur (.xlsx)."
+                )
+    except RosterError:
+        raise
+    except Exception:  # zipfile raises several types on a damaged or encrypted archive
+        raise RosterError(damaged) from None
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            try:
+                return _read_workbook(workbook, name)
+            finally:
+                workbook.close()
+    except RosterError:
+        raise
+    except Exception:  # openpyxl raises many types on a malformed file
+        raise RosterError(damaged) from None
+
+
+def _read_workbook(workbook: Any, name: str) -> _Table:
+    sheets = list(workbook.worksheets)
+    if not sheets:
+        raise RosterError(
+            f"{name} ne contient aucune feuille de calcul : mettez la liste dans une feuille "
+            f"nommée « {TEMPLATE_SHEET} »."
+        )
+    preferred = [s for s in sheets if _header_key(str(s.title)) in _SHEET_NAMES]
+    ordered = preferred + [s for s in sheets if s not in preferred]
+    first_failure: RosterError | None = None
+    for sheet in ordered:
+        top = [
+            list(values)
+            for values in sheet.iter_rows(
+                min_row=1,
+                max_row=HEADER_SEARCH_ROWS,
+                max_col=_HEADER_SEARCH_COLUMNS,
+                values_only=True,
+            )
+        ]
+        try:
+            header_index, columns, problems = _locate_header(top, name, str(sheet.title))
+        except RosterError as exc:
+            first_failure = first_failure or exc
+            continue
+        header_row = header_index + 1
+        width = max(columns.values()) + 1
+        rows = sheet.iter_rows(
+            min_row=header_row + 1,
+            max_row=header_row + MAX_DATA_ROWS + 1,
+            max_col=width,
+            values_only=True,
+        )
+        numbered = ((number, list(values)) for number, values in enumerate(rows, header_row + 1))
+        records, overflow = _collect_records(numbered, width)
+        if overflow:
+            problems.append(_too_many_rows(name, str(sheet.title), header_row))
+        return _Table(str(sheet.title), header_row, columns, problems, records)
+    assert first_failure is not None
+    raise first_failure
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _looks_binary(data: bytes) -> bool:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    head = data[:8192]
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    return b"\x00" in head or controls > 2 + len(head) // 50
+
+
+def _read_csv(data: bytes, name: str) -> _Table:
+    if _looks_binary(data):
+        raise RosterError(
+            f"{name} n'est ni un classeur Excel (.xlsx) ni un fichier CSV : enregistrez la "
+            "liste au format Excel (.xlsx) ou CSV (séparateur « ; »)."
+        )
+    text = _decode(data).lstrip("\ufeff")
+    if text.lstrip()[:1] == "<":
+        raise RosterError(
+            f"{name} est une page web (HTML/XML), pas un tableau : ouvrez-le dans Excel et "
+            "enregistrez-le au format Excel (.xlsx)."
+        )
+    first_line, _, rest = text.partition("\n")
+    forced = re.fullmatch(r"\s*sep=(.)\s*", first_line)
+    if forced:  # Excel's « sep=; » first line: not shown by Excel, so not counted
+        text = rest
+    try:
+        delimiter = forced.group(1) if forced else _sniff_delimiter(text)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        top = [row for _, row in zip(range(HEADER_SEARCH_ROWS), reader, strict=False)]
+        header_index, columns, problems = _locate_header(top, name, "")
+        header_row = header_index + 1
+        header_width = len(top[header_index])
+        width = max(columns.values()) + 1
+        remaining = itertools.chain(top[header_index + 1 :], reader)
+        numbered = ((number, values) for number, values in enumerate(remaining, header_row + 1))
+        limited = itertools.islice(numbered, MAX_DATA_ROWS + 1)
+        records, overflow = _collect_records(limited, width, header_width)
+    except csv.Error as exc:
+        raise RosterError(
+            f"{name} : fichier CSV mal formé ({exc}) ; ouvrez-le dans Excel et enregistrez-le "
+            "à nouveau au format CSV (séparateur « ; »)."
+        ) from None
+    if overflow:
+        problems.append(_too_many_rows(name, "", header_row))
+    return _Table("", header_row, columns, problems, records, delimiter)
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter under which a header row is found; else the most frequent one."""
+    best, best_score = "", 0
+    for delimiter in (";", ",", "\t"):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        top = [row for _, row in zip(range(HEADER_SEARCH_ROWS), reader, strict=False)]
+        score = max((len(_match_headers(row)) for row in top), default=0)
+        if score > best_score:
+            best, best_score = delimiter, score
+    if best:
+        return best
+    first_line = text.split("\n", 1)[0]
+    return max((";", ",", "\t"), key=first_line.count)
+
+
+def _match_headers(cells: Sequence[Any]) -> dict[str, list[int]]:
+    """Recognised columns of a candidate header row: key → column indexes (0-based)."""
+    found: dict[str, list[int]] = {}
+    for index, cell in enumerate(cells):
+        key = _HEADER_LOOKUP.get(_header_key(_cell_text(cell)))
+        if key:
+            found.setdefault(key, []).append(index)
+    return found
+
+
+def _locate_header(
+    rows: list[list[Any]], name: str, sheet: str
+) -> tuple[int, dict[str, int], list[Problem]]:
+    """Find the header among the first rows; problems for missing or repeated columns."""
+    best_index = -1
+    best: dict[str, list[int]] = {}
+    closest: dict[str, list[int]] = {}
+    for index, cells in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        found = _match_headers(cells)
+        if len(found) > len(closest):
+            closest = found
+        if "last_name" in found and "first_name" in found and len(found) > len(best):
+            best_index, best = index, found
+    if best_index < 0:
+        missing = [c.header for c in ROSTER_COLUMNS if c.required and c.key not in closest]
+        where = f"{name}, feuille « {sheet} »" if sheet else name
+        listed = ", ".join(f"« {h} »" for h in missing)
+        raise RosterError(
+            f"{where} : ligne d'en-tête introuvable dans les {HEADER_SEARCH_ROWS} premières "
+            f"lignes. Colonnes obligatoires absentes : {listed}. La ligne d'en-tête doit "
+            f"contenir : {', '.join(REQUIRED_HEADERS)} (partez du modèle de liste)."
+        )
+    header_row = best_index + 1
+    missing = [c.header for c in ROSTER_COLUMNS if c.required and c.key not in best]
+    problems = [
+        Problem(
+            "missing_column",
+            _MESSAGES["missing_column"].format(header=header, row=header_row),
+            file=name,
+            sheet=sheet,
+            row=header_row,
+            column=header,
+        )
+        for header in missing
+    ]
+    for column in ROSTER_COLUMNS:
+        if len(best.get(column.key, [])) > 1:
+            problems.append(
+                Problem(
+                    "duplicate_column",
+                    _MESSAGES["duplicate_column"].format(header=column.header),
+                    file=name,
+                    sheet=sheet,
+                    row=header_row,
+                    column=column.header,
+                )
+            )
+    return best_index, {key: indexes[0] for key, indexes in best.items()}, problems
+
+
+def _collect_records(
+    rows: Iterable[tuple[int, list[Any]]], width: int, header_width: int = 0
+) -> tuple[list[_Record], bool]:
+    """Non-empty data lines, stopping after MAX_DATA_ROWS or MAX_EMPTY_RUN empty lines.
+
+    Returns the records and whether a non-empty line lies beyond MAX_DATA_ROWS.
+    """
+    records: list[_Record] = []
+    empty_run = 0
+    for count, (number, values) in enumerate(rows):
+        cells = list(values[:width]) + [None] * (width - len(values))
+        if all(_cell_text(v) == "" for v in cells):
+            empty_run += 1
+            if empty_run >= MAX_EMPTY_RUN:
+                break
+            continue
+        if count >= MAX_DATA_ROWS:
+            return records, True
+        empty_run = 0
+        extra = bool(header_width) and any(_cell_text(v) for v in values[header_width:])
+        records.append(_Record(number, cells, extra))
+    return records, False
+
+
+def _too_many_rows(name: str, sheet: str, header_row: int) -> Problem:
+    return Problem(
+        "too_many_rows",
+        _MESSAGES["too_many_rows"].format(limit=MAX_DATA_ROWS),
+        file=name,
+        sheet=sheet,
+        row=header_row + MAX_DATA_ROWS + 1,
+    )
+
+
+# --------------------------------------------------------------------------- checking
+
+
+class _RowChecker:
+    """Checks one data line; collects its problems."""
+
+    def __init__(self, table: _Table, record: _Record, name: str) -> None:
+        self.table = table
+        self.record = record
+        self.name = name
+        self.problems: list[Problem] = []
+
+    def problem(self, code: str, column: str, message: str, severity: str = "error") -> None:
+        self.problems.append(
+            Problem(
+                code,
+                message,
+                file=self.name,
+                sheet=self.table.sheet,
+                row=self.record.row,
+                column=column,
+                severity=severity,
+            )
+        )
+
+    def raw(self, key: str) -> Any:
+        index = self.table.columns.get(key)
+        return None if index is None else self.record.values[index]
+
+    def text(self, key: str) -> str:
+        column = _COLUMNS_BY_KEY[key]
+        value = _cell_text(self.raw(key))
+        if column.key == "tutor_phone" and isinstance(self.raw(key), int | float):
+            digits = value
+            if digits.isdigit() and len(digits) == 9:  # Excel dropped the leading 0
+                value = "0" + digits
+        if column.single_line:
+            value = _SPACE_RUN.sub(" ", value)
+            if any(_is_invisible(ch) for ch in value):
+                what = (
+                    "retour à la ligne"
+                    if "\n" in value or "\r" in value
+                    else "tabulation"
+                    if "\t" in value
+                    else "caractère invisible"
+                )
+                self.problem(
+                    "control_character",
+                    column.header,
+                    _MESSAGES["control_character"].format(what=what, value=_show(value)),
+                )
+        return value
+
+    def required(self, key: str, value: str) -> None:
+        column = _COLUMNS_BY_KEY[key]
+        if column.required and key in self.table.columns and not value:
+            self.problem(
+                "missing_value", column.header, _MESSAGES["missing_value"].format(hint=column.hint)
+            )
+
+    def email(self, key: str) -> str:
+        column = _COLUMNS_BY_KEY[key]
+        value = self.text(key)
+        if value.casefold().startswith("mailto:"):
+            value = _strip(value[len("mailto:") :])
+        self.required(key, value)
+        if not value:
+            return ""
+        if sum(1 for part in re.split(r"[,;\s]+", value) if "@" in part) > 1:
+            self.problem(
+                "multiple_emails",
+                column.header,
+                _MESSAGES["multiple_emails"].format(value=_show(value)),
+            )
+        elif any(_is_invisible(ch) for ch in value):
+            self.problem(
+                "bad_email",
+                column.header,
+                _MESSAGES["bad_email_invisible"].format(value=_show(value)),
+            )
+        elif not _EMAIL.fullmatch(value) or ".." in value:
+            self.problem(
+                "bad_email", column.header, _MESSAGES["bad_email"].format(value=_show(value))
+            )
+        return value
+
+    def date(self, key: str) -> date | None:
+        column = _COLUMNS_BY_KEY[key]
+        raw = self.raw(key)
+        text = _cell_text(raw)
+        self.required(key, text)
+        if not text:
+            return None
+        parsed = _parse_date(raw)
+        if parsed is None:
+            self.problem("bad_date", column.header, _MESSAGES["bad_date"].format(value=_show(text)))
+        return parsed
+
+
+def _parse_date(value: Any) -> date | None:
+    """A real date from xlsx, an Excel serial number, or French/ISO text; else None."""
+    parsed: date | None = None
+    if isinstance(value, datetime):
+        parsed = value.date()
+    elif isinstance(value, date):
+        parsed = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            serial = from_excel(value)
+        except (ValueError, OverflowError, TypeError):
+            return None
+        parsed = serial.date() if isinstance(serial, datetime) else None
+    elif isinstance(value, str):
+        text = _strip(value)
+        try:
+            if match := _DMY.fullmatch(text):
+                parsed = date(int(match[4]), int(match[3]), int(match[1]))
+            elif match := _ISO.fullmatch(text):
+                parsed = date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            return None
+    if parsed is None or not _FIRST_YEAR <= parsed.year <= _LAST_YEAR:
+        return None
+    return parsed
+
+
+def _check_table(table: _Table, name: str) -> RosterResult:
+    result = RosterResult(problems=list(table.problems))
+    complete = all(c.key in table.columns for c in ROSTER_COLUMNS if c.required)
+    seen_names: dict[str, tuple[int, str]] = {}
+    seen_ids: dict[str, int] = {}
+    for record in table.records:
+        checker = _RowChecker(table, record, name)
+        if _fold(_cell_text(checker.raw("last_name"))) == _fold(EXAMPLE_LAST_NAME):
+            checker.problem("example_row", "Nom", _MESSAGES["example_row"], severity="warning")
+            result.problems.extend(checker.problems)
+            continue
+        if record.extra:
+            checker.problem(
+                "extra_cells", "", _MESSAGES["extra_cells"].format(delimiter=table.delimiter)
+            )
+        values: dict[str, str] = {}
+        for key in ("last_name", "first_name", "class_name", "company", "tutor_name"):
+            values[key] = checker.text(key)
+            checker.required(key, values[key])
+        last_name = values["last_name"]
+        values["tutor_email"] = checker.email("tutor_email")
+        start = checker.date("start")
+        end = checker.date("end")
+        if start and end and end <= start:
+            checker.problem(
+                "end_before_start",
+                "Fin",
+                _MESSAGES["end_before_start"].format(
+                    start=_french_date(start), end=_french_date(end)
+                ),
+            )
+        explicit_id = _cell_text(checker.raw("student_id"))
+        if explicit_id and not _IDENTIFIER.fullmatch(explicit_id):
+            checker.problem(
+                "bad_identifier",
+                "Identifiant",
+                _MESSAGES["bad_identifier"].format(value=_show(explicit_id)),
+            )
+        values["student_email"] = checker.email("student_email")
+        values["tutor_phone"] = checker.text("tutor_phone")
+        values["referent"] = checker.text("referent")
+
+        identity = (values["class_name"], last_name, values["first_name"])
+        student_id = explicit_id or (derive_student_id(*identity) if all(identity) else "")
+        if all(identity):
+            name_key = "|".join(_fold(part) for part in identity)
+            first = seen_names.get(name_key)
+            if first and not (
+                explicit_id and first[1] and explicit_id.casefold() != first[1].casefold()
+            ):
+                checker.problem("duplicate", "Nom", _MESSAGES["duplicate"].format(first=first[0]))
+            elif student_id and student_id.casefold() in seen_ids:
+                checker.problem(
+                    "duplicate",
+                    "Identifiant",
+                    _MESSAGES["duplicate_identifier"].format(
+                        value=_show(student_id), first=seen_ids[student_id.casefold()]
+                    ),
+                )
+            seen_names.setdefault(name_key, (record.row, explicit_id))
+        if student_id:
+            seen_ids.setdefault(student_id.casefold(), record.row)
+
+        result.problems.extend(checker.problems)
+        if complete and start and end and not any(p.severity == "error" for p in checker.problems):
+            result.students.append(
+                Student(
+                    student_id=student_id,
+                    last_name=last_name,
+                    first_name=values["first_name"],
+                    class_name=values["class_name"],
+                    company=values["company"],
+                    tutor_name=values["tutor_name"],
+                    tutor_email=values["tutor_email"],
+                    start=start,
+                    end=end,
+                    student_email=values["student_email"],
+                    tutor_phone=values["tutor_phone"],
+                    referent=values["referent"],
+                    row=record.row,
+                )
+            )
+    return result
+
+
+# --------------------------------------------------------------------------- template
+
+_REQUIRED_FILL = PatternFill("solid", fgColor="1F4E78")
+_OPTIONAL_FILL = PatternFill("solid", fgColor="DDEBF7")
+_DATE_FORMAT = "DD/MM/YYYY"
+_EXAMPLE_ROW: dict[str, Any] = {
+    "last_name": EXAMPLE_LAST_NAME,
+    "first_name": "Camille",
+    "class_name": "BTS MUC 2A",
+    "company": "Agence Exemple Immobilier",
+    "tutor_name": "Dominique Martin",
+    "tutor_email": "dominique.martin@agence-exemple.example",
+    "start": date(2027, 1, 4),
+    "end": date(2027, 2, 26),
+    "student_id": None,
+    "student_email": "camille.exemple@lycee.example",
+    "tutor_phone": "01 99 00 00 00",
+    "referent": "Mme Lambert",
+}
+
+
+def build_roster_template() -> Workbook:
+    """The roster template: a « Stagiaires » sheet to fill and an « Instructions » sheet.
+
+    Row 1 holds the French headers (required ones in dark blue), row 2 one example line
+    (Nom « EXEMPLE ») that `read_roster` ignores with a warning if left in place.
+    """
+    workbook = Workbook()
+    workbook.properties.creator = "grille"
+    sheet = workbook.active
+    sheet.title = TEMPLATE_SHEET
+    last_row = MAX_DATA_ROWS + 1
+    letters = {c.key: get_column_letter(i) for i, c in enumerate(ROSTER_COLUMNS, 1)}
+    for index, column in enumerate(ROSTER_COLUMNS, 1):
+        letter = letters[column.key]
+        header = sheet.cell(row=1, column=index, value=column.header)
+        header.font = Font(bold=True, color="FFFFFF" if column.required else "1F4E78")
+        header.fill = _REQUIRED_FILL if column.required else _OPTIONAL_FILL
+        header.alignment = Alignment(vertical="center")
+        status = "Obligatoire" if column.required else "Facultatif"
+        header.comment = Comment(f"{status} : {column.hint}.", "grille", width=260, height=90)
+        dimension = sheet.column_dimensions[letter]
+        dimension.width = column.width
+        example = sheet.cell(row=2, column=index, value=_EXAMPLE_ROW[column.key])
+        if column.key in ("start", "end"):
+            dimension.number_format = _DATE_FORMAT
+            example.number_format = _DATE_FORMAT
+        elif column.key in ("student_id", "tutor_phone"):
+            dimension.number_format = "@"  # text: keeps leading zeros
+            example.number_format = "@"
+    sheet.row_dimensions[1].height = 22
+    sheet.freeze_panes = "A2"
+    sheet["A2"].comment = Comment(
+        "Ligne d'exemple : remplacez-la par votre premier stagiaire ou supprimez-la. "
+        "Laissée telle quelle (Nom EXEMPLE), elle est ignorée.",
+        "grille",
+        width=260,
+        height=90,
+    )
+
+    for key in ("tutor_email", "student_email"):
+        letter = letters[key]
+        top = f"{letter}2"
+        validation = DataValidation(
+            type="custom",
+            formula1=(
+                f'AND(ISNUMBER(SEARCH("@",{top})),ISERROR(SEARCH(" ",{top})),'
+                f'ISERROR(SEARCH(",",{top})),ISERROR(SEARCH(";",{top})))'
+            ),
+            allow_blank=True,
+            showErrorMessage=True,
+            errorTitle="Adresse e-mail invalide",
+            error="Une seule adresse par cellule, sans espace (ex. : prenom.nom@entreprise.fr).",
+            showInputMessage=True,
+            promptTitle="Adresse e-mail",
+            prompt="Une seule adresse par cellule (exemple : prenom.nom@entreprise.fr).",
+        )
+        validation.add(f"{top}:{letter}{last_row}")
+        sheet.add_data_validation(validation)
+
+    dates = DataValidation(
+        type="date",
+        operator="between",
+        formula1=str(int(to_excel(date(_FIRST_YEAR, 1, 1)))),
+        formula2=str(int(to_excel(date(_LAST_YEAR, 12, 31)))),
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle="Date invalide",
+        error="Saisissez une date au format jj/mm/aaaa, entre 2000 et 2100 (exemple : 04/01/2027).",
+        showInputMessage=True,
+        promptTitle="Date",
+        prompt="Date au format jj/mm/aaaa",
+    )
+    for key in ("start", "end"):
+        dates.add(f"{letters[key]}2:{letters[key]}{last_row}")
+    sheet.add_data_validation(dates)
+
+    _write_instructions(workbook.create_sheet(INSTRUCTIONS_SHEET))
+    workbook.active = 0
+    return workbook
+
+
+def _write_instructions(sheet: Any) -> None:
+    required = ", ".join(REQUIRED_HEADERS)
+    lines: list[tuple[str, ...]] = [
+        ("Liste des stagiaires : mode d'emploi",),
+        (),
+        (f"1. Remplissez la feuille « {TEMPLATE_SHEET} » : une ligne par stagiaire.",),
+        (
+            "2. La ligne 2 (Nom « EXEMPLE ») est un exemple : remplacez-la par votre premier "
+            "stagiaire ou supprimez-la. Laissée telle quelle, elle est ignorée.",
+        ),
+        (f"3. Colonnes obligatoires (en-têtes bleu foncé) : {required}.",),
+        (
+            "4. Dates au format jj/mm/aaaa (exemple : 04/01/2027) ; la date de fin doit être "
+            "après la date de début.",
+        ),
+        ("5. Une seule adresse e-mail par cellule, sans espace.",),
+        (
+            "6. Deux homonymes dans la même classe : remplissez la colonne Identifiant "
+            "(un code différent pour chacun, ex. MUC2A-07). Sinon, laissez-la vide.",
+        ),
+        (
+            "7. Ne renommez pas les en-têtes (majuscules et accents sont tolérés) ; les "
+            "colonnes supplémentaires sont ignorées.",
+        ),
+        (
+            "8. Un fichier CSV est accepté aussi : séparateur « ; » (ou « , »), encodage UTF-8 "
+            "ou Windows, avec la même ligne d'en-tête.",
+        ),
+        (f"9. {MAX_DATA_ROWS} stagiaires au plus par fichier.",),
+        (),
+        ("Colonne", "Obligatoire", "À indiquer", "Exemple"),
+    ]
+    table_header = len(lines)
+    lines += [
+        (c.header, "oui" if c.required else "non", c.hint[0].upper() + c.hint[1:], c.example)
+        for c in ROSTER_COLUMNS
+    ]
+    for values in lines:
+        sheet.append(list(values))
+    sheet["A1"].font = Font(bold=True, size=14, color="1F4E78")
+    for cell in sheet[table_header]:
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = _REQUIRED_FILL
+    for row in range(table_header + 1, table_header + 1 + len(ROSTER_COLUMNS)):
+        if sheet.cell(row=row, column=2).value == "oui":
+            sheet.cell(row=row, column=1).font = Font(bold=True)
+    for letter, width in (("A", 22), ("B", 12), ("C", 70), ("D", 36)):
+        sheet.column_dimensions[letter].width = width
+
+
+def write_roster_template(path: Path) -> None:
+    """Write the roster template to `path` (.xlsx) atomically (temp file, then rename)."""
+    _save_atomically(build_roster_template(), Path(path))
+
+
+def _save_atomically(workbook: Workbook, path: Path) -> None:
+    """Save to a temporary file in the target folder, fsync, then rename over `path`."""
+    temporary: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as handle:
+            temporary = Path(handle.name)
+            workbook.save(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as exc:
+        raise RosterError(
+            f"{path} : écriture impossible ({exc.strerror or exc}) ; vérifiez que le dossier "
+            "existe et fermez le fichier s'il est ouvert dans Excel."
+        ) from None
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)

@@ -48,6 +48,7 @@ class CampaignConfig:
     teacher_email: str
     deadline: date | None
     smtp: SmtpSettings
+    protection_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def _parse_config(data: dict[str, Any]) -> CampaignConfig:
         teacher_name=_text(teacher, "nom", "professeur"),
         teacher_email=_text(teacher, "email", "professeur"),
         deadline=deadline,
+        protection_password=_text(campaign, "mot_de_passe_protection", "campagne"),
         smtp=SmtpSettings(
             host=_text(mail, "serveur", "envoi") or "localhost",
             port=port,
@@ -208,6 +210,7 @@ def render_config(
     teacher_name: str,
     teacher_email: str,
     deadline: date | None,
+    protection_password: str,
 ) -> str:
     """The text of a fresh `grille.toml`, commented in French for the teacher."""
     deadline_line = (
@@ -227,6 +230,8 @@ session = {_toml_string(session)}
 annee_scolaire = {_toml_string(school_year)}
 # Date limite de retour des grilles par les tuteurs.
 {deadline_line}
+# Mot de passe de la protection des feuilles des classeurs (pour les déverrouiller).
+mot_de_passe_protection = {_toml_string(protection_password)}
 
 [professeur]
 nom = {_toml_string(teacher_name)}

@@ -1,0 +1,314 @@
+"""Campaign-level operations behind the CLI: create a campaign, generate workbooks.
+
+Each function takes a `Workspace`, does one step of the flow by calling the step's
+module, records it in the state database and returns a result object; the CLI only
+prints that result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pipeline import state
+from pipeline.errors import ConfigError, GrilleError
+from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.grid import Grid, load_grid
+from pipeline.parallel import map_batches
+from pipeline.roster import Student, write_roster_template
+from pipeline.settings import (
+    CampaignConfig,
+    Workspace,
+    create_key,
+    default_school_year,
+    new_campaign_id,
+    render_config,
+)
+from pipeline.workbook import (
+    TemplateOptions,
+    WorkbookStamper,
+    build_template,
+    identity_values,
+    student_file_name,
+    template_bytes,
+)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What `init_campaign` created (paths relative to the campaign folder)."""
+
+    created: list[str]
+    kept: list[str]
+
+
+def init_campaign(
+    workspace: Workspace,
+    *,
+    school: str = "",
+    session: str = "",
+    teacher_name: str = "",
+    teacher_email: str = "",
+    deadline: date | None = None,
+    today: date | None = None,
+) -> InitResult:
+    """Create the campaign folder; files that already exist are kept as they are."""
+    created: list[str] = []
+    kept: list[str] = []
+    root = workspace.root
+    root.mkdir(parents=True, exist_ok=True)
+    (workspace.output_dir).mkdir(exist_ok=True)
+
+    def note(path: Path, made: bool) -> None:
+        (created if made else kept).append(path.relative_to(root).as_posix())
+
+    if workspace.config_path.exists():
+        note(workspace.config_path, False)
+    else:
+        text = render_config(
+            campaign_id=new_campaign_id(),
+            school=school,
+            session=session,
+            school_year=default_school_year(today or date.today()),
+            teacher_name=teacher_name,
+            teacher_email=teacher_email,
+            deadline=deadline,
+            protection_password=secrets.token_urlsafe(6),
+        )
+        atomic_write_bytes(workspace.config_path, text.encode("utf-8"))
+        note(workspace.config_path, True)
+    key_existed = workspace.key_path.exists()
+    create_key(workspace)
+    note(workspace.key_path, not key_existed)
+    if workspace.roster_path.exists():
+        note(workspace.roster_path, False)
+    else:
+        workspace.templates_dir.mkdir(parents=True, exist_ok=True)
+        write_roster_template(workspace.roster_path)
+        note(workspace.roster_path, True)
+    with state.connect(workspace.db_path):
+        pass
+    return InitResult(created, kept)
+
+
+@dataclass
+class Campaign:
+    """An opened campaign: its folder, configuration, key, grid and database."""
+
+    workspace: Workspace
+    config: CampaignConfig
+    key: bytes
+    grid: Grid
+    db: sqlite3.Connection
+
+    @classmethod
+    def open(cls, workspace: Workspace, grid_path: Path | None = None) -> Campaign:
+        config = workspace.load_config()
+        key = workspace.load_key()
+        grid = load_grid(grid_path)
+        return cls(workspace, config, key, grid, state.connect(workspace.db_path))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def template_options(self) -> TemplateOptions:
+        c = self.config
+        return TemplateOptions(
+            campaign_id=c.campaign_id,
+            school=c.school,
+            session=c.session,
+            school_year=c.school_year,
+            teacher_name=c.teacher_name,
+            teacher_email=c.teacher_email,
+            deadline=c.deadline,
+            protection_password=c.protection_password,
+        )
+
+
+@dataclass
+class GenerateResult:
+    """Per student, what `generate` did."""
+
+    created: list[Student] = field(default_factory=list)
+    updated: list[tuple[Student, str]] = field(default_factory=list)  # with the reason
+    unchanged: list[Student] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # display names no longer in the roster
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+_stamper: WorkbookStamper | None = None
+
+
+def _init_stamper(template: bytes) -> None:
+    global _stamper
+    _stamper = WorkbookStamper(template)
+
+
+def _stamp_batch(batch: Sequence[tuple[str, dict[str, str]]]) -> list[str]:
+    """Write each (path, values) workbook; return their sha256 (worker side)."""
+    assert _stamper is not None
+    digests = []
+    for path, values in batch:
+        data = _stamper.stamp(values)
+        atomic_write_bytes(Path(path), data, durable=False)
+        digests.append(hashlib.sha256(data).hexdigest())
+    return digests
+
+
+def _regeneration_reason(
+    ws: Workspace,
+    before: sqlite3.Row,
+    fingerprint: str,
+    template_digest: str,
+    grid: Grid,
+    force: bool,
+) -> str | None:
+    """Why a student's workbook must be made again (French), or None to keep it."""
+    if force:
+        return "demandé par --force"
+    if before["fingerprint"] != fingerprint:
+        return "ligne de la liste modifiée"
+    if (before["grid_id"], before["grid_version"]) != (grid.id, grid.version):
+        return "grille modifiée"
+    if before["template_digest"] != template_digest:
+        return "configuration de la campagne modifiée"
+    if not (ws.root / before["file"]).is_file():
+        return "fichier absent"
+    return None
+
+
+def generate(
+    campaign: Campaign,
+    students: Sequence[Student],
+    *,
+    force: bool = False,
+    jobs: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> GenerateResult:
+    """Write one workbook per student whose roster line or template changed."""
+    ws = campaign.workspace
+    grid = campaign.grid
+    template = template_bytes(build_template(grid, campaign.template_options()))
+    template_digest = WorkbookStamper(template).digest
+    result = GenerateResult()
+    previous = {
+        row["student_id"]: row
+        for row in campaign.db.execute(
+            "SELECT w.student_id, w.file, w.fingerprint, w.template_digest, w.grid_id, "
+            "w.grid_version FROM workbooks w "
+            "WHERE w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = w.student_id)"
+        )
+    }
+    todo: list[tuple[Student, Path, str]] = []
+    for student in students:
+        fingerprint = student.fingerprint()
+        path = ws.workbooks_dir / safe_name(student.class_name, 60) / student_file_name(student)
+        result.files[student.student_id] = path
+        before = previous.get(student.student_id)
+        if before is None:
+            result.created.append(student)
+        else:
+            reason = _regeneration_reason(ws, before, fingerprint, template_digest, grid, force)
+            if reason is None:
+                result.unchanged.append(student)
+                continue
+            result.updated.append((student, reason))
+        todo.append((student, path, fingerprint))
+
+    roster_ids = {s.student_id for s in students}
+    for row in campaign.db.execute(
+        "SELECT student_id, last_name, first_name, class_name FROM students WHERE in_roster = 1"
+    ):
+        if row["student_id"] not in roster_ids:
+            result.removed.append(
+                f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
+            )
+
+    batch = [
+        (str(path), identity_values(student, grid, campaign.config.campaign_id, campaign.key))
+        for student, path, _ in todo
+    ]
+    digests = list(
+        map_batches(
+            _stamp_batch,
+            batch,
+            jobs=jobs,
+            min_parallel=400,
+            chunk_size=50,
+            initializer=_init_stamper,
+            initargs=(template,),
+            progress=progress,
+        )
+    )
+    stamp = state.now()
+    with state.transaction(campaign.db) as db:
+        db.execute("UPDATE students SET in_roster = 0")
+        db.executemany(
+            "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
+            "tutor_name, tutor_email, tutor_phone, student_email, referent, start_date, "
+            "end_date, in_roster, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1,?) "
+            "ON CONFLICT(student_id) DO UPDATE SET last_name=excluded.last_name, "
+            "first_name=excluded.first_name, class_name=excluded.class_name, "
+            "company=excluded.company, tutor_name=excluded.tutor_name, "
+            "tutor_email=excluded.tutor_email, tutor_phone=excluded.tutor_phone, "
+            "student_email=excluded.student_email, referent=excluded.referent, "
+            "start_date=excluded.start_date, end_date=excluded.end_date, in_roster=1, "
+            "updated_at=excluded.updated_at",
+            [
+                (
+                    s.student_id, s.last_name, s.first_name, s.class_name, s.company,
+                    s.tutor_name, s.tutor_email, s.tutor_phone, s.student_email, s.referent,
+                    s.start.isoformat(), s.end.isoformat(), stamp,
+                )  # fmt: skip
+                for s in students
+            ],
+        )
+        db.executemany(
+            "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
+            "fingerprint, template_digest, generated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    student.student_id,
+                    path.relative_to(ws.root).as_posix(),
+                    digest,
+                    values["signature"],
+                    grid.id,
+                    grid.version,
+                    fingerprint,
+                    template_digest,
+                    stamp,
+                )
+                for (student, path, fingerprint), (_, values), digest in zip(
+                    todo, batch, digests, strict=True
+                )
+            ],
+        )
+    return result
+
+
+def copy_demo_roster(workspace: Workspace) -> Path:
+    """Put the bundled sample roster in the campaign (for `grille demo`)."""
+    source = Path(__file__).parent / "data" / "demo_roster.csv"
+    if not source.is_file():
+        raise ConfigError("Liste d'exemple absente du paquet (pipeline/data/demo_roster.csv).")
+    target = workspace.templates_dir / "demo_roster.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+__all__ = [
+    "Campaign",
+    "GenerateResult",
+    "GrilleError",
+    "InitResult",
+    "copy_demo_roster",
+    "generate",
+    "init_campaign",
+]

@@ -1,0 +1,353 @@
+"""The `grille` command line: a thin French layer over the library, one command per step.
+
+Each command opens the campaign, calls one library function and prints its result.
+Library errors (`GrilleError`) become a French message and a non-zero exit code;
+no traceback reaches the teacher.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from pipeline import campaign as campaign_ops
+from pipeline import state
+from pipeline.errors import GrilleError, Problem
+from pipeline.parallel import default_jobs
+from pipeline.roster import RosterError, read_roster
+from pipeline.settings import Workspace
+
+# ------------------------------------------------------------------ French click
+
+_CLICK_FRENCH = {
+    "Usage:": "Utilisation :",
+    "Options": "Options",
+    "Commands": "Commandes",
+    "Show this message and exit.": "Affiche cette aide et quitte.",
+    "Show the version and exit.": "Affiche la version et quitte.",
+    "%(prog)s, version %(version)s": "%(prog)s, version %(version)s",
+    "Error: {message}": "Erreur : {message}",
+    "Try '{command} {option}' for help.": "Essayez « {command} {option} » pour l'aide.",
+    "No such option {name!r}.": "Option inconnue : {name!r}.",
+    "No such command {name!r}.": "Commande inconnue : {name!r}.",
+    "Missing argument": "Argument manquant",
+    "Missing option": "Option manquante",
+    "Missing parameter": "Paramètre manquant",
+    "Missing command.": "Commande manquante.",
+    "Invalid value for {param_hint}: {message}": "Valeur invalide pour {param_hint} : {message}",
+    "Invalid value: {message}": "Valeur invalide : {message}",
+    "Option {name!r} does not take a value.": "L'option {name!r} ne prend pas de valeur.",
+    "Argument {name!r} takes {nargs} values.": "L'argument {name!r} prend {nargs} valeurs.",
+    "{name} {filename!r} does not exist.": "{name} {filename!r} introuvable.",
+    "{name} {filename!r} is a directory.": "{name} {filename!r} est un dossier.",
+    "{name} {filename!r} is a file.": "{name} {filename!r} est un fichier.",
+    "{name} {filename!r} is not readable.": "{name} {filename!r} illisible.",
+    "{name} {filename!r} is not writable.": "{name} {filename!r} non modifiable.",
+    "{value!r} is not a valid {number_type}.": "{value!r} n'est pas un nombre valide.",
+    "{value} is not in the range {range}.": "{value} n'est pas dans l'intervalle {range}.",
+    "Choose from:\n\t{choices}": "Choisissez parmi :\n\t{choices}",
+    "file": "Fichier",
+    "directory": "Dossier",
+    "path": "Chemin",
+    "Aborted!": "Interrompu.",
+    "default: {default}": "par défaut : {default}",
+    "env var: {var}": "variable d'environnement : {var}",
+}
+
+
+def _french(message: str) -> str:
+    return _CLICK_FRENCH.get(message, message)
+
+
+def _french_n(singular: str, plural: str, n: int) -> str:
+    return _french(singular if n == 1 else plural)
+
+
+def _use_french_click() -> None:
+    """Translate click's own messages (it prints them through gettext)."""
+    import click.core
+    import click.decorators
+    import click.exceptions
+    import click.formatting
+    import click.parser
+    import click.types
+
+    for module in (
+        click.core,
+        click.decorators,
+        click.exceptions,
+        click.formatting,
+        click.parser,
+        click.types,
+    ):
+        module._ = _french  # type: ignore[attr-defined]
+        if hasattr(module, "ngettext"):
+            module.ngettext = _french_n  # type: ignore[attr-defined]
+
+
+_use_french_click()
+
+# ------------------------------------------------------------------ plumbing
+
+
+class FlowGroup(click.Group):
+    """Lists commands in the order of the flow, not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@dataclass
+class Context:
+    """Shared by every command: the campaign folder."""
+
+    root: Path
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.root)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a French error on stderr and exit with `code`."""
+    click.echo(f"Erreur : {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn library errors into French messages and exit codes, never a traceback."""
+    try:
+        yield
+    except GrilleError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrompu par l'utilisateur.", 130)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"accès au fichier impossible{where} : {exc.strerror or exc}.")
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long work (silent when there is little to do)."""
+    if total < 20 or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        prefix = "Attention" if problem.severity == "warning" else "Erreur"
+        click.echo(f"  {prefix} — {problem}", err=True)
+
+
+def parse_day(value: str | None) -> date | None:
+    if not value:
+        return None
+    for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(value.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise click.BadParameter(f"date « {value} » invalide : écrivez-la jj/mm/aaaa.")
+
+
+# ------------------------------------------------------------------ commands
+
+
+@click.group(cls=FlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    envvar="GRILLE_DIR",
+    help="Dossier de la campagne.",
+)
+@click.version_option(package_name="grille", message="grille %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, root: Path) -> None:
+    """grille : évaluation des stages de BTS avec les tuteurs en entreprise.
+
+    \b
+    Le déroulé d'une campagne :
+      grille init         crée la campagne (configuration, liste des stagiaires)
+      grille generate     fabrique un classeur Excel par stagiaire
+    """
+    ctx.obj = Context(root)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--school", default="", help="Nom de l'établissement.")
+@click.option("--session", default="", help="Classe ou session (ex. « BTS MUC 2027 »).")
+@click.option("--teacher", default="", help="Nom du professeur coordinateur.")
+@click.option("--teacher-email", default="", help="E-mail du professeur coordinateur.")
+@click.option("--deadline", default=None, help="Date limite de retour (jj/mm/aaaa).")
+@pass_context
+def init(
+    ctx: Context,
+    directory: Path | None,
+    school: str,
+    session: str,
+    teacher: str,
+    teacher_email: str,
+    deadline: str | None,
+) -> None:
+    """Crée un dossier de campagne : configuration, clé secrète, liste à remplir.
+
+    Exemple : grille init campagne-2027 --school "Lycée Jean Moulin"
+
+    Les fichiers existants ne sont jamais remplacés.
+    """
+    workspace = Workspace(directory if directory is not None else ctx.root)
+    with friendly_errors():
+        result = campaign_ops.init_campaign(
+            workspace,
+            school=school,
+            session=session,
+            teacher_name=teacher,
+            teacher_email=teacher_email,
+            deadline=parse_day(deadline),
+        )
+    click.echo(f"Campagne prête dans « {workspace.root} ».")
+    for name in result.created:
+        click.echo(f"  créé : {name}")
+    for name in result.kept:
+        click.echo(f"  conservé (déjà présent) : {name}")
+    click.echo(
+        "Ensuite : complétez grille.toml et input_templates/roster.xlsx, "
+        "puis lancez « grille generate »."
+    )
+
+
+def _run_generate(
+    workspace: Workspace,
+    roster_path: Path | None,
+    grid_path: Path | None,
+    force: bool,
+    jobs: int,
+) -> None:
+    roster_file = roster_path or workspace.roster_path
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace, grid_path)
+        try:
+            try:
+                roster = read_roster(roster_file)
+            except RosterError as exc:
+                fail(str(exc), 2)
+            warnings = [p for p in roster.problems if p.severity == "warning"]
+            if not roster.valid:
+                errors = [p for p in roster.problems if p.severity != "warning"]
+                click.echo(
+                    f"Liste des stagiaires « {roster_file.name} » : {len(errors)} problème(s) "
+                    "à corriger ; aucun classeur n'a été produit.",
+                    err=True,
+                )
+                print_problems(roster.problems)
+                sys.exit(2)
+            print_problems(warnings)
+            if not roster.students:
+                fail(f"« {roster_file.name} » ne contient aucun stagiaire.", 2)
+            with progress_bar(len(roster.students), "Classeurs") as advance:
+                result = campaign_ops.generate(
+                    opened, roster.students, force=force, jobs=jobs, progress=advance
+                )
+        finally:
+            opened.close()
+    for student in result.created:
+        path = result.files[student.student_id].relative_to(workspace.root)
+        click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")
+    for student, reason in result.updated:
+        path = result.files[student.student_id].relative_to(workspace.root)
+        click.echo(f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}")
+    for name in result.removed:
+        click.echo(f"  Attention — {name} n'est plus dans la liste : son classeur est conservé.")
+    click.echo(
+        f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
+        f"{len(result.unchanged)} inchangé(s), dans {workspace.workbooks_dir.relative_to(workspace.root)}."
+    )
+
+
+@cli.command()
+@click.option(
+    "--roster",
+    "roster_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Liste des stagiaires (.xlsx ou .csv). Par défaut : input_templates/roster.xlsx.",
+)
+@click.option(
+    "--grid",
+    "grid_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Fichier de grille (.toml) à utiliser au lieu de la grille BTS MUC fournie.",
+)
+@click.option("--force", is_flag=True, help="Refait aussi les classeurs inchangés.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=default_jobs(),
+    show_default="tous les cœurs",
+    help="Nombre de processus.",
+)
+@pass_context
+def generate(
+    ctx: Context, roster_path: Path | None, grid_path: Path | None, force: bool, jobs: int
+) -> None:
+    """Fabrique un classeur Excel d'évaluation par stagiaire de la liste.
+
+    Exemple : grille generate --roster stagiaires.csv
+
+    Les classeurs vont dans output/classeurs/<classe>/. Relancer la commande ne refait
+    que les classeurs dont la ligne a changé.
+    """
+    _run_generate(ctx.workspace, roster_path, grid_path, force, jobs)
+
+
+@cli.command()
+@click.argument(
+    "directory",
+    required=False,
+    default=Path("output") / "demo",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--jobs", type=click.IntRange(min=1), default=default_jobs(), hidden=True)
+def demo(directory: Path, jobs: int) -> None:
+    """Démonstration sur une classe fictive : campagne, classeurs.
+
+    Exemple : grille demo   (écrit dans output/demo/)
+    """
+    workspace = Workspace(directory)
+    with friendly_errors():
+        campaign_ops.init_campaign(
+            workspace,
+            school="Lycée de démonstration",
+            session="BTS MUC — session 2027",
+            teacher_name="Mme Claire Martin",
+            teacher_email="claire.martin@lycee-demo.example",
+            deadline=date(2027, 3, 19),
+        )
+        roster = campaign_ops.copy_demo_roster(workspace)
+    click.echo(f"Campagne de démonstration dans « {workspace.root} ».")
+    _run_generate(workspace, roster, None, False, jobs)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the `grille` console script."""
+    return cli.main(args=argv, prog_name="grille")

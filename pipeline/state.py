@@ -1,0 +1,161 @@
+"""SQLite state of a campaign: migrations and the queries each step needs.
+
+What was generated, sent, returned and validated lives in `output/grille.sqlite`.
+Schema changes are named functions in `MIGRATIONS`, applied once each, in order,
+in a transaction, and recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.errors import GrilleError
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction (executescript would commit)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _001_students_and_workbooks(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE students (
+            student_id TEXT PRIMARY KEY,
+            last_name TEXT NOT NULL,
+            first_name TEXT NOT NULL,
+            class_name TEXT NOT NULL,
+            company TEXT NOT NULL,
+            tutor_name TEXT NOT NULL,
+            tutor_email TEXT NOT NULL,
+            tutor_phone TEXT NOT NULL DEFAULT '',
+            student_email TEXT NOT NULL DEFAULT '',
+            referent TEXT NOT NULL DEFAULT '',
+            start_date TEXT NOT NULL,
+            end_date TEXT NOT NULL,
+            in_roster INTEGER NOT NULL DEFAULT 1,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE workbooks (
+            id INTEGER PRIMARY KEY,
+            student_id TEXT NOT NULL REFERENCES students(student_id),
+            file TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            grid_id TEXT NOT NULL,
+            grid_version TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            template_digest TEXT NOT NULL,
+            generated_at TEXT NOT NULL
+        );
+        CREATE INDEX workbooks_student ON workbooks(student_id, id);
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("001_students_and_workbooks", _001_students_and_workbooks),
+]
+
+
+def now() -> str:
+    """Local time, to the second, ISO format: what the teacher reads."""
+    return datetime.now().replace(microsecond=0).isoformat(sep=" ")
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations not yet recorded; return their names."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
+    applied = []
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            migration(db)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and migrate) the campaign database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db)
+    except sqlite3.DatabaseError as exc:
+        raise GrilleError(
+            f"Base de suivi « {path} » illisible ({exc}). Restaurez-la depuis une sauvegarde "
+            "ou déplacez-la pour repartir de zéro."
+        ) from exc
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A short write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on error)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _stale(lock: Path) -> bool:
+    """True when the lock's process is gone (checked on POSIX only)."""
+    if os.name != "posix":
+        return False
+    try:
+        pid = int(lock.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextmanager
+def run_lock(output_dir: Path) -> Iterator[None]:
+    """One grille command at a time per campaign (a lock file in `output/`)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = output_dir / ".grille.lock"
+    if _stale(lock):
+        lock.unlink(missing_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise GrilleError(
+            f"Une autre commande grille travaille déjà sur cette campagne ({lock}). "
+            "Attendez qu'elle se termine ; si aucune ne tourne, supprimez ce fichier."
+        ) from None
+    try:
+        os.write(fd, str(os.getpid()).encode("ascii"))
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

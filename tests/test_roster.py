@@ -1,0 +1,694 @@
+"""Roster reading: file types, headers, row checks, identifiers, and the template."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook, load_workbook
+
+from pipeline.errors import Problem, RosterError
+from pipeline.roster import (
+    DEMO_ROSTER,
+    REQUIRED_HEADERS,
+    ROSTER_COLUMNS,
+    RosterResult,
+    derive_student_id,
+    read_roster,
+    write_roster_template,
+)
+
+Writer = Callable[..., Path]
+
+HEADER = ["Nom", "Prénom", "Classe", "Entreprise", "Tuteur", "Email tuteur", "Début", "Fin"]
+
+
+def line(
+    nom: object = "Dupont",
+    prenom: object = "Léa",
+    classe: object = "BTS MUC 2A",
+    entreprise: object = "Agence Horizon",
+    tuteur: object = "Claire Morel",
+    email: object = "claire.morel@agence-horizon.example",
+    debut: object = "04/01/2027",
+    fin: object = "26/02/2027",
+) -> list[object]:
+    """One valid roster line in HEADER order; override the cell under test."""
+    return [nom, prenom, classe, entreprise, tuteur, email, debut, fin]
+
+
+def located(result: RosterResult) -> list[tuple[int | None, str, str]]:
+    return [(p.row, p.column, p.code) for p in result.problems]
+
+
+# --------------------------------------------------------------------------- whole files
+
+
+def test_demo_roster__bundled_sample__thirty_students_without_problems() -> None:
+    result = read_roster(DEMO_ROSTER)
+
+    assert result.problems == []
+    assert result.valid
+    assert len(result.students) == 30
+    assert {s.class_name for s in result.students} == {"BTS MUC 2A", "BTS MUC 2B"}
+    assert len({s.student_id for s in result.students}) == 30
+    homonyms = [s for s in result.students if (s.last_name, s.first_name) == ("Martin", "Lucas")]
+    assert [s.class_name for s in homonyms] == ["BTS MUC 2A", "BTS MUC 2B"]
+    assert DEMO_ROSTER.read_bytes().startswith(b"\xef\xbb\xbfNom;Pr\xc3\xa9nom;")
+
+
+def test_roster__xlsx_with_every_column__builds_the_student(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    headers = [c.header for c in ROSTER_COLUMNS]
+    path = write_xlsx(
+        tmp_path / "liste.xlsx",
+        [
+            headers,
+            [
+                " N'Diaye ",
+                "Jean-Baptiste",
+                "BTS MUC 2A",
+                "Agence  Horizon",
+                "Claire Morel",
+                "claire.morel@agence-horizon.example",
+                date(2027, 1, 4),
+                date(2027, 2, 26),
+                "MUC2A-07",
+                "jb.ndiaye@lycee.example",
+                612345678,
+                "Mme Lambert",
+            ],
+        ],
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    (student,) = result.students
+    assert student.student_id == "MUC2A-07"
+    assert (student.last_name, student.company) == ("N'Diaye", "Agence Horizon")
+    assert (student.start, student.end) == (date(2027, 1, 4), date(2027, 2, 26))
+    assert (student.student_email, student.tutor_phone) == ("jb.ndiaye@lycee.example", "0612345678")
+    assert (student.referent, student.row) == ("Mme Lambert", 2)
+
+
+def test_roster__every_fault_of_every_row__collected_in_row_order(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [
+            HEADER,
+            line(nom="", email="claire@"),
+            line(prenom="Paul"),
+            line(prenom="Zoé", debut="31/02/2027", fin="pas encore"),
+            line(prenom="Hugo", tuteur=None, fin="01/01/2027"),
+        ],
+    )
+
+    result = read_roster(path)
+
+    assert located(result) == [
+        (2, "Nom", "missing_value"),
+        (2, "Email tuteur", "bad_email"),
+        (4, "Début", "bad_date"),
+        (4, "Fin", "bad_date"),
+        (5, "Tuteur", "missing_value"),
+        (5, "Fin", "end_before_start"),
+    ]
+    assert [s.first_name for s in result.students] == ["Paul"]
+    assert not result.valid
+
+
+# --------------------------------------------------------------------------- file types
+
+
+def test_roster__utf8_with_commas__read_like_semicolons(tmp_path: Path, write_csv: Writer) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [HEADER, line(entreprise="Dupont, Fils et Cie")],
+        encoding="utf-8",
+        delimiter=",",
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.first_name, s.company) for s in result.students] == [("Léa", "Dupont, Fils et Cie")]
+
+
+def test_roster__windows_1252_csv__accents_decoded(tmp_path: Path, write_csv: Writer) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv", [HEADER, line(nom="Lefèvre", prenom="Maëlys")], encoding="cp1252"
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.last_name, s.first_name) for s in result.students] == [("Lefèvre", "Maëlys")]
+
+
+def test_roster__xlsx_named_csv__type_decided_from_the_bytes(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    path = write_xlsx(tmp_path / "liste.csv", [HEADER, line()])
+
+    result = read_roster(path)
+
+    assert (result.problems, len(result.students)) == ([], 1)
+
+
+def test_roster__excel_sep_line__delimiter_taken_and_rows_numbered_as_excel(
+    tmp_path: Path,
+) -> None:
+    text = "sep=,\r\n" + ",".join(HEADER) + "\r\n" + ",".join(map(str, line(email="x"))) + "\r\n"
+    path = tmp_path / "liste.csv"
+    path.write_text(text, encoding="utf-8")
+
+    assert located(read_roster(path)) == [(2, "Email tuteur", "bad_email")]
+
+
+def test_roster__empty_file__roster_error(tmp_path: Path) -> None:
+    path = tmp_path / "liste.xlsx"
+    path.write_bytes(b"")
+
+    with pytest.raises(RosterError) as error:
+        read_roster(path)
+
+    assert str(error.value) == (
+        "liste.xlsx : le fichier est vide. Remplissez la liste (une ligne par stagiaire) "
+        "puis relancez."
+    )
+
+
+def test_roster__ods_renamed_xlsx__asks_to_save_as_xlsx_or_csv(tmp_path: Path) -> None:
+    path = tmp_path / "liste.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+
+    with pytest.raises(RosterError) as error:
+        read_roster(path)
+
+    assert str(error.value) == (
+        "liste.xlsx est un classeur OpenDocument (.ods) : enregistrez-le au format Excel "
+        "(.xlsx) ou CSV depuis LibreOffice (Fichier › Enregistrer sous)."
+    )
+
+
+def test_roster__xls_magic__asks_to_save_as_xlsx(tmp_path: Path) -> None:
+    path = tmp_path / "liste.xlsx"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504)
+
+    with pytest.raises(RosterError) as error:
+        read_roster(path)
+
+    assert str(error.value) == (
+        "liste.xlsx est au format Excel 97-2003 (.xls) : ouvrez-le dans Excel ou LibreOffice "
+        "et enregistrez-le au format Excel (.xlsx) (Fichier › Enregistrer sous)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "start"),
+    [
+        (bytes(range(256)) * 16, "liste.xlsx n'est ni un classeur Excel (.xlsx) ni un fichier CSV"),
+        (b"PK\x03\x04" + b"\x8f\x01" * 300, "liste.xlsx est un fichier compressé abîmé"),
+        (b"<html><body>liste</body></html>", "liste.xlsx est une page web (HTML/XML)"),
+    ],
+    ids=["random-bytes", "broken-zip", "html"],
+)
+def test_roster__unreadable_content__roster_error_not_traceback(
+    tmp_path: Path, content: bytes, start: str
+) -> None:
+    path = tmp_path / "liste.xlsx"
+    path.write_bytes(content)
+
+    with pytest.raises(RosterError) as error:
+        read_roster(path)
+
+    assert str(error.value).startswith(start)
+
+
+def test_roster__zip_that_is_not_a_workbook__roster_error(tmp_path: Path) -> None:
+    path = tmp_path / "liste.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+
+    with pytest.raises(RosterError, match="n'est pas un classeur Excel"):
+        read_roster(path)
+
+
+def test_roster__xlsx_with_broken_parts__roster_error(tmp_path: Path) -> None:
+    path = tmp_path / "liste.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types")
+        archive.writestr("xl/workbook.xml", "pas du XML")
+
+    with pytest.raises(RosterError, match="abîmé"):
+        read_roster(path)
+
+
+def test_roster__far_cell_at_xfd1048576__read_quickly_and_correctly(tmp_path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(HEADER)
+    sheet.append(line())
+    sheet["XFD1048576"] = "x"
+    path = tmp_path / "liste.xlsx"
+    workbook.save(path)
+
+    started = time.perf_counter()
+    result = read_roster(path)
+
+    assert time.perf_counter() - started < 5
+    assert (result.problems, [s.row for s in result.students]) == ([], [2])
+
+
+def test_roster__sheet_named_stagiaires__preferred_to_the_first_sheet(tmp_path: Path) -> None:
+    workbook = Workbook()
+    workbook.active.append(["Notes de la secrétaire"])
+    workbook.create_sheet("Stagiaires").append(HEADER)
+    workbook["Stagiaires"].append(line())
+    path = tmp_path / "liste.xlsx"
+    workbook.save(path)
+
+    result = read_roster(path)
+
+    assert [(s.row, s.last_name) for s in result.students] == [(2, "Dupont")]
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def test_roster__header_variations__case_accents_and_spaces_ignored(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    headers = ["  NOM ", "prenom", "CLASSE", "entreprise", "Tuteur ", "  EMAIL TUTEUR ", "debut"]
+    path = write_xlsx(
+        tmp_path / "liste.xlsx",
+        [
+            ["Liste des stagiaires 2026-2027"],
+            [],
+            [*headers, "FIN", "Remarques"],
+            [*line(), "absent lundi"],
+        ],
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.row, s.tutor_email) for s in result.students] == [
+        (4, "claire.morel@agence-horizon.example")
+    ]
+
+
+def test_roster__missing_columns__reported_on_the_header_row(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [[*HEADER[:5], "Début"], [*line()[:5], "04/01/2027"]],
+    )
+
+    result = read_roster(path)
+
+    assert located(result) == [(1, "Email tuteur", "missing_column"), (1, "Fin", "missing_column")]
+    assert str(result.problems[0]) == (
+        "liste.csv, ligne 1, colonne Email tuteur : colonne obligatoire absente : ajoutez une "
+        "colonne « Email tuteur » à la ligne d'en-tête (ligne 1)."
+    )
+    assert result.students == []
+
+
+def test_roster__workbook_without_headers__lists_missing_required_columns(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    path = write_xlsx(tmp_path / "liste.xlsx", [["Dupont", "Léa", "BTS MUC 2A"]])
+
+    with pytest.raises(RosterError) as error:
+        read_roster(path)
+
+    assert str(error.value) == (
+        "liste.xlsx, feuille « Feuil1 » : ligne d'en-tête introuvable dans les 10 premières "
+        "lignes. Colonnes obligatoires absentes : « Nom », « Prénom », « Classe », "
+        "« Entreprise », « Tuteur », « Email tuteur », « Début », « Fin ». La ligne d'en-tête "
+        "doit contenir : Nom, Prénom, Classe, Entreprise, Tuteur, Email tuteur, Début, Fin "
+        "(partez du modèle de liste)."
+    )
+
+
+def test_roster__same_column_twice__first_one_read(tmp_path: Path, write_csv: Writer) -> None:
+    path = write_csv(tmp_path / "liste.csv", [[*HEADER, "Nom"], [*line(), "Autre"]])
+
+    result = read_roster(path)
+
+    assert located(result) == [(1, "Nom", "duplicate_column")]
+    assert [s.last_name for s in result.students] == ["Dupont"]
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def test_roster__bad_email__names_row_column_fault_and_fix(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    path = write_xlsx(tmp_path / "liste.xlsx", [HEADER, line(email="jean.dupont@")])
+
+    result = read_roster(path)
+
+    assert located(result) == [(2, "Email tuteur", "bad_email")]
+    assert str(result.problems[0]) == (
+        "liste.xlsx, feuille « Feuil1 », ligne 2, colonne Email tuteur : adresse e-mail "
+        "invalide « jean.dupont@ » : corrigez-la (exemple : prenom.nom@entreprise.fr)."
+    )
+
+
+@pytest.mark.parametrize(
+    "cell", ["a@x.fr, b@y.fr", "a@x.fr;b@y.fr", "a@x.fr b@y.fr"], ids=["comma", "semi", "space"]
+)
+def test_roster__two_emails_in_one_cell__one_address_per_cell(
+    tmp_path: Path, cell: str, write_xlsx: Writer
+) -> None:
+    path = write_xlsx(tmp_path / "liste.xlsx", [HEADER, line(email=cell)])
+
+    result = read_roster(path)
+
+    assert located(result) == [(2, "Email tuteur", "multiple_emails")]
+    assert "une seule adresse par cellule" in result.problems[0].message
+
+
+@pytest.mark.parametrize(
+    "cell", ["claire morel@x.fr", "claire@x", "@x.fr", "claire..morel@x.fr", "claire@x.fr\u200b"]
+)
+def test_roster__malformed_email__bad_email(tmp_path: Path, cell: str, write_xlsx: Writer) -> None:
+    path = write_xlsx(tmp_path / "liste.xlsx", [HEADER, line(email=cell)])
+
+    assert located(read_roster(path)) == [(2, "Email tuteur", "bad_email")]
+
+
+def test_roster__optional_student_email__checked_when_filled(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [[*HEADER, "Email étudiant"], [*line(), "lea@"], [*line(prenom="Paul"), ""]],
+    )
+
+    assert located(read_roster(path)) == [(2, "Email étudiant", "bad_email")]
+
+
+def test_roster__end_before_start__names_row_and_column(tmp_path: Path, write_xlsx: Writer) -> None:
+    path = write_xlsx(
+        tmp_path / "liste.xlsx",
+        [HEADER, line(), line(prenom="Paul", debut="26/02/2027", fin="04/01/2027")],
+    )
+
+    result = read_roster(path)
+
+    assert located(result) == [(3, "Fin", "end_before_start")]
+    assert result.problems[0].message == (
+        "la date de fin (04/01/2027) n'est pas après la date de début (26/02/2027) : corrigez "
+        "Début ou Fin."
+    )
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["31/02/2027", "demain", "05/01/27", "2027/01/05", "05/01-2027", "05/01/0207", "13/13/2027"],
+)
+def test_roster__invalid_date_text__bad_date(tmp_path: Path, cell: str, write_csv: Writer) -> None:
+    path = write_csv(tmp_path / "liste.csv", [HEADER, line(debut=cell)])
+
+    result = read_roster(path)
+
+    assert located(result) == [(2, "Début", "bad_date")]
+    assert result.problems[0].message == (
+        f"date invalide « {cell} » : écrivez-la au format jj/mm/aaaa (exemple : 04/01/2027)."
+    )
+
+
+@pytest.mark.parametrize(
+    "cell", ["05/01/2027", "5/1/2027", "05-01-2027", "05.01.2027", "2027-01-05", "05/01/2027 00:00"]
+)
+def test_roster__date_text_formats__accepted(tmp_path: Path, cell: str, write_csv: Writer) -> None:
+    path = write_csv(tmp_path / "liste.csv", [HEADER, line(debut=cell)])
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [s.start for s in result.students] == [date(2027, 1, 5)]
+
+
+def test_roster__real_dates_from_xlsx__read_as_dates(tmp_path: Path, write_xlsx: Writer) -> None:
+    path = write_xlsx(
+        tmp_path / "liste.xlsx",
+        [HEADER, line(debut=datetime(2027, 1, 4, 0, 0), fin=date(2027, 2, 26))],
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.start, s.end) for s in result.students] == [(date(2027, 1, 4), date(2027, 2, 26))]
+
+
+def test_roster__line_break_in_a_name__control_character(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    path = write_xlsx(
+        tmp_path / "liste.xlsx",
+        [HEADER, line(prenom="Jean\nBaptiste"), line(prenom="Paul", tuteur="Claire\tMorel")],
+    )
+
+    result = read_roster(path)
+
+    assert located(result) == [
+        (2, "Prénom", "control_character"),
+        (3, "Tuteur", "control_character"),
+    ]
+    assert result.problems[0].message == (
+        "retour à la ligne dans « Jean↵Baptiste » : retapez la cellule sur une seule ligne, "
+        "sans caractère spécial."
+    )
+
+
+def test_roster__line_break_inside_quoted_csv_field__control_character(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    path = write_csv(tmp_path / "liste.csv", [HEADER, line(nom="Du\r\npont"), line(prenom="Paul")])
+
+    result = read_roster(path)
+
+    assert located(result) == [(2, "Nom", "control_character")]
+    assert [s.row for s in result.students] == [3]
+
+
+def test_roster__spaces_in_cells__trimmed_and_collapsed(tmp_path: Path, write_csv: Writer) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [HEADER, line(nom="  Martin   Lefèvre ", prenom="\u00a0Léa", email=" lea@x.example ")],
+    )
+
+    (student,) = read_roster(path).students
+
+    assert (student.last_name, student.first_name, student.tutor_email) == (
+        "Martin Lefèvre",
+        "Léa",
+        "lea@x.example",
+    )
+
+
+def test_roster__fully_empty_rows__skipped(tmp_path: Path, write_xlsx: Writer) -> None:
+    path = write_xlsx(tmp_path / "liste.xlsx", [HEADER, [], [None] * 8, line(), ["", " "]])
+
+    result = read_roster(path)
+
+    assert (result.problems, [s.row for s in result.students]) == ([], [4])
+
+
+# --------------------------------------------------------------------------- duplicates, ids
+
+
+def test_roster__same_student_twice_in_a_class__duplicate_names_the_first_row(
+    tmp_path: Path, write_xlsx: Writer
+) -> None:
+    path = write_xlsx(
+        tmp_path / "liste.xlsx",
+        [HEADER, line(prenom="Paul"), line(), line(prenom="Zoé"), line(nom="DUPONT", prenom="lea")],
+    )
+
+    result = read_roster(path)
+
+    assert located(result) == [(5, "Nom", "duplicate")]
+    assert result.problems[0].message.startswith("doublon de la ligne 3 ")
+    assert "ajoutez une colonne Identifiant" in result.problems[0].message
+    assert [s.row for s in result.students] == [2, 3, 4]
+
+
+def test_roster__homonyms_in_two_classes__both_accepted(tmp_path: Path, write_xlsx: Writer) -> None:
+    path = write_xlsx(
+        tmp_path / "liste.xlsx", [HEADER, line(classe="BTS MUC 2A"), line(classe="BTS MUC 2B")]
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert len({s.student_id for s in result.students}) == 2
+
+
+def test_roster__homonyms_with_distinct_identifiers__both_accepted(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv", [[*HEADER, "Identifiant"], [*line(), "A1"], [*line(), "A2"]]
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [s.student_id for s in result.students] == ["A1", "A2"]
+
+
+def test_roster__identifier_reused_or_malformed__reported(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [
+            [*HEADER, "Identifiant"],
+            [*line(prenom="Paul"), "A1"],
+            [*line(prenom="Zoé"), "a1"],
+            [*line(prenom="Hugo"), "A 3"],
+        ],
+    )
+
+    result = read_roster(path)
+
+    assert located(result) == [
+        (3, "Identifiant", "duplicate"),
+        (4, "Identifiant", "bad_identifier"),
+    ]
+    assert result.problems[0].message == (
+        "identifiant « a1 » déjà utilisé à la ligne 2 : donnez à chaque stagiaire un "
+        "identifiant différent."
+    )
+
+
+def test_roster__identifiers__stable_across_runs_row_order_and_other_fields(
+    tmp_path: Path, write_xlsx: Writer, write_csv: Writer
+) -> None:
+    rows = [line(prenom="Paul"), line(nom="N'Diaye", prenom="Awa"), line(prenom="Zoé")]
+    first = write_csv(tmp_path / "a.csv", [HEADER, *rows])
+    changed = [line(nom="N’DIAYE", prenom="awa", email="autre@x.example"), *rows[::2][::-1]]
+    second = write_xlsx(tmp_path / "b.xlsx", [HEADER, *changed])
+
+    ids_first = {s.first_name.casefold(): s.student_id for s in read_roster(first).students}
+    ids_again = {s.first_name.casefold(): s.student_id for s in read_roster(first).students}
+    ids_second = {s.first_name.casefold(): s.student_id for s in read_roster(second).students}
+
+    assert ids_first == ids_again == ids_second
+    assert (
+        ids_first["awa"]
+        == derive_student_id("BTS MUC 2A", "N'Diaye", "Awa")
+        == "E" + (ids_first["awa"][1:])
+    )
+    assert len(ids_first["awa"]) == 9
+
+
+# --------------------------------------------------------------------------- template
+
+
+def test_template__read_back_unchanged__no_student_and_one_warning(tmp_path: Path) -> None:
+    path = tmp_path / "modele.xlsx"
+    write_roster_template(path)
+
+    result = read_roster(path)
+
+    assert result.students == []
+    assert [(p.row, p.column, p.code, p.severity) for p in result.problems] == [
+        (2, "Nom", "example_row", "warning")
+    ]
+    assert result.valid
+    assert [p.name for p in tmp_path.iterdir()] == ["modele.xlsx"]
+
+
+def test_template__example_row_replaced__student_read(tmp_path: Path) -> None:
+    path = tmp_path / "modele.xlsx"
+    write_roster_template(path)
+    workbook = load_workbook(path)
+    workbook["Stagiaires"]["A2"] = "Dupont"
+    workbook.save(path)
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.display_name, s.start) for s in result.students] == [
+        ("DUPONT Camille", date(2027, 1, 4))
+    ]
+
+
+def test_template__headers_and_sheets__in_french(tmp_path: Path) -> None:
+    path = tmp_path / "modele.xlsx"
+    write_roster_template(path)
+
+    workbook = load_workbook(path)
+    sheet = workbook["Stagiaires"]
+
+    assert workbook.sheetnames == ["Stagiaires", "Instructions"]
+    assert [c.value for c in sheet[1]] == [c.header for c in ROSTER_COLUMNS]
+    assert all(c.font.b for c in sheet[1])
+    assert sheet.freeze_panes == "A2"
+    assert (sheet["G2"].number_format, sheet["H2"].number_format) == ("DD/MM/YYYY",) * 2
+    assert sheet.max_row == 2
+    instructions = " ".join(
+        str(v) for row in workbook["Instructions"].iter_rows(values_only=True) for v in row if v
+    )
+    assert "EXEMPLE" in instructions
+    assert "CSV" in instructions
+    assert all(header in instructions for header in REQUIRED_HEADERS)
+
+
+def test_template__data_validations__on_email_and_date_columns(tmp_path: Path) -> None:
+    path = tmp_path / "modele.xlsx"
+    write_roster_template(path)
+
+    sheet = load_workbook(path)["Stagiaires"]
+    validations = sorted(
+        (str(v.sqref), v.type, v.operator, v.prompt) for v in sheet.data_validations.dataValidation
+    )
+
+    assert validations == [
+        (
+            "F2:F2001",
+            "custom",
+            None,
+            "Une seule adresse par cellule (exemple : prenom.nom@entreprise.fr).",
+        ),
+        ("G2:G2001 H2:H2001", "date", "between", "Date au format jj/mm/aaaa"),
+        (
+            "J2:J2001",
+            "custom",
+            None,
+            "Une seule adresse par cellule (exemple : prenom.nom@entreprise.fr).",
+        ),
+    ]
+    email = next(v for v in sheet.data_validations.dataValidation if str(v.sqref) == "F2:F2001")
+    assert 'ISNUMBER(SEARCH("@",F2))' in email.formula1
+    assert email.error.startswith("Une seule adresse par cellule")
+
+
+def test_template__unwritable_folder__roster_error_in_french(tmp_path: Path) -> None:
+    with pytest.raises(RosterError, match="écriture impossible"):
+        write_roster_template(tmp_path / "absent" / "modele.xlsx")
+
+
+def test_problem__location__row_and_column_in_french() -> None:
+    problem = Problem("bad_date", "date invalide", file="liste.csv", row=3, column="Début")
+
+    assert str(problem) == "liste.csv, ligne 3, colonne Début : date invalide"
