@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline import state
 from pipeline.errors import ConfigError, GrilleError
 from pipeline.files import atomic_write_bytes, safe_name
-from pipeline.grid import Grid, load_grid
+from pipeline.grid import Grid, grid_path, load_grid, parse_grid_text
 from pipeline.parallel import map_batches
 from pipeline.roster import Student, write_roster_template
 from pipeline.settings import (
@@ -108,11 +108,29 @@ class Campaign:
     db: sqlite3.Connection
 
     @classmethod
-    def open(cls, workspace: Workspace, grid_path: Path | None = None) -> Campaign:
+    def open(cls, workspace: Workspace, grid_file: Path | None = None) -> Campaign:
         config = workspace.load_config()
         key = workspace.load_key()
-        grid = load_grid(grid_path)
+        grid = load_grid(grid_file)
         return cls(workspace, config, key, grid, state.connect(workspace.db_path))
+
+    def remember_grid(self, grid_file: Path | None) -> None:
+        """Keep the grid's text in the database: returns are read with it, even years later."""
+        source = grid_path(grid_file).read_text(encoding="utf-8")
+        with state.transaction(self.db) as db:
+            db.execute(
+                "INSERT OR IGNORE INTO grids VALUES (?, ?, ?, ?)",
+                (self.grid.id, self.grid.version, source, state.now()),
+            )
+
+    def grids(self) -> dict[tuple[str, str], Grid]:
+        """Every grid this campaign generated workbooks with, by (id, version)."""
+        found = {(self.grid.id, self.grid.version): self.grid}
+        for row in self.db.execute("SELECT grid_id, grid_version, source FROM grids"):
+            key = (row["grid_id"], row["grid_version"])
+            if key not in found:
+                found[key] = parse_grid_text(row["source"], f"{key[0]} v{key[1]}")
+        return found
 
     def close(self) -> None:
         self.db.close()
@@ -234,18 +252,20 @@ def generate(
         (str(path), identity_values(student, grid, campaign.config.campaign_id, campaign.key))
         for student, path, _ in todo
     ]
-    digests = list(
-        map_batches(
+    digests = [
+        digest
+        for _, chunk_digests in map_batches(
             _stamp_batch,
             batch,
             jobs=jobs,
-            min_parallel=400,
+            parallel=len(batch) >= 400,  # below that, starting processes costs more
             chunk_size=50,
             initializer=_init_stamper,
             initargs=(template,),
             progress=progress,
         )
-    )
+        for digest in chunk_digests
+    ]
     stamp = state.now()
     with state.transaction(campaign.db) as db:
         db.execute("UPDATE students SET in_roster = 0")

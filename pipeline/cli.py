@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 import click
 
 from pipeline import campaign as campaign_ops
-from pipeline import state
+from pipeline import collect as collect_ops
+from pipeline import state, tracking
 from pipeline.errors import GrilleError, Problem
 from pipeline.parallel import default_jobs
 from pipeline.roster import RosterError, read_roster
@@ -187,6 +188,8 @@ def cli(ctx: click.Context, root: Path) -> None:
     Le déroulé d'une campagne :
       grille init         crée la campagne (configuration, liste des stagiaires)
       grille generate     fabrique un classeur Excel par stagiaire
+      grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
+      grille status       affiche où en est chaque stagiaire
     """
     ctx.obj = Context(root)
 
@@ -263,10 +266,12 @@ def _run_generate(
             print_problems(warnings)
             if not roster.students:
                 fail(f"« {roster_file.name} » ne contient aucun stagiaire.", 2)
+            opened.remember_grid(grid_path)
             with progress_bar(len(roster.students), "Classeurs") as advance:
                 result = campaign_ops.generate(
                     opened, roster.students, force=force, jobs=jobs, progress=advance
                 )
+            tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(opened.db))
         finally:
             opened.close()
     for student in result.created:
@@ -318,6 +323,140 @@ def generate(
     que les classeurs dont la ligne a changé.
     """
     _run_generate(ctx.workspace, roster_path, grid_path, force, jobs)
+
+
+def _describe(recorded: collect_ops.Recorded) -> str:
+    outcome = recorded.outcome
+    assert outcome is not None
+    if outcome.match == collect_ops.MATCH_REJECTED:
+        return f"  Refusé — {recorded.origin} : {outcome.match_note}"
+    label = tracking.STATUS_LABELS_FR.get(outcome.status or "", outcome.status or "")
+    line = f"  {recorded.student_name} — {label} — {recorded.origin}"
+    if outcome.match == collect_ops.MATCH_VISIBLE:
+        line += f"\n      À confirmer — {outcome.match_note}"
+    for problem in outcome.problems:
+        if problem["severity"] == "error":
+            line += f"\n      • {problem['message']}"
+        else:
+            line += f"\n      • Attention — {problem['message']}"
+    return line
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=default_jobs(),
+    show_default="tous les cœurs",
+    help="Nombre de processus.",
+)
+@pass_context
+def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
+    """Lit les classeurs retournés : fichiers, dossiers, e-mails (.eml, mbox), archives .zip.
+
+    Exemple : grille collect ~/Téléchargements/retours messages.mbox
+
+    Chaque fichier est reconnu (identité signée), vérifié, et son état enregistré ;
+    l'original est conservé dans output/retours/. Met à jour output/suivi.xlsx.
+    Code de sortie 1 si des fichiers n'ont pas pu être lus.
+    """
+    workspace = ctx.workspace
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            with progress_bar(100, "Retours") as advance:
+                result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
+            statuses = tracking.student_statuses(opened.db)
+            tracking.write_tracking(workspace.tracking_path, statuses)
+        finally:
+            opened.close()
+    for recorded in result.recorded:
+        click.echo(_describe(recorded))
+    for origin in result.duplicates:
+        click.echo(f"  Déjà collecté — {origin} : ignoré.")
+    print_problems(result.problems)
+    rejected = sum(
+        1 for r in result.recorded if r.outcome and r.outcome.match == collect_ops.MATCH_REJECTED
+    )
+    failed = rejected + sum(1 for p in result.problems if p.severity == "error")
+    click.echo(
+        f"{len(result.recorded) - rejected} retour(s) enregistré(s), {failed} fichier(s) "
+        f"refusé(s) ou illisible(s), {len(result.duplicates)} déjà collecté(s). "
+        f"Suivi : {workspace.tracking_path.relative_to(workspace.root)}."
+    )
+    if result.failed:
+        sys.exit(1)
+
+
+def _csv_safe(value: str) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Présentation : tableau, CSV (;) ou JSON.",
+)
+@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@pass_context
+def status(ctx: Context, output_format: str, class_name: str | None) -> None:
+    """Affiche l'état de chaque stagiaire : généré, envoyé, incomplet, invalide, complet.
+
+    Exemple : grille status --format json > etat.json
+    """
+    workspace = ctx.workspace
+    with friendly_errors():
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            statuses = tracking.student_statuses(opened.db)
+        finally:
+            opened.close()
+    if class_name:
+        statuses = [s for s in statuses if s.class_name == class_name]
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps([s.to_json() for s in statuses], ensure_ascii=False, indent=2))
+        return
+    if output_format == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+        writer.writerow(["Identifiant", "Nom", "Prénom", "Classe", "Statut", "Manquant", "Invalide", "Fichier"])
+        for s in statuses:
+            writer.writerow(
+                [
+                    _csv_safe(v)
+                    for v in (
+                        s.student_id, s.last_name, s.first_name, s.class_name, s.status_label,
+                        " | ".join(s.missing), " | ".join(s.invalid), s.return_file or s.workbook_file,
+                    )
+                ]  # fmt: skip
+            )
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    if not statuses:
+        click.echo("Aucun stagiaire : lancez « grille generate ».")
+        return
+    width = max(len(f"{s.last_name.upper()} {s.first_name}") for s in statuses)
+    click.echo(f"{'Stagiaire'.ljust(width)}  {'Classe':<12}  {'Statut':<24}  Manquant / invalide")
+    for s in statuses:
+        name = f"{s.last_name.upper()} {s.first_name}".ljust(width)
+        todo = len(s.missing) + len(s.invalid)
+        detail = f"{len(s.missing)} manquant(s), {len(s.invalid)} invalide(s)" if todo else ""
+        click.echo(f"{name}  {s.class_name[:12]:<12}  {s.status_label:<24}  {detail}")
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s.status_label] = counts.get(s.status_label, 0) + 1
+    click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
 
 
 @cli.command()

@@ -372,10 +372,23 @@ def parse_grid(data: dict[str, Any], source: str) -> Grid:
     )
 
 
+def grid_path(path: Path | str | None = None) -> Path:
+    """The grid file to use: `path`, or the default grid."""
+    return Path(path) if path is not None else DEFAULT_GRID
+
+
+def parse_grid_text(text: str, source: str) -> Grid:
+    """Parse and validate a grid from its TOML text (e.g. the copy kept in the database)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"Grille « {source} » : syntaxe TOML invalide ({exc}).") from exc
+    return parse_grid(data, source)
+
+
 def load_grid(path: Path | str | None = None) -> Grid:
     """Load and validate a grid file (the default grid when `path` is None)."""
-    grid_path = Path(path) if path is not None else DEFAULT_GRID
-    return _load_grid_cached(grid_path.resolve())
+    return _load_grid_cached(grid_path(path).resolve())
 
 
 @cache
@@ -385,9 +398,7 @@ def _load_grid_cached(path: Path) -> Grid:
     except OSError as exc:
         raise GridError(f"Grille « {path} » illisible : {exc.strerror or exc}.") from exc
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise GridError(f"Grille « {path.name} » : le fichier doit être encodé en UTF-8.") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise GridError(f"Grille « {path.name} » : syntaxe TOML invalide ({exc}).") from exc
-    return parse_grid(data, path.name)
+    return parse_grid_text(text, path.name)

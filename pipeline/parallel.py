@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,43 +22,56 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def map_batches(
     work: Callable[[Sequence[T]], list[R]],
-    items: Sequence[T],
+    items: Iterable[T],
     *,
     jobs: int,
-    min_parallel: int,
+    parallel: bool,
     chunk_size: int,
     initializer: Callable[..., None] | None = None,
     initargs: tuple[Any, ...] = (),
     progress: Callable[[int], None] | None = None,
-) -> Iterator[R]:
-    """Yield `work(chunk)` results for every chunk of `items`, in order.
+) -> Iterator[tuple[list[T], list[R]]]:
+    """Yield `(chunk, work(chunk))` for consecutive chunks of `items`, in order.
 
-    Runs in `jobs` processes when there are at least `min_parallel` items (below that,
-    starting processes costs more than it saves), otherwise in this process.
+    With `parallel` and `jobs > 1`, chunks run in `jobs` processes, a few at a time, so
+    memory stays bounded whatever the number of items (items are read lazily).
     `work` and `initializer` must be module-level functions (they are pickled).
     """
-    if jobs <= 1 or len(items) < min_parallel:
+    chunks = _chunks(items, chunk_size)
+    if jobs <= 1 or not parallel:
         if initializer is not None:
             initializer(*initargs)
-        for chunk in _chunks(items, chunk_size):
-            yield from work(chunk)
+        for chunk in chunks:
+            results = work(chunk)
             if progress:
                 progress(len(chunk))
+            yield chunk, results
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=context, initializer=initializer, initargs=initargs
     ) as pool:
-        chunks = list(_chunks(items, chunk_size))
-        for chunk, results in zip(chunks, pool.map(work, chunks), strict=True):
-            yield from results
+        pending: deque[tuple[list[T], Future[list[R]]]] = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(work, chunk)))
+            if len(pending) >= 2 * jobs:
+                done, future = pending.popleft()
+                results = future.result()
+                if progress:
+                    progress(len(done))
+                yield done, results
+        while pending:
+            done, future = pending.popleft()
+            results = future.result()
             if progress:
-                progress(len(chunk))
+                progress(len(done))
+            yield done, results

@@ -1,28 +1,58 @@
-"""The default Word template of the reports (`modele_rapport.docx`), built in code.
+"""The Word layer of the reports: the template, and a builder of body elements.
 
-It carries what a teacher may restyle in Word: paragraph styles (Normal, Title,
-Subtitle, Heading 1-3, TOC Heading, « Texte tableau »), an A4 page with its margins,
-the header and the footer. Header and footer text may hold the markers of `MARKERS`,
-replaced in every report; a logo added to the header is kept as is.
+A template carries what a teacher may restyle in Word (`modele_rapport.docx`): paragraph
+styles (Normal, Title, Subtitle, Heading 1-3, TOC Heading, « Texte tableau »), the page
+and its margins, the header and the footer. Header and footer text may hold the markers
+of `MARKERS`, replaced in every report; a logo added to the header is kept as is. The
+template's body is ignored. The default template is built in code.
+
+`BodyBuilder` writes paragraphs and fixed-layout tables with lxml, off the document, and
+moves them into the body at once: python-docx's `add_table`/`add_paragraph` search the
+whole body each time, which makes long documents quadratic.
 """
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 import docx
 from docx.document import Document
 from docx.enum.style import WD_STYLE_TYPE
+from docx.opc.constants import RELATIONSHIP_TYPE as RT
+from docx.opc.exceptions import PackageNotFoundError
+from docx.opc.part import XmlPart
 from docx.oxml.ns import qn
-from docx.oxml.parser import parse_xml
+from docx.oxml.parser import OxmlElement, oxml_parser, parse_xml
 from docx.shared import Cm
 from lxml import etree
+
+from pipeline.errors import GrilleError
+
+Element = Any  # an lxml element (lxml ships no type stubs)
 
 FONT = "Arial"
 TABLE_TEXT_STYLE = "Texte tableau"
 MARKERS = ("{etablissement}", "{classe}", "{annee_scolaire}", "{titre}")
-
+BORDER = "A6A6A6"
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_NSMAP = {"w": _W}
+_XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
+_ILLEGAL_XML = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Elements that follow <w:updateFields> in <w:settings> (schema order).
+_AFTER_UPDATE_FIELDS = (
+    "w:hdrShapeDefaults", "w:footnotePr", "w:endnotePr", "w:compat", "w:docVars",
+    "w:rsids", "m:mathPr", "w:attachedSchema", "w:themeFontLang", "w:clrSchemeMapping",
+    "w:doNotIncludeSubdocsInStats", "w:doNotAutoCompressPictures", "w:forceUpgrade",
+    "w:captions", "w:readModeInkLockDown", "w:smartTagType", "sl:schemaLibrary",
+    "w:shapeDefaults", "w:doNotEmbedSmartTags", "w:decimalSymbol", "w:listSeparator",
+)  # fmt: skip
+
 _NS = f'xmlns:w="{_W}"'
 _KEPT_TABLE_STYLES = {"TableNormal", "TableGrid"}
 
@@ -76,6 +106,10 @@ _NOTE = (
 )
 
 
+class ReportError(GrilleError):
+    """The teacher's report template cannot be used."""
+
+
 def field_runs(instruction: str, placeholder: str) -> list[Any]:
     """The runs of a complex field (PAGE, NUMPAGES, TOC…) showing `placeholder`."""
     runs = []
@@ -127,6 +161,13 @@ def _set_fonts(styles: Any) -> None:
 def build_default_template() -> Document:
     """The default template: French, Arial, A4, header and footer with page numbers."""
     doc = docx.Document()
+    for rel_id, rel in list(doc.part.rels.items()):
+        if rel.reltype.endswith("/stylesWithEffects"):  # Word 2010 leftovers, in Calibri
+            doc.part.drop_rel(rel_id)
+    package_rels = doc.part.package.rels
+    for rel_id, rel in list(package_rels.items()):
+        if rel.reltype.endswith("/thumbnail"):  # python-docx's preview of a blank page
+            package_rels.pop(rel_id)
     styles = doc.styles.element
     for style in styles.findall(qn("w:style")):
         if style.get(qn("w:type")) == "table" and style.get(qn("w:styleId")) not in (
@@ -171,3 +212,265 @@ def build_default_template() -> Document:
     props.title, props.author, props.last_modified_by = "Modèle de rapport", "grille", "grille"
     props.comments, props.revision, props.language = "", 1, "fr-FR"
     return doc
+
+
+@cache
+def default_template_bytes() -> bytes:
+    """The default template as a .docx file (built once)."""
+    buffer = io.BytesIO()
+    build_default_template().save(buffer)
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=8)
+def _read_template(path: str, _mtime_ns: int, _size: int) -> bytes:
+    data = Path(path).read_bytes()
+    try:
+        docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError, etree.LxmlError) as e:
+        raise ReportError(
+            f"Modèle de rapport « {path} » illisible ({e}). Enregistrez-le depuis Word au "
+            "format « Document Word (.docx) », ou supprimez-le pour utiliser le modèle par défaut."
+        ) from e
+    return data
+
+
+def _template_bytes(template: Path | None) -> bytes:
+    if template is None or not template.is_file():
+        return default_template_bytes()
+    stat = template.stat()
+    return _read_template(str(template.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def new_document(template: Path | None, markers: dict[str, str]) -> Document:
+    """A copy of the template: its body emptied, its header and footer markers replaced."""
+    doc = docx.Document(io.BytesIO(_template_bytes(template)))
+    body = doc.element.body
+    for child in list(body):
+        if child.tag != qn("w:sectPr"):
+            body.remove(child)
+    for rel in doc.part.rels.values():
+        part = rel.target_part if not rel.is_external else None
+        if rel.reltype in (RT.HEADER, RT.FOOTER) and isinstance(part, XmlPart):
+            _replace_markers(part.element, markers)
+    return doc
+
+
+def _replace_markers(root: Any, markers: dict[str, str]) -> None:
+    def replace(text: str) -> str:
+        for marker, value in markers.items():
+            text = text.replace(marker, value)
+        return text
+
+    for p in root.iter(qn("w:p")):
+        texts = list(p.iter(qn("w:t")))
+        if "{" not in "".join(t.text or "" for t in texts):
+            continue
+        for t in texts:
+            t.text = replace(t.text or "")
+            t.set("{http://www.w3.org/XML/1998/namespace}space", "preserve")
+        joined = "".join(t.text or "" for t in texts)
+        if any(marker in joined for marker in markers):  # a marker split across runs
+            texts[0].text = replace(joined)
+            for t in texts[1:]:
+                t.text = ""
+
+
+def clean_text(text: str) -> str:
+    """Text Word can hold: line ends made LF, control chars and lone surrogates removed."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x0b", "\n")
+    return _ILLEGAL_XML.sub("", text)
+
+
+def _tag(name: str) -> str:
+    return f"{{{_W}}}{name}"
+
+
+def _sub(parent: Element, name: str, **attrs: str) -> Element:
+    return etree.SubElement(parent, _tag(name), {_tag(k): v for k, v in attrs.items()})
+
+
+def _add_text(run: Element, text: str) -> None:
+    """Text into a run: line breaks become <w:br/>, tabs <w:tab/>."""
+    for i, line in enumerate(clean_text(text).split("\n")):
+        if i:
+            _sub(run, "br")
+        for j, part in enumerate(line.split("\t")):
+            if j:
+                _sub(run, "tab")
+            if part:
+                t = _sub(run, "t")
+                t.text = part
+                if part[0] == " " or part[-1] == " ":
+                    t.set(_XML_SPACE, "preserve")
+
+
+class BodyBuilder:
+    """Builds body elements for one document, with the template's style ids."""
+
+    def __init__(self, doc: Document) -> None:
+        self.blocks: list[Element] = []
+        self._ids: dict[str, str] = {}
+        for style in doc.styles.element.iterchildren(_tag("style")):
+            name = style.find(_tag("name"))
+            if name is not None:
+                self._ids.setdefault(name.get(_tag("val"), "").lower(), style.get(_tag("styleId")))
+        section = doc.sections[-1]
+        if section.page_width and section.left_margin is not None and section.right_margin:
+            width = section.page_width - section.left_margin - section.right_margin
+            self.width = max(int(width / 635), 4000)  # EMU → twips
+        else:
+            self.width = 9638
+
+    def para(
+        self, text: str = "", style: str | None = TABLE_TEXT_STYLE, *, parent: Element = None,
+        bold: bool = False, italic: bool = False, size: int = 0, color: str = "",
+        align: str = "", keep_next: bool = False, page_break: bool = False,
+        before: int | None = None, indent: int = 0, frame: bool = False,
+    ) -> Element:  # fmt: skip
+        """A paragraph (in `parent`, or as a new body block) with one run of `text`.
+
+        `frame` draws a border around it and keeps its lines on one page.
+        """
+        if parent is None:
+            p = oxml_parser.makeelement(_tag("p"), nsmap=_NSMAP)
+            self.blocks.append(p)
+        else:
+            p = _sub(parent, "p")
+        style_id = self._ids.get(style.lower()) if style else None
+        level = style[8:] if style and style.startswith("Heading ") and not style_id else ""
+        if style_id or keep_next or page_break or align or before is not None or indent or frame:
+            ppr = _sub(p, "pPr")
+            if style_id:
+                _sub(ppr, "pStyle", val=style_id)
+            if keep_next or level:
+                _sub(ppr, "keepNext")
+            if frame:
+                _sub(ppr, "keepLines")
+            if page_break:
+                _sub(ppr, "pageBreakBefore")
+            if frame:
+                borders = _sub(ppr, "pBdr")
+                for side in ("top", "left", "bottom", "right"):
+                    _sub(borders, side, val="single", sz="4", space="4", color=BORDER)
+            if before is not None:
+                _sub(ppr, "spacing", before=str(before))
+            if indent or frame:
+                hanging = str(indent) if indent else "0"
+                _sub(ppr, "ind", left=str(indent or 100), right="100" if frame else "0",
+                     hanging=hanging)  # fmt: skip
+            if align:
+                _sub(ppr, "jc", val=align)
+            if level:  # the template lacks the heading style: keep it in the outline
+                _sub(ppr, "outlineLvl", val=str(int(level) - 1))
+        if text:
+            self.run(p, text, bold=bold or bool(level), italic=italic, size=size, color=color)
+        return p
+
+    @staticmethod
+    def run(
+        p: Element, text: str, *, bold: bool = False, italic: bool = False, size: int = 0,
+        color: str = "",
+    ) -> Element:  # fmt: skip
+        """A run of `text` with direct formatting (`size` in half-points)."""
+        r = _sub(p, "r")
+        if bold or italic or size or color:
+            rpr = _sub(r, "rPr")
+            if bold:
+                _sub(rpr, "b")
+            if italic:
+                _sub(rpr, "i")
+            if color:
+                _sub(rpr, "color", val=color)
+            if size:
+                _sub(rpr, "sz", val=str(size))
+        _add_text(r, text)
+        return r
+
+    def table(
+        self, widths: Sequence[int], *, border: str = BORDER, size: int = 4, center: bool = False
+    ) -> Element:
+        """A fixed-layout table (grid columns and widths set) as a new body block."""
+        if self.blocks and self.blocks[-1].tag == _tag("tbl"):
+            self.para("", "Normal")  # else Word and LibreOffice merge the two tables
+        tbl = oxml_parser.makeelement(_tag("tbl"), nsmap=_NSMAP)
+        self.blocks.append(tbl)
+        pr = _sub(tbl, "tblPr")
+        _sub(pr, "tblW", w=str(sum(widths)), type="dxa")
+        if center:
+            _sub(pr, "jc", val="center")
+        borders = _sub(pr, "tblBorders")
+        for side in ("top", "left", "bottom", "right", "insideH", "insideV"):
+            if border:
+                _sub(borders, side, val="single", sz=str(size), space="0", color=border)
+            else:
+                _sub(borders, side, val="nil")
+        _sub(pr, "tblLayout", type="fixed")
+        margins = _sub(pr, "tblCellMar")
+        _sub(margins, "left", w="85", type="dxa")
+        _sub(margins, "right", w="85", type="dxa")
+        grid = _sub(tbl, "tblGrid")
+        for width in widths:
+            _sub(grid, "gridCol", w=str(width))
+        return tbl
+
+    @staticmethod
+    def row(tbl: Element, *, header: bool = False, height: int = 0, split: bool = False) -> Element:
+        """A table row; by default it does not split across pages."""
+        tr = _sub(tbl, "tr")
+        if header or height or not split:
+            pr = _sub(tr, "trPr")
+            if not split:
+                _sub(pr, "cantSplit")
+            if height:
+                _sub(pr, "trHeight", val=str(height), hRule="atLeast")
+            if header:
+                _sub(pr, "tblHeader")
+        return tr
+
+    def cell(
+        self, tr: Element, width: int, text: str = "", *, span: int = 1, fill: str = "",
+        valign: str = "center", style: str | None = TABLE_TEXT_STYLE, **run: Any,
+    ) -> Element:  # fmt: skip
+        """A cell of `width` twips holding one paragraph of `text`."""
+        tc = _sub(tr, "tc")
+        pr = _sub(tc, "tcPr")
+        _sub(pr, "tcW", w=str(width), type="dxa")
+        if span > 1:
+            _sub(pr, "gridSpan", val=str(span))
+        if fill:
+            _sub(pr, "shd", val="clear", color="auto", fill=fill)
+        _sub(pr, "vAlign", val=valign)
+        self.para(text, style, parent=tc, **run)
+        return tc
+
+    def box(self, text: str, height: int, *, keep_next: bool = False) -> Element:
+        """A framed one-cell table holding `text` (line breaks kept), at least `height` high."""
+        tr = self.row(self.table([self.width]), height=height, split=len(text) > 1200)
+        return self.cell(tr, self.width, text, valign="top", style="Normal", before=60,
+                         keep_next=keep_next)  # fmt: skip
+
+    def heading_row(self, tbl: Element, text: str, span: int, fill: str, **run: Any) -> None:
+        """A shaded row spanning the whole table (section or sub-heading)."""
+        self.cell(self.row(tbl), self.width, text, span=span, fill=fill, keep_next=True, **run)
+
+    def insert_into(self, doc: Document) -> None:
+        """Move every block into the body, before its final section properties."""
+        body = doc.element.body
+        sect = body[-1] if len(body) and body[-1].tag == _tag("sectPr") else None
+        if self.blocks and self.blocks[-1].tag == _tag("tbl"):
+            self.para("", None)  # Word wants a paragraph after a final table
+        body.extend(self.blocks)
+        if sect is not None:
+            body.append(sect)
+        self.blocks = []
+
+
+def enable_update_fields(doc: Document) -> None:
+    """Make Word offer to update the fields (the table of contents) on opening."""
+    settings = doc.settings.element
+    update = settings.find(_tag("updateFields"))
+    if update is None:
+        update = OxmlElement("w:updateFields")
+        settings.insert_element_before(update, *_AFTER_UPDATE_FIELDS)
+    update.set(_tag("val"), "true")

@@ -12,7 +12,6 @@ import email.policy
 import hashlib
 import importlib
 import io
-import mailbox
 import os
 import re
 import shutil
@@ -21,12 +20,12 @@ import stat
 import subprocess
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pipeline.errors import Problem
 from pipeline.files import atomic_write_bytes
@@ -36,31 +35,55 @@ MiB = 1024 * 1024
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 CONVERSION_TIMEOUT = 60
 MAX_NAME_LENGTH = 120
-_MAX_ZIP_DEPTH = 2  # an archive inside an archive, no deeper
+_MAX_ZIPS = 2  # an archive inside an archive, no deeper
 _MAX_DEPTH = 4  # containers of any kind (message, archive) inside each other
-_ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 _MAIL_HEADERS = {
     "from", "to", "subject", "received", "mime-version", "content-type",
     "return-path", "date", "message-id",
 }  # fmt: skip
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
-_BOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".csv", ".zip", ".eml", ".msg")
+_MBOX_SEPARATOR = re.compile(rb"^From [^\n]*\n", re.MULTILINE)
+_BOOKS = (".xlsx", ".xlsm", ".xls", ".ods", ".csv", ".zip", ".eml", ".msg")
 _WANTED_IN_MAIL = {"xlsx", "ods", "xls", "zip", "encrypted", "msg"}
 _BASE64_DEFECTS = (
     email.errors.InvalidBase64PaddingDefect,
     email.errors.InvalidBase64CharactersDefect,
     email.errors.InvalidBase64LengthDefect,
 )
-_MAILDIR = ("cur", "new", "tmp")
-_RESEND = "demandez au tuteur de renvoyer le classeur"
+_FORMATS = {"ods": ".ods", "xls": ".xls (ancien format Excel)"}
 _LOOKS_LIKE = {
     "text": "du texte (CSV ?)",
     "html": "une page web (HTML) ou du XML",
     "pdf": "un document PDF",
-    "mbox": "une boîte aux lettres (mbox) : donnez-la directement à grille",
-    "eml": "un message électronique sans classeur",
     "unknown": "des données d'un type inconnu",
 }
+_RESEND = "demandez au tuteur de renvoyer le classeur"
+_MESSAGES = {
+    "not_found": "fichier ou dossier introuvable : vérifiez le chemin.",
+    "unreadable": "illisible ({why}).",
+    "skipped_special": "ignoré : ce n'est pas un fichier ordinaire (lien symbolique, tube…).",
+    "too_large": "trop volumineux ({size:.1f} Mo, maximum {limit:.0f} Mo) : "
+    "ce n'est pas un classeur rempli par un tuteur.",
+    "empty_file": f"fichier vide (0 octet) : {_RESEND}.",
+    "not_a_workbook": "ce n'est pas un classeur Excel : il contient {what}. "
+    f"Si c'est un retour de tuteur, {_RESEND} au format .xlsx.",
+    "encrypted": f"classeur protégé par un mot de passe : {_RESEND} sans mot de passe.",
+    "needs_conversion": "ce classeur est au format {what} : ouvrez-le dans LibreOffice ou "
+    "Excel et enregistrez-le en .xlsx, ou installez LibreOffice pour que grille le convertisse.",
+    "conversion_failed": "LibreOffice n'a pas pu convertir ce classeur au format {what} : "
+    f"ouvrez-le et enregistrez-le en .xlsx, ou {_RESEND} au format .xlsx.",
+    "unsafe_file": "{why}",
+    "damaged_file": "{why}",
+    "damaged_mail": "message illisible ou endommagé.",
+    "damaged_attachment": f"pièce jointe incomplète ou endommagée (message tronqué ?) : {_RESEND}.",
+    "no_workbook": "aucun classeur en pièce jointe : demandez au tuteur de joindre le classeur.",
+    "empty_archive": "archive sans aucun fichier : rien à lire.",
+    "too_deep": "trop d'archives ou de messages imbriqués les uns dans les autres : "
+    "extrayez-les d'abord.",
+    "msg_unsupported": "message Outlook (.msg) : ouvrez-le dans Outlook, enregistrez la pièce "
+    "jointe et donnez le classeur à grille (ou installez le module Python extract-msg).",
+}
+_WARNINGS = {"skipped_special", "no_workbook", "empty_archive"}
 _T = TypeVar("_T")
 
 
@@ -80,7 +103,8 @@ Found = Candidate | Problem
 
 
 def sniff(data: bytes) -> str:
-    """The type of a file from its first bytes (see the module for the values)."""
+    """The type of a file from its bytes: xlsx, ods, zip, xls, encrypted, eml, mbox, msg,
+    pdf, empty, text or unknown."""
     if not data:
         return "empty"
     if data.startswith(b"PK"):
@@ -102,55 +126,42 @@ def _sniff_zip(data: bytes) -> str:
         names = {name.lower() for name in archive.names()}
         if "[content_types].xml" in names and "xl/workbook.xml" in names:
             return "xlsx"
-        mime = archive.read_optional("mimetype", max_size=200)
+        mime = archive.read_optional("mimetype", max_size=200) or b""
     except (UnsafeFile, KeyError):
         return "zip"
-    return "ods" if mime is not None and mime.strip().startswith(_ODS_MIME) else "zip"
+    return "ods" if mime.startswith(b"application/vnd.oasis.opendocument.spreadsheet") else "zip"
 
 
 def _sniff_ole(data: bytes) -> str:
-    names = _ole_names(data)
-    if names is None:  # unreadable directory: search the UTF-16 names in the bytes
-        if "EncryptedPackage".encode("utf-16-le") in data:
-            return "encrypted"
-        return "msg" if "__substg1.0_".encode("utf-16-le") in data else "xls"
+    """Encrypted OOXML, Outlook message or old .xls, from the OLE2 stream names."""
+    try:
+        with importlib.import_module("olefile").OleFileIO(data) as ole:
+            names = {entry[0].lower() for entry in ole.listdir(True, True)}
+    except Exception:  # no olefile, or a damaged directory: search the UTF-16 names
+        names = {n.lower() for n in ("EncryptedPackage", "__substg1.0_", "Workbook")}
+        names = {n for n in names if n.encode("utf-16-le") in data.lower()} | {"workbook"}
     if "encryptedpackage" in names:
         return "encrypted"
     if any(name.startswith("__substg1.0_") for name in names):
         return "msg"
-    if "workbook" in names or "book" in names:
-        return "encrypted" if _xls_encrypted(data) else "xls"
-    return "unknown"
-
-
-def _ole_names(data: bytes) -> set[str] | None:
-    try:
-        olefile = importlib.import_module("olefile")
-        with olefile.OleFileIO(data) as ole:
-            return {part.lower() for entry in ole.listdir(True, True) for part in entry[:1]}
-    except Exception:  # a missing module or any parse error of a hostile file
-        return None
-
-
-def _xls_encrypted(data: bytes) -> bool:
-    try:
-        msoffcrypto = importlib.import_module("msoffcrypto")
-        return bool(msoffcrypto.OfficeFile(io.BytesIO(data)).is_encrypted())
-    except Exception:  # a missing module or any parse error of a hostile file
-        return False
+    if not names & {"workbook", "book"}:
+        return "unknown"
+    try:  # an .xls with a password (FILEPASS record)
+        office = importlib.import_module("msoffcrypto").OfficeFile(io.BytesIO(data))
+        return "encrypted" if office.is_encrypted() else "xls"
+    except Exception:  # no msoffcrypto, or a damaged file
+        return "xls"
 
 
 def _looks_like_mail(data: bytes) -> bool:
-    lines = data[:8192].decode("latin-1").splitlines()
     headers: list[str] = []
-    for line in lines[:60]:
+    for line in data[:8192].decode("latin-1").splitlines()[:60]:
         if not line:
             break
-        if line[0] in " \t" and headers:
-            continue
-        if not _HEADER_LINE.match(line):
-            return False
-        headers.append(line.split(":", 1)[0].lower())
+        if line[0] not in " \t" or not headers:
+            if not _HEADER_LINE.match(line):
+                return False
+            headers.append(line.split(":", 1)[0].lower())
     return len(headers) >= 2 and bool(_MAIL_HEADERS.intersection(headers[:20]))
 
 
@@ -158,18 +169,11 @@ def _looks_like_text(data: bytes) -> bool:
     head = data[:65536]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return True
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 3:  # a character cut by the 64 KiB window
-            text = head[: exc.start].decode("utf-8")
-        else:
-            try:
-                text = head.decode("cp1252")
-            except UnicodeDecodeError:
-                return False
-    controls = sum(1 for char in text if ord(char) < 32 and char not in "\t\n\r\f")
-    return controls <= len(text) // 100
+    text = head.decode("utf-8", errors="replace")
+    if text.count("\ufffd") > 3:  # not UTF-8 (3: a character cut by the window)
+        text = head.decode("cp1252", errors="replace")
+    bad = sum(1 for char in text if char == "\ufffd" or (char < " " and char not in "\t\n\r\f"))
+    return bad <= len(text) // 100
 
 
 def printable(text: str) -> str:
@@ -205,369 +209,254 @@ def _safely(read: Callable[[], _T], default: _T) -> _T:
         return default
 
 
-class _NotRegular(Exception):
-    """The path is no longer a regular file (replaced after lstat)."""
-
-
-def _read_prefix(path: Path, size: int, *, follow: bool) -> bytes:
-    """At most `size` bytes of a regular file, without blocking on a FIFO."""
+def _read_prefix(path: Path, size: int, *, follow: bool) -> bytes | None:
+    """At most `size` bytes of a regular file (None if it is not one), never blocking."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    if not follow:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags)
+    fd = os.open(path, flags if follow else flags | getattr(os, "O_NOFOLLOW", 0))
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _NotRegular
-        return handle.read(size)
+        return handle.read(size) if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
-def _problem(code: str, origin: str, message: str, severity: str = "error") -> Problem:
-    return Problem(code=code, message=message, file=origin, severity=severity)
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _problem(code: str, origin: str, **details: Any) -> Problem:
+    severity = "warning" if code in _WARNINGS else "error"
+    return Problem(code, _MESSAGES[code].format(**details), file=origin, severity=severity)
 
 
 def _unsafe(exc: UnsafeFile, origin: str) -> Problem:
-    return _problem("damaged_file" if exc.damaged else "unsafe_file", origin, exc.reason)
+    return _problem("damaged_file" if exc.damaged else "unsafe_file", origin, why=exc.reason)
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _if_empty(items: Iterator[Found], problem: Problem | None) -> Iterator[Found]:
-    """`items`, or `problem` alone when they are none."""
+def _or(found: Iterable[Iterable[Found]], problem: Problem | None) -> Iterator[Found]:
+    """Everything `found` yields, or `problem` alone when that is nothing."""
     empty = True
-    for item in items:
-        empty = False
-        yield item
+    for items in found:
+        for item in items:
+            empty = False
+            yield item
     if empty and problem is not None:
         yield problem
 
 
 class _Gatherer:
-    def __init__(self, max_file_size: int, max_mailbox_size: int) -> None:
-        self.max_file_size = max_file_size
-        self.max_mailbox_size = max_mailbox_size
+    def __init__(self, max_file_size: int) -> None:
+        self.limit = max_file_size
 
     def path(self, path: Path, *, top: bool = False, mail: bool = False) -> Iterator[Found]:
+        """A file or folder; symlinks are followed only when the user named them."""
         origin = _display(path)
         try:
             info = path.stat() if top else path.lstat()
+            size = info.st_size
+            is_dir = stat.S_ISDIR(info.st_mode)
+            data = None if is_dir else _read_prefix(path, min(size, self.limit) + 1, follow=top)
         except FileNotFoundError:
-            yield _problem(
-                "not_found", origin, "fichier ou dossier introuvable : vérifiez le chemin."
-            )
+            yield _problem("not_found", origin)
             return
         except OSError as exc:
-            yield _problem("unreadable", origin, f"illisible ({exc.strerror}).")
+            yield _problem("unreadable", origin, why=exc.strerror)
             return
-        if stat.S_ISDIR(info.st_mode):
+        if is_dir:
             yield from self.folder(path)
-        elif stat.S_ISREG(info.st_mode):
-            yield from self.file(path, info.st_size, follow=top, mail=mail)
-        else:
-            yield self._special(origin)
-
-    def _special(self, origin: str) -> Problem:
-        message = (
-            "ignoré : ce n'est pas un fichier ordinaire (lien symbolique, tube, périphérique)."
-        )
-        return _problem("skipped_special", origin, message, "warning")
-
-    def folder(self, path: Path) -> Iterator[Found]:
-        if all(stat.S_ISDIR(_safely(lambda: (path / s).lstat().st_mode, 0)) for s in _MAILDIR):
-            yield from self.maildir(path)
-            return
-        try:
-            with os.scandir(path) as scan:
-                names = sorted(entry.name for entry in scan)
-        except OSError as exc:
-            yield _problem("unreadable", _display(path), f"dossier illisible ({exc.strerror}).")
-            return
-        for name in names:
-            if not name.startswith((".", "~$")):
-                yield from self.path(path / name)
-
-    def maildir(self, path: Path) -> Iterator[Found]:
-        def messages() -> Iterator[Found]:
-            for sub in ("new", "cur"):
-                try:
-                    names = sorted(os.listdir(path / sub))
-                except OSError as exc:
-                    yield _problem(
-                        "unreadable", _display(path / sub), f"illisible ({exc.strerror})."
-                    )
-                    continue
-                for name in names:
-                    if not name.startswith("."):
-                        yield from self.path(path / sub / name, mail=True)
-
-        message = "aucun classeur en pièce jointe dans cette boîte aux lettres."
-        yield from _if_empty(
-            messages(), _problem("no_workbook", _display(path), message, "warning")
-        )
-
-    def file(self, path: Path, size: int, *, follow: bool, mail: bool) -> Iterator[Found]:
-        origin = _display(path)
-        try:
-            if size > self.max_file_size:
-                if _read_prefix(path, 5, follow=follow) == b"From " and not mail:
-                    yield from self.mbox(path, size)
-                    return
-                data = b""
-            else:
-                data = _read_prefix(path, self.max_file_size + 1, follow=follow)
-        except _NotRegular:
-            yield self._special(origin)
-            return
-        except OSError as exc:
-            yield _problem("unreadable", origin, f"fichier illisible ({exc.strerror}).")
-            return
-        if size > self.max_file_size or len(data) > self.max_file_size:
-            yield self._too_large(origin, max(size, len(data)), self.max_file_size)
+        elif data is None:
+            yield _problem("skipped_special", origin)
+        elif size > self.limit or len(data) > self.limit:
+            yield _problem("too_large", origin, size=size / MiB, limit=self.limit / MiB)
         elif mail:
-            yield from self.message(data, origin, depth=0, alone=False)
-        elif sniff(data) == "mbox":
-            yield from self.mbox(path, size)
+            yield from self.message(data, origin, 0, alone=False)
         else:
             yield from self.blob(data, origin, clean_name(os.fsdecode(path.name)))
 
-    def _too_large(self, origin: str, size: int, limit: int) -> Problem:
-        message = (
-            f"trop volumineux ({size / MiB:.1f} Mo, maximum {limit / MiB:.0f} Mo) : "
-            "ce n'est pas un classeur rempli par un tuteur."
-        )
-        return _problem("too_large", origin, message)
-
-    def mbox(self, path: Path, size: int) -> Iterator[Found]:
-        origin = _display(path)
-        if size > self.max_mailbox_size:
-            yield self._too_large(origin, size, self.max_mailbox_size)
-            return
+    def folder(self, path: Path) -> Iterator[Found]:
+        """Every file, sorted; a Maildir (cur/ new/ tmp/) is read as messages."""
+        maildir = all(_is_dir(path / sub) for sub in ("cur", "new", "tmp"))
+        names: list[str] = []
         try:
-            box = mailbox.mbox(path, create=False)
-            keys = box.keys()
-        except (OSError, mailbox.Error) as exc:
-            yield _problem("unreadable", origin, f"boîte aux lettres illisible ({exc}).")
+            for sub in ("new", "cur") if maildir else ("",):
+                with os.scandir(path / sub) as scan:
+                    names += sorted(os.path.join(sub, entry.name) for entry in scan)
+        except OSError as exc:
+            yield _problem("unreadable", _display(path), why=exc.strerror)
             return
-
-        def messages() -> Iterator[Found]:
-            for index, key in enumerate(keys, start=1):
-                where = f"{origin} › message {index}"
-                raw = box.get_file(key).read(self.max_file_size + 1)
-                if len(raw) > self.max_file_size:
-                    yield self._too_large(where, len(raw), self.max_file_size)
-                else:
-                    yield from self.message(raw, where, depth=0, alone=False)
-
-        try:
-            message = "aucun classeur en pièce jointe dans cette boîte aux lettres."
-            yield from _if_empty(messages(), _problem("no_workbook", origin, message, "warning"))
-        finally:
-            box.close()
+        visible = [name for name in names if not os.path.basename(name).startswith((".", "~$"))]
+        found = (self.path(path / name, mail=maildir) for name in visible)
+        yield from _or(found, _problem("no_workbook", _display(path)) if maildir else None)
 
     def blob(
         self, data: bytes, origin: str, name: str, depth: int = 0, zips: int = 0
     ) -> Iterator[Found]:
+        """Bytes whose type is sniffed: a workbook, a container, or a problem."""
         kind = sniff(data)
         if kind == "xlsx":
             try:
                 SafeZip(data, origin)
+                yield Candidate(origin, name, data, _sha256(data), data)
             except UnsafeFile as exc:
                 yield _unsafe(exc, origin)
-                return
-            yield Candidate(origin, name, data, _sha256(data), data)
         elif kind in ("ods", "xls"):
             yield self.convert(data, kind, origin, name)
         elif kind == "zip":
             yield from self.archive(data, origin, depth, zips)
         elif kind == "eml":
             yield from self.message(data, origin, depth)
+        elif kind == "mbox":
+            yield from self.mbox(data, origin, depth)
         elif kind == "msg":
-            yield from self.outlook(data, origin, depth, zips)
-        elif kind == "encrypted":
-            message = f"classeur protégé par un mot de passe : {_RESEND} sans mot de passe."
-            yield _problem("encrypted", origin, message)
-        elif kind == "empty":
-            yield _problem("empty_file", origin, f"fichier vide (0 octet) : {_RESEND}.")
+            yield from self.outlook(data, origin, depth)
+        elif kind in ("encrypted", "empty"):
+            yield _problem("encrypted" if kind == "encrypted" else "empty_file", origin)
         else:
             if kind == "text" and data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
                 kind = "html"
-            message = (
-                f"ce n'est pas un classeur Excel : il contient {_LOOKS_LIKE[kind]}. "
-                f"Si c'est un retour de tuteur, {_RESEND} au format .xlsx."
-            )
-            yield _problem("not_a_workbook", origin, message)
+            yield _problem("not_a_workbook", origin, what=_LOOKS_LIKE[kind])
 
     def convert(self, data: bytes, kind: str, origin: str, name: str) -> Found:
-        what = ".ods" if kind == "ods" else ".xls (ancien format Excel)"
+        """An .ods/.xls converted to .xlsx by LibreOffice, when it is installed."""
         soffice = shutil.which("soffice")
         if soffice is None:
-            return _problem(
-                "needs_conversion",
-                origin,
-                f"ce classeur est au format {what} : ouvrez-le dans LibreOffice ou Excel et "
-                "enregistrez-le en .xlsx, ou installez LibreOffice pour que grille le convertisse.",
-            )
-        if kind == "ods":
-            try:
+            return _problem("needs_conversion", origin, what=_FORMATS[kind])
+        try:
+            if kind == "ods":
                 SafeZip(data, origin)
-            except UnsafeFile as exc:
-                return _unsafe(exc, origin)
+        except UnsafeFile as exc:
+            return _unsafe(exc, origin)
         with tempfile.TemporaryDirectory(prefix="grille-") as tmp:
             source = Path(tmp) / f"retour.{kind}"
             source.write_bytes(data)
-            profile = (Path(tmp) / "profile").as_uri()
-            command = [soffice, "--headless", "--norestore", f"-env:UserInstallation={profile}"]
-            command += ["--convert-to", "xlsx", "--outdir", str(Path(tmp) / "out"), str(source)]
+            profile = f"-env:UserInstallation={(Path(tmp) / 'profile').as_uri()}"
+            command = [soffice, "--headless", "--norestore", profile, "--convert-to", "xlsx"]
+            command += ["--outdir", str(Path(tmp) / "out"), str(source)]
             converted = _run_conversion(command, Path(tmp) / "out" / "retour.xlsx")
         if converted is None or sniff(converted) != "xlsx":
-            return _problem(
-                "conversion_failed",
-                origin,
-                f"LibreOffice n'a pas pu convertir ce classeur au format {what} : ouvrez-le et "
-                f"enregistrez-le en .xlsx, ou {_RESEND} au format .xlsx.",
-            )
+            return _problem("conversion_failed", origin, what=_FORMATS[kind])
         return Candidate(origin, name, converted, _sha256(data), data, converted_from=kind)
 
     def archive(self, data: bytes, origin: str, depth: int, zips: int) -> Iterator[Found]:
-        if zips >= _MAX_ZIP_DEPTH or depth >= _MAX_DEPTH:
-            yield self._too_deep(origin)
+        """Every member of a zip archive (names are display only: nothing is extracted)."""
+        if zips >= _MAX_ZIPS or depth >= _MAX_DEPTH:
+            yield _problem("too_deep", origin)
             return
         try:
             archive = SafeZip(data, origin, strict_names=False)
         except UnsafeFile as exc:
             yield _unsafe(exc, origin)
             return
+        found = (self.member(archive, m, origin, depth, zips) for m in sorted(set(archive.names())))
+        yield from _or(found, _problem("empty_archive", origin))
 
-        def members() -> Iterator[Found]:
-            for member in sorted(set(archive.names())):
-                parts = [
-                    part for part in re.split(r"[\\/]+", member) if part not in ("", ".", "..")
-                ]
-                if not parts or member.endswith(("/", "\\")) or parts[0] == "__MACOSX":
-                    continue
-                if parts[-1].startswith((".", "~$")):
-                    continue
-                where = f"{origin} › {'/'.join(printable(part) for part in parts)}"
-                try:
-                    content = archive.read(member, self.max_file_size)
-                except UnsafeFile as exc:
-                    yield _unsafe(exc, where)
-                    continue
-                yield from self.blob(content, where, clean_name(parts[-1]), depth + 1, zips + 1)
+    def member(
+        self, archive: SafeZip, member: str, origin: str, depth: int, zips: int
+    ) -> Iterator[Found]:
+        parts = [part for part in re.split(r"[\\/]+", member) if part not in ("", ".", "..")]
+        if member.endswith(("/", "\\")) or not parts or parts[0] == "__MACOSX":
+            return
+        if parts[-1].startswith((".", "~$")):
+            return
+        where = f"{origin} › {'/'.join(printable(part) for part in parts)}"
+        try:
+            content = archive.read(member, self.limit)
+        except UnsafeFile as exc:
+            yield _unsafe(exc, where)
+            return
+        yield from self.blob(content, where, clean_name(parts[-1]), depth + 1, zips + 1)
 
-        message = "archive sans aucun fichier : rien à lire."
-        yield from _if_empty(members(), _problem("empty_archive", origin, message, "warning"))
-
-    def _too_deep(self, origin: str) -> Problem:
-        message = "trop d'archives ou de messages imbriqués les uns dans les autres : extrayez-les."
-        return _problem("too_deep", origin, message)
+    def mbox(self, data: bytes, origin: str, depth: int) -> Iterator[Found]:
+        """Every message of a mailbox file (mbox format)."""
+        mails = enumerate(_MBOX_SEPARATOR.split(data)[1:], start=1)
+        found = (
+            self.message(mail, f"{origin} › message {i}", depth, alone=False) for i, mail in mails
+        )
+        yield from _or(found, _problem("no_workbook", origin))
 
     def message(
         self, data: bytes, origin: str, depth: int, *, alone: bool = True
     ) -> Iterator[Found]:
+        """The workbooks attached to a message, forwarded messages included."""
         if depth >= _MAX_DEPTH:
-            yield self._too_deep(origin)
+            yield _problem("too_deep", origin)
             return
         try:
             parsed = BytesParser(policy=email.policy.default).parsebytes(data)
             parts = [part for part in parsed.walk() if not part.is_multipart()]
         except Exception:  # the parser on hostile input: RecursionError, ValueError…
-            yield _problem("damaged_mail", origin, "message illisible ou endommagé.")
+            yield _problem("damaged_mail", origin)
             return
-        found = (self.attachment(part, origin, depth) for part in parts)
-        message = (
-            "ce message n'a pas de classeur en pièce jointe : demandez au tuteur de le joindre."
-        )
-        no_book = _problem("no_workbook", origin, message, "warning") if alone else None
-        yield from _if_empty((item for items in found for item in items), no_book)
+        found = (self.part(part, origin, depth) for part in parts)
+        yield from _or(found, _problem("no_workbook", origin) if alone else None)
 
-    def attachment(self, part: Message, origin: str, depth: int) -> Iterator[Found]:
-        filename = _safely(part.get_filename, None)
+    def part(self, part: Message, origin: str, depth: int) -> Iterator[Found]:
         payload = _safely(lambda: part.get_payload(decode=True), None)
+        defects: list[object] = _safely(lambda: list(part.defects), [])
+        damaged = any(isinstance(defect, _BASE64_DEFECTS) for defect in defects)
         data = payload if isinstance(payload, bytes) else b""
-        kind = sniff(data)
-        by_name = str(filename or "").lower().endswith(_BOOK_SUFFIXES)
-        if kind not in _WANTED_IN_MAIL and not by_name:
+        yield from self.attached(_safely(part.get_filename, None), data, damaged, origin, depth)
+
+    def attached(
+        self, filename: str | None, data: bytes, damaged: bool, origin: str, depth: int
+    ) -> Iterator[Found]:
+        """An attachment, kept when its bytes or its name say workbook or archive."""
+        if sniff(data) not in _WANTED_IN_MAIL and not (filename or "").lower().endswith(_BOOKS):
             return
         name = clean_name(filename, fallback="pièce jointe sans nom")
         where = f"{origin} › pièce jointe « {name} »"
-        if any(isinstance(defect, _BASE64_DEFECTS) for defect in _safely(lambda: part.defects, [])):
-            yield _problem(
-                "damaged_attachment",
-                where,
-                f"pièce jointe incomplète ou endommagée (message tronqué ?) : {_RESEND}.",
-            )
-            return
-        yield from self.blob(data, where, name, depth + 1)
+        if damaged:
+            yield _problem("damaged_attachment", where)
+        else:
+            yield from self.blob(data, where, name, depth + 1)
 
-    def outlook(self, data: bytes, origin: str, depth: int, zips: int) -> Iterator[Found]:
+    def outlook(self, data: bytes, origin: str, depth: int) -> Iterator[Found]:
+        """The attachments of an Outlook .msg, when the extract_msg module is installed."""
         try:
-            extract_msg = importlib.import_module("extract_msg")
+            items = importlib.import_module("extract_msg").openMsg(data).attachments
+            files = [(item.longFilename or item.shortFilename, item.data) for item in items]
         except ImportError:
-            message = (
-                "message Outlook (.msg) : ouvrez-le dans Outlook, enregistrez la pièce jointe "
-                "et donnez le classeur à grille (ou installez le module extract-msg)."
-            )
-            yield _problem("msg_unsupported", origin, message)
+            yield _problem("msg_unsupported", origin)
             return
-        try:
-            outlook = extract_msg.openMsg(data)
-            attachments = [
-                (
-                    getattr(item, "longFilename", None) or getattr(item, "shortFilename", None),
-                    item.data,
-                )
-                for item in outlook.attachments
-            ]
         except Exception:  # extract_msg on hostile input
-            yield _problem("damaged_mail", origin, "message Outlook illisible ou endommagé.")
+            yield _problem("damaged_mail", origin)
             return
-        for filename, content in attachments:
-            if isinstance(content, bytes) and sniff(content) in _WANTED_IN_MAIL:
-                name = clean_name(filename, fallback="pièce jointe sans nom")
-                where = f"{origin} › pièce jointe « {name} »"
-                yield from self.blob(content, where, name, depth + 1, zips)
+        for filename, content in files:
+            if isinstance(content, bytes):
+                yield from self.attached(filename, content, False, origin, depth)
 
 
 def _run_conversion(command: list[str], result: Path) -> bytes | None:
     """Run LibreOffice within the time limit; the converted bytes, or None."""
     posix = os.name == "posix"
+    devnull = subprocess.DEVNULL
     try:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=posix,
-        )
-    except OSError:
-        return None
-    try:
-        process.wait(timeout=CONVERSION_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        if posix:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-        process.wait()
-        return None
-    try:
+        with subprocess.Popen(
+            command, stdin=devnull, stdout=devnull, stderr=devnull, start_new_session=posix
+        ) as process:
+            try:
+                process.wait(timeout=CONVERSION_TIMEOUT)
+            except subprocess.TimeoutExpired:  # kill soffice.bin too, not just the launcher
+                if posix:
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.kill()
+                return None
         return _read_prefix(result, 100 * MiB, follow=False)
-    except (OSError, _NotRegular):
+    except OSError:
         return None
 
 
 def gather(
-    paths: Sequence[Path], *, max_file_size: int = 25 * MiB, max_mailbox_size: int = 100 * MiB
+    paths: Sequence[Path], *, max_file_size: int = 25 * MiB
 ) -> Iterator[Candidate | Problem]:
     """One Candidate per workbook found under `paths`, one Problem per unusable thing."""
-    gatherer = _Gatherer(max_file_size, max_mailbox_size)
+    gatherer = _Gatherer(max_file_size)
     for path in paths:
         yield from gatherer.path(Path(path), top=True)
-
-
-_EXTENSIONS = {"xlsx": ".xlsx", "ods": ".ods", "xls": ".xls"}
 
 
 def store_original(candidate: Candidate, returns_dir: Path) -> tuple[Path, bool]:
@@ -575,13 +464,14 @@ def store_original(candidate: Candidate, returns_dir: Path) -> tuple[Path, bool]
     sha = _sha256(candidate.original)
     if sha != candidate.sha256:
         raise ValueError("store_original: sha256 does not match the original bytes")
+    kind = sniff(candidate.original)
     root = returns_dir.resolve()
-    target = root / sha[:2] / f"{sha}{_EXTENSIONS.get(sniff(candidate.original), '.bin')}"
+    target = root / sha[:2] / f"{sha}.{kind if kind in ('xlsx', 'ods', 'xls') else 'bin'}"
     if not target.resolve().is_relative_to(root):
         raise ValueError(f"store_original: {target} is outside {root}")
     try:
         existing = _read_prefix(target, len(candidate.original) + 1, follow=False)
-    except (OSError, _NotRegular):
+    except OSError:
         existing = None
     if existing is not None and _sha256(existing) == sha:
         return target, False

@@ -1,4 +1,11 @@
-"""Roster spreadsheet or CSV → students, with row-precise problems."""
+"""Roster spreadsheet or CSV → students, with row-precise problems.
+
+`read_roster` takes a .xlsx or CSV file (type decided from its bytes), finds the header
+row (`ROSTER_COLUMNS`, case/accents/spaces ignored), checks every line and returns a
+`RosterResult`: the students of the lines without error, and every `Problem` located by
+row (as Excel numbers it) and column (the template's header). Files that cannot be read
+at all raise `RosterError`. `write_roster_template` writes the .xlsx template to fill.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,7 @@ import csv
 import hashlib
 import io
 import itertools
-import os
 import re
-import tempfile
 import unicodedata
 import warnings
 import zipfile
@@ -26,6 +31,24 @@ from openpyxl.utils.datetime import from_excel, to_excel
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from pipeline.errors import Problem, RosterError
+from pipeline.files import atomic_save
+
+__all__ = [
+    "DEMO_ROSTER",
+    "MAX_DATA_ROWS",
+    "REQUIRED_HEADERS",
+    "ROSTER_COLUMNS",
+    "TEMPLATE_SHEET",
+    "Problem",
+    "RosterColumn",
+    "RosterError",
+    "RosterResult",
+    "Student",
+    "build_roster_template",
+    "derive_student_id",
+    "read_roster",
+    "write_roster_template",
+]
 
 
 @dataclass(frozen=True)
@@ -263,8 +286,8 @@ _MESSAGES = {
     ),
     "extra_cells": (
         "cette ligne a plus de cellules que l'en-tête : une valeur contient sans doute le "
-        "séparateur « {delimiter} » ; mettez-la entre guillemets ou enregistrez le fichier "
-        "avec le séparateur « ; »."
+        "séparateur « {delimiter} » ; retirez-le ou mettez la valeur entre guillemets (s'il "
+        "s'agit d'une colonne de notes, donnez-lui un en-tête)."
     ),
     "too_many_rows": (
         "plus de {limit} lignes après l'en-tête : seules les {limit} premières ont été lues ; "
@@ -985,6 +1008,10 @@ def build_roster_template() -> Workbook:
             example.number_format = "@"
     sheet.row_dimensions[1].height = 22
     sheet.freeze_panes = "A2"
+    sheet.print_title_rows = "1:1"
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
     sheet["A2"].comment = Comment(
         "Ligne d'exemple : remplacez-la par votre premier stagiaire ou supprimez-la. "
         "Laissée telle quelle (Nom EXEMPLE), elle est ignorée.",
@@ -1086,29 +1113,16 @@ def _write_instructions(sheet: Any) -> None:
 
 
 def write_roster_template(path: Path) -> None:
-    """Write the roster template to `path` (.xlsx) atomically (temp file, then rename)."""
-    _save_atomically(build_roster_template(), Path(path))
+    """Write the roster template to `path` (.xlsx) atomically (temp file, then rename).
 
-
-def _save_atomically(workbook: Workbook, path: Path) -> None:
-    """Save to a temporary file in the target folder, fsync, then rename over `path`."""
-    temporary: Path | None = None
+    Raises `RosterError` (French) when the file cannot be written.
+    """
+    path = Path(path)
+    workbook = build_roster_template()
     try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            temporary = Path(handle.name)
-            workbook.save(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-        temporary = None
+        atomic_save(path, workbook.save)
     except OSError as exc:
         raise RosterError(
-            f"{path} : écriture impossible ({exc.strerror or exc}) ; vérifiez que le dossier "
-            "existe et fermez le fichier s'il est ouvert dans Excel."
+            f"{path} : écriture impossible ({exc.strerror or exc}) ; vérifiez le dossier et "
+            "fermez le fichier s'il est ouvert dans Excel."
         ) from None
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)

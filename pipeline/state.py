@@ -61,8 +61,59 @@ def _001_students_and_workbooks(db: sqlite3.Connection) -> None:
     )
 
 
+def _002_grids_and_returns(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE grids (
+            grid_id TEXT NOT NULL,
+            grid_version TEXT NOT NULL,
+            source TEXT NOT NULL,
+            stored_at TEXT NOT NULL,
+            PRIMARY KEY (grid_id, grid_version)
+        );
+        CREATE TABLE returns (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            stored_file TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            file_name TEXT NOT NULL,
+            converted_from TEXT NOT NULL DEFAULT '',
+            collected_at TEXT NOT NULL,
+            student_id TEXT REFERENCES students(student_id),
+            match TEXT NOT NULL,
+            match_note TEXT NOT NULL DEFAULT '',
+            status TEXT,
+            grid_id TEXT,
+            grid_version TEXT,
+            problems TEXT NOT NULL DEFAULT '[]',
+            evaluation TEXT
+        );
+        CREATE INDEX returns_student ON returns(student_id, id);
+        CREATE TABLE answers (
+            return_id INTEGER NOT NULL REFERENCES returns(id),
+            item_id TEXT NOT NULL,
+            sheet TEXT NOT NULL,
+            cell TEXT NOT NULL,
+            raw TEXT,
+            value TEXT,
+            PRIMARY KEY (return_id, item_id)
+        );
+        CREATE TABLE sendings (
+            id INTEGER PRIMARY KEY,
+            student_id TEXT NOT NULL REFERENCES students(student_id),
+            workbook_id INTEGER REFERENCES workbooks(id),
+            recipient TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            sent_at TEXT NOT NULL
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
+    ("002_grids_and_returns", _002_grids_and_returns),
 ]
 
 

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from pipeline.errors import Problem
 from pipeline.grid import Dimension, Grid
@@ -123,6 +124,7 @@ class ValidationResult:
         return [p.message for p in self.problems if p.severity == "warning"]
 
 
+@lru_cache(maxsize=8192)
 def fold(text: str) -> str:
     """Lower case, no accents, single spaces, typographic apostrophes made plain."""
     text = unicodedata.normalize("NFKD", text.replace("’", "'"))

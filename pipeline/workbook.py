@@ -813,7 +813,7 @@ def read_returned(package: XlsxPackage, grid: Grid) -> ReturnedWorkbook:
 
     def raw(ref: CellRef) -> RawCell | None:
         cell = cells.get(ref.sheet, {}).get(ref.cell)
-        if cell is None or (cell.kind == "str" and not cell.value.strip()):
+        if cell is None or not cell.value.strip():
             return None
         return cell
 

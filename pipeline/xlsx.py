@@ -26,6 +26,7 @@ _CUSTOM = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properti
 _M = f"{{{_MAIN}}}"
 _CELL_REF = re.compile(r"^([A-Z]{1,3})([0-9]{1,7})$")
 MAX_SHARED_STRINGS = 200_000
+SMALL_SHEET = 512 * 1024  # bytes of XML parsed at once; larger sheets are streamed
 
 
 def _parser() -> etree.XMLParser:
@@ -75,12 +76,12 @@ class XlsxPackage:
             return etree.fromstring(data, _parser())
         except etree.XMLSyntaxError as exc:
             raise UnsafeFile(
-                f"{self.name} : partie « {part} » illisible (XML endommagé : {exc.msg})."
+                self.name, f"partie « {part} » illisible (XML endommagé : {exc.msg}).", damaged=True
             ) from exc
 
     def _read_sheets(self) -> dict[str, Sheet]:
         if not self.zip.has("xl/workbook.xml"):
-            raise UnsafeFile(f"{self.name} : ce n'est pas un classeur Excel (xl/workbook.xml absent).")
+            raise UnsafeFile(self.name, "ce n'est pas un classeur Excel (xl/workbook.xml absent).")
         workbook = self._xml("xl/workbook.xml")
         targets: dict[str, str] = {}
         if self.zip.has("xl/_rels/workbook.xml.rels"):
@@ -131,7 +132,7 @@ class XlsxPackage:
                 root = self._xml("xl/sharedStrings.xml")
                 for si in root.iterchildren(f"{_M}si"):
                     if len(self._shared) >= MAX_SHARED_STRINGS:
-                        raise UnsafeFile(f"{self.name} : trop de textes dans le classeur.")
+                        raise UnsafeFile(self.name, "trop de textes dans le classeur.")
                     self._shared.append(
                         "".join(t.text or "" for t in si.iter(f"{_M}t") if t.getparent().tag != f"{_M}rPh")
                     )
@@ -145,6 +146,24 @@ class XlsxPackage:
         last_row = max(split_ref(ref)[1] for ref in refs)
         data = self.zip.read(sheet.path)
         check_xml(data, self.name, sheet.path)
+        try:
+            if len(data) <= SMALL_SHEET:  # the usual case: parse at once, in C
+                cells = etree.fromstring(data, _parser()).iter(f"{_M}c")
+                return {
+                    ref: self._cell(element)
+                    for element in cells
+                    if (ref := element.get("r", "")) in refs
+                }
+            return self._stream_cells(data, refs, last_row)
+        except etree.XMLSyntaxError as exc:
+            raise UnsafeFile(
+                self.name,
+                f"feuille « {sheet.name} » illisible (XML endommagé : {exc.msg}).",
+                damaged=True,
+            ) from exc
+
+    def _stream_cells(self, data: bytes, refs: set[str], last_row: int) -> dict[str, RawCell]:
+        """Big sheets: stream the XML, forget each row, stop after `last_row`."""
         found: dict[str, RawCell] = {}
         context = etree.iterparse(
             io.BytesIO(data),
@@ -155,21 +174,16 @@ class XlsxPackage:
             load_dtd=False,
             huge_tree=False,
         )
-        try:
-            for _, element in context:
-                if element.tag == f"{_M}row":
-                    row_number = element.get("r")
-                    element.clear(keep_tail=False)
-                    if row_number and row_number.isdigit() and int(row_number) >= last_row:
-                        break
-                    continue
-                ref = element.get("r", "")
-                if ref in refs:
-                    found[ref] = self._cell(element)
-        except etree.XMLSyntaxError as exc:
-            raise UnsafeFile(
-                f"{self.name} : feuille « {sheet.name} » illisible (XML endommagé : {exc.msg})."
-            ) from exc
+        for _, element in context:
+            if element.tag == f"{_M}row":
+                row_number = element.get("r")
+                element.clear(keep_tail=False)
+                if row_number and row_number.isdigit() and int(row_number) >= last_row:
+                    break
+                continue
+            ref = element.get("r", "")
+            if ref in refs:
+                found[ref] = self._cell(element)
         return found
 
     def _cell(self, element: Any) -> RawCell:

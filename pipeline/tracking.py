@@ -1,0 +1,300 @@
+"""Per-student status, and the tracking workbook `output/suivi.xlsx`.
+
+The status of a student comes from the database: the latest recognised return gives
+complete / incomplete / invalid; without one, a sending gives `sent`, a workbook
+`generated`. The tracking workbook shows it with colours and filters, and has columns
+the teacher fills (notes, the teaching team's appreciation): rewriting the workbook
+reads them back first and keeps them, for every student ever listed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.styles import Alignment, Font, PatternFill, Protection
+from openpyxl.utils import get_column_letter
+
+from pipeline.errors import GrilleError
+from pipeline.files import atomic_save
+from pipeline.validation import STATUS_LABELS
+
+STATUS_LABELS_FR = STATUS_LABELS
+SHEET = "Suivi"
+NOTES_HEADER = "Notes du professeur"
+TEAM_HEADER = "Appréciation de l'équipe pédagogique"
+TEACHER_HEADERS = (NOTES_HEADER, TEAM_HEADER)
+STATUS_FILLS = {
+    "generated": "EDEDED",
+    "sent": "DDEBF7",
+    "incomplete": "FFE699",
+    "invalid": "F4B183",
+    "complete": "C6EFCE",
+}
+
+
+@dataclass
+class StudentStatus:
+    """One student's state in the campaign."""
+
+    student_id: str
+    last_name: str
+    first_name: str
+    class_name: str
+    company: str
+    tutor_name: str
+    tutor_email: str
+    tutor_phone: str
+    in_roster: bool
+    status: str
+    match: str = ""
+    match_note: str = ""
+    missing: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    generated_at: str = ""
+    sent_at: str = ""
+    returned_at: str = ""
+    workbook_file: str = ""
+    return_file: str = ""
+    return_origin: str = ""
+    return_id: int | None = None
+    evaluation: dict[str, Any] | None = None
+    grid_id: str = ""
+    grid_version: str = ""
+
+    @property
+    def status_label(self) -> str:
+        label = STATUS_LABELS.get(self.status, self.status)
+        return f"{label} (à confirmer)" if self.match == "visible" else label
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "student_id": self.student_id,
+            "last_name": self.last_name,
+            "first_name": self.first_name,
+            "class": self.class_name,
+            "company": self.company,
+            "tutor": self.tutor_name,
+            "tutor_email": self.tutor_email,
+            "status": self.status,
+            "status_label": self.status_label,
+            "to_confirm": self.match == "visible",
+            "match_note": self.match_note,
+            "missing": self.missing,
+            "invalid": self.invalid,
+            "warnings": self.warnings,
+            "file": self.return_file or self.workbook_file,
+            "origin": self.return_origin,
+            "generated_at": self.generated_at,
+            "sent_at": self.sent_at,
+            "returned_at": self.returned_at,
+            "in_roster": self.in_roster,
+        }
+
+
+_STATUS_QUERY = """
+SELECT s.*,
+       w.file AS workbook_file, w.generated_at,
+       (SELECT MAX(sent_at) FROM sendings WHERE student_id = s.student_id) AS sent_at,
+       r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match, r.match_note,
+       r.status AS return_status, r.problems, r.evaluation, r.grid_id, r.grid_version
+FROM students s
+LEFT JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
+LEFT JOIN returns r ON r.id = (
+    SELECT MAX(id) FROM returns WHERE student_id = s.student_id AND match != 'rejected')
+ORDER BY s.class_name, s.last_name, s.first_name, s.student_id
+"""
+
+
+def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
+    """Every student of the campaign with their current status, by class and name."""
+    statuses = []
+    for row in db.execute(_STATUS_QUERY):
+        problems = json.loads(row["problems"]) if row["problems"] else []
+        if row["return_status"]:
+            status = row["return_status"]
+        elif row["sent_at"]:
+            status = "sent"
+        else:
+            status = "generated"
+        statuses.append(
+            StudentStatus(
+                student_id=row["student_id"],
+                last_name=row["last_name"],
+                first_name=row["first_name"],
+                class_name=row["class_name"],
+                company=row["company"],
+                tutor_name=row["tutor_name"],
+                tutor_email=row["tutor_email"],
+                tutor_phone=row["tutor_phone"],
+                in_roster=bool(row["in_roster"]),
+                status=status,
+                match=row["match"] or "",
+                match_note=row["match_note"] or "",
+                missing=[p["message"] for p in problems if p["code"].startswith("missing")],
+                invalid=[p["message"] for p in problems if p["code"].startswith("invalid")],
+                warnings=[p["message"] for p in problems if p["severity"] == "warning"],
+                generated_at=row["generated_at"] or "",
+                sent_at=row["sent_at"] or "",
+                returned_at=row["collected_at"] or "",
+                workbook_file=row["workbook_file"] or "",
+                return_file=row["stored_file"] or "",
+                return_origin=row["origin"] or "",
+                return_id=row["return_id"],
+                evaluation=json.loads(row["evaluation"]) if row["evaluation"] else None,
+                grid_id=row["grid_id"] or "",
+                grid_version=row["grid_version"] or "",
+            )
+        )
+    return statuses
+
+
+# ------------------------------------------------------------------ the workbook
+
+_COLUMNS: list[tuple[str, int]] = [
+    ("Identifiant", 12),
+    ("Nom", 18),
+    ("Prénom", 14),
+    ("Classe", 12),
+    ("Entreprise", 24),
+    ("Tuteur", 20),
+    ("E-mail tuteur", 28),
+    ("Téléphone tuteur", 15),
+    ("Statut", 14),
+    ("À faire / manquant", 60),
+    ("Valeurs invalides", 40),
+    ("Avertissements", 40),
+    ("Généré le", 17),
+    ("Envoyé le", 17),
+    ("Retourné le", 17),
+    ("Fichier retourné", 30),
+    (NOTES_HEADER, 40),
+    (TEAM_HEADER, 60),
+]
+
+
+def read_teacher_columns(path: Path) -> dict[str, dict[str, str]]:
+    """What the teacher typed in `suivi.xlsx`: student id → {header: text}."""
+    if not path.exists():
+        return {}
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise GrilleError(
+            f"{path.name} est illisible ({exc}) : il n'est pas remplacé, pour ne rien perdre de "
+            "ce que vous y avez écrit. Réparez-le ou renommez-le, puis relancez."
+        ) from exc
+    try:
+        ws = wb[SHEET] if SHEET in wb.sheetnames else wb.worksheets[0]
+        rows = ws.iter_rows(min_row=1, max_row=5001, max_col=len(_COLUMNS) + 10, values_only=True)
+        header = [str(v).strip() if v is not None else "" for v in next(rows, ())]
+        if "Identifiant" not in header:
+            return {}
+        id_index = header.index("Identifiant")
+        wanted = {h: header.index(h) for h in TEACHER_HEADERS if h in header}
+        kept: dict[str, dict[str, str]] = {}
+        for values in rows:
+            if id_index >= len(values) or values[id_index] in (None, ""):
+                continue
+            texts = {
+                h: str(values[i]) for h, i in wanted.items() if i < len(values) and values[i] not in (None, "")
+            }
+            if texts:
+                kept[str(values[id_index]).strip()] = texts
+        return kept
+    finally:
+        wb.close()
+
+
+def _text(cell: Any, value: str) -> None:
+    """Write text that stays text (a tutor's "=…" must not become a formula)."""
+    cell.value = value
+    cell.data_type = "s"
+
+
+def build_tracking(statuses: list[StudentStatus], teacher: dict[str, dict[str, str]]) -> Workbook:
+    """The tracking workbook; `teacher` holds the teacher's columns to put back."""
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = SHEET
+    header_fill = PatternFill("solid", fgColor="1F3864")
+    teacher_fill = PatternFill("solid", fgColor="FFF9DB")
+    for index, (title, width) in enumerate(_COLUMNS, start=1):
+        cell = ws.cell(row=1, column=index, value=title)
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = header_fill if title not in TEACHER_HEADERS else PatternFill("solid", fgColor="7F6000")
+        cell.alignment = Alignment(wrap_text=True, vertical="center")
+        ws.column_dimensions[get_column_letter(index)].width = width
+    wrap = Alignment(wrap_text=True, vertical="top")
+    for row_index, st in enumerate(statuses, start=2):
+        kept = teacher.get(st.student_id, {})
+        values = [
+            st.student_id,
+            st.last_name.upper(),
+            st.first_name,
+            st.class_name,
+            st.company,
+            st.tutor_name,
+            st.tutor_email,
+            st.tutor_phone,
+            st.status_label + ("" if st.in_roster else " — retiré de la liste"),
+            "\n".join([*([st.match_note] if st.match_note else []), *st.missing]),
+            "\n".join(st.invalid),
+            "\n".join(st.warnings),
+            st.generated_at,
+            st.sent_at,
+            st.returned_at,
+            st.return_file,
+            kept.get(NOTES_HEADER, ""),
+            kept.get(TEAM_HEADER, ""),
+        ]
+        for column, value in enumerate(values, start=1):
+            cell = ws.cell(row=row_index, column=column)
+            _text(cell, value)
+            cell.alignment = wrap
+            if _COLUMNS[column - 1][0] in TEACHER_HEADERS:
+                cell.fill = teacher_fill
+                cell.protection = Protection(locked=False)
+        ws.cell(row=row_index, column=9).fill = PatternFill(
+            "solid", fgColor=STATUS_FILLS.get(st.status, "FFFFFF")
+        )
+    last = max(2, len(statuses) + 1)
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(_COLUMNS))}{last}"
+    ws.freeze_panes = "D2"
+    ws.row_dimensions[1].height = 32
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
+    return wb
+
+
+def write_tracking(path: Path, statuses: list[StudentStatus]) -> None:
+    """Rewrite `suivi.xlsx`, keeping the teacher's columns (atomic write)."""
+    teacher = read_teacher_columns(path)
+    wb = build_tracking(statuses, teacher)
+    try:
+        atomic_save(path, wb.save)
+    except PermissionError as exc:
+        raise GrilleError(
+            f"Impossible de remplacer {path.name} : fermez-le dans Excel ou LibreOffice, "
+            "puis relancez."
+        ) from exc
+
+
+def team_appreciations(path: Path) -> dict[str, str]:
+    """The teaching team's appreciation per student id, from `suivi.xlsx`."""
+    return {
+        student_id: texts[TEAM_HEADER]
+        for student_id, texts in read_teacher_columns(path).items()
+        if texts.get(TEAM_HEADER, "").strip()
+    }
