@@ -58,7 +58,11 @@ _KEPT_TABLE_STYLES = {"TableNormal", "TableGrid"}
 
 # style id → (paragraph properties, run properties), as WordprocessingML fragments.
 _STYLES = {
-    "Normal": ('<w:spacing w:after="80" w:line="264" w:lineRule="auto"/>', '<w:sz w:val="20"/>'),
+    "Normal": (
+        '<w:spacing w:after="80" w:line="264" w:lineRule="auto"/>',
+        f'<w:rFonts w:ascii="{FONT}" w:hAnsi="{FONT}" w:eastAsia="{FONT}" w:cs="{FONT}"/>'
+        '<w:sz w:val="20"/>',
+    ),
     "Title": (
         '<w:spacing w:after="120" w:line="240" w:lineRule="auto"/>',
         '<w:b/><w:color w:val="1F3864"/><w:sz w:val="44"/>',
@@ -174,9 +178,8 @@ def build_default_template() -> Document:
             _KEPT_TABLE_STYLES
         ):
             styles.remove(style)
-    doc.styles.add_style(TABLE_TEXT_STYLE, WD_STYLE_TYPE.PARAGRAPH).base_style = doc.styles[
-        "Normal"
-    ]
+    table_text = doc.styles.add_style(TABLE_TEXT_STYLE, WD_STYLE_TYPE.PARAGRAPH)
+    table_text.base_style, table_text.quick_style = doc.styles["Normal"], True
     _set_fonts(styles)
     for style_id, (ppr, rpr) in _STYLES.items():
         _restyle(styles, style_id, ppr, rpr)

@@ -184,7 +184,7 @@ def read_teacher_columns(path: Path) -> dict[str, dict[str, str]]:
     if not path.exists():
         return {}
     try:
-        wb = load_workbook(path, read_only=True, data_only=True)
+        wb = load_workbook(path, read_only=True)  # formulas as typed: nothing is lost
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise GrilleError(
             f"{path.name} est illisible ({exc}) : il n'est pas remplacé, pour ne rien perdre de "
