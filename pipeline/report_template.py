@@ -447,11 +447,10 @@ class BodyBuilder:
         self.para(text, style, parent=tc, **run)
         return tc
 
-    def box(self, text: str, height: int, *, keep_next: bool = False) -> Element:
+    def box(self, text: str, height: int) -> Element:
         """A framed one-cell table holding `text` (line breaks kept), at least `height` high."""
         tr = self.row(self.table([self.width]), height=height, split=len(text) > 1200)
-        return self.cell(tr, self.width, text, valign="top", style="Normal", before=60,
-                         keep_next=keep_next)  # fmt: skip
+        return self.cell(tr, self.width, text, valign="top", style="Normal", before=60)
 
     def heading_row(self, tbl: Element, text: str, span: int, fill: str, **run: Any) -> None:
         """A shaded row spanning the whole table (section or sub-heading)."""

@@ -438,6 +438,7 @@ def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSou
     _style(ws["A3"], font=_SMALL, border=False)
     ws["A5"] = "Compétences professionnelles à mobiliser et activités à mener"
     _style(ws["A5"], font=_BOLD, border=False)
+    ws.merge_cells("A5:D5")
     for column, header in zip("ABC", ("Référentiel", "Activités", "Moyens et ressources"), strict=True):
         ws[f"{column}6"] = header
         _style(ws[f"{column}6"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
