@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from datetime import date
 from pathlib import Path
 
 from pipeline import state
-from pipeline.errors import ConfigError, GrilleError
+from pipeline.errors import GrilleError
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.grid import Grid, grid_path, load_grid, parse_grid_text
 from pipeline.parallel import map_batches
+from pipeline.report import write_default_template
 from pipeline.roster import Student, write_roster_template
 from pipeline.settings import (
     CampaignConfig,
@@ -92,6 +92,11 @@ def init_campaign(
         workspace.templates_dir.mkdir(parents=True, exist_ok=True)
         write_roster_template(workspace.roster_path)
         note(workspace.roster_path, True)
+    if workspace.report_template_path.exists():
+        note(workspace.report_template_path, False)
+    else:
+        write_default_template(workspace.report_template_path)
+        note(workspace.report_template_path, True)
     with state.connect(workspace.db_path):
         pass
     return InitResult(created, kept)
@@ -282,10 +287,20 @@ def generate(
             "updated_at=excluded.updated_at",
             [
                 (
-                    s.student_id, s.last_name, s.first_name, s.class_name, s.company,
-                    s.tutor_name, s.tutor_email, s.tutor_phone, s.student_email, s.referent,
-                    s.start.isoformat(), s.end.isoformat(), stamp,
-                )  # fmt: skip
+                    s.student_id,
+                    s.last_name,
+                    s.first_name,
+                    s.class_name,
+                    s.company,
+                    s.tutor_name,
+                    s.tutor_email,
+                    s.tutor_phone,
+                    s.student_email,
+                    s.referent,
+                    s.start.isoformat(),
+                    s.end.isoformat(),
+                    stamp,
+                )
                 for s in students
             ],
         )
@@ -312,23 +327,11 @@ def generate(
     return result
 
 
-def copy_demo_roster(workspace: Workspace) -> Path:
-    """Put the bundled sample roster in the campaign (for `grille demo`)."""
-    source = Path(__file__).parent / "data" / "demo_roster.csv"
-    if not source.is_file():
-        raise ConfigError("Liste d'exemple absente du paquet (pipeline/data/demo_roster.csv).")
-    target = workspace.templates_dir / "demo_roster.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
-
-
 __all__ = [
     "Campaign",
     "GenerateResult",
     "GrilleError",
     "InitResult",
-    "copy_demo_roster",
     "generate",
     "init_campaign",
 ]

@@ -11,15 +11,16 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from pipeline import archive, state, tracking
 from pipeline import campaign as campaign_ops
 from pipeline import collect as collect_ops
-from pipeline import state, tracking
+from pipeline import demo as demo_data
 from pipeline.errors import GrilleError, Problem
 from pipeline.parallel import default_jobs
 from pipeline.roster import RosterError, read_roster
@@ -190,6 +191,8 @@ def cli(ctx: click.Context, root: Path) -> None:
       grille generate     fabrique un classeur Excel par stagiaire
       grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
       grille status       affiche où en est chaque stagiaire
+      grille report       écrit les bilans Word (un par stagiaire, un par classe)
+      grille demo         démonstration complète sur une classe fictive
     """
     ctx.obj = Context(root)
 
@@ -279,12 +282,15 @@ def _run_generate(
         click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")
     for student, reason in result.updated:
         path = result.files[student.student_id].relative_to(workspace.root)
-        click.echo(f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}")
+        click.echo(
+            f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}"
+        )
     for name in result.removed:
         click.echo(f"  Attention — {name} n'est plus dans la liste : son classeur est conservé.")
+    folder = workspace.workbooks_dir.relative_to(workspace.root)
     click.echo(
         f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
-        f"{len(result.unchanged)} inchangé(s), dans {workspace.workbooks_dir.relative_to(workspace.root)}."
+        f"{len(result.unchanged)} inchangé(s), dans {folder}."
     )
 
 
@@ -430,16 +436,24 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
 
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
-        writer.writerow(["Identifiant", "Nom", "Prénom", "Classe", "Statut", "Manquant", "Invalide", "Fichier"])
+        writer.writerow(
+            ["Identifiant", "Nom", "Prénom", "Classe", "Statut", "Manquant", "Invalide", "Fichier"]
+        )
         for s in statuses:
             writer.writerow(
                 [
                     _csv_safe(v)
                     for v in (
-                        s.student_id, s.last_name, s.first_name, s.class_name, s.status_label,
-                        " | ".join(s.missing), " | ".join(s.invalid), s.return_file or s.workbook_file,
+                        s.student_id,
+                        s.last_name,
+                        s.first_name,
+                        s.class_name,
+                        s.status_label,
+                        " | ".join(s.missing),
+                        " | ".join(s.invalid),
+                        s.return_file or s.workbook_file,
                     )
-                ]  # fmt: skip
+                ]
             )
         click.echo(buffer.getvalue(), nl=False)
         return
@@ -459,6 +473,62 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
     click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
 
 
+def _run_reports(
+    workspace: Workspace,
+    student_ids: set[str] | None,
+    class_name: str | None,
+    pdf: bool,
+) -> None:
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            with progress_bar(50, "Bilans") as advance:
+                result = archive.write_reports(
+                    opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
+                    progress=advance,
+                )  # fmt: skip
+        finally:
+            opened.close()
+    for path in result.written:
+        click.echo(f"  écrit : {path.relative_to(workspace.root)}")
+    for edited, new in result.kept_edited:
+        click.echo(
+            f"  Attention — {edited.relative_to(workspace.root)} a été modifié à la main : "
+            f"conservé ; nouvelle version dans {new.name}."
+        )
+    for name in result.without_return:
+        click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
+    for path in result.pdfs:
+        click.echo(f"  PDF : {path.relative_to(workspace.root)}")
+    if result.pdf_problem:
+        click.echo(f"Attention — {result.pdf_problem}", err=True)
+    click.echo(
+        f"{len(result.written)} bilan(s) écrit(s) dans "
+        f"{workspace.reports_dir.relative_to(workspace.root)}."
+    )
+    if not result.written and not result.without_return:
+        fail("aucun stagiaire ne correspond à ces critères (--student, --class).")
+
+
+@cli.command()
+@click.option(
+    "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
+)
+@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@click.option("--pdf", is_flag=True, help="Écrit aussi un PDF de chaque bilan (LibreOffice).")
+@pass_context
+def report(ctx: Context, student_ids: tuple[str, ...], class_name: str | None, pdf: bool) -> None:
+    """Écrit les bilans Word : un par stagiaire et un bilan consolidé par classe.
+
+    Exemple : grille report --class "BTS MUC 2A" --pdf
+
+    Les bilans vont dans output/rapports/<classe>/. L'appréciation de l'équipe
+    pédagogique est prise dans la colonne prévue de output/suivi.xlsx. Un bilan modifié
+    à la main n'est jamais remplacé.
+    """
+    _run_reports(ctx.workspace, set(student_ids) or None, class_name, pdf)
+
+
 @cli.command()
 @click.argument(
     "directory",
@@ -466,27 +536,76 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
     default=Path("output") / "demo",
     type=click.Path(file_okay=False, path_type=Path),
 )
+@click.option("--pdf", is_flag=True, help="Écrit aussi les PDF (LibreOffice).")
 @click.option("--jobs", type=click.IntRange(min=1), default=default_jobs(), hidden=True)
-def demo(directory: Path, jobs: int) -> None:
-    """Démonstration sur une classe fictive : campagne, classeurs.
+def demo(directory: Path, pdf: bool, jobs: int) -> None:
+    """Démonstration complète sur une classe fictive de 30 stagiaires.
 
     Exemple : grille demo   (écrit dans output/demo/)
+
+    Crée la campagne, les classeurs, simule les réponses des tuteurs, collecte les
+    retours et écrit les bilans Word.
     """
     workspace = Workspace(directory)
+    today = date.today()
     with friendly_errors():
         campaign_ops.init_campaign(
             workspace,
             school="Lycée de démonstration",
-            session="BTS MUC — session 2027",
+            session="BTS MUC — session de démonstration",
             teacher_name="Mme Claire Martin",
             teacher_email="claire.martin@lycee-demo.example",
-            deadline=date(2027, 3, 19),
+            deadline=today + timedelta(days=14),
         )
-        roster = campaign_ops.copy_demo_roster(workspace)
-    click.echo(f"Campagne de démonstration dans « {workspace.root} ».")
+        roster = demo_data.demo_roster(workspace.templates_dir / "demo_roster.csv", today)
+    click.echo(f"1. Campagne de démonstration dans « {workspace.root} ».")
+    click.echo("2. Classeurs :")
     _run_generate(workspace, roster, None, False, jobs)
+    inbox = workspace.root / "retours_simules"
+    with friendly_errors():
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            rows = opened.db.execute(
+                "SELECT w.file, s.tutor_name FROM students s JOIN workbooks w ON w.id = "
+                "(SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
+            ).fetchall()
+            count = demo_data.simulate_tutors(
+                opened.grid, [(workspace.root / r[0], r[1]) for r in rows], inbox, today
+            )
+        finally:
+            opened.close()
+    click.echo(f"3. {count} réponses de tuteurs simulées dans {inbox.relative_to(workspace.root)}.")
+    click.echo("4. Collecte des retours :")
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            collected = collect_ops.collect(opened, [inbox], jobs=1)
+            tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(opened.db))
+        finally:
+            opened.close()
+    click.echo(
+        f"   {len(collected.recorded)} retour(s) lus ; détail : grille --dir {directory} status"
+    )
+    click.echo("5. Bilans :")
+    _run_reports(workspace, None, None, pdf)
+    click.echo(
+        f"Terminé. Ouvrez {workspace.tracking_path} et les bilans de {workspace.reports_dir}."
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of the `grille` console script."""
-    return cli.main(args=argv, prog_name="grille")
+    """Entry point of the `grille` console script: never shows a traceback."""
+    try:
+        return cli.main(args=argv, prog_name="grille")
+    except Exception:  # a bug: say so in French, keep the details in a log file
+        import tempfile
+        import traceback
+
+        log = Path(tempfile.gettempdir()) / "grille-erreur.log"
+        try:
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+            where = f" Détails techniques dans {log} : joignez ce fichier à votre signalement."
+        except OSError:
+            where = ""
+        click.echo(f"Erreur inattendue de grille (ce n'est pas de votre fait).{where}", err=True)
+        sys.exit(3)

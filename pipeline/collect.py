@@ -23,7 +23,7 @@ from pipeline.grid import Grid
 from pipeline.parallel import map_batches
 from pipeline.returns import Candidate, gather, store_original
 from pipeline.safe_zip import UnsafeFile
-from pipeline.validation import ExpectedStudent, fold, validate
+from pipeline.validation import IDENTITY_LABELS, ExpectedStudent, fold, validate
 from pipeline.workbook import (
     META_KEYS,
     ReturnedWorkbook,
@@ -153,9 +153,10 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
             grid_key = context.default_grid
             grid = context.grids[grid_key]
             returned = read_returned(package, grid)
-            student_id, note = _match_visible(context, returned)
-            if student_id is None:
+            matched, note = _match_visible(context, returned)
+            if matched is None:
                 return _rejected(sha, note)
+            student_id = matched
             match = MATCH_VISIBLE
         expected = context.students[student_id]
         result = validate(grid, returned, expected, context.today)
@@ -246,7 +247,7 @@ def _context_for(campaign: Campaign, today: date) -> _Context:
             end=date.fromisoformat(row["end_date"]),
         )
         identity = identity_values(student, campaign.grid, campaign.config.campaign_id, b"-")
-        shown = {k: identity[k] for k in ("student_name", "class_name", "company", "tutor_name", "tutor_email", "period")}  # fmt: skip
+        shown = {k: v for k, v in identity.items() if k in IDENTITY_LABELS}
         students[student.student_id] = ExpectedStudent(
             student.tutor_name, student.start, student.end, shown
         )

@@ -7,6 +7,7 @@ nothing (except LibreOffice's temporary files when converting .ods/.xls).
 
 from __future__ import annotations
 
+import codecs
 import email.errors
 import email.policy
 import hashlib
@@ -37,12 +38,14 @@ CONVERSION_TIMEOUT = 60
 MAX_NAME_LENGTH = 120
 _MAX_ZIPS = 2  # an archive inside an archive, no deeper
 _MAX_DEPTH = 4  # containers of any kind (message, archive) inside each other
+_MAX_FOLDERS = 100  # folders inside each other
 _MAIL_HEADERS = {
     "from", "to", "subject", "received", "mime-version", "content-type",
     "return-path", "date", "message-id",
 }  # fmt: skip
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
 _MBOX_SEPARATOR = re.compile(rb"^From [^\n]*\n", re.MULTILINE)
+_TNEF_MAGIC = b"\x78\x9f\x3e\x22"
 _BOOKS = (".xlsx", ".xlsm", ".xls", ".ods", ".csv", ".zip", ".eml", ".msg")
 _WANTED_IN_MAIL = {"xlsx", "ods", "xls", "zip", "encrypted", "msg"}
 _BASE64_DEFECTS = (
@@ -56,13 +59,14 @@ _LOOKS_LIKE = {
     "html": "une page web (HTML) ou du XML",
     "pdf": "un document PDF",
     "unknown": "des données d'un type inconnu",
+    "package": "un document Office ou OpenDocument, pas un classeur .xlsx (Word ? .xlsb ?)",
 }
 _RESEND = "demandez au tuteur de renvoyer le classeur"
 _MESSAGES = {
     "not_found": "fichier ou dossier introuvable : vérifiez le chemin.",
     "unreadable": "illisible ({why}).",
     "skipped_special": "ignoré : ce n'est pas un fichier ordinaire (lien symbolique, tube…).",
-    "too_large": "trop volumineux ({size:.1f} Mo, maximum {limit:.0f} Mo) : "
+    "too_large": "trop volumineux ({size}, maximum {limit}) : "
     "ce n'est pas un classeur rempli par un tuteur.",
     "empty_file": f"fichier vide (0 octet) : {_RESEND}.",
     "not_a_workbook": "ce n'est pas un classeur Excel : il contient {what}. "
@@ -80,6 +84,8 @@ _MESSAGES = {
     "empty_archive": "archive sans aucun fichier : rien à lire.",
     "too_deep": "trop d'archives ou de messages imbriqués les uns dans les autres : "
     "extrayez-les d'abord.",
+    "outlook_attachment": "pièce jointe au format propre à Outlook (winmail.dat) : ouvrez le "
+    "message dans Outlook et enregistrez le classeur, ou demandez au tuteur de le renvoyer.",
     "msg_unsupported": "message Outlook (.msg) : ouvrez-le dans Outlook, enregistrez la pièce "
     "jointe et donnez le classeur à grille (ou installez le module Python extract-msg).",
 }
@@ -135,11 +141,11 @@ def _sniff_zip(data: bytes) -> str:
 def _sniff_ole(data: bytes) -> str:
     """Encrypted OOXML, Outlook message or old .xls, from the OLE2 stream names."""
     try:
-        with importlib.import_module("olefile").OleFileIO(data) as ole:
+        with importlib.import_module("olefile").OleFileIO(io.BytesIO(data)) as ole:
             names = {entry[0].lower() for entry in ole.listdir(True, True)}
     except Exception:  # no olefile, or a damaged directory: search the UTF-16 names
         names = {n.lower() for n in ("EncryptedPackage", "__substg1.0_", "Workbook")}
-        names = {n for n in names if n.encode("utf-16-le") in data.lower()} | {"workbook"}
+        names = {n for n in names if n.encode("utf-16-le") in data.lower()}
     if "encryptedpackage" in names:
         return "encrypted"
     if any(name.startswith("__substg1.0_") for name in names):
@@ -169,8 +175,9 @@ def _looks_like_text(data: bytes) -> bool:
     head = data[:65536]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return True
-    text = head.decode("utf-8", errors="replace")
-    if text.count("\ufffd") > 3:  # not UTF-8 (3: a character cut by the window)
+    try:  # not final when the window cuts the data: a cut character is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=len(data) == len(head))
+    except UnicodeDecodeError:
         text = head.decode("cp1252", errors="replace")
     bad = sum(1 for char in text if char == "\ufffd" or (char < " " and char not in "\t\n\r\f"))
     return bad <= len(text) // 100
@@ -217,6 +224,17 @@ def _read_prefix(path: Path, size: int, *, follow: bool) -> bytes | None:
         return handle.read(size) if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
+def _size(count: int) -> str:
+    """A size as the user reads it: « 512 Ko », « 31,2 Mo »."""
+    if count < MiB:
+        return f"{count / 1024:.0f} Ko"
+    return f"{count / MiB:.1f}".replace(".", ",").removesuffix(",0") + " Mo"
+
+
+def _why(exc: OSError) -> str:
+    return "accès refusé" if isinstance(exc, PermissionError) else f"erreur {exc.errno}"
+
+
 def _is_dir(path: Path) -> bool:
     try:
         return stat.S_ISDIR(path.lstat().st_mode)
@@ -259,19 +277,20 @@ class _Gatherer:
             info = path.stat() if top else path.lstat()
             size = info.st_size
             is_dir = stat.S_ISDIR(info.st_mode)
-            data = None if is_dir else _read_prefix(path, min(size, self.limit) + 1, follow=top)
+            regular = stat.S_ISREG(info.st_mode)
+            data = _read_prefix(path, min(size, self.limit) + 1, follow=top) if regular else None
         except FileNotFoundError:
             yield _problem("not_found", origin)
             return
         except OSError as exc:
-            yield _problem("unreadable", origin, why=exc.strerror)
+            yield _problem("unreadable", origin, why=_why(exc))
             return
         if is_dir:
             yield from self.folder(path)
         elif data is None:
             yield _problem("skipped_special", origin)
         elif size > self.limit or len(data) > self.limit:
-            yield _problem("too_large", origin, size=size / MiB, limit=self.limit / MiB)
+            yield _problem("too_large", origin, size=_size(size), limit=_size(self.limit))
         elif mail:
             yield from self.message(data, origin, 0, alone=False)
         else:
@@ -279,6 +298,9 @@ class _Gatherer:
 
     def folder(self, path: Path) -> Iterator[Found]:
         """Every file, sorted; a Maildir (cur/ new/ tmp/) is read as messages."""
+        if len(path.parts) > _MAX_FOLDERS:
+            yield _problem("too_deep", _display(path))
+            return
         maildir = all(_is_dir(path / sub) for sub in ("cur", "new", "tmp"))
         names: list[str] = []
         try:
@@ -286,7 +308,7 @@ class _Gatherer:
                 with os.scandir(path / sub) as scan:
                     names += sorted(os.path.join(sub, entry.name) for entry in scan)
         except OSError as exc:
-            yield _problem("unreadable", _display(path), why=exc.strerror)
+            yield _problem("unreadable", _display(path), why=_why(exc))
             return
         visible = [name for name in names if not os.path.basename(name).startswith((".", "~$"))]
         found = (self.path(path / name, mail=maildir) for name in visible)
@@ -351,6 +373,9 @@ class _Gatherer:
         except UnsafeFile as exc:
             yield _unsafe(exc, origin)
             return
+        if archive.has("[Content_Types].xml") or archive.has("mimetype"):
+            yield _problem("not_a_workbook", origin, what=_LOOKS_LIKE["package"])
+            return
         found = (self.member(archive, m, origin, depth, zips) for m in sorted(set(archive.names())))
         yield from _or(found, _problem("empty_archive", origin))
 
@@ -405,6 +430,9 @@ class _Gatherer:
         self, filename: str | None, data: bytes, damaged: bool, origin: str, depth: int
     ) -> Iterator[Found]:
         """An attachment, kept when its bytes or its name say workbook or archive."""
+        if data.startswith(_TNEF_MAGIC):  # Outlook's winmail.dat hides the real attachments
+            yield _problem("outlook_attachment", f"{origin} › pièce jointe « winmail.dat »")
+            return
         if sniff(data) not in _WANTED_IN_MAIL and not (filename or "").lower().endswith(_BOOKS):
             return
         name = clean_name(filename, fallback="pièce jointe sans nom")

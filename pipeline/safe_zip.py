@@ -75,6 +75,12 @@ class ZipLimits:
     ratio_threshold: int = 1 * MiB
 
 
+def _shown(member: str) -> str:
+    """A member name safe to print: control characters escaped, at most 80 characters."""
+    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in member)
+    return text if len(text) <= 80 else f"{text[:79]}…"
+
+
 def _mib(size: int) -> str:
     return f"{size / MiB:.0f} Mo"
 
@@ -108,18 +114,20 @@ class SafeZip:
             raise UnsafeFile(name, _DAMAGED, damaged=True)
         entries, size = directory
         if entries > limits.max_members or size > limits.max_members * _CD_BYTES_PER_MEMBER:
-            self._too_many(max(entries, size // _CD_BYTES_PER_MEMBER))
+            self._too_many(f"plus de {limits.max_members}")
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
             infos = self._zip.infolist()
         except _ZIP_ERRORS:
             raise UnsafeFile(name, _DAMAGED, damaged=True) from None
         if len(infos) > limits.max_members:
-            self._too_many(len(infos))
+            self._too_many(f"{len(infos)}, maximum {limits.max_members}")
         self._names = [info.filename for info in infos]
         for member in self._names:
             if "\0" in member or (strict_names and _dangerous_name(member)):
-                raise UnsafeFile(name, f"nom d'élément dangereux « {member!r} » : {_REFUSED}.")
+                raise UnsafeFile(
+                    name, f"nom d'élément dangereux « {_shown(member)} » : {_REFUSED}."
+                )
         if strict_names and len(set(self._names)) != len(self._names):
             raise UnsafeFile(name, f"un élément figure deux fois dans l'archive : {_REFUSED}.")
         declared = sum(info.file_size for info in infos)
@@ -132,19 +140,15 @@ class SafeZip:
         for info in infos:
             self._check_ratio(info, info.file_size)
 
-    def _too_many(self, count: int) -> NoReturn:
-        raise UnsafeFile(
-            self.name,
-            f"trop d'éléments dans l'archive ({count}, maximum {self.limits.max_members}) : "
-            f"{_REFUSED}.",
-        )
+    def _too_many(self, count: str) -> NoReturn:
+        raise UnsafeFile(self.name, f"trop d'éléments dans l'archive ({count}) : {_REFUSED}.")
 
     def _check_ratio(self, info: zipfile.ZipInfo, size: int) -> None:
         limits = self.limits
         if size > limits.ratio_threshold and size > limits.max_ratio * max(info.compress_size, 1):
             raise UnsafeFile(
                 self.name,
-                f"« {info.filename} » est compressé de façon anormale (plus de "
+                f"« {_shown(info.filename)} » est compressé de façon anormale (plus de "
                 f"{limits.max_ratio} fois) : {_REFUSED} (bombe zip ?).",
             )
 
@@ -167,10 +171,10 @@ class SafeZip:
         if max_size is not None:
             limit = min(limit, max_size)
         if info.flag_bits & 0x1:
-            raise UnsafeFile(self.name, f"« {member} » est protégé par un mot de passe.")
+            raise UnsafeFile(self.name, f"« {_shown(member)} » est protégé par un mot de passe.")
         if info.compress_type not in _SUPPORTED_METHODS:
             raise UnsafeFile(
-                self.name, f"« {member} » utilise une compression non prise en charge."
+                self.name, f"« {_shown(member)} » utilise une compression non prise en charge."
             )
         if info.file_size > limit:
             self._too_big(member, limit)
@@ -194,7 +198,7 @@ class SafeZip:
         except _ZIP_ERRORS:
             raise UnsafeFile(
                 self.name,
-                f"fichier endommagé (« {member} » illisible) : demandez au tuteur de le renvoyer.",
+                f"fichier endommagé (« {_shown(member)} » illisible) : demandez au tuteur de le renvoyer.",
                 damaged=True,
             ) from None
         return b"".join(chunks)
@@ -202,7 +206,7 @@ class SafeZip:
     def _too_big(self, member: str, limit: int) -> NoReturn:
         raise UnsafeFile(
             self.name,
-            f"« {member} » se décompresse en plus de {_mib(limit)} : {_REFUSED} (bombe zip ?).",
+            f"« {_shown(member)} » se décompresse en plus de {_mib(limit)} : {_REFUSED} (bombe zip ?).",
         )
 
 

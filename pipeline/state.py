@@ -57,7 +57,7 @@ def _001_students_and_workbooks(db: sqlite3.Connection) -> None:
             generated_at TEXT NOT NULL
         );
         CREATE INDEX workbooks_student ON workbooks(student_id, id);
-        """
+        """,
     )
 
 
@@ -111,9 +111,17 @@ def _002_grids_and_returns(db: sqlite3.Connection) -> None:
     )
 
 
+def _003_reports(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE reports "
+        "(file TEXT PRIMARY KEY, sha256 TEXT NOT NULL, written_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
+    ("003_reports", _003_reports),
 ]
 
 

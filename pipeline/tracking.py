@@ -203,7 +203,9 @@ def read_teacher_columns(path: Path) -> dict[str, dict[str, str]]:
             if id_index >= len(values) or values[id_index] in (None, ""):
                 continue
             texts = {
-                h: str(values[i]) for h, i in wanted.items() if i < len(values) and values[i] not in (None, "")
+                h: str(values[i])
+                for h, i in wanted.items()
+                if i < len(values) and values[i] not in (None, "")
             }
             if texts:
                 kept[str(values[id_index]).strip()] = texts
@@ -229,7 +231,9 @@ def build_tracking(statuses: list[StudentStatus], teacher: dict[str, dict[str, s
     for index, (title, width) in enumerate(_COLUMNS, start=1):
         cell = ws.cell(row=1, column=index, value=title)
         cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = header_fill if title not in TEACHER_HEADERS else PatternFill("solid", fgColor="7F6000")
+        cell.fill = (
+            header_fill if title not in TEACHER_HEADERS else PatternFill("solid", fgColor="7F6000")
+        )
         cell.alignment = Alignment(wrap_text=True, vertical="center")
         ws.column_dimensions[get_column_letter(index)].width = width
     wrap = Alignment(wrap_text=True, vertical="top")

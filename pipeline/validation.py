@@ -224,7 +224,9 @@ def validate(
 
     for sheet in returned.missing_sheets:
         problems.append(
-            Problem("missing_sheet", f"feuille « {sheet} » absente du classeur retourné.", sheet=sheet)
+            Problem(
+                "missing_sheet", f"feuille « {sheet} » absente du classeur retourné.", sheet=sheet
+            )
         )
     for section in grid.sections:
         for criterion in section.criteria:
@@ -266,7 +268,11 @@ def validate(
     if cell is not None and cell.kind != "str":
         text = cell.value.strip()
     if not text or fold(text) == fold(APPRECIATION_PLACEHOLDER):
-        problem("missing_appreciation", ref, f"{closing.tutor_appreciation} (cellule {ref.cell}) : non renseignée.")
+        problem(
+            "missing_appreciation",
+            ref,
+            f"{closing.tutor_appreciation} (cellule {ref.cell}) : non renseignée.",
+        )
     else:
         evaluation.tutor_appreciation = text
     ref, cell = returned.answers["date"]
@@ -276,12 +282,17 @@ def validate(
     else:
         day = parse_date(cell, returned.date1904)
         if day is None:
-            problem("invalid_date", ref, f"{where} : « {_shown(cell)} » n'est pas une date (jj/mm/aaaa).")
+            problem(
+                "invalid_date",
+                ref,
+                f"{where} : « {_shown(cell)} » n'est pas une date (jj/mm/aaaa).",
+            )
         elif day < expected.start:
             problem(
                 "invalid_date",
                 ref,
-                f"{where} : le {day:%d/%m/%Y} est avant le début du stage ({expected.start:%d/%m/%Y}).",
+                f"{where} : le {day:%d/%m/%Y} est avant le début du stage "
+                f"({expected.start:%d/%m/%Y}).",
             )
         elif day > today:
             problem("invalid_date", ref, f"{where} : le {day:%d/%m/%Y} est dans le futur.")
@@ -317,8 +328,8 @@ def _check_locked_cells(
             problems.append(
                 Problem(
                     "changed_label",
-                    f"libellé du critère modifié (cellule {ref.cell}) : « {found[:60]} » au lieu de "
-                    f"« {labels[criterion_id][:60]} ».",
+                    f"libellé du critère modifié (cellule {ref.cell}) : « {found[:60]} » "
+                    f"au lieu de « {labels[criterion_id][:60]} ».",
                     sheet=ref.sheet,
                     cell=ref.cell,
                     severity="warning",

@@ -42,7 +42,9 @@ LISTS_SHEET = "Listes"
 META_SHEET = "_grille"
 META_KEYS = ("format", "campaign_id", "student_id", "grid_id", "grid_version", "signature")
 PROPERTY_PREFIX = "grille_"
-APPRECIATION_PLACEHOLDER = "(Écrivez ici votre appréciation sur le travail et le comportement du stagiaire.)"
+APPRECIATION_PLACEHOLDER = (
+    "(Écrivez ici votre appréciation sur le travail et le comportement du stagiaire.)"
+)
 TEAM_RESERVED_TEXT = "Réservé à l'équipe pédagogique : ne pas remplir."
 MAX_INLINE_LIST = 255
 # Every text that differs between students is one of these tokens in the template.
@@ -141,7 +143,9 @@ def plan_layout(grid: Grid) -> Layout:
     labels: dict[str, CellRef] = {}
     plans = []
     for section in grid.sections:
-        block_rows = tuple(range(_SECTION_FIRST_BLOCK_ROW, _SECTION_FIRST_BLOCK_ROW + len(section.blocks)))
+        block_rows = tuple(
+            range(_SECTION_FIRST_BLOCK_ROW, _SECTION_FIRST_BLOCK_ROW + len(section.blocks))
+        )
         row = _SECTION_FIRST_BLOCK_ROW + len(section.blocks) + 1
         criteria_header_row = row
         rows: list[tuple[str, int, str]] = []
@@ -194,7 +198,9 @@ class TemplateOptions:
 # ---------------------------------------------------------------- identity
 
 
-def sign_identity(key: bytes, campaign_id: str, student_id: str, grid_id: str, grid_version: str) -> str:
+def sign_identity(
+    key: bytes, campaign_id: str, student_id: str, grid_id: str, grid_version: str
+) -> str:
     """HMAC-SHA256 of the identity fields (hex), made with the campaign's secret key."""
     message = "\x1f".join((FORMAT_VERSION, campaign_id, student_id, grid_id, grid_version))
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -292,8 +298,10 @@ class _ListSource:
         if values in self.cache:
             return self.cache[values]
         inline = ",".join(str(v) for v in values)
-        if len(inline) + 2 <= MAX_INLINE_LIST and '"' not in inline and "," not in "".join(
-            str(v) for v in values
+        if (
+            len(inline) + 2 <= MAX_INLINE_LIST
+            and '"' not in inline
+            and "," not in "".join(str(v) for v in values)
         ):
             result = f'"{inline}"'
         else:
@@ -373,8 +381,7 @@ def _write_instructions(ws: Worksheet, grid: Grid, layout: Layout, opts: Templat
     steps = [
         "Comment remplir cette grille",
         f"1. Pour chaque critère des feuilles {', '.join(s.sheet for s in grid.sections)}, "
-        "choisissez une note dans la liste de la cellule jaune : "
-        + _scale_prompt(grid) + ".",
+        "choisissez une note dans la liste de la cellule jaune : " + _scale_prompt(grid) + ".",
         f"2. Feuille « {grid.global_evaluation.sheet} » : choisissez le niveau de chaque "
         "dimension ; la signification de chaque niveau est écrite à droite.",
         f"3. Feuille « {grid.closing.sheet} » : écrivez votre appréciation, la date et votre "
@@ -432,15 +439,15 @@ def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSou
     first = plan.rows[0][1]
     last = plan.rows[-1][1]
     rating_range = f"{RATING_COLUMN}{first}:{RATING_COLUMN}{last}"
-    ws["A3"] = (
-        f'=COUNTA({rating_range})&" / {len(section.criteria)} critères notés"'
-    )
+    ws["A3"] = f'=COUNTA({rating_range})&" / {len(section.criteria)} critères notés"'
     _style(ws["A3"], font=_SMALL, border=False)
     ws["A5"] = "Compétences professionnelles à mobiliser et activités à mener"
     _style(ws["A5"], font=_BOLD, border=False)
     ws.merge_cells("A5:D5")
-    for column, header in zip("ABC", ("Référentiel", "Activités", "Moyens et ressources"), strict=True):
-        ws[f"{column}6"] = header
+    for column, title in zip(
+        "ABC", ("Référentiel", "Activités", "Moyens et ressources"), strict=True
+    ):
+        ws[f"{column}6"] = title
         _style(ws[f"{column}6"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
     ws.merge_cells("C6:D6")
     for block, row in zip(section.blocks, plan.block_rows, strict=True):
@@ -451,7 +458,7 @@ def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSou
         for column in "ABCD":
             _style(ws[f"{column}{row}"])
         ws.row_dimensions[row].height = min(
-            409,
+            409.0,
             max(
                 _line_height(block.referential, 46, 12),
                 _line_height(block.activities, 52, 12),
@@ -625,7 +632,9 @@ def _completion_formula(grid: Grid, layout: Layout) -> str:
     parts = []
     for plan in layout.sections:
         first, last = plan.rows[0][1], plan.rows[-1][1]
-        parts.append(f"COUNTA({quote_sheetname(plan.section.sheet)}!{RATING_COLUMN}{first}:{RATING_COLUMN}{last})")
+        parts.append(
+            f"COUNTA({quote_sheetname(plan.section.sheet)}!{RATING_COLUMN}{first}:{RATING_COLUMN}{last})"
+        )
     dims = list(layout.dimensions.values())
     parts.append(f"COUNTA({quote_sheetname(dims[0].sheet)}!{dims[0].cell}:{dims[-1].cell})")
     closing = quote_sheetname(grid.closing.sheet)
@@ -702,9 +711,10 @@ class WorkbookStamper:
         constant = io.BytesIO()
         self._variable = []
         digest = hashlib.sha256()
-        with zipfile.ZipFile(io.BytesIO(self.template)) as source, zipfile.ZipFile(
-            constant, "w", zipfile.ZIP_DEFLATED
-        ) as target:
+        with (
+            zipfile.ZipFile(io.BytesIO(self.template)) as source,
+            zipfile.ZipFile(constant, "w", zipfile.ZIP_DEFLATED) as target,
+        ):
             for info in source.infolist():
                 data = source.read(info)
                 if info.filename != "docProps/core.xml":  # holds the save time

@@ -30,9 +30,7 @@ SMALL_SHEET = 512 * 1024  # bytes of XML parsed at once; larger sheets are strea
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-    )
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 @dataclass(frozen=True)
@@ -87,8 +85,10 @@ class XlsxPackage:
         if self.zip.has("xl/_rels/workbook.xml.rels"):
             for rel in self._xml("xl/_rels/workbook.xml.rels").iter(f"{{{_PKG_REL}}}Relationship"):
                 target = rel.get("Target", "")
-                path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(
-                    posixpath.join("xl", target)
+                path = (
+                    target.lstrip("/")
+                    if target.startswith("/")
+                    else posixpath.normpath(posixpath.join("xl", target))
                 )
                 targets[rel.get("Id", "")] = path
         properties = workbook.find(f"{_M}workbookPr")
@@ -134,7 +134,11 @@ class XlsxPackage:
                     if len(self._shared) >= MAX_SHARED_STRINGS:
                         raise UnsafeFile(self.name, "trop de textes dans le classeur.")
                     self._shared.append(
-                        "".join(t.text or "" for t in si.iter(f"{_M}t") if t.getparent().tag != f"{_M}rPh")
+                        "".join(
+                            t.text or ""
+                            for t in si.iter(f"{_M}t")
+                            if t.getparent().tag != f"{_M}rPh"
+                        )
                     )
         return self._shared
 

@@ -112,11 +112,11 @@ def test_generate__thirty_students__faithful_locked_signed_workbooks(tmp_path: P
         assert verify_identity(key, meta), path
         student = by_id[meta["student_id"]]
         seen_ids.add(student.student_id)
-        assert wb["Instructions"][LAYOUT.identity["student_name"].cell].value == student.display_name
+        assert (
+            wb["Instructions"][LAYOUT.identity["student_name"].cell].value == student.display_name
+        )
         assert wb["Instructions"][LAYOUT.identity["company"].cell].value == student.company
-        labels = [
-            wb[ref.sheet][ref.cell].value for ref in LAYOUT.criterion_labels.values()
-        ]
+        labels = [wb[ref.sheet][ref.cell].value for ref in LAYOUT.criterion_labels.values()]
         assert labels == [c.label for c in GRID.criteria]
         formulas = {}
         for ws in wb.worksheets:
@@ -152,7 +152,7 @@ def test_generate__rerun_is_idempotent_and_reports_changed_and_removed_lines(
     )
     assert {f: f.stat().st_mtime_ns for f in files} == before
     lines = roster.read_text(encoding="utf-8-sig").splitlines()
-    header, first, second, *rest = lines
+    header, first, _second, *rest = lines
     changed = first.replace("Agence Horizon Immobilier", "Agence Horizon Immobilier Sud")
     roster.write_text("\n".join([header, changed, *rest]) + "\n", encoding="utf-8")
     third = run(root, "generate", "--roster", str(roster))
@@ -179,7 +179,16 @@ def _csv(rows: list[list[str]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-GOOD = ["Dupont", "Jean", "BTS 2A", "Acme", "Paul Tuteur", "p@acme.example", "05/01/2027", "26/02/2027"]
+GOOD = [
+    "Dupont",
+    "Jean",
+    "BTS 2A",
+    "Acme",
+    "Paul Tuteur",
+    "p@acme.example",
+    "05/01/2027",
+    "26/02/2027",
+]
 
 
 @pytest.mark.parametrize(
@@ -218,9 +227,7 @@ def test_generate__bad_roster__french_problems_exit_2_nothing_written(
 
 
 def test_generate__missing_column__exit_2(tmp_path: Path) -> None:
-    content = "\n".join(
-        [";".join(ROSTER_HEADER[:-1]), ";".join(GOOD[:-1])]
-    ).encode("utf-8")
+    content = "\n".join([";".join(ROSTER_HEADER[:-1]), ";".join(GOOD[:-1])]).encode("utf-8")
     root, roster = _bad(tmp_path, "liste.csv", content)
     result = run(root, "generate", "--roster", str(roster))
     assert result.exit_code == 2
@@ -303,7 +310,11 @@ def test_workbook_resaved_by_libreoffice__keeps_identity_and_validations(tmp_pat
         for ws in wb.worksheets
         for dv in ws.data_validations.dataValidation
         for cell_range in dv.sqref.ranges
-        for col, row in ((c, r) for r in range(cell_range.min_row, cell_range.max_row + 1) for c in range(cell_range.min_col, cell_range.max_col + 1))
+        for col, row in (
+            (c, r)
+            for r in range(cell_range.min_row, cell_range.max_row + 1)
+            for c in range(cell_range.min_col, cell_range.max_col + 1)
+        )
     }
     assert [formulas.get((r.sheet, r.cell)) for r in LAYOUT.dimensions.values()][1] == '"0,1,3,4"'
     assert all(formulas.get((r.sheet, r.cell)) == '"TI,I,S,TS"' for r in LAYOUT.criteria.values())

@@ -53,7 +53,11 @@ def test_collect__typical_batch__gives_the_expected_statuses_and_problem_lists(
 ) -> None:
     inbox = tmp_path / "retours"
     fill(workbook_of(campaign, "Abadie"), inbox / "abadie.xlsx", _answers_for("Sophie Garnier"))
-    blanks = ["integration.ponctualite", "clientele.decouverte", "organisation.respect_reglementation"]
+    blanks = [
+        "integration.ponctualite",
+        "clientele.decouverte",
+        "organisation.respect_reglementation",
+    ]
     fill(
         workbook_of(campaign, "Bernard"),
         inbox / "bernard.xlsx",
@@ -153,7 +157,9 @@ def test_collect__same_student_twice__later_return_supersedes_and_history_is_kep
 
 
 def test_collect__same_file_twice_is_a_no_op(campaign: Path, tmp_path: Path) -> None:
-    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier"))
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier")
+    )
     assert run(campaign, "collect", str(filled)).exit_code == 0
     again = run(campaign, "collect", str(filled))
     assert again.exit_code == 0
@@ -166,7 +172,9 @@ def test_collect__another_campaigns_file_is_refused(
     campaign: Path, tmp_path: Path, write_csv: Callable[..., Path]
 ) -> None:
     other = make_campaign(tmp_path / "autre", ROWS[:1], write_csv)
-    foreign = fill(workbook_of(other, "Abadie"), tmp_path / "f.xlsx", _answers_for("Sophie Garnier"))
+    foreign = fill(
+        workbook_of(other, "Abadie"), tmp_path / "f.xlsx", _answers_for("Sophie Garnier")
+    )
     result = run(campaign, "collect", str(foreign))
     assert result.exit_code == 1
     assert "autre campagne" in result.output
@@ -174,7 +182,9 @@ def test_collect__another_campaigns_file_is_refused(
 
 
 def test_collect__tampered_identity_is_refused(campaign: Path, tmp_path: Path) -> None:
-    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "t.xlsx", _answers_for("Sophie Garnier"))
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "t.xlsx", _answers_for("Sophie Garnier")
+    )
     bernard_id = status_json(campaign)["Bernard"]["student_id"]
     wb = openpyxl.load_workbook(filled)
     wb["_grille"]["B3"].value = bernard_id  # claim to be another student
@@ -191,7 +201,9 @@ def test_collect__tampered_identity_is_refused(campaign: Path, tmp_path: Path) -
 def test_collect__metadata_gone__falls_back_on_visible_identity_to_confirm(
     campaign: Path, tmp_path: Path
 ) -> None:
-    filled = fill(workbook_of(campaign, "Étienne"), tmp_path / "e.xlsx", _answers_for("Julien Lemaître"))
+    filled = fill(
+        workbook_of(campaign, "Étienne"), tmp_path / "e.xlsx", _answers_for("Julien Lemaître")
+    )
     wb = openpyxl.load_workbook(filled)
     del wb["_grille"]
     wb.custom_doc_props.props = []
@@ -207,7 +219,9 @@ def test_collect__metadata_gone__falls_back_on_visible_identity_to_confirm(
 def test_collect__hidden_meta_sheet_that_came_back_hidden_is_still_trusted(
     campaign: Path, tmp_path: Path
 ) -> None:
-    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "h.xlsx", _answers_for("Sophie Garnier"))
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "h.xlsx", _answers_for("Sophie Garnier")
+    )
     wb = openpyxl.load_workbook(filled)
     wb["_grille"].sheet_state = "hidden"  # what LibreOffice does to a veryHidden sheet
     wb.save(filled)
@@ -219,7 +233,9 @@ def test_collect__hidden_meta_sheet_that_came_back_hidden_is_still_trusted(
 def test_collect__changed_locked_label_is_a_warning_not_an_error(
     campaign: Path, tmp_path: Path
 ) -> None:
-    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "l.xlsx", _answers_for("Sophie Garnier"))
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "l.xlsx", _answers_for("Sophie Garnier")
+    )
     wb = openpyxl.load_workbook(filled)
     ref = LAYOUT.criterion_labels["integration.ponctualite"]
     wb[ref.sheet][ref.cell].value = "Ponctualité (souvent en retard)"
@@ -236,14 +252,24 @@ def test_collect__changed_locked_label_is_a_warning_not_an_error(
 def test_collect__future_date_and_date_before_internship_are_invalid(
     campaign: Path, tmp_path: Path
 ) -> None:
-    fill(workbook_of(campaign, "Abadie"), tmp_path / "in" / "a.xlsx", _answers_for("Sophie Garnier", date="03/01/2026"))
-    fill(workbook_of(campaign, "Bernard"), tmp_path / "in" / "b.xlsx", _answers_for("Marc Dubreuil", date=date(2099, 1, 1)))
+    fill(
+        workbook_of(campaign, "Abadie"),
+        tmp_path / "in" / "a.xlsx",
+        _answers_for("Sophie Garnier", date="03/01/2026"),
+    )
+    fill(
+        workbook_of(campaign, "Bernard"),
+        tmp_path / "in" / "b.xlsx",
+        _answers_for("Marc Dubreuil", date=date(2099, 1, 1)),
+    )
     assert run(campaign, "collect", str(tmp_path / "in")).exit_code == 0
     statuses = status_json(campaign)
     assert statuses["Abadie"]["invalid"] == [
         "Date (cellule B25) : le 03/01/2026 est avant le début du stage (05/01/2026)."
     ]
-    assert statuses["Bernard"]["invalid"] == ["Date (cellule B25) : le 01/01/2099 est dans le futur."]
+    assert statuses["Bernard"]["invalid"] == [
+        "Date (cellule B25) : le 01/01/2099 est dans le futur."
+    ]
 
 
 def test_collect__zip_archive_of_returns(campaign: Path, tmp_path: Path) -> None:
@@ -261,7 +287,9 @@ def test_collect__zip_archive_of_returns(campaign: Path, tmp_path: Path) -> None
 def test_collect__hostile_files__one_message_each__earlier_results_intact(
     campaign: Path, tmp_path: Path
 ) -> None:
-    good = fill(workbook_of(campaign, "Abadie"), tmp_path / "ok.xlsx", _answers_for("Sophie Garnier"))
+    good = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "ok.xlsx", _answers_for("Sophie Garnier")
+    )
     assert run(campaign, "collect", str(good)).exit_code == 0
     hostile = tmp_path / "hostile"
     hostile.mkdir()
@@ -270,11 +298,13 @@ def test_collect__hostile_files__one_message_each__earlier_results_intact(
     (hostile / "liste.xlsx").write_text("Nom;Prénom\nDupont;Jean\n", encoding="utf-8")
     (hostile / "tronque.xlsx").write_bytes(good.read_bytes()[:3000])
     bomb = hostile / "bombe.xlsx"
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as member:
-            chunk = b"\0" * (1 << 20)
-            for _ in range(100):
-                member.write(chunk)
+    with (
+        zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as member,
+    ):
+        chunk = b"\0" * (1 << 20)
+        for _ in range(100):
+            member.write(chunk)
     entities = hostile / "entites.xlsx"
     with zipfile.ZipFile(good) as source, zipfile.ZipFile(entities, "w") as target:
         for info in source.infolist():
@@ -288,7 +318,14 @@ def test_collect__hostile_files__one_message_each__earlier_results_intact(
             target.writestr(info, data)
     result = run(campaign, "collect", str(hostile))
     assert result.exit_code == 1
-    for name in ("vide.xlsx", "hasard.xlsx", "liste.xlsx", "tronque.xlsx", "bombe.xlsx", "entites.xlsx"):
+    for name in (
+        "vide.xlsx",
+        "hasard.xlsx",
+        "liste.xlsx",
+        "tronque.xlsx",
+        "bombe.xlsx",
+        "entites.xlsx",
+    ):
         lines = [line for line in result.output.splitlines() if name in line]
         assert len(lines) == 1, (name, result.output)
     assert "Traceback" not in result.output
@@ -311,7 +348,9 @@ def test_collect__tracking_workbook_keeps_what_the_teacher_typed(
             row[team_column].value = "=Très bon travail, « félicitations »"
             row[notes_column].value = "Relancer le tuteur"
     wb.save(tracking)
-    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier"))
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier")
+    )
     assert run(campaign, "collect", str(filled)).exit_code == 0
     wb = openpyxl.load_workbook(tracking)
     ws = wb["Suivi"]

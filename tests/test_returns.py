@@ -32,7 +32,7 @@ from tests.hostile import MiB, bomb, lie_about_size, mail, xlsx_bytes, zip_bytes
 
 ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 FAKE_ODS = zip_bytes({"mimetype": ODS_MIME, "content.xml": b"<x/>"}, zipfile.ZIP_STORED)
-FAKE_XLS = returns.OLE2_MAGIC + bytes(600)
+FAKE_XLS = returns.OLE2_MAGIC + bytes(600) + "Workbook".encode("utf-16-le")
 FAKE_MSG = returns.OLE2_MAGIC + bytes(600) + "__substg1.0_0037001F".encode("utf-16-le")
 RANDOM = random.Random(7).randbytes(3000)
 CSV = "Nom;Prénom\r\nDupont;Jean\r\n".encode()
@@ -77,6 +77,7 @@ def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
         (zip_bytes({"dossier/dupont.xlsx": xlsx_bytes()}), "zip"),
         (xlsx_bytes()[:3000], "zip"),
         (FAKE_XLS, "xls"),
+        (returns.OLE2_MAGIC + bytes(600), "unknown"),
         (encrypted_xlsx(), "encrypted"),
         (FAKE_MSG, "msg"),
         (mail().as_bytes(), "eml"),
@@ -92,7 +93,7 @@ def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
         (RANDOM, "unknown"),
     ],
     ids=[
-        "xlsx", "ods", "odt", "zip", "truncated-xlsx", "xls", "encrypted", "msg", "eml",
+        "xlsx", "ods", "odt", "zip", "truncated-xlsx", "xls", "ole-other", "encrypted", "msg", "eml",
         "eml-received-first", "mbox", "pdf", "empty", "csv", "csv-cp1252", "utf16-text",
         "html", "header-like-text", "random",
     ],
@@ -222,9 +223,18 @@ def test_a_path_that_does_not_exist__is_a_problem(tmp_path: Path) -> None:
 
 def test_a_file_too_large__is_refused_without_being_read(tmp_path: Path) -> None:
     path = write(tmp_path, {"gros.xlsx": xlsx_bytes()}) / "gros.xlsx"
-    [problem] = gather([path], max_file_size=1000)
-    assert isinstance(problem, Problem) and problem.code == "too_large"
-    assert problem.message.startswith("trop volumineux (0.0 Mo, maximum 0 Mo)")
+    size = path.stat().st_size
+    [problem] = gather([path], max_file_size=1024)
+    assert problem == Problem(
+        "too_large",
+        f"trop volumineux ({size / 1024:.0f} Ko, maximum 1 Ko) : ce n'est pas un classeur "
+        "rempli par un tuteur.",
+        file=str(path),
+    )
+    big = write(tmp_path, {"gros.bin": bytes(int(31.2 * MiB))}) / "gros.bin"
+    [problem] = gather([big])
+    assert isinstance(problem, Problem)
+    assert problem.message.startswith("trop volumineux (31,2 Mo, maximum 25 Mo)")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
@@ -302,7 +312,7 @@ def test_a_forwarded_message__yields_the_workbook_it_hides(tmp_path: Path) -> No
     outer["From"], outer["To"], outer["Subject"] = "prof@lycee.fr", "moi@lycee.fr", "TR: Retour"
     outer.set_content("Je te transfère le retour.")
     outer.add_attachment(inner)
-    assert list(outer.iter_attachments())[0].get_content_type() == "message/rfc822"
+    assert next(outer.iter_attachments()).get_content_type() == "message/rfc822"
     path = write(tmp_path, {"transfert.eml": outer.as_bytes()}) / "transfert.eml"
     assert listing(gather([path]), tmp_path) == [
         ("classeur", "transfert.eml › pièce jointe « dupont.xlsx »")
@@ -337,6 +347,18 @@ def test_an_attachment_named_like_a_workbook_but_protected__is_reported(tmp_path
     assert listing(gather([path]), tmp_path) == [
         ("encrypted", "r.eml › pièce jointe « dupont.xlsx »"),
         ("not_a_workbook", "r.eml › pièce jointe « liste.csv »"),
+    ]
+
+
+def test_outlook_winmail_dat_and_office_documents__are_one_problem_each(tmp_path: Path) -> None:
+    message = mail()
+    message.add_attachment(b"\x78\x9f\x3e\x22" + bytes(100), "application", "ms-tnef")
+    docx = zip_bytes({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w/>"})
+    message.add_attachment(docx, "application", "octet-stream", filename="convention.zip")
+    path = write(tmp_path, {"r.eml": message.as_bytes()}) / "r.eml"
+    assert listing(gather([path]), tmp_path) == [
+        ("outlook_attachment", "r.eml › pièce jointe « winmail.dat »"),
+        ("not_a_workbook", "r.eml › pièce jointe « convention.zip »"),
     ]
 
 
@@ -441,7 +463,7 @@ def test_a_conversion_that_fails_or_hangs__is_a_problem_and_leaves_no_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = tmp_path / "soffice"
-    fake.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid\nsleep 30 &\nwait\n")
+    fake.write_text("#!/bin/sh\nsleep 37.25 &\nwait\n")
     fake.chmod(0o755)
     monkeypatch.setattr(returns.shutil, "which", lambda name: str(fake))
     monkeypatch.setattr(returns, "CONVERSION_TIMEOUT", 0.5)
@@ -450,7 +472,7 @@ def test_a_conversion_that_fails_or_hangs__is_a_problem_and_leaves_no_process(
     assert listing(gather([path]), tmp_path) == [("conversion_failed", "t.ods")]
     assert time.perf_counter() - started < 5
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    assert "sleep 30" not in ps
+    assert "sleep 37.25" not in ps
 
 
 @needs_soffice

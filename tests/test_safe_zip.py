@@ -167,7 +167,9 @@ def test_too_many_members__are_refused() -> None:
 def test_a_huge_central_directory__is_refused_before_zipfile_parses_it() -> None:
     data = many_entries(500_000)
     started = time.perf_counter()
-    assert "trop d'éléments" in refusal(data).reason
+    assert refusal(data).reason == (
+        "trop d'éléments dans l'archive (plus de 1000) : fichier refusé par sécurité."
+    )
     assert time.perf_counter() - started < 0.5
 
 
@@ -177,6 +179,11 @@ def test_a_huge_central_directory__is_refused_before_zipfile_parses_it() -> None
 def test_a_dangerous_member_name__is_refused(name: str) -> None:
     reason = refusal(zip_bytes({"[Content_Types].xml": b"<Types/>", name: b"x"})).reason
     assert reason.startswith("nom d'élément dangereux")
+
+
+def test_a_member_name_with_terminal_escapes__is_shown_escaped() -> None:
+    reason = refusal(zip_bytes({"../\x1b[31mrouge": b"x"})).reason
+    assert reason == "nom d'élément dangereux « ../\\x1b[31mrouge » : fichier refusé par sécurité."
 
 
 def test_dangerous_names__are_accepted_when_names_are_only_displayed() -> None:

@@ -169,9 +169,8 @@ def test_workbook__only_input_cells_are_unlocked(stamped: openpyxl.Workbook) -> 
             for cell in row:
                 if isinstance(cell, MergedCell):  # part of a merged input box
                     continue
-                if cell.value is not None or cell.has_style:
-                    if not cell.protection.locked:
-                        unlocked.add((ws.title, cell.coordinate))
+                if (cell.value is not None or cell.has_style) and not cell.protection.locked:
+                    unlocked.add((ws.title, cell.coordinate))
     assert unlocked == inputs
     team = layout.team_box
     assert stamped[team.sheet][team.cell].protection.locked

@@ -51,7 +51,9 @@ def complete_answers() -> dict[str, Any]:
         answers[criterion.id] = GRID.scale_codes[index % 4]
     for dimension in GRID.global_evaluation.dimensions:
         answers[dimension.id] = dimension.values[-1]
-    answers["appreciation"] = "Stagiaire sérieux.\nTrès bonne intégration « à l'agence » & <équipe>."
+    answers["appreciation"] = (
+        "Stagiaire sérieux.\nTrès bonne intégration « à l'agence » & <équipe>."
+    )
     answers["date"] = date(2027, 2, 20)
     answers["signature"] = "Sophie Garnier"
     return answers

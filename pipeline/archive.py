@@ -1,0 +1,205 @@
+"""Reports of the campaign → files under `output/rapports/<classe>/`, PDF, and a manifest.
+
+Each written report is recorded (path and sha256) in the database. A report that the
+teacher edited by hand since grille wrote it is never overwritten: the new version is
+written beside it and the teacher is told. `--pdf` converts through LibreOffice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pipeline import state
+from pipeline.campaign import Campaign
+from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.report import (
+    StudentReportData,
+    build_class_report,
+    build_student_report,
+    document_bytes,
+)
+from pipeline.roster import Student
+from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
+from pipeline.validation import Evaluation
+
+
+@dataclass
+class ReportResult:
+    """What `write_reports` wrote, kept or skipped."""
+
+    written: list[Path] = field(default_factory=list)
+    kept_edited: list[tuple[Path, Path]] = field(default_factory=list)  # (teacher's, new one)
+    without_return: list[str] = field(default_factory=list)
+    pdfs: list[Path] = field(default_factory=list)
+    pdf_problem: str = ""
+
+
+def _student(status: StudentStatus, campaign: Campaign) -> Student:
+    row = campaign.db.execute(
+        "SELECT * FROM students WHERE student_id = ?", (status.student_id,)
+    ).fetchone()
+    return Student(
+        student_id=row["student_id"],
+        last_name=row["last_name"],
+        first_name=row["first_name"],
+        class_name=row["class_name"],
+        company=row["company"],
+        tutor_name=row["tutor_name"],
+        tutor_email=row["tutor_email"],
+        start=date.fromisoformat(row["start_date"]),
+        end=date.fromisoformat(row["end_date"]),
+        student_email=row["student_email"],
+        tutor_phone=row["tutor_phone"],
+        referent=row["referent"],
+    )
+
+
+def report_data(campaign: Campaign) -> tuple[list[StudentReportData], list[StudentStatus]]:
+    """(data of every student with a recognised return, students without one)."""
+    team = team_appreciations(campaign.workspace.tracking_path)
+    with_return, without = [], []
+    for status in student_statuses(campaign.db):
+        if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
+            without.append(status)
+            continue
+        problems = [*status.missing, *status.invalid]
+        if status.match == "visible":
+            problems.insert(0, status.match_note)
+        with_return.append(
+            StudentReportData(
+                student=_student(status, campaign),
+                evaluation=Evaluation.from_json(status.evaluation),
+                status=status.status,
+                problems=tuple(problems),
+                team_appreciation=team.get(status.student_id, ""),
+                returned_on=date.fromisoformat(status.returned_at[:10])
+                if status.returned_at
+                else None,
+            )
+        )
+    return with_return, without
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_report(campaign: Campaign, path: Path, data: bytes, result: ReportResult) -> Path:
+    """Write a report unless the teacher edited the previous one; record it."""
+    root = campaign.workspace.root
+    relative = path.relative_to(root).as_posix()
+    target = path
+    if path.exists():
+        row = campaign.db.execute(
+            "SELECT sha256 FROM reports WHERE file = ?", (relative,)
+        ).fetchone()
+        on_disk = _sha(path.read_bytes())
+        if row is None or row["sha256"] != on_disk:  # not the file grille wrote last
+            target = path.with_name(f"{path.stem}_nouveau{path.suffix}")
+            result.kept_edited.append((path, target))
+    atomic_write_bytes(target, data)
+    with state.transaction(campaign.db) as db:
+        db.execute(
+            "INSERT INTO reports (file, sha256, written_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(file) DO UPDATE SET sha256 = excluded.sha256, "
+            "written_at = excluded.written_at",
+            (target.relative_to(root).as_posix(), _sha(data), state.now()),
+        )
+    result.written.append(target)
+    return target
+
+
+def write_reports(
+    campaign: Campaign,
+    *,
+    student_ids: set[str] | None = None,
+    class_name: str | None = None,
+    pdf: bool = False,
+    today: date | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReportResult:
+    """Write the per-student and per-class reports of the latest returns."""
+    ws = campaign.workspace
+    template = ws.report_template_path if ws.report_template_path.is_file() else None
+    grids = campaign.grids()
+    result = ReportResult()
+    data, without = report_data(campaign)
+    by_class: dict[str, list[StudentReportData]] = {}
+    grid_of = {s.student_id: (s.grid_id, s.grid_version) for s in student_statuses(campaign.db)}
+    for item in data:
+        if class_name and item.student.class_name != class_name:
+            continue
+        by_class.setdefault(item.student.class_name, []).append(item)
+    for status in without:
+        if class_name and status.class_name != class_name:
+            continue
+        if student_ids and status.student_id not in student_ids:
+            continue
+        result.without_return.append(
+            f"{status.last_name.upper()} {status.first_name} ({status.class_name})"
+        )
+    for klass, items in sorted(by_class.items()):
+        folder = ws.reports_dir / safe_name(klass, 60)
+        for item in items:
+            if student_ids and item.student.student_id not in student_ids:
+                continue
+            grid = grids.get(grid_of[item.student.student_id], campaign.grid)
+            doc = build_student_report(grid, campaign.config, item, template)
+            name = (
+                f"bilan_{safe_name(item.student.last_name).upper()}_"
+                f"{safe_name(item.student.first_name)}_{safe_name(item.student.student_id)}.docx"
+            )
+            _write_report(campaign, folder / name, document_bytes(doc), result)
+            if progress:
+                progress(1)
+        if not student_ids:
+            doc = build_class_report(
+                campaign.grid, campaign.config, klass, items, template, today=today
+            )
+            name = f"bilan_classe_{safe_name(klass, 60)}.docx"
+            _write_report(campaign, folder / name, document_bytes(doc), result)
+    if pdf and result.written:
+        result.pdf_problem = convert_to_pdf(result.written, result.pdfs)
+    return result
+
+
+def convert_to_pdf(documents: Sequence[Path], written: list[Path]) -> str:
+    """PDF beside each document through LibreOffice; a French problem text, or ""."""
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        return (
+            "PDF non produits : LibreOffice (soffice) n'est pas installé. Installez-le "
+            "(https://fr.libreoffice.org) ou ouvrez les bilans dans Word › Enregistrer en PDF."
+        )
+    by_folder: dict[Path, list[Path]] = {}
+    for document in documents:
+        by_folder.setdefault(document.parent, []).append(document)
+    for files in by_folder.values():
+        with tempfile.TemporaryDirectory() as tmp:
+            profile = Path(tmp, "profil").as_uri()
+            try:
+                subprocess.run(
+                    [soffice, "--headless", "--norestore", f"-env:UserInstallation={profile}",
+                     "--convert-to", "pdf", "--outdir", tmp, *map(str, files)],
+                    check=True, capture_output=True, timeout=120 + 10 * len(files),
+                )  # fmt: skip
+            except (subprocess.SubprocessError, OSError) as exc:
+                return f"PDF non produits : LibreOffice a échoué ({exc})."
+            for document in files:
+                produced = Path(tmp, document.stem + ".pdf")
+                if not produced.is_file():
+                    return f"PDF non produit pour {document.name} : LibreOffice n'a rien écrit."
+                target = document.with_suffix(".pdf")
+                atomic_write_bytes(target, produced.read_bytes())
+                written.append(target)
+    return ""
+
+
+__all__ = ["ReportResult", "convert_to_pdf", "write_reports"]

@@ -1,0 +1,378 @@
+"""Sending the workbooks to the tutors, through a real SMTP server on the loopback."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from pipeline import state
+from pipeline.mail import (
+    MailError,
+    TutorMessage,
+    build_message,
+    pending_messages,
+    record_sending,
+    send_messages,
+    write_preview,
+)
+from pipeline.settings import CampaignConfig, SmtpSettings
+from tests.conftest import write_xlsx
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+GARNIER = ("Sophie Garnier", "sg@horizon.example")
+DUBREUIL = ("Marc Dubreuil", "md@solvea.example")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Mailbox:
+    """aiosmtpd handler keeping what it receives; refuses `refuse` with a 550."""
+
+    refuse: str = ""
+    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.casefold() == self.refuse.casefold():
+            return "550 5.1.1 Boîte inconnue"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+    def messages(self) -> list[EmailMessage]:
+        parser = BytesParser(policy=policy.default)
+        return [parser.parsebytes(content) for _, _, content in self.received]  # type: ignore[misc]
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., SmtpSettings]]:
+    """Start an aiosmtpd server on 127.0.0.1 (free port); stopped after the test."""
+    controllers: list[Controller] = []
+
+    def start(handler: Mailbox, **smtp_options: Any) -> SmtpSettings:
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
+        controller.start()
+        controllers.append(controller)
+        return SmtpSettings(host="127.0.0.1", port=controller.port, security="aucune")
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    connection = state.connect(tmp_path / "grille.sqlite")
+    yield connection
+    connection.close()
+
+
+def add_student(
+    db: sqlite3.Connection,
+    root: Path,
+    student_id: str,
+    name: tuple[str, str],
+    tutor: tuple[str, str],
+    class_name: str = "BTS MCO 2A",
+    in_roster: int = 1,
+) -> int:
+    """Insert a student and a first workbook (a real .xlsx); return the workbook id."""
+    db.execute(
+        "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
+        "tutor_name, tutor_email, start_date, end_date, in_roster, updated_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (student_id, *name, class_name, f"Entreprise {name[0]}", *tutor,
+         "2026-01-05", "2026-02-27", in_roster, state.now()),
+    )  # fmt: skip
+    return add_workbook(db, root, student_id, f"{name[0].upper()}_{name[1]}_{student_id}")
+
+
+def add_workbook(db: sqlite3.Connection, root: Path, student_id: str, stem: str) -> int:
+    """Write `output/classeurs/<stem>.xlsx` and record it as the student's latest workbook."""
+    path = root / "output" / "classeurs" / f"{stem}.xlsx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_xlsx(path, [["Étudiant", stem]])
+    cursor = db.execute(
+        "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
+        "fingerprint, template_digest, generated_at) VALUES (?,?,'','','g','1','','',?)",
+        (student_id, path.relative_to(root).as_posix(), state.now()),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def config(smtp: SmtpSettings | None = None, deadline: date | None = date(2027, 3, 15)) -> CampaignConfig:
+    return CampaignConfig(
+        campaign_id="campagne-test", school="Lycée Jean Moulin", session="BTS MCO 2027",
+        school_year="2026-2027", teacher_name="Claire Martin",
+        teacher_email="claire.martin@lycee.example", deadline=deadline,
+        smtp=smtp or SmtpSettings(),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def three_students(db: sqlite3.Connection, tmp_path: Path) -> Path:
+    """Abadie and Chevallier share a tutor (address spelled differently); Bernard has his own."""
+    add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), GARNIER)
+    add_student(db, tmp_path, "E2", ("Bernard", "Yanis"), DUBREUIL, class_name="BTS MCO 2B")
+    add_student(db, tmp_path, "E3", ("Chevallier", "Inès"), ("Sophie Garnier", "SG@Horizon.example"))
+    add_student(db, tmp_path, "E4", ("Durand", "Paul"), DUBREUIL, in_roster=0)
+    return tmp_path
+
+
+def names(messages: list[TutorMessage]) -> list[tuple[str, list[str]]]:
+    return [(m.tutor_email.casefold(), [w.student_name for w in m.workbooks]) for m in messages]
+
+
+def test_two_students_of_the_same_tutor__arrive_in_one_message_with_both_workbooks(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    mailbox = Mailbox()
+    smtp = start_server(mailbox)
+    pending = pending_messages(db, three_students)
+    assert names(pending) == [
+        ("md@solvea.example", ["BERNARD Yanis"]),
+        ("sg@horizon.example", ["ABADIE Chloé", "CHEVALLIER Inès"]),
+    ]
+    built = [(m, build_message(config(smtp), m)) for m in pending]
+
+    report = send_messages(smtp, None, built, timeout=5)
+
+    assert [m.tutor_email for m, _ in report.sent] == ["md@solvea.example", "sg@horizon.example"]
+    assert report.failed == []
+    assert [rcpt for _, rcpt, _ in mailbox.received] == [["md@solvea.example"], ["sg@horizon.example"]]
+    garnier = mailbox.messages()[1]
+    attachments = [
+        (part.get_filename(), part.get_content_type(), part.get_content())
+        for part in garnier.iter_attachments()
+    ]
+    assert attachments == [
+        (w.path.name, XLSX, w.path.read_bytes()) for w in pending[1].workbooks
+    ]
+    assert [name for name, _, _ in attachments] == ["ABADIE_Chloé_E1.xlsx", "CHEVALLIER_Inès_E3.xlsx"]
+    assert garnier["Message-ID"] == report.sent[1][1]
+
+
+def test_message__french_subject_body_and_headers(db: sqlite3.Connection, three_students: Path) -> None:
+    bernard, garnier = pending_messages(db, three_students)
+
+    single = build_message(config(), bernard, message_id_domain="lycee.example")
+    several = build_message(config(), garnier)
+
+    assert single["Subject"] == "Évaluation du stage de BERNARD Yanis — BTS MCO 2B"
+    assert several["Subject"] == "Évaluation des stages de 2 stagiaires — Lycée Jean Moulin"
+    assert single["From"] == "Claire Martin <claire.martin@lycee.example>"
+    assert single["Reply-To"] == "Claire Martin <claire.martin@lycee.example>"
+    assert single["To"] == "Marc Dubreuil <md@solvea.example>"
+    assert single["Message-ID"].endswith("@lycee.example>")
+    body = several.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert text.startswith("Madame, Monsieur,\n")
+    for expected in (
+        "ABADIE Chloé (BTS MCO 2A, Entreprise Abadie)",
+        "CHEVALLIER Inès (BTS MCO 2A, Entreprise Chevallier)",
+        "Excel, LibreOffice Calc ou Google Sheets",
+        "cellules jaunes",
+        "format .xlsx",
+        "en joignant le fichier rempli, avant le 15/03/2027.",
+        "Claire Martin : claire.martin@lycee.example",
+        "Lycée Jean Moulin",
+    ):
+        assert expected in text
+
+
+def test_message__sender_from_the_envoi_section__replies_still_go_to_the_teacher(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    message = pending_messages(db, three_students)[0]
+    smtp = SmtpSettings(sender="stages@lycee.example")
+
+    built = build_message(config(smtp, deadline=None), message)
+
+    assert built["From"] == "Claire Martin <stages@lycee.example>"
+    assert built["Reply-To"] == "Claire Martin <claire.martin@lycee.example>"
+    body = built.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "en joignant le fichier rempli.\n" in body.get_content()
+
+
+def test_recorded_sending__nothing_pending__resend_gives_them_again(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    smtp = start_server(Mailbox())
+    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+
+    report = send_messages(
+        smtp, None, built, timeout=5,
+        on_sent=lambda m, message_id: record_sending(db, m, message_id, "2027-02-01 10:00:00"),
+    )  # fmt: skip
+
+    rows = db.execute("SELECT student_id, recipient, message_id FROM sendings ORDER BY student_id")
+    sent_ids = {m.tutor_email: message_id for m, message_id in report.sent}
+    assert [tuple(row) for row in rows] == [
+        ("E1", "sg@horizon.example", sent_ids["sg@horizon.example"]),
+        ("E2", "md@solvea.example", sent_ids["md@solvea.example"]),
+        ("E3", "sg@horizon.example", sent_ids["sg@horizon.example"]),
+    ]
+    assert pending_messages(db, three_students) == []
+    assert names(pending_messages(db, three_students, resend=True)) == names(
+        [m for m, _ in built]
+    )
+
+
+def test_regenerated_workbook__makes_the_student_pending_again(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    for message in pending_messages(db, three_students):
+        record_sending(db, message, "<x@grille.local>", state.now())
+    new_id = add_workbook(db, three_students, "E3", "CHEVALLIER_Ines_E3_v2")
+
+    (pending,) = pending_messages(db, three_students)
+
+    assert names([pending]) == [("sg@horizon.example", ["CHEVALLIER Inès"])]
+    assert pending.workbooks[0].workbook_id == new_id
+    assert pending.workbooks[0].path == three_students / "output/classeurs/CHEVALLIER_Ines_E3_v2.xlsx"
+
+
+def test_pending__filtered_by_student_or_class(db: sqlite3.Connection, three_students: Path) -> None:
+    by_student = pending_messages(db, three_students, student_ids={"E3", "E4"})
+    by_class = pending_messages(db, three_students, class_name="bts mco 2b")
+
+    assert names(by_student) == [("sg@horizon.example", ["CHEVALLIER Inès"])]
+    assert names(by_class) == [("md@solvea.example", ["BERNARD Yanis"])]
+
+
+def test_refused_recipient__failed_in_french__other_tutors_still_receive(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    mailbox = Mailbox(refuse="md@solvea.example")
+    smtp = start_server(mailbox)
+    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+    recorded: list[str] = []
+
+    report = send_messages(smtp, None, built, timeout=5, on_sent=lambda m, _: recorded.append(m.tutor_email))
+
+    assert [(m.tutor_email, reason) for m, reason in report.failed] == [
+        ("md@solvea.example", "message refusé par le serveur : md@solvea.example refusé (550 5.1.1 Boîte inconnue)")
+    ]
+    assert [m.tutor_email for m, _ in report.sent] == ["sg@horizon.example"]
+    assert recorded == ["sg@horizon.example"]
+    assert [rcpt for _, rcpt, _ in mailbox.received] == [["sg@horizon.example"]]
+
+
+def test_server_down__mail_error_in_french(db: sqlite3.Connection, three_students: Path) -> None:
+    port = free_port()  # nothing listens there
+    smtp = SmtpSettings(host="127.0.0.1", port=port, security="aucune")
+    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+
+    with pytest.raises(MailError) as error:
+        send_messages(smtp, None, built, timeout=5)
+
+    assert str(error.value) == (
+        f"Connexion au serveur d'envoi 127.0.0.1:{port} impossible : connexion refusée (serveur "
+        "arrêté, ou mauvais port). Vérifiez la section [envoi] de grille.toml."
+    )
+
+
+def test_login__wrong_password__mail_error__right_password__sent(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.password == b"s3cret"
+        return AuthResult(success=ok)
+
+    mailbox = Mailbox()
+    smtp = start_server(mailbox, authenticator=authenticate, auth_require_tls=False)
+    smtp = SmtpSettings(host=smtp.host, port=smtp.port, security="aucune", user="claire")
+    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+
+    with pytest.raises(MailError, match=r"^Connexion au serveur d'envoi 127\.0\.0\.1:\d+ refusée "):
+        send_messages(smtp, "faux", built, timeout=5)
+    report = send_messages(smtp, "s3cret", built, timeout=5)
+
+    assert len(report.sent) == 2
+    assert len(mailbox.received) == 2
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a@horizon.example, b@horizon.example", "a@horizon.example;b@horizon.example",
+     "a@horizon.example\r\nBcc: pirate@evil.example", "a@horizon.example\nb@x.example",
+     "pas-une-adresse"],
+)  # fmt: skip
+def test_tutor_address_with_comma_or_line_break__mail_error_naming_the_tutor(
+    db: sqlite3.Connection, tmp_path: Path, address: str
+) -> None:
+    add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), ("Sophie Garnier", address))
+    (message,) = pending_messages(db, tmp_path)
+
+    with pytest.raises(MailError) as error:
+        build_message(config(), message)
+
+    assert str(error.value).startswith("Tuteur « Sophie Garnier » (stagiaires : ABADIE Chloé")
+    assert "colonne « Email tuteur »" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_line_break_in_a_tutor_or_student_name__never_becomes_a_header(
+    db: sqlite3.Connection, tmp_path: Path
+) -> None:
+    add_student(db, tmp_path, "E1", ("Abadie\r\nBcc: x@evil.example", "Chloé"), ("Sophie\nGarnier", GARNIER[1]))
+    (message,) = pending_messages(db, tmp_path)
+
+    parsed = BytesParser(policy=policy.default).parsebytes(build_message(config(), message).as_bytes())
+
+    assert parsed["To"] == "Sophie Garnier <sg@horizon.example>"
+    assert parsed["Subject"] == "Évaluation du stage de ABADIE BCC: X@EVIL.EXAMPLE Chloé — BTS MCO 2A"
+    assert parsed["Bcc"] is None
+
+
+def test_missing_workbook_file__mail_error_naming_the_student(
+    db: sqlite3.Connection, tmp_path: Path
+) -> None:
+    add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), GARNIER)
+    (message,) = pending_messages(db, tmp_path)
+    message.workbooks[0].path.unlink()
+
+    with pytest.raises(MailError, match="^Classeur de ABADIE Chloé introuvable ou illisible"):
+        build_message(config(), message)
+
+
+def test_write_preview__writes_a_parseable_eml(db: sqlite3.Connection, three_students: Path) -> None:
+    garnier = pending_messages(db, three_students)[1]
+    folder = three_students / "output" / "apercu"
+
+    path = write_preview(build_message(config(), garnier), folder)
+
+    assert path.parent == folder
+    assert path.name.startswith("sg_horizon_example-") and path.suffix == ".eml"
+    assert sorted(p.name for p in folder.iterdir()) == [path.name]
+    parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    assert parsed["Subject"] == "Évaluation des stages de 2 stagiaires — Lycée Jean Moulin"
+    assert parsed["To"] == "Sophie Garnier <sg@horizon.example>"
+    assert [part.get_content() for part in parsed.iter_attachments()] == [
+        w.path.read_bytes() for w in garnier.workbooks
+    ]
