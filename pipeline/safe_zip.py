@@ -36,7 +36,8 @@ _BOMS = (
     (b"<\x00", "utf-16-le"),
     (b"\x00<", "utf-16-be"),
 )
-_DAMAGED = "fichier endommagé ou incomplet : demandez au tuteur de le renvoyer."
+_ASK_AGAIN = "demandez au tuteur de le renvoyer"
+_DAMAGED = f"fichier endommagé ou incomplet : {_ASK_AGAIN}."
 _REFUSED = "fichier refusé par sécurité"
 # What a corrupt or hostile zip makes the zipfile module raise.
 _ZIP_ERRORS = (
@@ -113,7 +114,9 @@ class SafeZip:
         if directory is None:
             raise UnsafeFile(name, _DAMAGED, damaged=True)
         entries, size = directory
-        if entries > limits.max_members or size > limits.max_members * _CD_BYTES_PER_MEMBER:
+        if entries > limits.max_members:
+            self._too_many(f"{entries}, maximum {limits.max_members}")
+        if size > limits.max_members * _CD_BYTES_PER_MEMBER:  # the count may lie, not the size
             self._too_many(f"plus de {limits.max_members}")
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
@@ -198,7 +201,7 @@ class SafeZip:
         except _ZIP_ERRORS:
             raise UnsafeFile(
                 self.name,
-                f"fichier endommagé (« {_shown(member)} » illisible) : demandez au tuteur de le renvoyer.",
+                f"fichier endommagé (« {_shown(member)} » illisible) : {_ASK_AGAIN}.",
                 damaged=True,
             ) from None
         return b"".join(chunks)
@@ -206,7 +209,8 @@ class SafeZip:
     def _too_big(self, member: str, limit: int) -> NoReturn:
         raise UnsafeFile(
             self.name,
-            f"« {_shown(member)} » se décompresse en plus de {_mib(limit)} : {_REFUSED} (bombe zip ?).",
+            f"« {_shown(member)} » se décompresse en plus de {_mib(limit)} : {_REFUSED}"
+            " (bombe zip ?).",
         )
 
 

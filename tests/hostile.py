@@ -61,11 +61,11 @@ def lie_about_size(data: bytes, member: str, declared: int) -> bytes:
 
 
 def many_entries(count: int) -> bytes:
-    """A zip whose central directory lists `count` entries, all pointing at one member."""
+    """A zip listing `count` entries, all pointing at one member; its end record says 5."""
     local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 1, 0) + b"a"
     fields = (20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0)
     directory = (struct.pack("<4s6H3L5H2L", b"PK\x01\x02", *fields) + b"a") * count
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(directory), 31, 0)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 5, 5, len(directory), 31, 0)  # lies
     return local + directory + end
 
 

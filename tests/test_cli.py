@@ -326,3 +326,14 @@ def test_click_is_french_for_usage_errors() -> None:
 
 
 Writer = Callable[..., Path]
+
+
+def test_repository_templates__roster_and_report_template_are_usable() -> None:
+    root = Path(__file__).parent.parent / "input_templates"
+    roster = read_roster(root / "roster.xlsx")
+    assert roster.students == []
+    assert [p.code for p in roster.problems] == ["example_row"]
+    import docx
+
+    document = docx.Document(str(root / "modele_rapport.docx"))
+    assert document.sections[0].page_width is not None

@@ -123,7 +123,9 @@ def add_workbook(db: sqlite3.Connection, root: Path, student_id: str, stem: str)
     return cursor.lastrowid
 
 
-def config(smtp: SmtpSettings | None = None, deadline: date | None = date(2027, 3, 15)) -> CampaignConfig:
+def config(
+    smtp: SmtpSettings | None = None, deadline: date | None = date(2027, 3, 15)
+) -> CampaignConfig:
     return CampaignConfig(
         campaign_id="campagne-test", school="Lycée Jean Moulin", session="BTS MCO 2027",
         school_year="2026-2027", teacher_name="Claire Martin",
@@ -137,7 +139,9 @@ def three_students(db: sqlite3.Connection, tmp_path: Path) -> Path:
     """Abadie and Chevallier share a tutor (address spelled differently); Bernard has his own."""
     add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), GARNIER)
     add_student(db, tmp_path, "E2", ("Bernard", "Yanis"), DUBREUIL, class_name="BTS MCO 2B")
-    add_student(db, tmp_path, "E3", ("Chevallier", "Inès"), ("Sophie Garnier", "SG@Horizon.example"))
+    add_student(
+        db, tmp_path, "E3", ("Chevallier", "Inès"), ("Sophie Garnier", "SG@Horizon.example")
+    )
     add_student(db, tmp_path, "E4", ("Durand", "Paul"), DUBREUIL, in_roster=0)
     return tmp_path
 
@@ -162,20 +166,26 @@ def test_two_students_of_the_same_tutor__arrive_in_one_message_with_both_workboo
 
     assert [m.tutor_email for m, _ in report.sent] == ["md@solvea.example", "sg@horizon.example"]
     assert report.failed == []
-    assert [rcpt for _, rcpt, _ in mailbox.received] == [["md@solvea.example"], ["sg@horizon.example"]]
+    assert [rcpt for _, rcpt, _ in mailbox.received] == [
+        ["md@solvea.example"],
+        ["sg@horizon.example"],
+    ]
     garnier = mailbox.messages()[1]
     attachments = [
         (part.get_filename(), part.get_content_type(), part.get_content())
         for part in garnier.iter_attachments()
     ]
-    assert attachments == [
-        (w.path.name, XLSX, w.path.read_bytes()) for w in pending[1].workbooks
+    assert attachments == [(w.path.name, XLSX, w.path.read_bytes()) for w in pending[1].workbooks]
+    assert [name for name, _, _ in attachments] == [
+        "ABADIE_Chloé_E1.xlsx",
+        "CHEVALLIER_Inès_E3.xlsx",
     ]
-    assert [name for name, _, _ in attachments] == ["ABADIE_Chloé_E1.xlsx", "CHEVALLIER_Inès_E3.xlsx"]
     assert garnier["Message-ID"] == report.sent[1][1]
 
 
-def test_message__french_subject_body_and_headers(db: sqlite3.Connection, three_students: Path) -> None:
+def test_message__french_subject_body_and_headers(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
     bernard, garnier = pending_messages(db, three_students)
 
     single = build_message(config(), bernard, message_id_domain="lycee.example")
@@ -238,9 +248,7 @@ def test_recorded_sending__nothing_pending__resend_gives_them_again(
         ("E3", "sg@horizon.example", sent_ids["sg@horizon.example"]),
     ]
     assert pending_messages(db, three_students) == []
-    assert names(pending_messages(db, three_students, resend=True)) == names(
-        [m for m, _ in built]
-    )
+    assert names(pending_messages(db, three_students, resend=True)) == names([m for m, _ in built])
 
 
 def test_regenerated_workbook__makes_the_student_pending_again(
@@ -254,10 +262,14 @@ def test_regenerated_workbook__makes_the_student_pending_again(
 
     assert names([pending]) == [("sg@horizon.example", ["CHEVALLIER Inès"])]
     assert pending.workbooks[0].workbook_id == new_id
-    assert pending.workbooks[0].path == three_students / "output/classeurs/CHEVALLIER_Ines_E3_v2.xlsx"
+    assert (
+        pending.workbooks[0].path == three_students / "output/classeurs/CHEVALLIER_Ines_E3_v2.xlsx"
+    )
 
 
-def test_pending__filtered_by_student_or_class(db: sqlite3.Connection, three_students: Path) -> None:
+def test_pending__filtered_by_student_or_class(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
     by_student = pending_messages(db, three_students, student_ids={"E3", "E4"})
     by_class = pending_messages(db, three_students, class_name="bts mco 2b")
 
@@ -273,10 +285,15 @@ def test_refused_recipient__failed_in_french__other_tutors_still_receive(
     built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
     recorded: list[str] = []
 
-    report = send_messages(smtp, None, built, timeout=5, on_sent=lambda m, _: recorded.append(m.tutor_email))
+    report = send_messages(
+        smtp, None, built, timeout=5, on_sent=lambda m, _: recorded.append(m.tutor_email)
+    )
 
     assert [(m.tutor_email, reason) for m, reason in report.failed] == [
-        ("md@solvea.example", "message refusé par le serveur : md@solvea.example refusé (550 5.1.1 Boîte inconnue)")
+        (
+            "md@solvea.example",
+            "message refusé par le serveur : md@solvea.example refusé (550 5.1.1 Boîte inconnue)",
+        )
     ]
     assert [m.tutor_email for m, _ in report.sent] == ["sg@horizon.example"]
     assert recorded == ["sg@horizon.example"]
@@ -300,7 +317,9 @@ def test_server_down__mail_error_in_french(db: sqlite3.Connection, three_student
 def test_login__wrong_password__mail_error__right_password__sent(
     db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
 ) -> None:
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data.password == b"s3cret"
         return AuthResult(success=ok)
 
@@ -340,13 +359,23 @@ def test_tutor_address_with_comma_or_line_break__mail_error_naming_the_tutor(
 def test_line_break_in_a_tutor_or_student_name__never_becomes_a_header(
     db: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    add_student(db, tmp_path, "E1", ("Abadie\r\nBcc: x@evil.example", "Chloé"), ("Sophie\nGarnier", GARNIER[1]))
+    add_student(
+        db,
+        tmp_path,
+        "E1",
+        ("Abadie\r\nBcc: x@evil.example", "Chloé"),
+        ("Sophie\nGarnier", GARNIER[1]),
+    )
     (message,) = pending_messages(db, tmp_path)
 
-    parsed = BytesParser(policy=policy.default).parsebytes(build_message(config(), message).as_bytes())
+    parsed = BytesParser(policy=policy.default).parsebytes(
+        build_message(config(), message).as_bytes()
+    )
 
     assert parsed["To"] == "Sophie Garnier <sg@horizon.example>"
-    assert parsed["Subject"] == "Évaluation du stage de ABADIE BCC: X@EVIL.EXAMPLE Chloé — BTS MCO 2A"
+    assert (
+        parsed["Subject"] == "Évaluation du stage de ABADIE BCC: X@EVIL.EXAMPLE Chloé — BTS MCO 2A"
+    )
     assert parsed["Bcc"] is None
 
 
@@ -361,7 +390,9 @@ def test_missing_workbook_file__mail_error_naming_the_student(
         build_message(config(), message)
 
 
-def test_write_preview__writes_a_parseable_eml(db: sqlite3.Connection, three_students: Path) -> None:
+def test_write_preview__writes_a_parseable_eml(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
     garnier = pending_messages(db, three_students)[1]
     folder = three_students / "output" / "apercu"
 
