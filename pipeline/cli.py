@@ -7,6 +7,7 @@ no traceback reaches the teacher.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
-from pipeline import archive, state, tracking
+from pipeline import archive, mail, state, tracking
 from pipeline import campaign as campaign_ops
 from pipeline import collect as collect_ops
 from pipeline import demo as demo_data
@@ -189,6 +190,7 @@ def cli(ctx: click.Context, root: Path) -> None:
     Le déroulé d'une campagne :
       grille init         crée la campagne (configuration, liste des stagiaires)
       grille generate     fabrique un classeur Excel par stagiaire
+      grille send         envoie à chaque tuteur les classeurs de ses stagiaires
       grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
       grille status       affiche où en est chaque stagiaire
       grille report       écrit les bilans Word (un par stagiaire, un par classe)
@@ -329,6 +331,98 @@ def generate(
     que les classeurs dont la ligne a changé.
     """
     _run_generate(ctx.workspace, roster_path, grid_path, force, jobs)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="N'envoie rien : écrit les messages (.eml) à relire.")
+@click.option("--resend", is_flag=True, help="Renvoie aussi les classeurs déjà envoyés.")
+@click.option(
+    "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
+)
+@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@pass_context
+def send(
+    ctx: Context, dry_run: bool, resend: bool, student_ids: tuple[str, ...], class_name: str | None
+) -> None:
+    """Envoie à chaque tuteur, en un seul message, les classeurs de ses stagiaires.
+
+    Exemple : grille send --dry-run   (puis, après relecture : grille send)
+
+    Le serveur d'envoi se règle dans la section [envoi] de grille.toml ; le mot de passe
+    est demandé, ou lu dans la variable GRILLE_SMTP_MOT_DE_PASSE. Un classeur déjà
+    envoyé ne l'est pas deux fois (sauf --resend).
+    """
+    workspace = ctx.workspace
+    failures = 0
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            pending = mail.pending_messages(
+                opened.db,
+                workspace.root,
+                resend=resend,
+                student_ids=set(student_ids) or None,
+                class_name=class_name,
+            )
+            if not pending:
+                click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
+                return
+            sender = opened.config.smtp.sender or opened.config.teacher_email
+            domain = sender.rpartition("@")[2] or "grille.local"
+            built = []
+            for message in pending:
+                try:
+                    built.append(
+                        (
+                            message,
+                            mail.build_message(opened.config, message, message_id_domain=domain),
+                        )
+                    )
+                except mail.MailError as exc:
+                    failures += 1
+                    click.echo(f"  Erreur — {exc}", err=True)
+            if dry_run:
+                folder = workspace.output_dir / "envois"
+                for message, email in built:
+                    path = mail.write_preview(email, folder)
+                    click.echo(
+                        f"  aperçu : {message.tutor_name} <{message.tutor_email}>, "
+                        f"{len(message.workbooks)} classeur(s) → {path.relative_to(workspace.root)}"
+                    )
+                click.echo(f"{len(built)} message(s) à relire ; rien n'a été envoyé.")
+            else:
+                smtp = opened.config.smtp
+                password = None
+                if smtp.user:
+                    password = os.environ.get("GRILLE_SMTP_MOT_DE_PASSE") or click.prompt(
+                        f"Mot de passe de {smtp.user} sur {smtp.host}", hide_input=True
+                    )
+                db = opened.db
+                report = mail.send_messages(
+                    smtp,
+                    password,
+                    built,
+                    on_sent=lambda m, mid: mail.record_sending(db, m, mid, state.now()),
+                )
+                for message, _ in report.sent:
+                    click.echo(
+                        f"  envoyé : {message.tutor_name} <{message.tutor_email}>, "
+                        f"{len(message.workbooks)} classeur(s)"
+                    )
+                for message, reason in report.failed:
+                    failures += 1
+                    click.echo(
+                        f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}",
+                        err=True,
+                    )
+                tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(db))
+                click.echo(
+                    f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec."
+                )
+        finally:
+            opened.close()
+    if failures:
+        sys.exit(1)
 
 
 def _describe(recorded: collect_ops.Recorded) -> str:

@@ -134,6 +134,13 @@ _IDENTITY_ROWS = {
     "period": 10,
 }
 _GLOBAL_FIRST_ROW = 8
+# Each sheet names the student through a formula on the Instructions sheet, so that only
+# that sheet (and the metadata) differs between students: stamping stays cheap.
+_IDENTITY_LINE = (
+    f'="Stagiaire : "&{INSTRUCTIONS_SHEET}!B{_IDENTITY_ROWS["student_name"]}'
+    f'&" — "&{INSTRUCTIONS_SHEET}!B{_IDENTITY_ROWS["class_name"]}'
+    f'&" — "&{INSTRUCTIONS_SHEET}!B{_IDENTITY_ROWS["company"]}'
+)
 _CLOSING_ROWS = {"appreciation": 4, "team": 17, "date": 25, "signature": 26}
 
 
@@ -433,7 +440,7 @@ def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSou
     _style(ws["A1"], font=_TITLE_FONT, border=False, align=Alignment(vertical="center"))
     ws.merge_cells("A1:D1")
     ws.row_dimensions[1].height = 24
-    ws["A2"] = f"Stagiaire : {token('student_name')} — {token('class_name')} — {token('company')}"
+    ws["A2"] = _IDENTITY_LINE
     _style(ws["A2"], font=_BOLD, border=False)
     ws.merge_cells("A2:D2")
     first = plan.rows[0][1]
@@ -511,7 +518,7 @@ def _write_global(ws: Worksheet, grid: Grid, layout: Layout, lists: _ListSource)
     ws["A1"] = ge.title
     _style(ws["A1"], font=_TITLE_FONT, border=False, align=Alignment(vertical="center"))
     ws.merge_cells("A1:C1")
-    ws["A2"] = f"Stagiaire : {token('student_name')} — {token('class_name')} — {token('company')}"
+    ws["A2"] = _IDENTITY_LINE
     _style(ws["A2"], font=_BOLD, border=False)
     ws.merge_cells("A2:C2")
     intro = "\n".join([ge.intro, *(f"· {p}" for p in ge.points)]).strip()
@@ -563,7 +570,7 @@ def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
         ws.column_dimensions[column].width = width
     ws["A1"] = "Appréciations"
     _style(ws["A1"], font=_TITLE_FONT, border=False, align=Alignment(vertical="center"))
-    ws["A2"] = f"Stagiaire : {token('student_name')} — {token('class_name')} — {token('company')}"
+    ws["A2"] = _IDENTITY_LINE
     _style(ws["A2"], font=_BOLD, border=False)
     ws.merge_cells("A2:D2")
     row = _CLOSING_ROWS["appreciation"]
@@ -621,7 +628,7 @@ def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
         errorTitle="Signature",
         error="Tapez votre prénom et votre nom.",
         promptTitle=closing.signature,
-        prompt=f"Tapez votre prénom et votre nom : ils valent signature ({token('tutor_name')}).",
+        prompt="Tapez votre prénom et votre nom : ils valent signature.",
     )
     ws.add_data_validation(sig_dv)
     sig_dv.add(layout.signature.cell)

@@ -319,6 +319,10 @@ def test_workbook_resaved_by_libreoffice__keeps_identity_and_validations(tmp_pat
     assert [formulas.get((r.sheet, r.cell)) for r in LAYOUT.dimensions.values()][1] == '"0,1,3,4"'
     assert all(formulas.get((r.sheet, r.cell)) == '"TI,I,S,TS"' for r in LAYOUT.criteria.values())
     assert wb["Instructions"]["B12"].value.endswith('" / 54 champs renseignés"')
+    computed = openpyxl.load_workbook(resaved, data_only=True)  # values LibreOffice calculated
+    assert computed["Instructions"]["B12"].value == "0 / 54 champs renseignés"
+    name = computed["Instructions"]["B5"].value
+    assert computed["Clientèle"]["A2"].value.startswith(f"Stagiaire : {name} — ")
 
 
 def test_click_is_french_for_usage_errors() -> None:

@@ -49,7 +49,7 @@ class Mailbox:
     refuse: str = ""
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         if address.casefold() == self.refuse.casefold():
@@ -57,13 +57,13 @@ class Mailbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted for delivery"
 
     def messages(self) -> list[EmailMessage]:
         parser = BytesParser(policy=policy.default)
-        return [parser.parsebytes(content) for _, _, content in self.received]  # type: ignore[misc]
+        return [parser.parsebytes(content) for _, _, content in self.received]
 
 
 @pytest.fixture
@@ -321,7 +321,7 @@ def test_login__wrong_password__mail_error__right_password__sent(
         server: Any, session: Any, envelope: Any, mechanism: str, data: Any
     ) -> AuthResult:
         ok = isinstance(data, LoginPassword) and data.password == b"s3cret"
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # False: aiosmtpd answers 535
 
     mailbox = Mailbox()
     smtp = start_server(mailbox, authenticator=authenticate, auth_require_tls=False)
@@ -386,7 +386,7 @@ def test_missing_workbook_file__mail_error_naming_the_student(
     (message,) = pending_messages(db, tmp_path)
     message.workbooks[0].path.unlink()
 
-    with pytest.raises(MailError, match="^Classeur de ABADIE Chloé introuvable ou illisible"):
+    with pytest.raises(MailError, match=r"^Classeur de ABADIE Chloé introuvable ou illisible"):
         build_message(config(), message)
 
 

@@ -190,8 +190,9 @@ def test_workbook__identity_prefilled_and_escaped(stamped: openpyxl.Workbook) ->
         "tutor_email": "helene.dubois@horizon.example",
         "period": "du 04/01/2027 au 26/02/2027",
     }
+    # the other sheets show it through a formula, so that only one sheet differs per student
     assert stamped["Clientèle"]["A2"].value == (
-        "Stagiaire : N'DIAYE-LEFÈVRE Zoé — BTS MUC 2A — Agence « Horizon » & Fils <Lyon>"
+        '="Stagiaire : "&Instructions!B5&" — "&Instructions!B6&" — "&Instructions!B7'
     )
 
 
