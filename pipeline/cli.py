@@ -151,6 +151,26 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
+@contextmanager
+def progress_counter(label: str) -> Iterator[Callable[[int], None]]:
+    """A running count on stderr when the total is not known in advance."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        click.echo(f"\r{label} : {done}", nl=False, err=True)
+
+    try:
+        yield advance
+    finally:
+        if done:
+            click.echo(err=True)
+
+
 def print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         prefix = "Attention" if problem.severity == "warning" else "Erreur"
@@ -465,7 +485,7 @@ def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
     with friendly_errors(), state.run_lock(workspace.output_dir):
         opened = campaign_ops.Campaign.open(workspace)
         try:
-            with progress_bar(100, "Retours") as advance:
+            with progress_counter("Retours traités") as advance:
                 result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
             statuses = tracking.student_statuses(opened.db)
             tracking.write_tracking(workspace.tracking_path, statuses)
@@ -576,7 +596,7 @@ def _run_reports(
     with friendly_errors(), state.run_lock(workspace.output_dir):
         opened = campaign_ops.Campaign.open(workspace)
         try:
-            with progress_bar(50, "Bilans") as advance:
+            with progress_counter("Bilans écrits") as advance:
                 result = archive.write_reports(
                     opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
                     progress=advance,

@@ -122,8 +122,8 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
     """Recognise and validate one returned workbook; never raises on bad input."""
     try:
         package = XlsxPackage(data, name)
-        meta, properties, _ = read_identity(package)
-        identity = _identity(meta, properties)
+        found = read_identity(package)
+        identity = _identity(found[0], found[1])
         note = ""
         if identity:
             if identity["campaign_id"] != context.campaign_id:
@@ -148,11 +148,11 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
                 )
             grid = context.grids[grid_key]
             match = MATCH_SIGNED
-            returned = read_returned(package, grid)
+            returned = read_returned(package, grid, found)
         else:
             grid_key = context.default_grid
             grid = context.grids[grid_key]
-            returned = read_returned(package, grid)
+            returned = read_returned(package, grid, found)
             matched, note = _match_visible(context, returned)
             if matched is None:
                 return _rejected(sha, note)

@@ -20,6 +20,7 @@ import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import date
 from xml.sax.saxutils import escape
 
@@ -144,6 +145,7 @@ _IDENTITY_LINE = (
 _CLOSING_ROWS = {"appreciation": 4, "team": 17, "date": 25, "signature": 26}
 
 
+@cache
 def plan_layout(grid: Grid) -> Layout:
     """Place every cell of `grid`'s workbook; writing and reading both use this."""
     criteria: dict[str, CellRef] = {}
@@ -806,10 +808,17 @@ def read_identity(package: XlsxPackage) -> tuple[dict[str, str], dict[str, str],
     return meta, properties, sheet.state if sheet is not None else None
 
 
-def read_returned(package: XlsxPackage, grid: Grid) -> ReturnedWorkbook:
-    """Read every input, the identity and the checked labels of a returned workbook."""
+def read_returned(
+    package: XlsxPackage,
+    grid: Grid,
+    identity: tuple[dict[str, str], dict[str, str], str | None] | None = None,
+) -> ReturnedWorkbook:
+    """Read every input, the identity and the checked labels of a returned workbook.
+
+    `identity` is what `read_identity` already returned for this package, if called.
+    """
     layout = plan_layout(grid)
-    meta, properties, meta_state = read_identity(package)
+    meta, properties, meta_state = identity or read_identity(package)
     wanted: dict[str, set[str]] = {}
     inputs: dict[str, CellRef] = {
         **layout.criteria,

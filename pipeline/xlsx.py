@@ -147,7 +147,6 @@ class XlsxPackage:
         than the last row asked for."""
         if not refs:
             return {}
-        last_row = max(split_ref(ref)[1] for ref in refs)
         data = self.zip.read(sheet.path)
         check_xml(data, self.name, sheet.path)
         try:
@@ -158,6 +157,7 @@ class XlsxPackage:
                     for element in cells
                     if (ref := element.get("r", "")) in refs
                 }
+            last_row = max(split_ref(ref)[1] for ref in refs)
             return self._stream_cells(data, refs, last_row)
         except etree.XMLSyntaxError as exc:
             raise UnsafeFile(
