@@ -20,8 +20,8 @@ import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from datetime import date
+from functools import cache
 from xml.sax.saxutils import escape
 
 from openpyxl import Workbook
