@@ -1,16 +1,24 @@
-"""Reports of the campaign → files under `output/rapports/<classe>/`, PDF, and a manifest.
+"""Reports of the campaign → files under `output/rapports/<classe>/`, PDF, and the archive.
 
 Each written report is recorded (path and sha256) in the database. A report that the
 teacher edited by hand since grille wrote it is never overwritten: the new version is
 written beside it and the teacher is told. `--pdf` converts through LibreOffice.
+
+The archive (`grille archive`) is one zip with the reports, the returned files as
+received, the tracking workbook, the grid and the state, plus a manifest of SHA-256
+digests that `grille archive --verify` checks, years later. The secret key is never in it.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import shutil
+import sqlite3
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,6 +26,7 @@ from pathlib import Path
 
 from pipeline import state
 from pipeline.campaign import Campaign
+from pipeline.errors import GrilleError
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.report import (
     StudentReportData,
@@ -26,6 +35,7 @@ from pipeline.report import (
     document_bytes,
 )
 from pipeline.roster import Student
+from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
 from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
 from pipeline.validation import Evaluation
 
@@ -202,4 +212,98 @@ def convert_to_pdf(documents: Sequence[Path], written: list[Path]) -> str:
     return ""
 
 
-__all__ = ["ReportResult", "convert_to_pdf", "write_reports"]
+# ------------------------------------------------------------------ the archive
+
+MANIFEST = "MANIFESTE.csv"
+README_NAME = "LISEZMOI.txt"
+
+
+def _archive_readme(campaign: Campaign, today: date) -> str:
+    c = campaign.config
+    return (
+        "Archive de la campagne d'évaluation des stages (grille)\n"
+        f"Établissement : {c.school or '—'}\nSession : {c.session or '—'}\n"
+        f"Année scolaire : {c.school_year or '—'}\nProfesseur : {c.teacher_name or '—'}\n"
+        f"Archive créée le {today:%d/%m/%Y}.\n\n"
+        "Contenu :\n"
+        "  rapports/   les bilans Word (et PDF) par classe\n"
+        "  retours/    chaque classeur retourné par les tuteurs, tel que reçu\n"
+        "  suivi.xlsx  le tableau de suivi (statuts, appréciations de l'équipe)\n"
+        "  grilles/    la grille d'évaluation utilisée, au format texte (TOML)\n"
+        "  etat/       la base de données de la campagne (SQLite)\n"
+        f"  {MANIFEST} l'empreinte SHA-256 de chaque fichier : "
+        "« grille archive --verify » la contrôle.\n"
+    )
+
+
+def build_archive(campaign: Campaign, *, today: date | None = None) -> Path:
+    """Zip reports, returns, tracking, grids and state with a manifest; return its path."""
+    ws = campaign.workspace
+    day = today or date.today()
+    entries: list[tuple[str, bytes]] = []
+    for folder, prefix in ((ws.reports_dir, "rapports"), (ws.returns_dir, "retours")):
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                    entries.append(
+                        (f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+                    )
+    if ws.tracking_path.is_file():
+        entries.append(("suivi.xlsx", ws.tracking_path.read_bytes()))
+    for row in campaign.db.execute("SELECT grid_id, grid_version, source FROM grids"):
+        name = f"grilles/{safe_name(row['grid_id'], 60)}-v{safe_name(row['grid_version'])}.toml"
+        entries.append((name, row["source"].encode("utf-8")))
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = Path(tmp, "grille.sqlite")
+        target_db = sqlite3.connect(snapshot)
+        campaign.db.backup(target_db)  # a consistent copy, even while in use
+        target_db.close()
+        entries.append(("etat/grille.sqlite", snapshot.read_bytes()))
+    if not any(name.startswith("rapports/") for name, _ in entries):
+        raise GrilleError("Aucun bilan à archiver : lancez d'abord « grille report ».")
+    manifest = io.StringIO()
+    writer = csv.writer(manifest, delimiter=";", lineterminator="\n")
+    writer.writerow(["fichier", "sha256", "octets"])
+    for name, data in entries:
+        writer.writerow([name, _sha(data), len(data)])
+    label = safe_name(campaign.config.session or campaign.config.campaign_id, 60)
+    path = ws.output_dir / "archives" / f"archive_{label}_{day:%Y-%m-%d}.zip"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(README_NAME, _archive_readme(campaign, day))
+        archive.writestr(MANIFEST, manifest.getvalue())
+        for name, data in entries:
+            archive.writestr(name, data)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def verify_archive(path: Path) -> list[str]:
+    """French problems found by checking every file of an archive against its manifest."""
+    problems: list[str] = []
+    try:
+        package = SafeZip(
+            path.read_bytes(),
+            path.name,
+            ZipLimits(max_total_size=4 * 1024**3, max_member_size=1024**3),
+        )
+        listed = package.read(MANIFEST).decode("utf-8")
+    except (UnsafeFile, KeyError, UnicodeDecodeError, OSError) as exc:
+        return [f"{path.name} : archive illisible ou sans {MANIFEST} ({exc})."]
+    rows = list(csv.reader(io.StringIO(listed), delimiter=";"))[1:]
+    names = set(package.names()) - {MANIFEST, README_NAME}
+    for name, digest, _size in rows:
+        if name not in names:
+            problems.append(f"{name} : absent de l'archive.")
+            continue
+        names.discard(name)
+        try:
+            ok = _sha(package.read(name)) == digest
+        except UnsafeFile as exc:
+            problems.append(f"{name} : illisible ({exc.reason}).")
+            continue
+        if not ok:
+            problems.append(f"{name} : contenu modifié depuis l'archivage (empreinte différente).")
+    for name in sorted(names):
+        problems.append(f"{name} : ajouté après l'archivage (absent du manifeste).")
+    return problems

@@ -26,6 +26,7 @@ from pipeline.errors import GrilleError, Problem
 from pipeline.parallel import default_jobs
 from pipeline.roster import RosterError, read_roster
 from pipeline.settings import Workspace
+from pipeline.validation import STATUS_LABELS
 
 # ------------------------------------------------------------------ French click
 
@@ -214,6 +215,7 @@ def cli(ctx: click.Context, root: Path) -> None:
       grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
       grille status       affiche où en est chaque stagiaire
       grille report       écrit les bilans Word (un par stagiaire, un par classe)
+      grille archive      archive bilans, retours et suivi, avec un manifeste vérifiable
       grille demo         démonstration complète sur une classe fictive
     """
     ctx.obj = Context(root)
@@ -450,7 +452,7 @@ def _describe(recorded: collect_ops.Recorded) -> str:
     assert outcome is not None
     if outcome.match == collect_ops.MATCH_REJECTED:
         return f"  Refusé — {recorded.origin} : {outcome.match_note}"
-    label = tracking.STATUS_LABELS_FR.get(outcome.status or "", outcome.status or "")
+    label = STATUS_LABELS.get(outcome.status or "", outcome.status or "")
     line = f"  {recorded.student_name} — {label} — {recorded.origin}"
     if outcome.match == collect_ops.MATCH_VISIBLE:
         line += f"\n      À confirmer — {outcome.match_note}"
@@ -641,6 +643,41 @@ def report(ctx: Context, student_ids: tuple[str, ...], class_name: str | None, p
     à la main n'est jamais remplacé.
     """
     _run_reports(ctx.workspace, set(student_ids) or None, class_name, pdf)
+
+
+@cli.command("archive")
+@click.option(
+    "--verify",
+    "to_verify",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Contrôle une archive existante au lieu d'en créer une.",
+)
+@pass_context
+def archive_command(ctx: Context, to_verify: Path | None) -> None:
+    """Archive la campagne : bilans, retours, suivi, grille, état, avec un manifeste.
+
+    Exemple : grille archive   puis, des années plus tard : grille archive --verify FICHIER.zip
+
+    L'archive va dans output/archives/ ; chaque fichier y est accompagné de son empreinte
+    SHA-256. La clé secrète de la campagne n'y figure jamais.
+    """
+    if to_verify is not None:
+        problems = archive.verify_archive(to_verify)
+        for problem in problems:
+            click.echo(f"  Erreur — {problem}", err=True)
+        if problems:
+            fail(f"{to_verify.name} : {len(problems)} problème(s) ; l'archive n'est pas intègre.")
+        click.echo(f"{to_verify.name} : archive intègre, chaque fichier correspond au manifeste.")
+        return
+    workspace = ctx.workspace
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            path = archive.build_archive(opened)
+        finally:
+            opened.close()
+    click.echo(f"Archive écrite : {path.relative_to(workspace.root)}")
 
 
 @cli.command()

@@ -22,9 +22,8 @@ from openpyxl.utils import get_column_letter
 
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
-from pipeline.validation import STATUS_LABELS
+from pipeline.validation import STATUS_LABELS, fold
 
-STATUS_LABELS_FR = STATUS_LABELS
 SHEET = "Suivi"
 NOTES_HEADER = "Notes du professeur"
 TEAM_HEADER = "Appréciation de l'équipe pédagogique"
@@ -108,7 +107,6 @@ FROM students s
 LEFT JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
 LEFT JOIN returns r ON r.id = (
     SELECT MAX(id) FROM returns WHERE student_id = s.student_id AND match != 'rejected')
-ORDER BY s.class_name, s.last_name, s.first_name, s.student_id
 """
 
 
@@ -152,6 +150,7 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 grid_version=row["grid_version"] or "",
             )
         )
+    statuses.sort(key=lambda s: (fold(s.class_name), fold(s.last_name), fold(s.first_name)))
     return statuses
 
 

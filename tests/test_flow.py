@@ -8,6 +8,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import zipfile
 from collections.abc import Callable, Iterator
 from datetime import date
 from email import message_from_bytes, policy
@@ -288,3 +289,42 @@ def test_report__without_any_return__says_so(campaign: Path) -> None:
 
 def test_flow__dates_used_by_tests_are_in_the_past() -> None:
     assert date(2026, 2, 20) < date.today()
+
+
+def test_archive__manifest_verifies_and_detects_tampering(campaign: Path, tmp_path: Path) -> None:
+    _collect_three(campaign, tmp_path)
+    assert run(campaign, "report").exit_code == 0
+    result = run(campaign, "archive")
+    assert result.exit_code == 0, result.output
+    path = next((campaign / "output" / "archives").glob("*.zip"))
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        manifest = archive.read("MANIFESTE.csv").decode("utf-8").splitlines()
+        originals = {name: archive.read(name) for name in names if name.startswith("retours/")}
+    assert "LISEZMOI.txt" in names and "suivi.xlsx" in names
+    assert "grilles/bts-muc-stage-acrc-v1.toml" in names
+    assert "etat/grille.sqlite" in names
+    assert len([n for n in names if n.startswith("rapports/") and n.endswith(".docx")]) == 4
+    assert len(originals) == 3
+    assert not any("cle_secrete" in n for n in names)
+    assert manifest[0] == "fichier;sha256;octets"
+    assert len(manifest) == 1 + len(names) - 2
+    ok = run(campaign, "archive", "--verify", str(path))
+    assert ok.exit_code == 0
+    assert "archive intègre" in ok.output
+    tampered = tmp_path / "modifiee.zip"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tampered, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "suivi.xlsx":
+                data = data + b"\0"
+            target.writestr(info, data)
+    bad = run(campaign, "archive", "--verify", str(tampered))
+    assert bad.exit_code == 1
+    assert "suivi.xlsx : contenu modifié depuis l'archivage (empreinte différente)." in bad.output
+
+
+def test_archive__before_any_report__french_error(campaign: Path) -> None:
+    result = run(campaign, "archive")
+    assert result.exit_code == 1
+    assert result.output == "Erreur : Aucun bilan à archiver : lancez d'abord « grille report ».\n"

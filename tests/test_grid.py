@@ -64,7 +64,9 @@ def test_default_grid__global_levels_exactly_as_the_seed_gaps_included() -> None
         ("Contact commercial", (0, 1, 2, 3)),
     ]
     assert ge.maximum == 24
-    assert ge.dimensions[3].descriptor(0) == "Réalise son travail sans aucun souci de « bien faire »"
+    assert (
+        ge.dimensions[3].descriptor(0) == "Réalise son travail sans aucun souci de « bien faire »"
+    )
     assert ge.dimensions[0].descriptor(3) == "Prend des initiatives utiles"
 
 
@@ -81,7 +83,9 @@ def test_default_grid__closing_labels() -> None:
     ("change", "message"),
     [
         (
-            lambda d: d["sections"][1]["criteria"].append({"id": "integration.ponctualite", "label": "x"}),
+            lambda d: d["sections"][1]["criteria"].append(
+                {"id": "integration.ponctualite", "label": "x"}
+            ),
             "entrée « sections[fonctionnement].criteria[9].id » : l'identifiant « integration.ponctualite » est en double.",
         ),
         (
@@ -101,7 +105,13 @@ def test_default_grid__closing_labels() -> None:
             "entrée « global_evaluation.dimensions[2].levels » : les niveaux doivent être distincts et croissants.",
         ),
     ],
-    ids=["duplicate_id", "level_not_a_number", "missing_title", "sheet_name_too_long", "levels_unordered"],
+    ids=[
+        "duplicate_id",
+        "level_not_a_number",
+        "missing_title",
+        "sheet_name_too_long",
+        "levels_unordered",
+    ],
 )
 def test_malformed_grid__french_error_names_the_entry(
     change: Callable[[dict[str, Any]], None], message: str
@@ -141,7 +151,19 @@ def test_second_grid__generate_with_grid_option_and_returns_are_read_with_it(
     assert run(root, "init").exit_code == 0
     roster = write_csv(
         tmp_path / "l.csv",
-        [ROSTER_HEADER, ["Abadie", "Chloé", "BTS MCO", "Agence", "Sophie Garnier", "sg@x.example", "05/01/2026", "27/02/2026"]],
+        [
+            ROSTER_HEADER,
+            [
+                "Abadie",
+                "Chloé",
+                "BTS MCO",
+                "Agence",
+                "Sophie Garnier",
+                "sg@x.example",
+                "05/01/2026",
+                "27/02/2026",
+            ],
+        ],
     )
     result = run(root, "generate", "--roster", str(roster), "--grid", str(grid_file))
     assert result.exit_code == 0, result.output
