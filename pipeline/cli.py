@@ -8,6 +8,7 @@ no traceback reaches the teacher.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,6 +173,15 @@ def progress_counter(label: str) -> Iterator[Callable[[int], None]]:
             click.echo(err=True)
 
 
+def refresh_tracking(workspace: Workspace, db: sqlite3.Connection) -> None:
+    """Rewrite output/suivi.xlsx; if it cannot be (open in Excel…), warn and go on:
+    the state is safe in the database and the next command rewrites it."""
+    try:
+        tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(db))
+    except GrilleError as exc:
+        click.echo(f"Attention — suivi non mis à jour : {exc}", err=True)
+
+
 def print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         prefix = "Attention" if problem.severity == "warning" else "Erreur"
@@ -192,7 +202,11 @@ def parse_day(value: str | None) -> date | None:
 # ------------------------------------------------------------------ commands
 
 
-@click.group(cls=FlowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=FlowGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    subcommand_metavar="COMMANDE [ARGUMENTS]...",
+)
 @click.option(
     "--dir",
     "root",
@@ -298,7 +312,7 @@ def _run_generate(
                 result = campaign_ops.generate(
                     opened, roster.students, force=force, jobs=jobs, progress=advance
                 )
-            tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(opened.db))
+            refresh_tracking(workspace, opened.db)
         finally:
             opened.close()
     for student in result.created:
@@ -437,7 +451,7 @@ def send(
                         f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}",
                         err=True,
                     )
-                tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(db))
+                refresh_tracking(workspace, db)
                 click.echo(
                     f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec."
                 )
@@ -489,8 +503,7 @@ def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
         try:
             with progress_counter("Retours traités") as advance:
                 result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
-            statuses = tracking.student_statuses(opened.db)
-            tracking.write_tracking(workspace.tracking_path, statuses)
+            refresh_tracking(workspace, opened.db)
         finally:
             opened.close()
     for recorded in result.recorded:
@@ -731,7 +744,7 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
         opened = campaign_ops.Campaign.open(workspace)
         try:
             collected = collect_ops.collect(opened, [inbox], jobs=1)
-            tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(opened.db))
+            refresh_tracking(workspace, opened.db)
         finally:
             opened.close()
     click.echo(

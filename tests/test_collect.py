@@ -375,3 +375,16 @@ def test_status__csv_and_table_formats(campaign: Path) -> None:
 
 def test_status__grid_expectations_hold() -> None:
     assert len(GRID.criteria) == 44
+
+
+def test_collect__unreadable_tracking_workbook_is_not_overwritten_and_returns_still_recorded(
+    campaign: Path, tmp_path: Path
+) -> None:
+    tracking = campaign / "output" / "suivi.xlsx"
+    tracking.write_bytes(b"pas un classeur")
+    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier"))
+    result = run(campaign, "collect", str(filled))
+    assert result.exit_code == 0
+    assert "Attention — suivi non mis à jour : suivi.xlsx est illisible" in result.output
+    assert tracking.read_bytes() == b"pas un classeur"
+    assert status_json(campaign)["Abadie"]["status"] == "complete"
