@@ -55,20 +55,7 @@ def _student(status: StudentStatus, campaign: Campaign) -> Student:
     row = campaign.db.execute(
         "SELECT * FROM students WHERE student_id = ?", (status.student_id,)
     ).fetchone()
-    return Student(
-        student_id=row["student_id"],
-        last_name=row["last_name"],
-        first_name=row["first_name"],
-        class_name=row["class_name"],
-        company=row["company"],
-        tutor_name=row["tutor_name"],
-        tutor_email=row["tutor_email"],
-        start=date.fromisoformat(row["start_date"]),
-        end=date.fromisoformat(row["end_date"]),
-        student_email=row["student_email"],
-        tutor_phone=row["tutor_phone"],
-        referent=row["referent"],
-    )
+    return state.student_from_row(row)
 
 
 def report_data(campaign: Campaign) -> tuple[list[StudentReportData], list[StudentStatus]]:

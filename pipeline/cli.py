@@ -201,6 +201,14 @@ def parse_day(value: str | None) -> date | None:
 
 # ------------------------------------------------------------------ commands
 
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=default_jobs(),
+    show_default="tous les cœurs",
+    help="Nombre de processus.",
+)
+
 
 @click.group(
     cls=FlowGroup,
@@ -348,13 +356,7 @@ def _run_generate(
     help="Fichier de grille (.toml) à utiliser au lieu de la grille BTS MUC fournie.",
 )
 @click.option("--force", is_flag=True, help="Refait aussi les classeurs inchangés.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=default_jobs(),
-    show_default="tous les cœurs",
-    help="Nombre de processus.",
-)
+@jobs_option
 @pass_context
 def generate(
     ctx: Context, roster_path: Path | None, grid_path: Path | None, force: bool, jobs: int
@@ -480,13 +482,7 @@ def _describe(recorded: collect_ops.Recorded) -> str:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=default_jobs(),
-    show_default="tous les cœurs",
-    help="Nombre de processus.",
-)
+@jobs_option
 @pass_context
 def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
     """Lit les classeurs retournés : fichiers, dossiers, e-mails (.eml, mbox), archives .zip.

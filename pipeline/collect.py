@@ -232,20 +232,8 @@ def _context_for(campaign: Campaign, today: date) -> _Context:
         "SELECT s.*, w.grid_id FROM students s JOIN workbooks w ON w.id = "
         "(SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
     )
-    from pipeline.roster import Student
-
     for row in rows:
-        student = Student(
-            student_id=row["student_id"],
-            last_name=row["last_name"],
-            first_name=row["first_name"],
-            class_name=row["class_name"],
-            company=row["company"],
-            tutor_name=row["tutor_name"],
-            tutor_email=row["tutor_email"],
-            start=date.fromisoformat(row["start_date"]),
-            end=date.fromisoformat(row["end_date"]),
-        )
+        student = state.student_from_row(row)
         identity = identity_values(student, campaign.grid, campaign.config.campaign_id, b"-")
         shown = {k: v for k, v in identity.items() if k in IDENTITY_LABELS}
         students[student.student_id] = ExpectedStudent(

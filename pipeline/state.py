@@ -11,10 +11,11 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from pipeline.errors import GrilleError
+from pipeline.roster import Student
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -167,6 +168,24 @@ def connect(path: Path) -> sqlite3.Connection:
             "ou déplacez-la pour repartir de zéro."
         ) from exc
     return db
+
+
+def student_from_row(row: sqlite3.Row) -> Student:
+    """A `Student` from a row of the `students` table."""
+    return Student(
+        student_id=row["student_id"],
+        last_name=row["last_name"],
+        first_name=row["first_name"],
+        class_name=row["class_name"],
+        company=row["company"],
+        tutor_name=row["tutor_name"],
+        tutor_email=row["tutor_email"],
+        start=date.fromisoformat(row["start_date"]),
+        end=date.fromisoformat(row["end_date"]),
+        student_email=row["student_email"],
+        tutor_phone=row["tutor_phone"],
+        referent=row["referent"],
+    )
 
 
 @contextmanager
