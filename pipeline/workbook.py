@@ -344,10 +344,12 @@ def _validation(ws: Worksheet, formula: str, cells: str, *, title: str, prompt: 
         dv.add(cell)
 
 
-def _empty_highlight(ws: Worksheet, cells: str, first_cell: str) -> None:
-    ws.conditional_formatting.add(
-        cells, FormulaRule(formula=[f"LEN(TRIM({first_cell}))=0"], fill=_EMPTY_FILL)
-    )
+def _empty_highlight(ws: Worksheet, cells: str, first_cell: str, placeholder: str = "") -> None:
+    """Colour the input while it is empty (or still holds its placeholder)."""
+    empty = f"LEN(TRIM({first_cell}))=0"
+    if placeholder:
+        empty = f'OR({empty},{first_cell}="{placeholder.replace(chr(34), chr(34) * 2)}")'
+    ws.conditional_formatting.add(cells, FormulaRule(formula=[empty], fill=_EMPTY_FILL))
 
 
 def _scale_prompt(grid: Grid) -> str:
@@ -584,7 +586,7 @@ def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
     ws.merge_cells(box)
     _input(ws[f"A{row}"])
     ws[f"A{row}"].alignment = Alignment(wrap_text=True, vertical="top", horizontal="left")
-    _empty_highlight(ws, f"A{row}", f"A{row}")
+    _empty_highlight(ws, f"A{row}", f"A{row}", APPRECIATION_PLACEHOLDER)
     team = _CLOSING_ROWS["team"]
     ws[f"A{team - 1}"] = closing.team_appreciation
     _style(ws[f"A{team - 1}"], font=_BOLD, fill=_HEADER_FILL)

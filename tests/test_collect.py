@@ -382,7 +382,9 @@ def test_collect__unreadable_tracking_workbook_is_not_overwritten_and_returns_st
 ) -> None:
     tracking = campaign / "output" / "suivi.xlsx"
     tracking.write_bytes(b"pas un classeur")
-    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier"))
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier")
+    )
     result = run(campaign, "collect", str(filled))
     assert result.exit_code == 0
     assert "Attention — suivi non mis à jour : suivi.xlsx est illisible" in result.output

@@ -279,3 +279,20 @@ def test_stamping__is_deterministic(template: bytes, tmp_path: Path) -> None:
     stamper = WorkbookStamper(template)
     values = identity_values(STUDENT, GRID, "campagne-test", KEY)
     assert stamper.stamp(values) == stamper.stamp(values)
+
+
+def test_workbook__empty_inputs_highlighted_even_the_appreciation_placeholder(
+    stamped: openpyxl.Workbook,
+) -> None:
+    layout = plan_layout(GRID)
+    rules = {
+        (ws.title, str(cf.sqref)): rule.formula[0]
+        for ws in stamped.worksheets
+        for cf in ws.conditional_formatting
+        for rule in cf.rules
+    }
+    for ref in [*layout.criteria.values(), *layout.dimensions.values(), layout.date]:
+        assert rules[(ref.sheet, ref.cell)] == f"LEN(TRIM({ref.cell}))=0"
+    appreciation = rules[(layout.appreciation.sheet, layout.appreciation.cell)]
+    assert appreciation.startswith("OR(LEN(TRIM(A4))=0,A4=")
+    assert "Écrivez ici votre appréciation" in appreciation
