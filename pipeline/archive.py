@@ -275,8 +275,8 @@ def verify_archive(path: Path) -> list[str]:
             ZipLimits(max_total_size=4 * 1024**3, max_member_size=1024**3),
         )
         listed = package.read(MANIFEST).decode("utf-8")
-    except (UnsafeFile, KeyError, UnicodeDecodeError, OSError) as exc:
-        return [f"{path.name} : archive illisible ou sans {MANIFEST} ({exc})."]
+    except (UnsafeFile, KeyError, UnicodeDecodeError, OSError):
+        return [f"{path.name} : ce n'est pas une archive grille lisible (zip avec {MANIFEST})."]
     rows = list(csv.reader(io.StringIO(listed), delimiter=";"))[1:]
     names = set(package.names()) - {MANIFEST, README_NAME}
     for name, digest, _size in rows:

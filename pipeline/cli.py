@@ -23,7 +23,7 @@ from pipeline import archive, mail, state, tracking
 from pipeline import campaign as campaign_ops
 from pipeline import collect as collect_ops
 from pipeline import demo as demo_data
-from pipeline.errors import GrilleError, Problem
+from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.parallel import default_jobs
 from pipeline.roster import RosterError, read_roster
 from pipeline.settings import Workspace
@@ -140,7 +140,7 @@ def friendly_errors() -> Iterator[None]:
         fail("interrompu par l'utilisateur.", 130)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        fail(f"accès au fichier impossible{where} : {exc.strerror or exc}.")
+        fail(f"accès au fichier impossible{where} : {french_os_error(exc)}.")
 
 
 @contextmanager

@@ -7,6 +7,7 @@ data, so that every problem of a file is reported at once.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -24,6 +25,32 @@ class ConfigError(GrilleError):
 
 class RosterError(GrilleError):
     """The roster cannot be read at all (wrong file type, no header)."""
+
+
+def toml_position(exc: Exception) -> str:
+    """« à la ligne 3, colonne 7 » from a tomllib error (its own text is English)."""
+    import re
+
+    match = re.search(r"line (\d+), column (\d+)", str(exc))
+    return f"à la ligne {match.group(1)}, colonne {match.group(2)}" if match else "quelque part"
+
+
+_OS_ERRORS = {
+    errno.ENOENT: "fichier ou dossier introuvable",
+    errno.EACCES: "accès refusé",
+    errno.EPERM: "opération non permise",
+    errno.ENOSPC: "disque plein",
+    errno.EROFS: "support en lecture seule",
+    errno.EISDIR: "c'est un dossier",
+    errno.ENOTDIR: "ce n'est pas un dossier",
+    errno.EBUSY: "fichier occupé par un autre programme",
+    errno.ENAMETOOLONG: "nom de fichier trop long",
+}
+
+
+def french_os_error(exc: OSError) -> str:
+    """What went wrong with a file, in French (the system's own text may be English)."""
+    return _OS_ERRORS.get(exc.errno or -1, exc.strerror or "erreur d'entrée-sortie")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import GridError
+from pipeline.errors import GridError, french_os_error, toml_position
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 DEFAULT_GRID = GRIDS_DIR / "bts_muc_stage.toml"
@@ -382,7 +382,9 @@ def parse_grid_text(text: str, source: str) -> Grid:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise GridError(f"Grille « {source} » : syntaxe TOML invalide ({exc}).") from exc
+        raise GridError(
+            f"Grille « {source} » : syntaxe TOML invalide {toml_position(exc)}."
+        ) from exc
     return parse_grid(data, source)
 
 
@@ -396,7 +398,7 @@ def _load_grid_cached(path: Path) -> Grid:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise GridError(f"Grille « {path} » illisible : {exc.strerror or exc}.") from exc
+        raise GridError(f"Grille « {path} » illisible : {french_os_error(exc)}.") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -22,7 +22,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from pipeline import state
-from pipeline.errors import GrilleError
+from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings
 
@@ -215,7 +215,7 @@ def build_message(
         except OSError as exc:
             raise MailError(
                 f"Classeur de {book.student_name} introuvable ou illisible ({book.path} : "
-                f"{exc.strerror or exc}). Relancez « grille generate »."
+                f"{french_os_error(exc)}). Relancez « grille generate »."
             ) from exc
         email.add_attachment(data, *XLSX_TYPE, filename=book.path.name)
     return email

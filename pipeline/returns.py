@@ -28,7 +28,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.errors import Problem
+from pipeline.errors import Problem, french_os_error
 from pipeline.files import atomic_write_bytes
 from pipeline.safe_zip import SafeZip, UnsafeFile
 
@@ -232,7 +232,7 @@ def _size(count: int) -> str:
 
 
 def _why(exc: OSError) -> str:
-    return "accès refusé" if isinstance(exc, PermissionError) else f"erreur {exc.errno}"
+    return french_os_error(exc)
 
 
 def _is_dir(path: Path) -> bool:

@@ -30,7 +30,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import from_excel, to_excel
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from pipeline.errors import Problem, RosterError
+from pipeline.errors import Problem, RosterError, french_os_error
 from pipeline.files import atomic_save
 
 __all__ = [
@@ -456,7 +456,7 @@ def _read_bytes(path: Path) -> bytes:
         raise RosterError(f"{path} : fichier introuvable ; vérifiez le chemin.") from None
     except OSError as exc:
         raise RosterError(
-            f"{name} : lecture impossible ({exc.strerror or exc}) ; fermez-le s'il est ouvert "
+            f"{name} : lecture impossible ({french_os_error(exc)}) ; fermez-le s'il est ouvert "
             "dans un autre programme et vérifiez vos droits."
         ) from None
     if not data.strip(b" \t\r\n\xef\xbb\xbf;,"):
@@ -1123,6 +1123,6 @@ def write_roster_template(path: Path) -> None:
         atomic_save(path, workbook.save)
     except OSError as exc:
         raise RosterError(
-            f"{path} : écriture impossible ({exc.strerror or exc}) ; vérifiez le dossier et "
+            f"{path} : écriture impossible ({french_os_error(exc)}) ; vérifiez le dossier et "
             "fermez le fichier s'il est ouvert dans Excel."
         ) from None

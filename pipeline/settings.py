@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, toml_position
 from pipeline.files import atomic_write_bytes
 
 CONFIG_NAME = "grille.toml"
@@ -115,7 +115,11 @@ class Workspace:
         try:
             data = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{CONFIG_NAME} : fichier mal formé ({exc}). Corrigez-le.") from exc
+            raise ConfigError(
+                f"{CONFIG_NAME} : syntaxe invalide {toml_position(exc)}. Corrigez-le : les textes "
+                "s'écrivent entre guillemets, les dates AAAA-MM-JJ sans guillemets, chaque section "
+                "[…] une seule fois."
+            ) from exc
         return _parse_config(data)
 
     def load_key(self) -> bytes:
