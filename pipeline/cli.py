@@ -405,20 +405,10 @@ def send(
             if not pending:
                 click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
                 return
-            sender = opened.config.smtp.sender or opened.config.teacher_email
-            domain = sender.rpartition("@")[2] or "grille.local"
-            built = []
-            for message in pending:
-                try:
-                    built.append(
-                        (
-                            message,
-                            mail.build_message(opened.config, message, message_id_domain=domain),
-                        )
-                    )
-                except mail.MailError as exc:
-                    failures += 1
-                    click.echo(f"  Erreur — {exc}", err=True)
+            built, errors = mail.build_messages(opened.config, pending)
+            failures += len(errors)
+            for error in errors:
+                click.echo(f"  Erreur — {error}", err=True)
             if dry_run:
                 folder = workspace.output_dir / "envois"
                 for message, email in built:
@@ -725,13 +715,8 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
     with friendly_errors():
         opened = campaign_ops.Campaign.open(workspace)
         try:
-            rows = opened.db.execute(
-                "SELECT w.file, s.tutor_name FROM students s JOIN workbooks w ON w.id = "
-                "(SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
-            ).fetchall()
-            count = demo_data.simulate_tutors(
-                opened.grid, [(workspace.root / r[0], r[1]) for r in rows], inbox, today
-            )
+            workbooks = demo_data.latest_workbooks(opened.db, workspace.root)
+            count = demo_data.simulate_tutors(opened.grid, workbooks, inbox, today)
         finally:
             opened.close()
     click.echo(f"3. {count} réponses de tuteurs simulées dans {inbox.relative_to(workspace.root)}.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -46,6 +47,15 @@ def demo_roster(target: Path, today: date) -> Path:
     csv.writer(buffer, delimiter=";", lineterminator="\r\n").writerows(rows)
     atomic_write_bytes(target, buffer.getvalue().encode("utf-8-sig"))
     return target
+
+
+def latest_workbooks(db: sqlite3.Connection, root: Path) -> list[tuple[Path, str]]:
+    """(workbook file, tutor name) of every student, their latest workbook."""
+    rows = db.execute(
+        "SELECT w.file, s.tutor_name FROM students s JOIN workbooks w ON w.id = "
+        "(SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
+    )
+    return [(root / row[0], row[1]) for row in rows]
 
 
 def simulate_tutors(

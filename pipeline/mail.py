@@ -345,3 +345,19 @@ def write_preview(message: EmailMessage, folder: Path) -> Path:
     path = folder / f"{safe_name(recipient, 60)}-{digest}.eml"
     atomic_write_bytes(path, message.as_bytes(), durable=False)
     return path
+
+
+def build_messages(
+    config: CampaignConfig, pending: Sequence[TutorMessage]
+) -> tuple[list[tuple[TutorMessage, EmailMessage]], list[str]]:
+    """Build every tutor's message; a bad roster line is reported, the others go on."""
+    sender = config.smtp.sender or config.teacher_email
+    domain = sender.rpartition("@")[2] or "grille.local"
+    built: list[tuple[TutorMessage, EmailMessage]] = []
+    errors: list[str] = []
+    for message in pending:
+        try:
+            built.append((message, build_message(config, message, message_id_domain=domain)))
+        except MailError as exc:
+            errors.append(str(exc))
+    return built, errors
