@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import zipfile
 from collections.abc import Callable
@@ -390,3 +391,54 @@ def test_collect__unreadable_tracking_workbook_is_not_overwritten_and_returns_st
     assert "Attention — suivi non mis à jour : suivi.xlsx est illisible" in result.output
     assert tracking.read_bytes() == b"pas un classeur"
     assert status_json(campaign)["Abadie"]["status"] == "complete"
+
+
+def _soffice_convert(source: Path, out: Path, target: str, profile: Path) -> Path:
+    import subprocess
+
+    subprocess.run(
+        [
+            "soffice", "--headless", "--norestore", f"-env:UserInstallation={profile.as_uri()}",
+            "--convert-to", target, "--outdir", str(out), str(source),
+        ],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    extension = target.split(":")[0]
+    return out / f"{source.stem}.{extension}"
+
+
+@pytest.mark.soffice
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) absent")
+def test_collect__returns_resaved_by_libreoffice__recognised_and_validated_the_same(
+    campaign: Path, tmp_path: Path
+) -> None:
+    filled = tmp_path / "filled"
+    fill(workbook_of(campaign, "Abadie"), filled / "abadie.xlsx", _answers_for("Sophie Garnier"))
+    fill(
+        workbook_of(campaign, "Chevallier"),
+        filled / "chevallier.xlsx",
+        _answers_for(
+            "Sophie Garnier", **{"clientele.decouverte": "Bien", "integration.ponctualite": None}
+        ),
+    )
+    fill(workbook_of(campaign, "Faure"), filled / "faure.xlsx", _answers_for("Bruno Caron"))
+    resaved = tmp_path / "resaved"
+    profile = tmp_path / "profile"
+    for name in ("abadie", "chevallier"):
+        _soffice_convert(filled / f"{name}.xlsx", resaved, "xlsx:Calc MS Excel 2007 XML", profile)
+    _soffice_convert(filled / "faure.xlsx", resaved, "ods", profile)  # a tutor saving as .ods
+    result = run(campaign, "collect", str(resaved))
+    assert result.exit_code == 0, result.output
+    statuses = status_json(campaign)
+    assert statuses["Abadie"]["status"] == "complete"
+    assert statuses["Abadie"]["to_confirm"] is False
+    assert statuses["Faure"]["status"] == "complete"
+    assert statuses["Chevallier"]["status"] == "invalid"
+    assert statuses["Chevallier"]["invalid"] == [
+        "Contacts avec la clientèle › Découverte (cellule D24) : « Bien » n'est pas une note "
+        "de l'échelle (TI, I, S, TS)."
+    ]
+    assert statuses["Chevallier"]["missing"] == [
+        "Phase préparatoire du stage : intégration dans l’agence › Ponctualité (cellule D15) : "
+        "non renseigné."
+    ]
