@@ -42,10 +42,15 @@ def map_batches(
     """Yield `(chunk, work(chunk))` for consecutive chunks of `items`, in order.
 
     With `parallel` and `jobs > 1`, chunks run in `jobs` processes, a few at a time, so
-    memory stays bounded whatever the number of items (items are read lazily).
+    memory stays bounded whatever the number of items (items are read lazily); a batch
+    that fits in one chunk runs here, where starting processes would cost more.
     `work` and `initializer` must be module-level functions (they are pickled).
     """
     chunks = _chunks(items, chunk_size)
+    first = next(chunks, [])
+    if len(first) < chunk_size:  # everything fits in one chunk: processes would not pay
+        parallel = False
+    chunks = itertools.chain([first] if first else [], chunks)
     if jobs <= 1 or not parallel:
         if initializer is not None:
             initializer(*initargs)
