@@ -442,3 +442,15 @@ def test_collect__returns_resaved_by_libreoffice__recognised_and_validated_the_s
         "Phase préparatoire du stage : intégration dans l’agence › Ponctualité (cellule D15) : "
         "non renseigné."
     ]
+
+
+def test_collect__a_workbook_that_is_not_a_grille_workbook_is_refused(
+    campaign: Path, tmp_path: Path, write_xlsx: Callable[..., Path]
+) -> None:
+    other = write_xlsx(tmp_path / "budget.xlsx", [["Poste", "Montant"], ["Loyer", 800]])
+    result = run(campaign, "collect", str(other))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        f"  Refusé — {other} : ce n'est pas un classeur grille "
+        "(ni identité cachée, ni nom de stagiaire)."
+    )
