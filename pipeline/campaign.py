@@ -114,10 +114,20 @@ class Campaign:
 
     @classmethod
     def open(cls, workspace: Workspace, grid_file: Path | None = None) -> Campaign:
+        """Open a campaign with `grid_file`, or else the grid its workbooks were made with."""
         config = workspace.load_config()
         key = workspace.load_key()
+        db = state.connect(workspace.db_path)
         grid = load_grid(grid_file)
-        return cls(workspace, config, key, grid, state.connect(workspace.db_path))
+        if grid_file is None:
+            row = db.execute(
+                "SELECT g.grid_id, g.grid_version, g.source FROM workbooks w JOIN grids g "
+                "ON g.grid_id = w.grid_id AND g.grid_version = w.grid_version "
+                "ORDER BY w.id DESC LIMIT 1"
+            ).fetchone()
+            if row is not None and (row[0], row[1]) != (grid.id, grid.version):
+                grid = parse_grid_text(row[2], f"{row[0]} v{row[1]}")
+        return cls(workspace, config, key, grid, db)
 
     def remember_grid(self, grid_file: Path | None) -> None:
         """Keep the grid's text in the database: returns are read with it, even years later."""

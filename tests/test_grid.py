@@ -167,6 +167,10 @@ def test_second_grid__generate_with_grid_option_and_returns_are_read_with_it(
     )
     result = run(root, "generate", "--roster", str(roster), "--grid", str(grid_file))
     assert result.exit_code == 0, result.output
+    again = run(root, "generate", "--roster", str(roster))  # the campaign keeps its grid
+    assert again.output.splitlines()[-1].startswith(
+        "0 classeur(s) créé(s), 0 régénéré(s), 1 inchangé"
+    )
     workbook = workbook_of(root, "Abadie")
     meta = openpyxl.load_workbook(workbook)["_grille"]
     assert meta["B4"].value == "bts-mco-essai"
