@@ -57,6 +57,10 @@ class Workspace:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        # absolute, so that every path derived from it compares with the files found
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_NAME

@@ -275,6 +275,19 @@ def test_python_m_pipeline__runs_the_cli() -> None:
     assert "grille" in result.stdout
 
 
+def test_demo__as_the_readme_runs_it__relative_default_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    demo = tmp_path / "output" / "demo" / "output"
+    assert len(list((demo / "classeurs").rglob("*.xlsx"))) == 30
+    assert len(list((demo / "rapports").rglob("bilan_classe_*.docx"))) == 2
+    assert (demo / "suivi.xlsx").is_file()
+    assert "Terminé." in result.output
+
+
 def test_demo__runs_on_the_bundled_roster(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", str(tmp_path / "demo")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
