@@ -454,6 +454,9 @@ def send(
         sys.exit(1)
 
 
+MAX_PROBLEMS_SHOWN = 8  # per return on screen; the tracking workbook has them all
+
+
 def _describe(recorded: collect_ops.Recorded) -> str:
     outcome = recorded.outcome
     assert outcome is not None
@@ -463,11 +466,15 @@ def _describe(recorded: collect_ops.Recorded) -> str:
     line = f"  {recorded.student_name} — {label} — {recorded.origin}"
     if outcome.match == collect_ops.MATCH_VISIBLE:
         line += f"\n      À confirmer — {outcome.match_note}"
-    for problem in outcome.problems:
-        if problem["severity"] == "error":
-            line += f"\n      • {problem['message']}"
-        else:
-            line += f"\n      • Attention — {problem['message']}"
+    shown = outcome.problems[:MAX_PROBLEMS_SHOWN]
+    for problem in shown:
+        prefix = "" if problem["severity"] == "error" else "Attention — "
+        line += f"\n      • {prefix}{problem['message']}"
+    if len(outcome.problems) > len(shown):
+        line += (
+            f"\n      … et {len(outcome.problems) - len(shown)} autre(s) point(s) : "
+            "la liste complète est dans output/suivi.xlsx et « grille status --format json »."
+        )
     return line
 
 
