@@ -720,14 +720,18 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
     click.echo("2. Classeurs :")
     _run_generate(workspace, roster, None, False, jobs)
     inbox = workspace.root / "retours_simules"
-    with friendly_errors():
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            workbooks = demo_data.latest_workbooks(opened.db, workspace.root)
-            count = demo_data.simulate_tutors(opened.grid, workbooks, inbox, today)
-        finally:
-            opened.close()
-    click.echo(f"3. {count} réponses de tuteurs simulées dans {inbox.relative_to(workspace.root)}.")
+    existing = sorted(inbox.glob("*.xlsx")) if inbox.is_dir() else []
+    if existing:  # a second run collects the same answers again: nothing new to record
+        click.echo(f"3. Réponses simulées déjà présentes dans {inbox.name} ({len(existing)}).")
+    else:
+        with friendly_errors():
+            opened = campaign_ops.Campaign.open(workspace)
+            try:
+                workbooks = demo_data.latest_workbooks(opened.db, workspace.root)
+                count = demo_data.simulate_tutors(opened.grid, workbooks, inbox, today)
+            finally:
+                opened.close()
+        click.echo(f"3. {count} réponses de tuteurs simulées dans {inbox.name}.")
     click.echo("4. Collecte des retours :")
     with friendly_errors(), state.run_lock(workspace.output_dir):
         opened = campaign_ops.Campaign.open(workspace)
@@ -737,7 +741,9 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
         finally:
             opened.close()
     click.echo(
-        f"   {len(collected.recorded)} retour(s) lus ; détail : grille --dir {directory} status"
+        f"   {len(collected.recorded)} nouveau(x) retour(s), {len(collected.duplicates)} déjà "
+        f"collecté(s) ; détail : grille --dir {directory} status"
+    )
     )
     click.echo("5. Bilans :")
     _run_reports(workspace, None, None, pdf)
