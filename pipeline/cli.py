@@ -744,7 +744,6 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
         f"   {len(collected.recorded)} nouveau(x) retour(s), {len(collected.duplicates)} déjà "
         f"collecté(s) ; détail : grille --dir {directory} status"
     )
-    )
     click.echo("5. Bilans :")
     _run_reports(workspace, None, None, pdf)
     click.echo(
