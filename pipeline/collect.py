@@ -271,6 +271,7 @@ def collect(
         )
     result = CollectResult()
     known = {row[0] for row in campaign.db.execute("SELECT sha256 FROM returns")}
+    blank = {row[0] for row in campaign.db.execute("SELECT sha256 FROM workbooks")}
     pending: dict[str, tuple[Candidate, Path]] = {}
 
     def fresh_candidates() -> Iterator[tuple[str, str, bytes]]:
@@ -282,6 +283,17 @@ def collect(
                 continue
             if found.sha256 in known or found.sha256 in pending:
                 result.duplicates.append(found.origin)
+                continue
+            if found.sha256 in blank:  # byte for byte a workbook grille made: nobody filled it
+                result.problems.append(
+                    Problem(
+                        "unfilled_original",
+                        "classeur vierge, tel que grille l'a produit : ignoré (le tuteur l'a-t-il "
+                        "renvoyé sans le remplir ?).",
+                        file=found.origin,
+                        severity="warning",
+                    )
+                )
                 continue
             stored, _ = store_original(found, ws.returns_dir)
             pending[found.sha256] = (found, stored)

@@ -454,3 +454,11 @@ def test_collect__a_workbook_that_is_not_a_grille_workbook_is_refused(
         f"  Refusé — {other} : ce n'est pas un classeur grille "
         "(ni identité cachée, ni nom de stagiaire)."
     )
+
+
+def test_collect__the_generated_blank_workbooks_are_ignored_not_recorded(campaign: Path) -> None:
+    result = run(campaign, "collect", str(campaign / "output" / "classeurs"))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("classeur vierge, tel que grille l'a produit : ignoré") == len(ROWS)
+    assert {s["status"] for s in status_json(campaign).values()} == {"generated"}
+    assert not (campaign / "output" / "retours").exists()
