@@ -22,7 +22,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.test_collect import ROWS, _answers_for
-from tests.tutors import GRID, fill, make_campaign, run, status_json, workbook_of
+from tests.tutors import GRID, ROSTER_HEADER, fill, make_campaign, run, status_json, workbook_of
 
 APPRECIATION = "Très bon stage « à l'agence » & <équipe>.\nDeuxième ligne : 100 % satisfait."
 
@@ -328,3 +328,36 @@ def test_archive__before_any_report__french_error(campaign: Path) -> None:
     result = run(campaign, "archive")
     assert result.exit_code == 1
     assert result.output == "Erreur : Aucun bilan à archiver : lancez d'abord « grille report ».\n"
+
+
+def test_generate_and_collect__on_two_processes__same_results(
+    tmp_path: Path, write_csv: Callable[..., Path]
+) -> None:
+    rows = [
+        [
+            f"Élève{i:03d}",
+            "Zoé",
+            f"BTS {i % 3}",
+            "Agence",
+            "Sophie Garnier",
+            "sg@x.example",
+            "05/01/2026",
+            "27/02/2026",
+        ]
+        for i in range(420)
+    ]
+    root = tmp_path / "c"
+    assert run(root, "init").exit_code == 0
+    roster = write_csv(tmp_path / "l.csv", [ROSTER_HEADER, *rows])
+    result = run(root, "generate", "--roster", str(roster), "--jobs", "2")  # ≥ 400: processes
+    assert result.exit_code == 0, result.output
+    workbooks = sorted((root / "output" / "classeurs").rglob("*.xlsx"))
+    assert len(workbooks) == 420
+    inbox = tmp_path / "retours"
+    for path in workbooks[:30]:
+        fill(path, inbox / path.name, _answers_for("Sophie Garnier"))
+    collected = run(root, "collect", str(inbox), "--jobs", "2")  # > one chunk: processes
+    assert collected.exit_code == 0, collected.output
+    statuses = [s["status"] for s in status_json(root).values()]
+    assert statuses.count("complete") == 30
+    assert statuses.count("generated") == 390
