@@ -105,9 +105,6 @@ class Workspace:
     def db_path(self) -> Path:
         return self.output_dir / "grille.sqlite"
 
-    def is_campaign(self) -> bool:
-        return self.config_path.is_file()
-
     def load_config(self) -> CampaignConfig:
         """Read `grille.toml`; a French `ConfigError` names the key at fault."""
         if not self.config_path.is_file():

@@ -22,7 +22,7 @@ from openpyxl.utils import get_column_letter
 
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
-from pipeline.validation import STATUS_LABELS, fold
+from pipeline.validation import STATUS_LABELS, fold, sort_problems
 
 SHEET = "Suivi"
 NOTES_HEADER = "Notes du professeur"
@@ -114,7 +114,9 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
     """Every student of the campaign with their current status, by class and name."""
     statuses = []
     for row in db.execute(_STATUS_QUERY):
-        problems = json.loads(row["problems"]) if row["problems"] else []
+        missing, invalid, warnings = sort_problems(
+            json.loads(row["problems"]) if row["problems"] else []
+        )
         if row["return_status"]:
             status = row["return_status"]
         elif row["sent_at"]:
@@ -135,9 +137,9 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 status=status,
                 match=row["match"] or "",
                 match_note=row["match_note"] or "",
-                missing=[p["message"] for p in problems if p["code"].startswith("missing")],
-                invalid=[p["message"] for p in problems if p["code"].startswith("invalid")],
-                warnings=[p["message"] for p in problems if p["severity"] == "warning"],
+                missing=missing,
+                invalid=invalid,
+                warnings=warnings,
                 generated_at=row["generated_at"] or "",
                 sent_at=row["sent_at"] or "",
                 returned_at=row["collected_at"] or "",

@@ -111,17 +111,13 @@ class ValidationResult:
             return "incomplete"
         return "complete"
 
-    @property
-    def missing(self) -> list[str]:
-        return [p.message for p in self.problems if p.code.startswith("missing")]
 
-    @property
-    def invalid(self) -> list[str]:
-        return [p.message for p in self.problems if p.code.startswith("invalid")]
-
-    @property
-    def warnings(self) -> list[str]:
-        return [p.message for p in self.problems if p.severity == "warning"]
+def sort_problems(problems: list[dict[str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """(missing, invalid, warnings) messages of stored problems (`asdict(Problem)`)."""
+    missing = [p["message"] for p in problems if p["code"].startswith("missing")]
+    invalid = [p["message"] for p in problems if p["code"].startswith("invalid")]
+    warnings = [p["message"] for p in problems if p["severity"] == "warning"]
+    return missing, invalid, warnings
 
 
 @lru_cache(maxsize=8192)

@@ -48,19 +48,6 @@ APPRECIATION_PLACEHOLDER = (
 )
 TEAM_RESERVED_TEXT = "Réservé à l'équipe pédagogique : ne pas remplir."
 MAX_INLINE_LIST = 255
-# Every text that differs between students is one of these tokens in the template.
-IDENTITY_FIELDS = (
-    "student_name",
-    "last_name",
-    "first_name",
-    "class_name",
-    "company",
-    "tutor_name",
-    "tutor_email",
-    "period",
-    "student_id",
-    "signature",
-)
 TOKEN_PATTERN = re.compile(rb"@@GRILLE_([A-Z_]+)@@")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
