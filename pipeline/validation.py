@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from pipeline.errors import Problem
 from pipeline.grid import Dimension, Grid
@@ -77,12 +78,16 @@ class Evaluation:
     def from_json(cls, data: dict[str, object]) -> Evaluation:
         raw_date = data.get("date")
         return cls(
-            ratings=dict(data.get("ratings") or {}),  # type: ignore[call-overload]
-            levels=dict(data.get("levels") or {}),  # type: ignore[call-overload]
+            ratings=_mapping(data.get("ratings")),
+            levels=_mapping(data.get("levels")),
             tutor_appreciation=str(data.get("tutor_appreciation") or ""),
             date=date.fromisoformat(raw_date) if isinstance(raw_date, str) else None,
             signature=str(data.get("signature") or ""),
         )
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -304,7 +309,7 @@ def validate(
         problem(
             "signature_mismatch",
             ref,
-            f"{where} : « {_shown(cell)} » ne correspond pas au tuteur prévu "  # type: ignore[arg-type]
+            f"{where} : « {signature[:60]} » ne correspond pas au tuteur prévu "
             f"({expected.tutor_name}) ; vérifiez qui a signé.",
             severity="warning",
         )

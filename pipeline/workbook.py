@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
+from typing import Any
 from xml.sax.saxutils import escape
 
 from openpyxl import Workbook
@@ -234,20 +235,20 @@ def identity_values(student: Student, grid: Grid, campaign_id: str, key: bytes) 
 # ---------------------------------------------------------------- template
 
 
-def _style(cell: object, *, font: Font = _NORMAL, fill: PatternFill | None = None,
+def _style(cell: Any, *, font: Font = _NORMAL, fill: PatternFill | None = None,
            align: Alignment = _WRAP, border: bool = True) -> None:  # fmt: skip
-    cell.font = font  # type: ignore[attr-defined]
-    cell.alignment = align  # type: ignore[attr-defined]
+    cell.font = font
+    cell.alignment = align
     if fill is not None:
-        cell.fill = fill  # type: ignore[attr-defined]
+        cell.fill = fill
     if border:
-        cell.border = _BORDER  # type: ignore[attr-defined]
+        cell.border = _BORDER
 
 
-def _input(cell: object) -> None:
+def _input(cell: Any) -> None:
     """Mark a cell as an input: unlocked, visibly styled."""
     _style(cell, fill=_INPUT_FILL, align=_CENTER)
-    cell.protection = _UNLOCKED  # type: ignore[attr-defined]
+    cell.protection = _UNLOCKED
 
 
 def _line_height(text: str, width_chars: float, line_pt: float = 13.0) -> float:
