@@ -34,7 +34,6 @@ from pipeline.report import (
     build_student_report,
     document_bytes,
 )
-from pipeline.roster import Student
 from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
 from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
 from pipeline.validation import Evaluation
@@ -51,13 +50,6 @@ class ReportResult:
     pdf_problem: str = ""
 
 
-def _student(status: StudentStatus, campaign: Campaign) -> Student:
-    row = campaign.db.execute(
-        "SELECT * FROM students WHERE student_id = ?", (status.student_id,)
-    ).fetchone()
-    return state.student_from_row(row)
-
-
 def report_data(campaign: Campaign) -> tuple[list[StudentReportData], list[StudentStatus]]:
     """(data of every student with a recognised return, students without one)."""
     team = team_appreciations(campaign.workspace.tracking_path)
@@ -71,7 +63,7 @@ def report_data(campaign: Campaign) -> tuple[list[StudentReportData], list[Stude
             problems.insert(0, status.match_note)
         with_return.append(
             StudentReportData(
-                student=_student(status, campaign),
+                student=status.student,
                 evaluation=Evaluation.from_json(status.evaluation),
                 status=status.status,
                 problems=tuple(problems),

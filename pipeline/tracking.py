@@ -22,6 +22,8 @@ from openpyxl.utils import get_column_letter
 
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
+from pipeline.roster import Student
+from pipeline.state import student_from_row
 from pipeline.validation import STATUS_LABELS, fold, sort_problems
 
 SHEET = "Suivi"
@@ -41,14 +43,7 @@ STATUS_FILLS = {
 class StudentStatus:
     """One student's state in the campaign."""
 
-    student_id: str
-    last_name: str
-    first_name: str
-    class_name: str
-    company: str
-    tutor_name: str
-    tutor_email: str
-    tutor_phone: str
+    student: Student
     in_roster: bool
     status: str
     match: str = ""
@@ -68,6 +63,22 @@ class StudentStatus:
     grid_version: str = ""
 
     @property
+    def student_id(self) -> str:
+        return self.student.student_id
+
+    @property
+    def last_name(self) -> str:
+        return self.student.last_name
+
+    @property
+    def first_name(self) -> str:
+        return self.student.first_name
+
+    @property
+    def class_name(self) -> str:
+        return self.student.class_name
+
+    @property
     def status_label(self) -> str:
         label = STATUS_LABELS.get(self.status, self.status)
         return f"{label} (à confirmer)" if self.match == "visible" else label
@@ -78,9 +89,9 @@ class StudentStatus:
             "last_name": self.last_name,
             "first_name": self.first_name,
             "class": self.class_name,
-            "company": self.company,
-            "tutor": self.tutor_name,
-            "tutor_email": self.tutor_email,
+            "company": self.student.company,
+            "tutor": self.student.tutor_name,
+            "tutor_email": self.student.tutor_email,
             "status": self.status,
             "status_label": self.status_label,
             "to_confirm": self.match == "visible",
@@ -125,14 +136,7 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
             status = "generated"
         statuses.append(
             StudentStatus(
-                student_id=row["student_id"],
-                last_name=row["last_name"],
-                first_name=row["first_name"],
-                class_name=row["class_name"],
-                company=row["company"],
-                tutor_name=row["tutor_name"],
-                tutor_email=row["tutor_email"],
-                tutor_phone=row["tutor_phone"],
+                student=student_from_row(row),
                 in_roster=bool(row["in_roster"]),
                 status=status,
                 match=row["match"] or "",
@@ -245,10 +249,10 @@ def build_tracking(statuses: list[StudentStatus], teacher: dict[str, dict[str, s
             st.last_name.upper(),
             st.first_name,
             st.class_name,
-            st.company,
-            st.tutor_name,
-            st.tutor_email,
-            st.tutor_phone,
+            st.student.company,
+            st.student.tutor_name,
+            st.student.tutor_email,
+            st.student.tutor_phone,
             st.status_label + ("" if st.in_roster else " — retiré de la liste"),
             "\n".join([*([st.match_note] if st.match_note else []), *st.missing]),
             "\n".join(st.invalid),
