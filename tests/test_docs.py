@@ -1,0 +1,32 @@
+"""The README stays true: CI runs its test command, every command it names exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.cli import cli
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _shell_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+
+
+def test_readme__its_test_command_is_the_one_ci_runs() -> None:
+    test_commands = [b.strip() for b in _shell_blocks() if "pytest" in b]
+    assert len(test_commands) == 1
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert test_commands[0] in ci.splitlines()
+
+
+def test_readme__demo_command_runs_grille_demo() -> None:
+    assert any(b.strip().endswith("grille demo") for b in _shell_blocks())
+
+
+def test_readme__every_grille_command_it_names_exists() -> None:
+    named = set(re.findall(r"^grille (\w+)", "\n".join(_shell_blocks()), flags=re.M))
+    assert named <= set(cli.commands), named - set(cli.commands)
+    assert {"init", "generate", "send", "collect", "status", "report", "archive"} <= named
