@@ -50,11 +50,13 @@ class ReportResult:
     pdf_problem: str = ""
 
 
-def report_data(campaign: Campaign) -> tuple[list[StudentReportData], list[StudentStatus]]:
+def report_data(
+    campaign: Campaign, statuses: list[StudentStatus]
+) -> tuple[list[StudentReportData], list[StudentStatus]]:
     """(data of every student with a recognised return, students without one)."""
     team = team_appreciations(campaign.workspace.tracking_path)
     with_return, without = [], []
-    for status in student_statuses(campaign.db):
+    for status in statuses:
         if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
             without.append(status)
             continue
@@ -119,9 +121,10 @@ def write_reports(
     template = ws.report_template_path if ws.report_template_path.is_file() else None
     grids = campaign.grids()
     result = ReportResult()
-    data, without = report_data(campaign)
+    statuses = student_statuses(campaign.db)  # read once: the query parses every return
+    data, without = report_data(campaign, statuses)
     by_class: dict[str, list[StudentReportData]] = {}
-    grid_of = {s.student_id: (s.grid_id, s.grid_version) for s in student_statuses(campaign.db)}
+    grid_of = {s.student_id: (s.grid_id, s.grid_version) for s in statuses}
     for item in data:
         if class_name and item.student.class_name != class_name:
             continue
