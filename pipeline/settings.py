@@ -25,15 +25,39 @@ CONFIG_NAME = "grille.toml"
 KEY_RELATIVE = Path(".grille") / "cle_secrete"
 
 
+SECURITY_CHOICES = ("starttls", "ssl", "aucune")
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
-    """How to reach the school's mail server."""
+    """How to reach the school's outgoing mail server; no host: messages go to files."""
 
-    host: str = "localhost"
+    host: str = ""
     port: int = 587
     security: str = "starttls"  # "starttls", "ssl" or "aucune"
     user: str = ""
     sender: str = ""
+    pause_seconds: float = 1.0  # between two messages, not to be taken for a spammer
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    """Where the tutors' answers arrive: an IMAP mailbox folder."""
+
+    host: str = ""
+    port: int = 993
+    security: str = "ssl"  # "ssl", "starttls" or "aucune"
+    user: str = ""
+    folder: str = "INBOX"
+    since: date | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,7 @@ class CampaignConfig:
     deadline: date | None
     smtp: SmtpSettings
     protection_password: str = ""
+    imap: ImapSettings = ImapSettings()
 
 
 @dataclass(frozen=True)
@@ -167,14 +192,20 @@ def _parse_config(data: dict[str, Any]) -> CampaignConfig:
             f"{CONFIG_NAME} : « campagne.date_limite_retour » doit être une date sans guillemets, "
             "au format AAAA-MM-JJ (exemple : 2027-03-15)."
         )
-    port = mail.get("port", 587)
-    if not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError(f"{CONFIG_NAME} : « envoi.port » doit être un numéro de port (ex. 587).")
-    security = _text(mail, "securite", "envoi") or "starttls"
-    if security not in {"starttls", "ssl", "aucune"}:
+    inbox = _section(data, "reception")
+    since = inbox.get("depuis")
+    if since in ("", None):
+        since = None
+    elif not isinstance(since, date):
         raise ConfigError(
-            f"{CONFIG_NAME} : « envoi.securite » vaut « {security} » ; "
-            "choisissez starttls, ssl ou aucune."
+            f"{CONFIG_NAME} : « reception.depuis » doit être une date sans guillemets, "
+            "au format AAAA-MM-JJ (exemple : 2027-03-01)."
+        )
+    pause = mail.get("pause_secondes", 1)
+    if isinstance(pause, bool) or not isinstance(pause, int | float) or not 0 <= pause <= 600:
+        raise ConfigError(
+            f"{CONFIG_NAME} : « envoi.pause_secondes » doit être un nombre de secondes "
+            "entre 0 et 600 (ex. 1)."
         )
     return CampaignConfig(
         campaign_id=_text(campaign, "identifiant", "campagne", required=True),
@@ -186,13 +217,41 @@ def _parse_config(data: dict[str, Any]) -> CampaignConfig:
         deadline=deadline,
         protection_password=_text(campaign, "mot_de_passe_protection", "campagne"),
         smtp=SmtpSettings(
-            host=_text(mail, "serveur", "envoi") or "localhost",
-            port=port,
-            security=security,
+            host=_text(mail, "serveur", "envoi"),
+            port=_port(mail, "envoi", 587),
+            security=_security(mail, "envoi", "starttls"),
             user=_text(mail, "utilisateur", "envoi"),
             sender=_text(mail, "expediteur", "envoi"),
+            pause_seconds=float(pause),
+        ),
+        imap=ImapSettings(
+            host=_text(inbox, "serveur", "reception"),
+            port=_port(inbox, "reception", 993),
+            security=_security(inbox, "reception", "ssl"),
+            user=_text(inbox, "utilisateur", "reception"),
+            folder=_text(inbox, "dossier", "reception") or "INBOX",
+            since=since,
         ),
     )
+
+
+def _port(section: dict[str, Any], where: str, default: int) -> int:
+    port = section.get("port", default)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(
+            f"{CONFIG_NAME} : « {where}.port » doit être un numéro de port (ex. {default})."
+        )
+    return port
+
+
+def _security(section: dict[str, Any], where: str, default: str) -> str:
+    security = _text(section, "securite", where) or default
+    if security not in SECURITY_CHOICES:
+        raise ConfigError(
+            f"{CONFIG_NAME} : « {where}.securite » vaut « {security} » ; "
+            "choisissez starttls, ssl ou aucune."
+        )
+    return security
 
 
 def _toml_string(value: str) -> str:
@@ -243,16 +302,36 @@ nom = {_toml_string(teacher_name)}
 email = {_toml_string(teacher_email)}
 
 [envoi]
-# Serveur de messagerie de l'établissement pour envoyer les classeurs aux tuteurs.
-serveur = "localhost"
+# Serveur d'envoi (SMTP) de l'établissement pour envoyer les classeurs aux tuteurs.
+# Laissé vide, « grille send » écrit les messages prêts à partir (.eml) dans
+# output/envoi/ : ouvrez-les avec Thunderbird ou Outlook et envoyez-les vous-même.
+serveur = ""
+# 587 avec starttls, 465 avec ssl.
 port = 587
 # starttls, ssl ou aucune
 securite = "starttls"
 utilisateur = ""
 # Adresse d'expédition (par défaut : l'e-mail du professeur).
 expediteur = ""
+# Pause entre deux messages, en secondes (les serveurs limitent les envois en rafale).
+pause_secondes = 1
 # Le mot de passe n'est jamais écrit ici : grille le demande, ou le lit dans la
 # variable d'environnement GRILLE_SMTP_MOT_DE_PASSE.
+
+[reception]
+# Boîte aux lettres (IMAP) où arrivent les réponses des tuteurs, pour
+# « grille collect --imap ». Exemple : serveur = "imap.ac-academie.fr"
+serveur = ""
+# 993 avec ssl, 143 avec starttls.
+port = 993
+# ssl, starttls ou aucune
+securite = "ssl"
+utilisateur = ""
+# Dossier de la boîte à relever.
+dossier = "INBOX"
+# Ne relever que les messages reçus depuis cette date (AAAA-MM-JJ, sans guillemets).
+# depuis = 2027-03-01
+# Mot de passe : demandé, ou lu dans la variable GRILLE_IMAP_MOT_DE_PASSE.
 """
 
 

@@ -62,7 +62,7 @@ def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
 def _use_smtp(root: Path, port: int) -> None:
     config = root / "grille.toml"
     text = config.read_text(encoding="utf-8")
-    text = text.replace('serveur = "localhost"', 'serveur = "127.0.0.1"')
+    text = text.replace('serveur = ""', 'serveur = "127.0.0.1"', 1)  # [envoi] comes first
     text = text.replace("port = 587", f"port = {port}").replace('"starttls"', '"aucune"')
     text = text.replace('email = ""', 'email = "prof@lycee.example"')
     config.write_text(text, encoding="utf-8")
