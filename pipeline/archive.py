@@ -4,38 +4,55 @@ Each written report is recorded (path and sha256) in the database. A report that
 teacher edited by hand since grille wrote it is never overwritten: the new version is
 written beside it and the teacher is told. `--pdf` converts through LibreOffice.
 
-The archive (`grille archive`) is one zip with the reports, the returned files as
-received, the tracking workbook, the grid and the state, plus a manifest of SHA-256
-digests that `grille archive --verify` checks, years later. The secret key is never in it.
+The archive (`grille archive`) is made per class and school year: a folder
+`output/archive/<année>/<classe>/` and the same content zipped beside it in `<classe>.zip`:
+the class's reports, the returned files as received, the class's tracking workbook, the
+grid, a French readme and `manifeste.json` (SHA-256, size, student and date of every file),
+which `grille archive verify` checks, years later, without the campaign. An archive is never
+overwritten (`_v2`, `_v3`…) and never half written. It holds no database and never the
+secret key. `grille purge` then deletes the class's personal data from the campaign, once
+its latest archive has been verified.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.metadata
 import io
+import itertools
+import json
+import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import IO, Any
 
 from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError
-from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.files import atomic_write_bytes, atomic_write_with, safe_name
 from pipeline.report import (
     StudentReportData,
     build_class_report,
     build_student_report,
     document_bytes,
 )
+from pipeline.roster import Student
 from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
-from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
+from pipeline.settings import Workspace, default_school_year
+from pipeline.tracking import (
+    StudentStatus,
+    build_tracking,
+    read_teacher_columns,
+    student_statuses,
+    team_appreciations,
+)
 from pipeline.validation import Evaluation
 
 
@@ -80,6 +97,14 @@ def report_data(
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def report_stem(student: Student) -> str:
+    """File name of a student's report, without extension: `bilan_NOM_Prenom_id`."""
+    return (
+        f"bilan_{safe_name(student.last_name).upper()}_"
+        f"{safe_name(student.first_name)}_{safe_name(student.student_id)}"
+    )
 
 
 def _write_report(campaign: Campaign, path: Path, data: bytes, result: ReportResult) -> Path:
@@ -144,10 +169,7 @@ def write_reports(
                 continue
             grid = grids.get(grid_of[item.student.student_id], campaign.grid)
             doc = build_student_report(grid, campaign.config, item, template)
-            name = (
-                f"bilan_{safe_name(item.student.last_name).upper()}_"
-                f"{safe_name(item.student.first_name)}_{safe_name(item.student.student_id)}.docx"
-            )
+            name = f"{report_stem(item.student)}.docx"
             _write_report(campaign, folder / name, document_bytes(doc), result)
             if progress:
                 progress(1)
@@ -196,96 +218,647 @@ def convert_to_pdf(documents: Sequence[Path], written: list[Path]) -> str:
 
 # ------------------------------------------------------------------ the archive
 
-MANIFEST = "MANIFESTE.csv"
+ARCHIVE_FORMAT = "grille-archive/1"
+MANIFEST_NAME = "manifeste.json"
 README_NAME = "LISEZMOI.txt"
+LEGACY_MANIFEST = "MANIFESTE.csv"  # archives made by grille before per-class archives
+ARCHIVE_DIR = "archive"  # under output/
+_VERIFY_LIMITS = ZipLimits(
+    max_members=100_000, max_member_size=1024**3, max_total_size=8 * 1024**3, max_ratio=1000
+)
 
 
-def _archive_readme(campaign: Campaign, today: date) -> str:
-    c = campaign.config
-    return (
-        "Archive de la campagne d'évaluation des stages (grille)\n"
-        f"Établissement : {c.school or '—'}\nSession : {c.session or '—'}\n"
-        f"Année scolaire : {c.school_year or '—'}\nProfesseur : {c.teacher_name or '—'}\n"
-        f"Archive créée le {today:%d/%m/%Y}.\n\n"
-        "Contenu :\n"
-        "  rapports/   les bilans Word (et PDF) par classe\n"
-        "  retours/    chaque classeur retourné par les tuteurs, tel que reçu\n"
-        "  suivi.xlsx  le tableau de suivi (statuts, appréciations de l'équipe)\n"
-        "  grilles/    la grille d'évaluation utilisée, au format texte (TOML)\n"
-        "  etat/       la base de données de la campagne (SQLite)\n"
-        f"  {MANIFEST} l'empreinte SHA-256 de chaque fichier : "
-        "« grille archive --verify » la contrôle.\n"
+@dataclass(frozen=True)
+class _Entry:
+    """One file to archive: its path in the archive, its source, who and what it is about."""
+
+    path: str
+    kind: str  # bilan, bilan_classe, pdf, retour, suivi, grille, lisezmoi
+    source: Path | bytes
+    student_id: str | None = None
+    student: str | None = None
+    date: str | None = None
+    grid_id: str | None = None
+    grid_version: str | None = None
+    expected_sha256: str = ""  # a stored return must still be the file collected
+
+
+@dataclass
+class ArchivedClass:
+    """One class archive written by `build_archives`."""
+
+    class_name: str
+    school_year: str
+    folder: Path
+    zip_path: Path
+    sha256: str  # of the zip
+    counts: dict[str, int]  # files per kind
+    warnings: list[str] = field(default_factory=list)
+
+
+def _file_sha(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _grille_version() -> str:
+    try:
+        return importlib.metadata.version("grille")
+    except importlib.metadata.PackageNotFoundError:
+        return "inconnue"
+
+
+def _display(student: Student) -> str:
+    return f"{student.last_name.upper()} {student.first_name}"
+
+
+def _report_files(folder: Path) -> list[Path]:
+    """Reports (.docx, .pdf) of a class folder; Word's lock files and hidden files left out."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.suffix.lower() in (".docx", ".pdf") and not path.name.startswith((".", "~$"))
     )
 
 
-def build_archive(campaign: Campaign, *, today: date | None = None) -> Path:
-    """Zip reports, returns, tracking, grids and state with a manifest; return its path."""
+def _class_students(campaign: Campaign, class_name: str) -> list[Student]:
+    rows = campaign.db.execute("SELECT * FROM students WHERE class_name = ?", (class_name,))
+    return [state.student_from_row(row) for row in rows]
+
+
+def _ensure_pdfs(folder: Path) -> str:
+    """PDF of each report that has none or an older one; a French problem text, or ""."""
+    stale = []
+    for document in _report_files(folder):
+        pdf = document.with_suffix(".pdf")
+        if document.suffix.lower() == ".docx" and (
+            not pdf.is_file() or pdf.stat().st_mtime < document.stat().st_mtime
+        ):
+            stale.append(document)
+    return convert_to_pdf(stale, []) if stale else ""
+
+
+def _report_entries(
+    campaign: Campaign, class_name: str, students: list[Student], statuses: list[StudentStatus]
+) -> list[_Entry]:
+    """The class's reports and their PDF, each tied to its student when it has one."""
     ws = campaign.workspace
-    day = today or date.today()
-    entries: list[tuple[str, bytes]] = []
-    for folder, prefix in ((ws.reports_dir, "rapports"), (ws.returns_dir, "retours")):
-        if folder.is_dir():
-            for path in sorted(folder.rglob("*")):
-                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
-                    entries.append(
-                        (f"{prefix}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-                    )
-    if ws.tracking_path.is_file():
-        entries.append(("suivi.xlsx", ws.tracking_path.read_bytes()))
-    for row in campaign.db.execute("SELECT grid_id, grid_version, source FROM grids"):
-        name = f"grilles/{safe_name(row['grid_id'], 60)}-v{safe_name(row['grid_version'])}.toml"
-        entries.append((name, row["source"].encode("utf-8")))
-    with tempfile.TemporaryDirectory() as tmp:
-        snapshot = Path(tmp, "grille.sqlite")
-        target_db = sqlite3.connect(snapshot)
-        campaign.db.backup(target_db)  # a consistent copy, even while in use
-        target_db.close()
-        entries.append(("etat/grille.sqlite", snapshot.read_bytes()))
-    if not any(name.startswith("rapports/") for name, _ in entries):
-        raise GrilleError("Aucun bilan à archiver : lancez d'abord « grille report ».")
-    manifest = io.StringIO()
-    writer = csv.writer(manifest, delimiter=";", lineterminator="\n")
-    writer.writerow(["fichier", "sha256", "octets"])
-    for name, data in entries:
-        writer.writerow([name, _sha(data), len(data)])
-    label = safe_name(campaign.config.session or campaign.config.campaign_id, 60)
-    path = ws.output_dir / "archives" / f"archive_{label}_{day:%Y-%m-%d}.zip"
+    written = dict(campaign.db.execute("SELECT file, written_at FROM reports").fetchall())
+    grid_of = {s.student_id: (s.grid_id or None, s.grid_version or None) for s in statuses}
+    by_stem = {report_stem(s): s for s in students}
+    entries = []
+    for path in _report_files(ws.reports_dir / safe_name(class_name, 60)):
+        student = next(
+            (
+                s
+                for stem, s in by_stem.items()
+                if path.stem == stem or path.stem.startswith(stem + "_")
+            ),
+            None,
+        )
+        if path.suffix.lower() == ".pdf":
+            kind = "pdf"
+        elif student is None and path.stem.startswith("bilan_classe_"):
+            kind = "bilan_classe"
+        else:
+            kind = "bilan"
+        day = written.get(path.relative_to(ws.root).as_posix())
+        if day is None:  # a file put there by hand, or a PDF: its modification time
+            day = datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0)
+            day = day.isoformat(sep=" ")
+        if student is not None:
+            grid_id, grid_version = grid_of.get(student.student_id, (None, None))
+        else:
+            grid_id, grid_version = campaign.grid.id, campaign.grid.version
+        entries.append(
+            _Entry(
+                f"rapports/{path.name}",
+                kind,
+                path,
+                student.student_id if student else None,
+                _display(student) if student else None,
+                day,
+                grid_id,
+                grid_version,
+            )
+        )
+    return entries
+
+
+def _return_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
+    """Every return recorded for the class's students, earlier ones too, as collected."""
+    rows = campaign.db.execute(
+        "SELECT r.*, s.last_name, s.first_name FROM returns r "
+        "JOIN students s ON s.student_id = r.student_id WHERE s.class_name = ? ORDER BY r.id",
+        (class_name,),
+    )
+    entries = []
+    for row in rows:
+        stored = campaign.workspace.root / row["stored_file"]
+        name = (
+            f"{safe_name(row['last_name']).upper()}_{safe_name(row['first_name'])}_"
+            f"{safe_name(row['student_id'])}_{row['collected_at'][:10]}_{row['sha256'][:8]}"
+        )
+        entries.append(
+            _Entry(
+                f"retours/{name}{stored.suffix}",
+                "retour",
+                stored,
+                row["student_id"],
+                f"{row['last_name'].upper()} {row['first_name']}",
+                row["collected_at"],
+                row["grid_id"],
+                row["grid_version"],
+                expected_sha256=row["sha256"],
+            )
+        )
+    return entries
+
+
+def _grid_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
+    """The grids the class's workbooks and returns were made with (every grid if none)."""
+    used = {
+        (row[0], row[1])
+        for row in campaign.db.execute(
+            "SELECT grid_id, grid_version FROM workbooks WHERE student_id IN "
+            "(SELECT student_id FROM students WHERE class_name = ?) UNION "
+            "SELECT grid_id, grid_version FROM returns WHERE student_id IN "
+            "(SELECT student_id FROM students WHERE class_name = ?)",
+            (class_name, class_name),
+        )
+    }
+    rows = campaign.db.execute(
+        "SELECT grid_id, grid_version, source FROM grids ORDER BY grid_id, grid_version"
+    ).fetchall()
+    return [
+        _Entry(
+            f"grilles/{safe_name(row['grid_id'], 60)}-v{safe_name(row['grid_version'])}.toml",
+            "grille",
+            row["source"].encode("utf-8"),
+            grid_id=row["grid_id"],
+            grid_version=row["grid_version"],
+        )
+        for row in rows
+        if not used or (row["grid_id"], row["grid_version"]) in used
+    ]
+
+
+def _tracking_bytes(campaign: Campaign, statuses: list[StudentStatus]) -> bytes:
+    """The tracking workbook of these students, with what the teacher wrote in suivi.xlsx."""
+    workbook = build_tracking(statuses, read_teacher_columns(campaign.workspace.tracking_path))
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(README_NAME, _archive_readme(campaign, day))
-        archive.writestr(MANIFEST, manifest.getvalue())
-        for name, data in entries:
-            archive.writestr(name, data)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _readme(campaign: Campaign, class_name: str, school_year: str, name: str, now: str) -> str:
+    c = campaign.config
+    return (
+        f"Archive des évaluations de stage — classe {class_name} — année {school_year}\n"
+        f"Établissement : {c.school or '—'}\nSession : {c.session or '—'}\n"
+        f"Professeur : {c.teacher_name or '—'}\n"
+        f"Archive créée le {now[8:10]}/{now[5:7]}/{now[:4]} à {now[11:16]} "
+        f"par grille {_grille_version()}.\n\n"
+        "Contenu :\n"
+        "  rapports/       les bilans Word de chaque stagiaire et le bilan de la classe "
+        "(et leurs PDF)\n"
+        "  retours/        chaque classeur renvoyé par les tuteurs, tel que reçu, octet pour "
+        "octet\n"
+        "  suivi.xlsx      le tableau de suivi de la classe (statuts, notes et appréciations de "
+        "l'équipe)\n"
+        "  grilles/        la grille d'évaluation utilisée, au format texte (TOML)\n"
+        f"  {MANIFEST_NAME}  la liste de ces fichiers : pour chacun son empreinte SHA-256, sa "
+        "taille, le stagiaire et la date\n\n"
+        "Vérifier l'archive :\n"
+        f"  avec grille : grille archive verify {name}.zip\n"
+        "    (signale chaque fichier absent, modifié ou ajouté depuis l'archivage)\n"
+        "  sans grille : calculez l'empreinte SHA-256 d'un fichier et comparez-la à celle du "
+        "manifeste\n"
+        "    Windows : certutil -hashfile FICHIER SHA256\n"
+        "    macOS, Linux : shasum -a 256 FICHIER\n"
+    )
+
+
+def _free_name(folder: Path, base: str) -> str:
+    """`base`, else `base_v2`, `base_v3`…: the first name with neither folder nor zip."""
+    for number in itertools.count(1):
+        name = base if number == 1 else f"{base}_v{number}"
+        if not os.path.lexists(folder / name) and not os.path.lexists(folder / f"{name}.zip"):
+            return name
+    raise AssertionError("unreachable")
+
+
+def _manifest_item(entry: _Entry, copied: Path) -> dict[str, Any]:
+    return {
+        "path": entry.path,
+        "sha256": _file_sha(copied),
+        "size": copied.stat().st_size,
+        "kind": entry.kind,
+        "student_id": entry.student_id,
+        "student": entry.student,
+        "date": entry.date,
+        "grid_id": entry.grid_id,
+        "grid_version": entry.grid_version,
+    }
+
+
+def _copy_in(entry: _Entry, target: Path, root: Path) -> dict[str, Any]:
+    """Copy one entry into the folder being built; its manifest line."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(entry.source, bytes):
+        target.write_bytes(entry.source)
+    else:
+        shutil.copyfile(entry.source, target)
+    item = _manifest_item(entry, target)
+    if entry.expected_sha256 and item["sha256"] != entry.expected_sha256:
+        where = entry.source.relative_to(root) if isinstance(entry.source, Path) else entry.path
+        raise GrilleError(
+            f"{where} : ce retour a changé depuis sa collecte (empreinte différente) ; "
+            "aucune archive n'est écrite. Restaurez le fichier d'origine depuis une sauvegarde."
+        )
+    return item
+
+
+def _zip_folder(handle: IO[bytes], folder: Path, names: list[str]) -> None:
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as package:
+        for name in names:
+            package.write(folder / name, arcname=name)
+
+
+def _write_archive(
+    year_dir: Path, name: str, entries: list[_Entry], header: dict[str, Any], root: Path
+) -> tuple[Path, Path]:
+    """Build `year_dir/name/` and `name.zip` atomically; on any failure nothing is left."""
+    year_dir.mkdir(parents=True, exist_ok=True)
+    folder, zip_path = year_dir / name, year_dir / f"{name}.zip"
+    building = Path(tempfile.mkdtemp(dir=year_dir, prefix=f".{name}.", suffix=".tmp"))
+    placed = False
+    try:
+        files = [_copy_in(entry, building / entry.path, root) for entry in entries]
+        manifest = {**header, "files": files}
+        (building / MANIFEST_NAME).write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+        if os.name == "posix":
+            os.chmod(building, 0o755)  # mkdtemp makes it private; an archive is for the jury
+        os.rename(building, folder)
+        placed = True
+        names = [MANIFEST_NAME, *(entry.path for entry in entries)]
+        atomic_write_with(zip_path, lambda handle: _zip_folder(handle, folder, names))
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        if placed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, zip_path
+
+
+def _archive_class(
+    campaign: Campaign, class_name: str, school_year: str, statuses: list[StudentStatus]
+) -> ArchivedClass:
+    ws = campaign.workspace
+    year_dir = ws.output_dir / ARCHIVE_DIR / safe_name(school_year, 20)
+    name = _free_name(year_dir, safe_name(class_name, 60))
+    now = state.now()
+    students = _class_students(campaign, class_name)
+    readme = _readme(campaign, class_name, school_year, name, now).encode("utf-8")
+    entries = [
+        _Entry(README_NAME, "lisezmoi", readme, date=now),
+        *_report_entries(campaign, class_name, students, statuses),
+        *_return_entries(campaign, class_name),
+        _Entry("suivi.xlsx", "suivi", _tracking_bytes(campaign, statuses), date=now),
+        *_grid_entries(campaign, class_name),
+    ]
+    grids = [{"id": e.grid_id, "version": e.grid_version} for e in entries if e.kind == "grille"]
+    header = {
+        "format": ARCHIVE_FORMAT,
+        "grille_version": _grille_version(),
+        "created_at": now,
+        "school": campaign.config.school,
+        "session": campaign.config.session,
+        "school_year": school_year,
+        "class": class_name,
+        "grids": grids,
+    }
+    folder, zip_path = _write_archive(year_dir, name, entries, header, ws.root)
+    digest = _file_sha(zip_path)
+    with state.transaction(campaign.db) as db:
+        db.execute(
+            "INSERT INTO archives (path, sha256, class_name, school_year, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (zip_path.relative_to(ws.root).as_posix(), digest, class_name, school_year, now),
+        )
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.kind] = counts.get(entry.kind, 0) + 1
+    return ArchivedClass(class_name, school_year, folder, zip_path, digest, counts)
+
+
+def build_archives(
+    campaign: Campaign,
+    *,
+    class_name: str | None = None,
+    school_year: str | None = None,
+    pdf: bool = False,
+    today: date | None = None,
+) -> list[ArchivedClass]:
+    """One archive per class with reports (or only `class_name`), for `school_year`."""
+    ws = campaign.workspace
+    year = school_year or campaign.config.school_year or default_school_year(today or date.today())
+    classes = sorted(
+        row[0] for row in campaign.db.execute("SELECT DISTINCT class_name FROM students")
+    )
+    if class_name is not None:
+        if class_name not in classes:
+            raise GrilleError(
+                f"Classe « {class_name} » inconnue. Classes de la campagne : "
+                f"{', '.join(classes) or 'aucune'}."
+            )
+        classes = [class_name]
+
+    def has_reports(klass: str) -> bool:
+        folder = ws.reports_dir / safe_name(klass, 60)
+        return any(p.suffix.lower() == ".docx" for p in _report_files(folder))
+
+    ready = [klass for klass in classes if has_reports(klass)]
+    if not ready:
+        if class_name is not None:
+            raise GrilleError(
+                f"Aucun bilan à archiver pour la classe « {class_name} » : lancez d'abord "
+                f'« grille report --class "{class_name}" ».'
+            )
+        raise GrilleError("Aucun bilan à archiver : lancez d'abord « grille report ».")
+    statuses = student_statuses(campaign.db)
+    archived = []
+    for klass in ready:
+        warning = _ensure_pdfs(ws.reports_dir / safe_name(klass, 60)) if pdf else ""
+        result = _archive_class(
+            campaign, klass, year, [s for s in statuses if s.class_name == klass]
+        )
+        if warning:
+            result.warnings.append(f"{warning} L'archive est faite sans ces PDF.")
+        archived.append(result)
+    return archived
+
+
+# ------------------------------------------------------------------ verification
+
+
+class _Members:
+    """The files of an archive, zipped or unpacked in a folder, by path inside it."""
+
+    def __init__(self, path: Path) -> None:
+        self._folder: Path | None = None
+        self._zip: SafeZip | None = None
+        if path.is_dir():
+            self._folder = path
+            self.names = [
+                p.relative_to(path).as_posix() for p in sorted(path.rglob("*")) if p.is_file()
+            ]
+        else:
+            self._zip = SafeZip(path.read_bytes(), path.name, _VERIFY_LIMITS)
+            self.names = [n for n in self._zip.names() if not n.endswith("/")]
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes of `name`, or None when it is missing."""
+        if name not in self.names:
+            return None
+        if self._zip is not None:
+            return self._zip.read(name)
+        assert self._folder is not None
+        return (self._folder / name).read_bytes()
+
+
+def _listed_files(data: bytes) -> list[tuple[str, str, int]]:
+    """(path, sha256, size) of each file of a JSON manifest; ValueError if malformed."""
+    manifest = json.loads(data.decode("utf-8"))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        raise ValueError("liste « files » absente")
+    if manifest.get("format") != ARCHIVE_FORMAT:
+        raise ValueError(f"format « {manifest.get('format')} » inconnu, {ARCHIVE_FORMAT} attendu")
+    listed = []
+    for item in manifest["files"]:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("path"), str)
+            and isinstance(item.get("sha256"), str)
+            and isinstance(item.get("size"), int)
+        ):
+            raise ValueError(f"entrée sans chemin, empreinte ou taille : {item!r:.80}")
+        listed.append((item["path"], item["sha256"], item["size"]))
+    return listed
+
+
+def _legacy_listed_files(data: bytes) -> list[tuple[str, str, int]]:
+    """(path, sha256, size) of each file of a MANIFESTE.csv (archives before per-class ones)."""
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8")), delimiter=";"))[1:]
+    return [(name, digest, int(size)) for name, digest, size in rows]
 
 
 def verify_archive(path: Path) -> list[str]:
-    """French problems found by checking every file of an archive against its manifest."""
-    problems: list[str] = []
+    """French problems found by checking every file of an archive (zip or folder) against
+    its manifest: missing, altered or added files, unreadable manifest. Empty: intact."""
     try:
-        package = SafeZip(
-            path.read_bytes(),
-            path.name,
-            ZipLimits(max_total_size=4 * 1024**3, max_member_size=1024**3),
-        )
-        listed = package.read(MANIFEST).decode("utf-8")
-    except (UnsafeFile, KeyError, UnicodeDecodeError, OSError):
-        return [f"{path.name} : ce n'est pas une archive grille lisible (zip avec {MANIFEST})."]
-    rows = list(csv.reader(io.StringIO(listed), delimiter=";"))[1:]
-    names = set(package.names()) - {MANIFEST, README_NAME}
-    for name, digest, _size in rows:
-        if name not in names:
-            problems.append(f"{name} : absent de l'archive.")
-            continue
-        names.discard(name)
+        members = _Members(path)
+    except UnsafeFile as exc:
+        return [f"{path.name} : archive illisible ({exc.reason})"]
+    except OSError as exc:
+        return [f"{path.name} : archive illisible ({exc.strerror or exc})."]
+    extra_allowed = {MANIFEST_NAME}
+    manifest_name = MANIFEST_NAME
+    if MANIFEST_NAME not in members.names and LEGACY_MANIFEST in members.names:
+        manifest_name = LEGACY_MANIFEST
+        extra_allowed = {LEGACY_MANIFEST, README_NAME}
+    try:
+        data = members.read(manifest_name)
+        if data is None:
+            return [
+                f"{MANIFEST_NAME} : manifeste absent de {path.name} ; ce n'est pas une archive "
+                "grille, ou le manifeste a été supprimé : l'archive ne peut pas être vérifiée."
+            ]
+        reader = _legacy_listed_files if manifest_name == LEGACY_MANIFEST else _listed_files
+        listed = reader(data)
+    except UnsafeFile as exc:
+        return [f"{manifest_name} : illisible ({exc.reason})"]
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [f"{manifest_name} : manifeste illisible ou mal formé ({exc}) ; l'archive ne peut "
+                "pas être vérifiée."]  # fmt: skip
+    problems = []
+    for name, digest, size in listed:
         try:
-            ok = _sha(package.read(name)) == digest
-        except UnsafeFile as exc:
-            problems.append(f"{name} : illisible ({exc.reason}).")
+            content = members.read(name)
+        except (UnsafeFile, OSError) as exc:
+            reason = exc.reason if isinstance(exc, UnsafeFile) else exc.strerror
+            problems.append(f"{name} : illisible ({reason}).")
             continue
-        if not ok:
-            problems.append(f"{name} : contenu modifié depuis l'archivage (empreinte différente).")
-    for name in sorted(names):
+        if content is None:
+            problems.append(f"{name} : absent de l'archive (supprimé après l'archivage).")
+        elif _sha(content) != digest or len(content) != size:
+            sizes = f", {len(content)} octets au lieu de {size}" if len(content) != size else ""
+            problems.append(
+                f"{name} : contenu modifié depuis l'archivage (empreinte différente{sizes})."
+            )
+    for name in sorted(set(members.names) - {n for n, _, _ in listed} - extra_allowed):
         problems.append(f"{name} : ajouté après l'archivage (absent du manifeste).")
     return problems
+
+
+def record_verification(workspace: Workspace, path: Path) -> list[str]:
+    """Mark the campaign's archives identical to the zip `path` as verified; their classes.
+
+    Does nothing (returns []) without a campaign in `workspace`: verifying needs none.
+    """
+    if not path.is_file() or not workspace.config_path.is_file() or not workspace.db_path.is_file():
+        return []
+    digest = _file_sha(path)
+    db = state.connect(workspace.db_path)
+    try:
+        with state.transaction(db):
+            classes = [
+                row[0]
+                for row in db.execute(
+                    "SELECT DISTINCT class_name FROM archives WHERE sha256 = ?", (digest,)
+                )
+            ]
+            db.execute(
+                "UPDATE archives SET verified_at = ? WHERE sha256 = ?", (state.now(), digest)
+            )
+    finally:
+        db.close()
+    return classes
+
+
+# ------------------------------------------------------------------ purge
+
+
+@dataclass
+class PurgePlan:
+    """What `purge` deletes: the classes whose latest archive is verified, and their files."""
+
+    classes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # French: a class and why not
+    archives: list[str] = field(default_factory=list)  # the verified archives, kept
+    students: int = 0
+    workbooks: set[Path] = field(default_factory=set)
+    returns: set[Path] = field(default_factory=set)
+    reports: set[Path] = field(default_factory=set)
+    folders: list[Path] = field(default_factory=list)  # emptied, then removed
+
+
+def _purge_refusal(campaign: Campaign, class_name: str) -> tuple[str, str]:
+    """(why the class cannot be purged yet, "") or ("", its latest verified archive)."""
+    db = campaign.db
+    latest = db.execute(
+        "SELECT * FROM archives WHERE class_name = ? ORDER BY id DESC LIMIT 1", (class_name,)
+    ).fetchone()
+    if latest is None:
+        return (
+            f'{class_name} : aucune archive. Lancez « grille archive --class "{class_name}" » '
+            "puis « grille archive verify <archive.zip> ».",
+            "",
+        )
+    zip_path = latest["path"]
+    if latest["verified_at"] is None:
+        return (
+            f"{class_name} : sa dernière archive n'a pas été vérifiée. Lancez d'abord "
+            f"« grille archive verify {zip_path} ».",
+            "",
+        )
+    if not (campaign.workspace.root / zip_path).is_file():
+        return f"{class_name} : sa dernière archive {zip_path} est introuvable.", ""
+    newer = db.execute(
+        "SELECT COUNT(*) FROM returns WHERE collected_at > ? AND student_id IN "
+        "(SELECT student_id FROM students WHERE class_name = ?)",
+        (latest["created_at"], class_name),
+    ).fetchone()[0]
+    if newer:
+        return (
+            f"{class_name} : {newer} retour(s) collecté(s) après sa dernière archive ({zip_path}). "
+            f'Archivez de nouveau (« grille archive --class "{class_name}" ») et vérifiez.',
+            "",
+        )
+    return "", zip_path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def plan_purge(campaign: Campaign, class_name: str | None = None) -> PurgePlan:
+    """What purging `class_name` (or every class) would delete; nothing is deleted."""
+    ws = campaign.workspace
+    db = campaign.db
+    classes = sorted(row[0] for row in db.execute("SELECT DISTINCT class_name FROM students"))
+    if class_name is not None:
+        if class_name not in classes:
+            raise GrilleError(
+                f"Classe « {class_name} » inconnue ou déjà purgée. Classes de la campagne : "
+                f"{', '.join(classes) or 'aucune'}."
+            )
+        classes = [class_name]
+    if not classes:
+        raise GrilleError("Aucune donnée personnelle à purger : la campagne n'a aucun stagiaire.")
+    plan = PurgePlan()
+    protected = ws.output_dir / ARCHIVE_DIR
+    for klass in classes:
+        refusal, archive_path = _purge_refusal(campaign, klass)
+        if refusal:
+            plan.refused.append(refusal)
+            continue
+        plan.classes.append(klass)
+        plan.archives.append(archive_path)
+        ids = "SELECT student_id FROM students WHERE class_name = ?"
+        plan.students += db.execute(f"SELECT COUNT(*) FROM ({ids})", (klass,)).fetchone()[0]
+        workbooks_dir = ws.workbooks_dir / safe_name(klass, 60)
+        reports_dir = ws.reports_dir / safe_name(klass, 60)
+        listed = [
+            ws.root / row[0]
+            for row in db.execute(
+                f"SELECT file FROM workbooks WHERE student_id IN ({ids})", (klass,)
+            )
+        ]
+        plan.workbooks |= {p for p in listed if p.is_file()}
+        plan.workbooks |= {p for p in workbooks_dir.rglob("*") if p.is_file()}
+        plan.returns |= {
+            ws.root / row[0]
+            for row in db.execute(
+                f"SELECT stored_file FROM returns WHERE student_id IN ({ids})", (klass,)
+            )
+            if (ws.root / row[0]).is_file()
+        }
+        plan.reports |= {p for p in reports_dir.rglob("*") if p.is_file()}
+        plan.folders += [f for f in (workbooks_dir, reports_dir) if f.is_dir()]
+    for files in (plan.workbooks, plan.returns, plan.reports):  # never outside output/
+        files -= {p for p in files if not _inside(p, ws.output_dir) or _inside(p, protected)}
+    return plan
+
+
+def purge(campaign: Campaign, plan: PurgePlan) -> None:
+    """Delete the files, then the database rows, of the classes of `plan` (archives kept)."""
+    ws = campaign.workspace
+    for path in sorted(plan.workbooks | plan.returns | plan.reports):
+        path.unlink(missing_ok=True)
+    for path in plan.returns:  # output/retours/ab/ folders left empty
+        if (
+            path.parent != ws.returns_dir
+            and path.parent.is_dir()
+            and not any(path.parent.iterdir())
+        ):
+            path.parent.rmdir()
+    for folder in plan.folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    ids = "SELECT student_id FROM students WHERE class_name = ?"
+    with state.transaction(campaign.db) as db:
+        for klass in plan.classes:
+            prefix = (ws.reports_dir / safe_name(klass, 60)).relative_to(ws.root).as_posix() + "/"
+            db.execute(
+                "DELETE FROM answers WHERE return_id IN "
+                f"(SELECT id FROM returns WHERE student_id IN ({ids}))",
+                (klass,),
+            )
+            for table in ("returns", "sendings", "workbooks"):
+                db.execute(f"DELETE FROM {table} WHERE student_id IN ({ids})", (klass,))
+            db.execute("DELETE FROM reports WHERE substr(file, 1, ?) = ?", (len(prefix), prefix))
+            db.execute("DELETE FROM students WHERE class_name = ?", (klass,))

@@ -19,6 +19,7 @@ from pipeline import state
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.grid import Grid, grid_path, load_grid, parse_grid_text
+from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
 from pipeline.roster import Student, write_roster_template
@@ -97,6 +98,13 @@ def init_campaign(
     else:
         write_default_template(workspace.report_template_path)
         note(workspace.report_template_path, True)
+    for name in TEMPLATE_NAMES.values():  # the tutors' messages, editable
+        target = workspace.templates_dir / name
+        if target.exists():
+            note(target, False)
+        else:
+            atomic_write_bytes(target, (BUNDLED_TEMPLATES / name).read_bytes())
+            note(target, True)
     with state.connect(workspace.db_path):
         pass
     return InitResult(created, kept)

@@ -19,14 +19,14 @@ from typing import Any, NoReturn
 
 import click
 
-from pipeline import archive, mail, state, tracking
+from pipeline import archive, inbox, mail, remind, state, tracking
 from pipeline import campaign as campaign_ops
 from pipeline import collect as collect_ops
 from pipeline import demo as demo_data
 from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.parallel import default_jobs
 from pipeline.roster import RosterError, read_roster
-from pipeline.settings import Workspace
+from pipeline.settings import SmtpSettings, Workspace
 from pipeline.validation import STATUS_LABELS
 
 # ------------------------------------------------------------------ French click
@@ -236,8 +236,10 @@ def cli(ctx: click.Context, root: Path) -> None:
       grille send         envoie à chaque tuteur les classeurs de ses stagiaires
       grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
       grille status       affiche où en est chaque stagiaire
+      grille remind       relance les tuteurs : ce qui manque, classeur joint
       grille report       écrit les bilans Word (un par stagiaire, un par classe)
-      grille archive      archive bilans, retours et suivi, avec un manifeste vérifiable
+      grille archive      archive chaque classe : bilans, retours, suivi, manifeste vérifiable
+      grille purge        supprime les données personnelles d'une classe archivée et vérifiée
       grille demo         démonstration complète sur une classe fictive
     """
     ctx.obj = Context(root)
@@ -372,8 +374,81 @@ def generate(
     _run_generate(ctx.workspace, roster_path, grid_path, force, jobs)
 
 
+def _smtp_password(smtp: SmtpSettings) -> str | None:
+    """The SMTP password: from GRILLE_SMTP_MOT_DE_PASSE, else asked (never echoed)."""
+    if not smtp.configured or not smtp.user:
+        return None
+    return os.environ.get("GRILLE_SMTP_MOT_DE_PASSE") or click.prompt(
+        f"Mot de passe de {smtp.user} sur {smtp.host}", hide_input=True
+    )
+
+
+def _deliver(
+    workspace: Workspace,
+    opened: campaign_ops.Campaign,
+    pending: list[mail.TutorMessage],
+    kind: str,
+    dry_run: bool,
+) -> int:
+    """Build, then send or write, the messages of `pending`; print each; return failures."""
+    template = mail.load_template(workspace, kind)
+    built, errors = mail.build_messages(opened.config, pending, template)
+    for error in errors:
+        click.echo(f"  Erreur — {error}", err=True)
+    smtp = opened.config.smtp
+    outbox = (workspace.output_dir / mail.OUTBOX).relative_to(workspace.root)
+    where = f"serveur {smtp.host}:{smtp.port}" if smtp.configured else f"dossier {outbox}/"
+    if dry_run:
+        for message, email in built:
+            names = ", ".join(part.get_filename() or "?" for part in email.iter_attachments())
+            click.echo(
+                f"  à envoyer : {message.tutor_name} <{message.tutor_email}> — "
+                f"« {email['Subject']} » — pièce(s) jointe(s) : {names}"
+            )
+            for book in message.workbooks:
+                for item in book.todo:
+                    click.echo(f"      • {book.student_name} : {item}")
+        click.echo(
+            f"{len(built)} message(s) prêt(s) pour le {where} ; rien n'a été fait (--dry-run)."
+        )
+        return len(errors)
+    report = mail.deliver(opened.db, workspace, smtp, _smtp_password(smtp), built)
+    for message, _ in report.sent:
+        click.echo(
+            f"  envoyé : {message.tutor_name} <{message.tutor_email}>, "
+            f"{len(message.workbooks)} classeur(s)"
+        )
+    for message, path in report.written:
+        click.echo(
+            f"  prêt : {message.tutor_name} <{message.tutor_email}>, "
+            f"{len(message.workbooks)} classeur(s) → {path.relative_to(workspace.root)}"
+        )
+    for message, reason in report.uncertain:
+        click.echo(
+            f"  Attention — {message.tutor_name} <{message.tutor_email}> : {reason} après "
+            "l'envoi du contenu ; le message est peut-être parti. Vérifiez vos messages "
+            "envoyés ; au besoin : grille send --resend --student IDENTIFIANT.",
+            err=True,
+        )
+    for message, reason in report.failed:
+        click.echo(f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}", err=True)
+    refresh_tracking(workspace, opened.db)
+    if smtp.configured:
+        click.echo(
+            f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec"
+            + (f", {len(report.uncertain)} incertain(s)." if report.uncertain else ".")
+        )
+    else:
+        click.echo(
+            f"{len(report.written)} message(s) prêt(s) à partir dans {outbox}/ (aucun serveur "
+            "d'envoi dans grille.toml [envoi]) : ouvrez chaque fichier .eml avec Thunderbird "
+            "ou Outlook et envoyez-le."
+        )
+    return len(errors) + len(report.failed) + len(report.uncertain)
+
+
 @cli.command()
-@click.option("--dry-run", is_flag=True, help="N'envoie rien : écrit les messages (.eml) à relire.")
+@click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les messages à envoyer.")
 @click.option("--resend", is_flag=True, help="Renvoie aussi les classeurs déjà envoyés.")
 @click.option(
     "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
@@ -387,9 +462,12 @@ def send(
 
     Exemple : grille send --dry-run   (puis, après relecture : grille send)
 
-    Le serveur d'envoi se règle dans la section [envoi] de grille.toml ; le mot de passe
-    est demandé, ou lu dans la variable GRILLE_SMTP_MOT_DE_PASSE. Un classeur déjà
-    envoyé ne l'est pas deux fois (sauf --resend).
+    Sans serveur d'envoi dans la section [envoi] de grille.toml, les messages sont
+    écrits, prêts à partir, dans output/envoi/ (à ouvrir avec Thunderbird ou Outlook).
+    Avec un serveur, le mot de passe est demandé, ou lu dans la variable
+    GRILLE_SMTP_MOT_DE_PASSE. Le texte du message se modifie dans
+    input_templates/email_envoi.txt. Un classeur déjà envoyé ne l'est pas deux fois
+    (sauf --resend), même après une interruption.
     """
     workspace = ctx.workspace
     failures = 0
@@ -406,48 +484,7 @@ def send(
             if not pending:
                 click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
                 return
-            built, errors = mail.build_messages(opened.config, pending)
-            failures += len(errors)
-            for error in errors:
-                click.echo(f"  Erreur — {error}", err=True)
-            if dry_run:
-                folder = workspace.output_dir / "envois"
-                for message, email in built:
-                    path = mail.write_preview(email, folder)
-                    click.echo(
-                        f"  aperçu : {message.tutor_name} <{message.tutor_email}>, "
-                        f"{len(message.workbooks)} classeur(s) → {path.relative_to(workspace.root)}"
-                    )
-                click.echo(f"{len(built)} message(s) à relire ; rien n'a été envoyé.")
-            else:
-                smtp = opened.config.smtp
-                password = None
-                if smtp.user:
-                    password = os.environ.get("GRILLE_SMTP_MOT_DE_PASSE") or click.prompt(
-                        f"Mot de passe de {smtp.user} sur {smtp.host}", hide_input=True
-                    )
-                db = opened.db
-                report = mail.send_messages(
-                    smtp,
-                    password,
-                    built,
-                    on_sent=lambda m, mid: mail.record_sending(db, m, mid, state.now()),
-                )
-                for message, _ in report.sent:
-                    click.echo(
-                        f"  envoyé : {message.tutor_name} <{message.tutor_email}>, "
-                        f"{len(message.workbooks)} classeur(s)"
-                    )
-                for message, reason in report.failed:
-                    failures += 1
-                    click.echo(
-                        f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}",
-                        err=True,
-                    )
-                refresh_tracking(workspace, db)
-                click.echo(
-                    f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec."
-                )
+            failures = _deliver(workspace, opened, pending, mail.SEND, dry_run)
         finally:
             opened.close()
     if failures:
@@ -479,24 +516,82 @@ def _describe(recorded: collect_ops.Recorded) -> str:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--imap",
+    "from_mailbox",
+    is_flag=True,
+    help="Relève aussi la boîte aux lettres de la section [reception] de grille.toml.",
+)
+@click.option(
+    "--since",
+    default=None,
+    help="Avec --imap : les messages reçus depuis cette date (jj/mm/aaaa) ; "
+    "remplace « depuis » de grille.toml.",
+)
+@click.option(
+    "--folder",
+    default=None,
+    help="Avec --imap : le dossier à relever ; remplace « dossier » de grille.toml.",
+)
+@click.option(
+    "--mark-seen",
+    is_flag=True,
+    help="Avec --imap : marque comme lus les messages dont un classeur a été lu.",
+)
 @jobs_option
 @pass_context
-def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
-    """Lit les classeurs retournés : fichiers, dossiers, e-mails (.eml, mbox), archives .zip.
+def collect(
+    ctx: Context,
+    paths: tuple[Path, ...],
+    from_mailbox: bool,
+    since: str | None,
+    folder: str | None,
+    mark_seen: bool,
+    jobs: int,
+) -> None:
+    """Lit les classeurs retournés : fichiers, dossiers, e-mails (.eml, mbox), archives .zip,
+    boîte aux lettres (--imap).
 
     Exemple : grille collect ~/Téléchargements/retours messages.mbox
 
+    Exemple : grille collect --imap --since 01/03/2027
+
     Chaque fichier est reconnu (identité signée), vérifié, et son état enregistré ;
     l'original est conservé dans output/retours/. Met à jour output/suivi.xlsx.
+    Avec --imap, les nouveaux messages du dossier réglé dans la section [reception] de
+    grille.toml sont relevés (mot de passe demandé, ou lu dans la variable
+    GRILLE_IMAP_MOT_DE_PASSE) et lus comme des fichiers .eml ; un message déjà traité ne
+    l'est pas deux fois, et rien n'est supprimé ni modifié sur le serveur (sauf --mark-seen).
     Code de sortie 1 si des fichiers n'ont pas pu être lus.
     """
+    if not paths and not from_mailbox:
+        raise click.UsageError(
+            "indiquez les fichiers ou dossiers à lire, ou --imap pour relever la boîte aux lettres."
+        )
+    if not from_mailbox and (since or folder or mark_seen):
+        raise click.UsageError("--since, --folder et --mark-seen ne s'emploient qu'avec --imap.")
+    since_day = parse_day(since)
     workspace = ctx.workspace
+    mailbox: inbox.MailboxResult | None = None
     with friendly_errors(), state.run_lock(workspace.output_dir):
         opened = campaign_ops.Campaign.open(workspace)
         try:
             with progress_counter("Retours traités") as advance:
-                result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
+                if from_mailbox:
+                    settings = inbox.mailbox_settings(
+                        opened.config.imap, folder=folder, since=since_day
+                    )
+                    password: str = os.environ.get(inbox.PASSWORD_VARIABLE) or click.prompt(
+                        f"Mot de passe de {settings.user} sur {settings.host}", hide_input=True
+                    )
+                    mailbox = inbox.collect_mailbox(
+                        opened, settings, password, paths=list(paths), mark_seen=mark_seen,
+                        jobs=jobs, progress=advance,
+                    )  # fmt: skip
+                    result = mailbox.collected
+                else:
+                    result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
             refresh_tracking(workspace, opened.db)
         finally:
             opened.close()
@@ -504,6 +599,8 @@ def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
         click.echo(_describe(recorded))
     for origin in result.duplicates:
         click.echo(f"  Déjà collecté — {origin} : ignoré.")
+    for description in mailbox.without_workbook if mailbox else []:
+        click.echo(f"  Sans classeur — {description} : ignoré.")
     print_problems(result.problems)
     rejected = sum(
         1 for r in result.recorded if r.outcome and r.outcome.match == collect_ops.MATCH_REJECTED
@@ -514,7 +611,16 @@ def collect(ctx: Context, paths: tuple[Path, ...], jobs: int) -> None:
         f"refusé(s) ou illisible(s), {len(result.duplicates)} déjà collecté(s). "
         f"Suivi : {workspace.tracking_path.relative_to(workspace.root)}."
     )
-    if result.failed:
+    if mailbox is not None:
+        seen = f" {mailbox.marked_seen} marqué(s) comme lu(s)." if mark_seen else ""
+        click.echo(
+            f"Boîte aux lettres {mailbox.mailbox} : {mailbox.read} message(s) relevé(s), "
+            f"{mailbox.already} déjà traité(s), {len(mailbox.without_workbook)} sans classeur, "
+            f"{mailbox.returns} retour(s) enregistré(s).{seen}"
+        )
+        if mailbox.interrupted:
+            click.echo(f"Erreur : {mailbox.interrupted}", err=True)
+    if result.failed or (mailbox is not None and mailbox.failed):
         sys.exit(1)
 
 
@@ -596,6 +702,63 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
     click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
 
 
+@cli.command("remind")
+@click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les relances et leur contenu.")
+@click.option(
+    "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
+)
+@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@click.option(
+    "--interval",
+    type=click.IntRange(min=0),
+    default=7,
+    show_default=True,
+    help="Ne relance pas un tuteur déjà relancé depuis moins de ce nombre de jours.",
+)
+@click.option("--again", is_flag=True, help="Relance même les tuteurs relancés récemment.")
+@pass_context
+def remind_command(
+    ctx: Context,
+    dry_run: bool,
+    student_ids: tuple[str, ...],
+    class_name: str | None,
+    interval: int,
+    again: bool,
+) -> None:
+    """Relance les tuteurs dont une évaluation manque, est incomplète ou invalide.
+
+    Exemple : grille remind --dry-run   (puis : grille remind)
+
+    Un message par tuteur : pour chaque stagiaire, ce qui manque ou est à corriger, et
+    le classeur à compléter en pièce jointe (celui que le tuteur a renvoyé, sinon
+    l'original). Même envoi que « grille send » ; texte modifiable dans
+    input_templates/email_relance.txt.
+    """
+    workspace = ctx.workspace
+    failures = 0
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            reminders = remind.pending_reminders(
+                opened.db,
+                workspace.root,
+                student_ids=set(student_ids) or None,
+                class_name=class_name,
+                interval_days=interval,
+                again=again,
+            )
+            for note in reminders.skipped:
+                click.echo(f"  pas de relance : {note}")
+            if not reminders.messages:
+                click.echo("Aucun tuteur à relancer.")
+                return
+            failures = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
+        finally:
+            opened.close()
+    if failures:
+        sys.exit(1)
+
+
 def _run_reports(
     workspace: Workspace,
     student_ids: set[str] | None,
@@ -652,39 +815,168 @@ def report(ctx: Context, student_ids: tuple[str, ...], class_name: str | None, p
     _run_reports(ctx.workspace, set(student_ids) or None, class_name, pdf)
 
 
-@cli.command("archive")
+_ARCHIVED_KINDS = (
+    ("bilan", "bilan(s)"),
+    ("bilan_classe", "bilan(s) de classe"),
+    ("pdf", "PDF"),
+    ("retour", "retour(s)"),
+    ("suivi", "tableau de suivi"),
+    ("grille", "grille(s)"),
+)
+
+
+def _verify_archive(workspace: Workspace, path: Path) -> None:
+    """Check an archive, print every problem; exit 1 unless it is intact."""
+    with friendly_errors():
+        problems = archive.verify_archive(path)
+    for problem in problems:
+        click.echo(f"  Erreur — {problem}", err=True)
+    if problems:
+        fail(f"{path.name} : {len(problems)} problème(s) ; l'archive n'est pas intègre.")
+    click.echo(f"{path.name} : archive intègre, chaque fichier correspond au manifeste.")
+    try:
+        classes = archive.record_verification(workspace, path)
+    except (GrilleError, OSError, sqlite3.Error) as exc:
+        click.echo(f"Attention — vérification non enregistrée dans la campagne : {exc}", err=True)
+        return
+    if classes:
+        click.echo(
+            f"Vérification enregistrée pour {', '.join(classes)} : « grille purge » est possible."
+        )
+
+
+@cli.group("archive", invoke_without_command=True, subcommand_metavar="[verify ARCHIVE]")
+@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@click.option(
+    "--year",
+    "school_year",
+    default=None,
+    help="Année scolaire, ex. 2026-2027. Par défaut : celle de grille.toml.",
+)
+@click.option("--pdf", is_flag=True, help="Ajoute le PDF de chaque bilan (LibreOffice).")
 @click.option(
     "--verify",
     "to_verify",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Contrôle une archive existante au lieu d'en créer une.",
+    hidden=True,  # the former spelling of « grille archive verify »
 )
-@pass_context
-def archive_command(ctx: Context, to_verify: Path | None) -> None:
-    """Archive la campagne : bilans, retours, suivi, grille, état, avec un manifeste.
+@click.pass_context
+def archive_command(
+    click_ctx: click.Context,
+    class_name: str | None,
+    school_year: str | None,
+    pdf: bool,
+    to_verify: Path | None,
+) -> None:
+    """Archive chaque classe : bilans, retours, suivi, grille, avec un manifeste vérifiable.
 
-    Exemple : grille archive   puis, des années plus tard : grille archive --verify FICHIER.zip
+    Exemple : grille archive --class "BTS MUC 2A"   puis, des années plus tard :
+    grille archive verify output/archive/2026-2027/BTS_MUC_2A.zip
 
-    L'archive va dans output/archives/ ; chaque fichier y est accompagné de son empreinte
-    SHA-256. La clé secrète de la campagne n'y figure jamais.
+    Pour chaque classe (ou seulement --class), un dossier output/archive/<année>/<classe>/
+    et le même contenu dans <classe>.zip à côté ; manifeste.json y donne l'empreinte
+    SHA-256 de chaque fichier. Une archive existante n'est jamais remplacée : la nouvelle
+    s'appelle <classe>_v2. La clé secrète et la base de la campagne n'y figurent jamais.
     """
-    if to_verify is not None:
-        problems = archive.verify_archive(to_verify)
-        for problem in problems:
-            click.echo(f"  Erreur — {problem}", err=True)
-        if problems:
-            fail(f"{to_verify.name} : {len(problems)} problème(s) ; l'archive n'est pas intègre.")
-        click.echo(f"{to_verify.name} : archive intègre, chaque fichier correspond au manifeste.")
+    if click_ctx.invoked_subcommand is not None:
         return
+    shared = click_ctx.find_object(Context)
+    assert shared is not None
+    workspace = shared.workspace
+    if to_verify is not None:
+        _verify_archive(workspace, to_verify)
+        return
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            built = archive.build_archives(
+                opened, class_name=class_name, school_year=school_year, pdf=pdf
+            )
+        finally:
+            opened.close()
+    warnings: list[str] = []
+    for item in built:
+        click.echo(f"Classe {item.class_name}, année {item.school_year} :")
+        click.echo(f"  dossier : {item.folder.relative_to(workspace.root)}")
+        click.echo(f"  archive : {item.zip_path.relative_to(workspace.root)}")
+        click.echo(f"  empreinte SHA-256 de l'archive : {item.sha256}")
+        counts = ", ".join(
+            f"{item.counts[kind]} {label}"
+            for kind, label in _ARCHIVED_KINDS
+            if item.counts.get(kind)
+        )
+        click.echo(f"  {counts} ; {sum(item.counts.values())} fichier(s) au manifeste.")
+        warnings += [w for w in item.warnings if w not in warnings]
+    for warning in warnings:
+        click.echo(f"Attention — {warning}", err=True)
+    click.echo("Contrôlez chaque archive : grille archive verify <archive.zip>")
+
+
+@archive_command.command("verify")
+@click.argument("path", metavar="ARCHIVE", type=click.Path(exists=True, path_type=Path))
+@pass_context
+def archive_verify(ctx: Context, path: Path) -> None:
+    """Vérifie une archive : chaque fichier doit correspondre au manifeste.
+
+    Exemple : grille archive verify output/archive/2026-2027/BTS_MUC_2A.zip
+
+    Signale chaque fichier absent, modifié ou ajouté depuis l'archivage ; code de sortie 1
+    si l'archive n'est pas intègre. Fonctionne sans campagne, des années plus tard, sur un
+    autre ordinateur ; accepte aussi le dossier de l'archive.
+    """
+    _verify_archive(ctx.workspace, path)
+
+
+def _ask_yes(question: str) -> bool:
+    """A French yes/no question; only « o », « oui » (or « y », « yes ») say yes."""
+    answer = click.prompt(f"{question} (oui/non)", default="non", show_default=False)
+    return str(answer).strip().lower() in ("o", "oui", "y", "yes")
+
+
+@cli.command()
+@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@click.option("--oui", "yes", is_flag=True, help="Ne demande pas de confirmation.")
+@pass_context
+def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
+    """Supprime les données personnelles d'une classe archivée (règles de conservation).
+
+    Exemple : grille purge --class "BTS MUC 2A"
+
+    Seulement pour une classe dont la dernière archive a été vérifiée (grille archive
+    verify) : supprime ses classeurs, ses retours, ses bilans et ses lignes de la base,
+    puis réécrit output/suivi.xlsx sans elle. L'archive et la configuration sont
+    conservées. Demande confirmation, sauf avec --oui.
+    """
     workspace = ctx.workspace
     with friendly_errors(), state.run_lock(workspace.output_dir):
         opened = campaign_ops.Campaign.open(workspace)
         try:
-            path = archive.build_archive(opened)
+            plan = archive.plan_purge(opened, class_name)
+            for reason in plan.refused:
+                click.echo(f"  Refusé — {reason}", err=True)
+            if not plan.classes:
+                fail("aucune classe ne peut être purgée ; rien n'a été supprimé.")
+            click.echo(
+                f"Données personnelles à supprimer définitivement ({', '.join(plan.classes)}) :"
+            )
+            click.echo(
+                f"  {plan.students} stagiaire(s) de la base, avec leurs envois, retours et réponses"
+            )
+            click.echo(f"  {len(plan.workbooks)} classeur(s) dans output/classeurs")
+            click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
+            click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
+            click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
+            if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
+                click.echo("Purge annulée : rien n'a été supprimé.")
+                sys.exit(1)
+            archive.purge(opened, plan)
+            refresh_tracking(workspace, opened.db)
         finally:
             opened.close()
-    click.echo(f"Archive écrite : {path.relative_to(workspace.root)}")
+    click.echo(f"Données personnelles supprimées : {', '.join(plan.classes)}.")
+    if plan.refused:
+        sys.exit(1)
 
 
 @cli.command()
@@ -696,15 +988,20 @@ def archive_command(ctx: Context, to_verify: Path | None) -> None:
 )
 @click.option("--pdf", is_flag=True, help="Écrit aussi les PDF (LibreOffice).")
 @click.option("--jobs", type=click.IntRange(min=1), default=default_jobs(), hidden=True)
-def demo(directory: Path, pdf: bool, jobs: int) -> None:
-    """Démonstration complète sur une classe fictive de 30 stagiaires.
+@click.pass_context
+def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> None:
+    """Démonstration complète sur une classe fictive : 12 stagiaires, deux classes.
 
     Exemple : grille demo   (écrit dans output/demo/)
 
-    Crée la campagne, les classeurs, simule les réponses des tuteurs, collecte les
-    retours et écrit les bilans Word.
+    Crée la campagne, les classeurs, les messages aux tuteurs (dans output/envoi/),
+    simule les réponses des tuteurs (complètes, une incomplète, une saisie hors liste,
+    un fichier renommé, un retour dans un e-mail, deux sans réponse), collecte les
+    retours, affiche le suivi, prépare les relances, écrit les bilans Word et l'archive.
+    Relancer la commande ne refait que ce qui manque.
     """
     workspace = Workspace(directory)
+    click_ctx.obj = Context(workspace.root)  # the commands below work on the demo campaign
     today = date.today()
     with friendly_errors():
         campaign_ops.init_campaign(
@@ -716,39 +1013,55 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
             deadline=today + timedelta(days=14),
         )
         roster = demo_data.demo_roster(workspace.templates_dir / "demo_roster.csv", today)
-    click.echo(f"1. Campagne de démonstration dans « {workspace.root} ».")
-    click.echo("2. Classeurs :")
-    _run_generate(workspace, roster, None, False, jobs)
-    inbox = workspace.root / "retours_simules"
-    existing = sorted(inbox.glob("*.xlsx")) if inbox.is_dir() else []
-    if existing:  # a second run collects the same answers again: nothing new to record
-        click.echo(f"3. Réponses simulées déjà présentes dans {inbox.name} ({len(existing)}).")
+
+    def step(title: str) -> None:
+        click.echo(click.style(f"\n== {title}", bold=True))
+
+    step(f"1. Campagne de démonstration dans « {workspace.root} »")
+    step("2. Un classeur par stagiaire (grille generate)")
+    click_ctx.invoke(generate, roster_path=roster, grid_path=None, force=False, jobs=jobs)
+    step("3. Un message par tuteur, prêt à partir (grille send)")
+    click_ctx.invoke(send, dry_run=False, resend=False, student_ids=(), class_name=None)
+    step("4. Les tuteurs répondent (simulation)")
+    replies = workspace.root / "retours_simules"
+    if replies.is_dir() and any(replies.iterdir()):
+        click.echo(f"Réponses simulées déjà présentes dans {replies.name}/.")
     else:
         with friendly_errors():
             opened = campaign_ops.Campaign.open(workspace)
             try:
-                workbooks = demo_data.latest_workbooks(opened.db, workspace.root)
-                count = demo_data.simulate_tutors(opened.grid, workbooks, inbox, today)
+                students = demo_data.latest_workbooks(opened.db, workspace.root)
+                simulated = demo_data.simulate_tutors(
+                    opened.grid, students, replies, today, opened.config.teacher_email
+                )
             finally:
                 opened.close()
-        click.echo(f"3. {count} réponses de tuteurs simulées dans {inbox.name}.")
-    click.echo("4. Collecte des retours :")
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            collected = collect_ops.collect(opened, [inbox], jobs=1)
-            refresh_tracking(workspace, opened.db)
-        finally:
-            opened.close()
-    click.echo(
-        f"   {len(collected.recorded)} nouveau(x) retour(s), {len(collected.duplicates)} déjà "
-        f"collecté(s) ; détail : grille --dir {directory} status"
+        for name, what in simulated:
+            click.echo(f"  {name} : {what}")
+    step(f"5. Collecte des retours (grille collect {replies.name})")
+    click_ctx.invoke(collect, paths=(replies,), jobs=jobs)
+    step("6. Où en est chaque stagiaire (grille status)")
+    click_ctx.invoke(status, output_format="table", class_name=None)
+    step("7. Relances des tuteurs (grille remind)")
+    click_ctx.invoke(
+        remind_command, dry_run=False, student_ids=(), class_name=None, interval=7, again=False
     )
-    click.echo("5. Bilans :")
+    step("8. Bilans Word (grille report)")
     _run_reports(workspace, None, None, pdf)
-    click.echo(
-        f"Terminé. Ouvrez {workspace.tracking_path} et les bilans de {workspace.reports_dir}."
-    )
+    step("9. Archive de chaque classe (grille archive)")
+    click_ctx.invoke(archive_command, class_name=None, school_year=None, pdf=False)
+    step("Terminé. À regarder :")
+    where = [
+        (workspace.workbooks_dir, "les classeurs envoyés aux tuteurs"),
+        (workspace.output_dir / mail.OUTBOX, "les messages aux tuteurs et les relances (.eml)"),
+        (replies, "les réponses simulées des tuteurs"),
+        (workspace.tracking_path, "le tableau de suivi"),
+        (workspace.reports_dir, "les bilans Word"),
+        (workspace.output_dir / "archive", "les archives, vérifiables"),
+    ]
+    for path, what in where:
+        click.echo(f"  {path} : {what}")
+    click.echo(f"Pour continuer sur cette campagne : grille --dir {directory} status")
 
 
 def main(argv: list[str] | None = None) -> Any:

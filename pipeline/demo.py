@@ -1,8 +1,11 @@
 """The demonstration campaign: the bundled class, and tutors simulated with openpyxl.
 
-`grille demo` runs the whole flow on embedded sample data: a roster of 30 students
-whose internship just ended, workbooks, returns filled by simulated tutors (most
-complete, some incomplete, one invalid, some not returned), collection, reports.
+`grille demo` runs the whole flow on embedded sample data: a roster of 12 students in
+two classes whose internship just ended, workbooks, the tutors' messages written to the
+outbox, returns filled by simulated tutors, collection, reminders, reports, archive.
+The simulated tutors cover what happens in a real season: most grids come back
+complete, one incomplete, one with a word typed over a dropdown, one renamed by the
+tutor, one inside a saved email, and two never come back.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import csv
 import io
 import random
 import sqlite3
+from dataclasses import dataclass
 from datetime import date, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 
 import openpyxl
 
-from pipeline.files import atomic_write_bytes
+from pipeline.files import atomic_save, atomic_write_bytes
 from pipeline.grid import Grid
 from pipeline.roster import DEMO_ROSTER
-from pipeline.workbook import plan_layout
+from pipeline.workbook import Layout, plan_layout
 
 APPRECIATIONS = [
     "Stagiaire sérieux et ponctuel, bien intégré à l'équipe.\nA su prendre des initiatives "
@@ -49,43 +55,90 @@ def demo_roster(target: Path, today: date) -> Path:
     return target
 
 
-def latest_workbooks(db: sqlite3.Connection, root: Path) -> list[tuple[Path, str]]:
-    """(workbook file, tutor name) of every student, their latest workbook."""
+@dataclass(frozen=True)
+class DemoStudent:
+    """A student of the demo, as the simulated tutor sees it."""
+
+    name: str
+    workbook: Path
+    tutor_name: str
+    tutor_email: str
+
+
+def latest_workbooks(db: sqlite3.Connection, root: Path) -> list[DemoStudent]:
+    """Every student's latest workbook, by class and name."""
     rows = db.execute(
-        "SELECT w.file, s.tutor_name FROM students s JOIN workbooks w ON w.id = "
-        "(SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
+        "SELECT w.file, s.last_name, s.first_name, s.tutor_name, s.tutor_email FROM students s "
+        "JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
+        " ORDER BY s.class_name, s.last_name, s.first_name"
     )
-    return [(root / row[0], row[1]) for row in rows]
+    return [
+        DemoStudent(f"{row[1].upper()} {row[2]}", root / row[0], row[3], row[4]) for row in rows
+    ]
+
+
+# What each simulated tutor does, by the student's place in the class list.
+SCENARIOS = (
+    "complet", "incomplet", "renommé", "dans un e-mail", "complet", "sans réponse",
+    "complet", "saisie hors liste", "complet", "complet", "sans réponse", "complet",
+)  # fmt: skip
+
+
+def _fill(grid: Grid, layout: Layout, student: DemoStudent, index: int, day: date,
+          chance: random.Random) -> openpyxl.Workbook:  # fmt: skip
+    """The workbook as a tutor fills it in Excel."""
+    wb = openpyxl.load_workbook(student.workbook)
+    for ref in layout.criteria.values():
+        wb[ref.sheet][ref.cell] = chance.choices(grid.scale_codes, weights=(1, 3, 8, 6))[0]
+    for dimension in grid.global_evaluation.dimensions:
+        ref = layout.dimensions[dimension.id]
+        wb[ref.sheet][ref.cell] = chance.choice(dimension.values[1:])
+    wb[layout.appreciation.sheet][layout.appreciation.cell] = APPRECIATIONS[index % 4]
+    wb[layout.date.sheet][layout.date.cell] = day
+    wb[layout.signature.sheet][layout.signature.cell] = student.tutor_name
+    return wb
 
 
 def simulate_tutors(
-    grid: Grid, workbooks: list[tuple[Path, str]], folder: Path, today: date
-) -> int:
-    """Fill copies of `workbooks` (path, tutor name) as tutors would; return how many."""
+    grid: Grid, students: list[DemoStudent], folder: Path, today: date, teacher_email: str
+) -> list[tuple[str, str]]:
+    """Write the simulated tutors' returns into `folder`; (student, what the tutor did)."""
     layout = plan_layout(grid)
     chance = random.Random(2027)
-    written = 0
-    for index, (source, tutor) in enumerate(sorted(workbooks)):
-        if index % 10 == 9:  # one tutor in ten has not answered yet
+    done = []
+    for index, student in enumerate(students):
+        scenario = SCENARIOS[index % len(SCENARIOS)]
+        done.append((student.name, scenario))
+        if scenario == "sans réponse":
             continue
-        wb = openpyxl.load_workbook(source)
-        for ref in layout.criteria.values():
-            wb[ref.sheet][ref.cell] = chance.choices(grid.scale_codes, weights=(1, 3, 8, 6))[0]
-        for dimension in grid.global_evaluation.dimensions:
-            ref = layout.dimensions[dimension.id]
-            wb[ref.sheet][ref.cell] = chance.choice(dimension.values[1:])
-        wb[layout.appreciation.sheet][layout.appreciation.cell] = APPRECIATIONS[index % 4]
-        wb[layout.date.sheet][layout.date.cell] = today - timedelta(days=3)
-        wb[layout.signature.sheet][layout.signature.cell] = tutor
-        if index % 10 == 4:  # incomplete: three ratings and the appreciation left blank
+        wb = _fill(grid, layout, student, index, today - timedelta(days=3), chance)
+        name = student.workbook.name
+        if scenario == "incomplet":  # three ratings and the appreciation left blank
             for criterion_id in list(layout.criteria)[5:8]:
                 ref = layout.criteria[criterion_id]
                 wb[ref.sheet][ref.cell] = None
             wb[layout.appreciation.sheet][layout.appreciation.cell] = None
-        if index == 7:  # invalid: a word typed over a dropdown
+        elif scenario == "saisie hors liste":  # a word typed over a dropdown
             ref = next(iter(layout.criteria.values()))
             wb[ref.sheet][ref.cell] = "Bien"
-        folder.mkdir(parents=True, exist_ok=True)
-        wb.save(folder / f"retour_{index + 1:02d}.xlsx")
-        written += 1
-    return written
+        elif scenario == "renommé":
+            name = f"grille stage {student.name.split()[-1]} - version finale (2).xlsx"
+        if scenario == "dans un e-mail":
+            buffer = io.BytesIO()
+            wb.save(buffer)
+            message = EmailMessage()
+            message["From"] = f"{student.tutor_name} <{student.tutor_email}>"
+            message["To"] = teacher_email
+            message["Subject"] = f"RE: Évaluation de stage — {student.name}"
+            message["Date"] = formatdate(localtime=True)
+            message.set_content("Bonjour,\n\nVoici la grille remplie.\n\nCordialement,\n")
+            message.add_attachment(
+                buffer.getvalue(),
+                "application",
+                "vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                filename=name,
+            )
+            atomic_write_bytes(folder / "reponse_du_tuteur.eml", message.as_bytes())
+            continue
+        atomic_save(folder / name, wb.save)
+    return done

@@ -1,7 +1,11 @@
-"""Build and send the tutors' messages: one email per tutor, with his or her students' workbooks.
+"""Build and deliver the tutors' messages: one email per tutor, with his or her workbooks.
 
-`pending_messages` (state → batches) → `build_message` (French `EmailMessage`) →
-`send_messages` (one SMTP connection) → `record_sending`; `write_preview` for a dry run.
+`pending_messages` (state → one `TutorMessage` per tutor) → `build_messages` (French
+`EmailMessage`s from the campaign's editable text templates) → `deliver`: over SMTP
+when `[envoi] serveur` is set (`send_messages`: one connection, a pause between messages,
+retries of transient failures), otherwise as ready-to-send .eml files in `output/envoi/`.
+Every delivery is recorded in the `sendings` table as soon as it happens, so an
+interrupted run resumes without sending anything twice.
 """
 
 from __future__ import annotations
@@ -13,25 +17,37 @@ import smtplib
 import socket
 import sqlite3
 import ssl
+import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import state
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
-from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings
+from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings, Workspace
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # only for the type checker; no runtime dependency
 
 XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+ODS_TYPE = ("application", "vnd.oasis.opendocument.spreadsheet")
+XLS_TYPE = ("application", "vnd.ms-excel")
 _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 _FIX_CONFIG = f"Vérifiez la section [envoi] de {CONFIG_NAME}."
+SEND, REMIND = "envoi", "relance"  # the two kinds of message, as recorded in `sendings`
+TEMPLATE_NAMES = {SEND: "email_envoi.txt", REMIND: "email_relance.txt"}
+BUNDLED_TEMPLATES = Path(__file__).parent / "data"
+OUTBOX = "envoi"  # folder of output/ where messages go when no SMTP server is set
 
 
 class MailError(GrilleError):
@@ -40,7 +56,12 @@ class MailError(GrilleError):
 
 @dataclass(frozen=True)
 class WorkbookToSend:
-    """One student's latest workbook, as attached to the tutor's message."""
+    """One student's workbook, as attached to the tutor's message.
+
+    For a reminder, `todo` lists what is missing or wrong (French) and `path` may be the
+    workbook the tutor returned; `sha256` is what the file must hold, checked before
+    sending so that no other file can leave under this student's name.
+    """
 
     student_id: str
     student_name: str
@@ -48,6 +69,10 @@ class WorkbookToSend:
     company: str
     workbook_id: int
     path: Path
+    sha256: str
+    attachment_name: str = ""
+    todo: tuple[str, ...] = ()
+    returned_on: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,25 +82,43 @@ class TutorMessage:
     tutor_name: str
     tutor_email: str
     workbooks: tuple[WorkbookToSend, ...]
+    kind: str = SEND
 
 
 @dataclass
 class SendReport:
-    """Outcome of a batch: (message, Message-ID) sent, (message, French reason) failed."""
+    """Outcome of a batch, per tutor message."""
 
-    sent: list[tuple[TutorMessage, str]] = field(default_factory=list)
-    failed: list[tuple[TutorMessage, str]] = field(default_factory=list)
+    sent: list[tuple[TutorMessage, str]] = field(default_factory=list)  # (message, Message-ID)
+    written: list[tuple[TutorMessage, Path]] = field(default_factory=list)  # .eml in the outbox
+    failed: list[tuple[TutorMessage, str]] = field(default_factory=list)  # (message, reason)
+    uncertain: list[tuple[TutorMessage, str]] = field(default_factory=list)
 
+
+# ------------------------------------------------------------------ what to send
 
 _PENDING_SQL = """
     SELECT s.student_id, s.last_name, s.first_name, s.class_name, s.company,
-           s.tutor_name, s.tutor_email, w.id AS workbook_id, w.file
+           s.tutor_name, s.tutor_email, w.id AS workbook_id, w.file, w.sha256
     FROM students s
     JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
     WHERE s.in_roster = 1
-      AND (:resend OR NOT EXISTS (SELECT 1 FROM sendings d WHERE d.workbook_id = w.id))
+      AND (:resend OR NOT EXISTS (
+          SELECT 1 FROM sendings d WHERE d.workbook_id = w.id AND d.kind = 'envoi'))
     ORDER BY s.last_name, s.first_name, s.student_id
 """
+
+
+def group_by_tutor(
+    items: Sequence[tuple[str, str, WorkbookToSend]], kind: str = SEND
+) -> list[TutorMessage]:
+    """(tutor name, tutor email, workbook) → one message per tutor email, by tutor name."""
+    groups: dict[str, tuple[str, str, list[WorkbookToSend]]] = {}
+    for name, email, book in items:
+        email = email.strip()
+        groups.setdefault(email.casefold(), (name, email, []))[2].append(book)
+    messages = [TutorMessage(n, e, tuple(books), kind) for n, e, books in groups.values()]
+    return sorted(messages, key=lambda m: (m.tutor_name.casefold(), m.tutor_email.casefold()))
 
 
 def pending_messages(
@@ -86,23 +129,27 @@ def pending_messages(
     student_ids: set[str] | None = None,
     class_name: str | None = None,
 ) -> list[TutorMessage]:
-    """Latest workbooks not sent yet (all with `resend`), one message per tutor email."""
+    """Latest workbooks not delivered yet (all with `resend`), one message per tutor.
+
+    Written to the outbox counts as delivered: the teacher may have sent it already.
+    """
     wanted_class = class_name.strip().casefold() if class_name is not None else None
-    groups: dict[str, tuple[str, str, list[WorkbookToSend]]] = {}
+    items: list[tuple[str, str, WorkbookToSend]] = []
     for row in db.execute(_PENDING_SQL, {"resend": resend}):
         if student_ids is not None and row["student_id"] not in student_ids:
             continue
         if wanted_class is not None and row["class_name"].strip().casefold() != wanted_class:
             continue
-        name = f"{row['last_name'].upper()} {row['first_name']}"
         book = WorkbookToSend(
-            row["student_id"], name, row["class_name"], row["company"], row["workbook_id"],
-            root / row["file"],
+            row["student_id"], f"{row['last_name'].upper()} {row['first_name']}",
+            row["class_name"], row["company"], row["workbook_id"], root / row["file"],
+            row["sha256"],
         )  # fmt: skip
-        email = row["tutor_email"].strip()
-        groups.setdefault(email.casefold(), (row["tutor_name"], email, []))[2].append(book)
-    messages = [TutorMessage(name, email, tuple(books)) for name, email, books in groups.values()]
-    return sorted(messages, key=lambda m: (m.tutor_name.casefold(), m.tutor_email.casefold()))
+        items.append((row["tutor_name"], row["tutor_email"], book))
+    return group_by_tutor(items)
+
+
+# ------------------------------------------------------------------ templates
 
 
 def _clean(text: str | bytes) -> str:
@@ -110,6 +157,117 @@ def _clean(text: str | bytes) -> str:
     text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     kept = "".join(" " if unicodedata.category(c) in {"Cc", "Cs", "Zl", "Zp"} else c for c in text)
     return " ".join(kept.split())
+
+
+_FIELD = re.compile(r"\{([^{}\n]*)\}")
+_SUBJECT = re.compile(r"\s*objet\s*:\s*(.*)", re.IGNORECASE)
+COMMON_FIELDS = (
+    "tuteur", "stagiaires", "noms", "classes", "entreprise", "nombre", "date_limite", "delai",
+    "professeur", "email_professeur", "etablissement", "session",
+)  # fmt: skip
+FIELDS = {SEND: COMMON_FIELDS, REMIND: (*COMMON_FIELDS, "a_completer")}
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """An editable message text: subject line, body, and the file it came from."""
+
+    source: Path
+    subject: str
+    body: str
+    subject_line: int
+    body_start: int
+
+    def render(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """(subject, body) with every {field} replaced."""
+        subject = _FIELD.sub(lambda m: _clean(values[m.group(1)]), self.subject)
+        body = _FIELD.sub(lambda m: values[m.group(1)], self.body)
+        return _clean(subject), body.rstrip() + "\n"
+
+
+def load_template(workspace: Workspace | None, kind: str) -> MessageTemplate:
+    """The campaign's `input_templates/email_*.txt`, or grille's own; French errors."""
+    name = TEMPLATE_NAMES[kind]
+    source = BUNDLED_TEMPLATES / name
+    if workspace is not None and (workspace.templates_dir / name).is_file():
+        source = workspace.templates_dir / name
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = french_os_error(exc) if isinstance(exc, OSError) else "pas en UTF-8"
+        raise MailError(
+            f"Modèle de message {source} illisible ({reason}). Enregistrez-le en texte UTF-8, "
+            f"ou supprimez-le pour reprendre le modèle de grille."
+        ) from exc
+    lines = text.splitlines()
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if not line.startswith("#")]
+    while numbered and not numbered[0][1].strip():
+        numbered.pop(0)
+    match = _SUBJECT.fullmatch(numbered[0][1]) if numbered else None
+    if match is None:
+        raise MailError(
+            f"Modèle de message {source} : la première ligne (hors commentaires #) doit être "
+            "l'objet, sous la forme « Objet : … ». Corrigez-le."
+        )
+    subject_line = numbered[0][0]
+    body_lines = numbered[1:]
+    while body_lines and not body_lines[0][1].strip():
+        body_lines.pop(0)
+    allowed = FIELDS[kind]
+    for number, line in numbered:
+        for found in _FIELD.finditer(line):
+            if found.group(1) not in allowed:
+                raise MailError(
+                    f"Modèle de message {source}, ligne {number} : champ {{{found.group(1)}}} "
+                    f"inconnu. Champs possibles : {', '.join('{' + f + '}' for f in allowed)}."
+                )
+    return MessageTemplate(
+        source=source,
+        subject=match.group(1),
+        body="\n".join(line for _, line in body_lines),
+        subject_line=subject_line,
+        body_start=body_lines[0][0] if body_lines else subject_line + 1,
+    )
+
+
+def _joined(values: Sequence[str]) -> str:
+    unique = list(dict.fromkeys(_clean(v) for v in values if v.strip()))
+    return ", ".join(unique)
+
+
+def _todo_block(book: WorkbookToSend) -> str:
+    name = _clean(f"{book.student_name} ({book.class_name})")
+    if not book.returned_on:
+        return f"  - {name} : aucun retour reçu pour l'instant."
+    lines = [f"  - {name} : le classeur reçu le {book.returned_on} est à compléter :"]
+    lines += [f"      • {_clean(item)}" for item in book.todo]
+    return "\n".join(lines)
+
+
+def template_values(config: CampaignConfig, message: TutorMessage) -> dict[str, str]:
+    """The value of every template field for one tutor's message."""
+    books = message.workbooks
+    deadline = config.deadline
+    return {
+        "tuteur": _clean(message.tutor_name),
+        "stagiaires": "\n".join(
+            f"  - {_clean(f'{w.student_name} ({w.class_name}, {w.company})')}" for w in books
+        ),
+        "noms": _joined([w.student_name for w in books]),
+        "classes": _joined([w.class_name for w in books]),
+        "entreprise": _joined([w.company for w in books]),
+        "nombre": str(len(books)),
+        "date_limite": f"{deadline:%d/%m/%Y}" if deadline else "",
+        "delai": f"avant le {deadline:%d/%m/%Y}" if deadline else "dès que possible",
+        "professeur": _clean(config.teacher_name) or "Le professeur coordinateur",
+        "email_professeur": _clean(config.teacher_email),
+        "etablissement": _clean(config.school),
+        "session": _clean(config.session),
+        "a_completer": "\n".join(_todo_block(w) for w in books),
+    }
+
+
+# ------------------------------------------------------------------ building
 
 
 def _address(name: str, email: str, fault: str) -> Address:
@@ -143,83 +301,73 @@ def _sender_addresses(config: CampaignConfig) -> tuple[Address, Address]:
     return _address(name, sender, fault.format("envoi.expediteur")), reply_to
 
 
-def _subject(config: CampaignConfig, message: TutorMessage) -> str:
-    books = message.workbooks
-    if len(books) == 1:
-        return f"Évaluation du stage de {books[0].student_name} — {books[0].class_name}"
-    where = config.school or ", ".join(sorted({w.class_name for w in books}))
-    return f"Évaluation des stages de {len(books)} stagiaires — {where}"
-
-
-_BODY = """\
-Madame, Monsieur,
-
-{intro}
-
-Comment faire :
-  1. Ouvrez le classeur joint avec Excel, LibreOffice Calc ou Google Sheets.
-  2. Remplissez les cellules jaunes (les autres cellules sont protégées).
-  3. Enregistrez-le au format .xlsx, si possible sans changer son nom
-     (Google Sheets : Fichier > Télécharger > Microsoft Excel).
-  4. Répondez à ce message en joignant le fichier rempli{deadline}.
-
-Pour toute question, vous pouvez contacter {teacher} : {email}.
-
-Nous vous remercions de votre collaboration et vous prions d'agréer, Madame, Monsieur,
-l'expression de nos salutations distinguées.
-
-{signature}
-"""
-
-
-def _body(config: CampaignConfig, message: TutorMessage) -> str:
-    books = message.workbooks
-    if len(books) == 1:
-        book = books[0]
-        intro = _clean(
-            f"Vous accueillez en stage {book.student_name} ({book.class_name}) dans l'entreprise "
-            f"{book.company}. Pour évaluer ce stage, merci de remplir la grille d'évaluation "
-            "jointe à ce message."
+def _attachment(book: WorkbookToSend) -> tuple[bytes, tuple[str, str], str]:
+    """(bytes, MIME type, file name) of a workbook, checked against its recorded digest."""
+    try:
+        data = book.path.read_bytes()
+    except OSError as exc:
+        raise MailError(
+            f"Classeur de {book.student_name} introuvable ou illisible ({book.path} : "
+            f"{french_os_error(exc)}). Relancez « grille generate »."
+        ) from exc
+    if book.sha256 and hashlib.sha256(data).hexdigest() != book.sha256:
+        raise MailError(
+            f"Le fichier {book.path} n'est plus celui que grille a préparé pour "
+            f"{book.student_name} (contenu modifié ou remplacé) : il n'est pas envoyé. "
+            "Relancez « grille generate --force » pour le refaire."
         )
-    else:
-        listed = (_clean(f"{w.student_name} ({w.class_name}, {w.company})") for w in books)
-        intro = "Vous accueillez en stage les étudiants suivants ; merci de remplir la grille "
-        intro += "d'évaluation jointe de chacun d'eux :\n" + "\n".join(f"  - {n}" for n in listed)
-    return _BODY.format(
-        intro=intro,
-        deadline=config.deadline.strftime(", avant le %d/%m/%Y") if config.deadline else "",
-        teacher=_clean(config.teacher_name) or "le professeur coordinateur",
-        email=_clean(config.teacher_email),
-        signature="\n".join(_clean(t) for t in (config.teacher_name, config.school) if t.strip()),
-    )
+    suffix = book.path.suffix.lower()
+    mime = {".ods": ODS_TYPE, ".xls": XLS_TYPE}.get(suffix, XLSX_TYPE)
+    name = _clean(Path(book.attachment_name or book.path.name).name).replace("\\", "_")
+    return data, mime, name or safe_name(book.student_name) + (suffix or ".xlsx")
 
 
 def build_message(
-    config: CampaignConfig, message: TutorMessage, *, message_id_domain: str = "grille.local"
+    config: CampaignConfig,
+    message: TutorMessage,
+    template: MessageTemplate,
+    *,
+    message_id_domain: str = "grille.local",
 ) -> EmailMessage:
     """The French email for one tutor, with each student's workbook attached."""
     if not message.workbooks:
         raise MailError(f"Aucun classeur à envoyer à « {_clean(message.tutor_name)} ».")
     to, (sender, reply_to) = _tutor_address(message), _sender_addresses(config)
+    subject, body = template.render(template_values(config, message))
     email = EmailMessage()
     email["From"] = sender
     email["To"] = to
     email["Reply-To"] = reply_to
-    email["Subject"] = _clean(_subject(config, message))
+    email["Subject"] = subject
     email["Date"] = formatdate(localtime=True)
     email["Message-ID"] = make_msgid(domain=message_id_domain)
-    email.set_content(_body(config, message), cte="quoted-printable")
+    email.set_content(body, cte="quoted-printable")
     for book in message.workbooks:
-        try:
-            data = book.path.read_bytes()
-        except OSError as exc:
-            raise MailError(
-                f"Classeur de {book.student_name} introuvable ou illisible ({book.path} : "
-                f"{french_os_error(exc)}). Relancez « grille generate »."
-            ) from exc
-        email.add_attachment(data, *XLSX_TYPE, filename=book.path.name)
+        data, (maintype, subtype), name = _attachment(book)
+        email.add_attachment(data, maintype, subtype, filename=name)
     return email
 
+
+def build_messages(
+    config: CampaignConfig, pending: Sequence[TutorMessage], template: MessageTemplate
+) -> tuple[list[tuple[TutorMessage, EmailMessage]], list[str]]:
+    """Build every tutor's message; a bad roster line or file is reported, the others go on."""
+    _sender_addresses(config)  # a wrong teacher address stops the batch, said once
+    sender = config.smtp.sender or config.teacher_email
+    domain = sender.rpartition("@")[2] or "grille.local"
+    built: list[tuple[TutorMessage, EmailMessage]] = []
+    errors: list[str] = []
+    for message in pending:
+        try:
+            built.append(
+                (message, build_message(config, message, template, message_id_domain=domain))
+            )
+        except MailError as exc:
+            errors.append(str(exc))
+    return built, errors
+
+
+# ------------------------------------------------------------------ SMTP
 
 _NETWORK_FAULTS: tuple[tuple[type[OSError], str], ...] = (
     (TimeoutError, "le serveur ne répond pas (délai dépassé)"),
@@ -239,6 +387,8 @@ def _reason(exc: BaseException) -> str:
         return f"{exc.smtp_code} {_clean(exc.smtp_error)}"
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return 'STARTTLS ou authentification non proposés (essayez securite = "ssl", port 465)'
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "le serveur a coupé la connexion"
     for kind, text in _NETWORK_FAULTS:
         if isinstance(exc, kind):
             return text
@@ -247,18 +397,34 @@ def _reason(exc: BaseException) -> str:
     return _clean(str(exc)) or type(exc).__name__
 
 
-def _connect(smtp: SmtpSettings, password: str | None, timeout: float) -> smtplib.SMTP:
+class _Client(smtplib.SMTP):
+    """An SMTP client that knows whether the message data went out (see `in_data`)."""
+
+    in_data = False
+
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
+        self.in_data = True  # from here on, a lost connection may have delivered the message
+        reply = super().data(msg)
+        self.in_data = False
+        return reply
+
+
+class _SSLClient(smtplib.SMTP_SSL, _Client):
+    """Implicit TLS (port 465) with the same bookkeeping."""
+
+
+def _connect(smtp: SmtpSettings, password: str | None, timeout: float) -> _Client:
     """An open, logged-in connection; a French `MailError` otherwise."""
     where = f"{smtp.host}:{smtp.port}"
     if smtp.user and password is None:
         raise MailError(f"Mot de passe du compte « {smtp.user} » sur {where} manquant.")
-    client: smtplib.SMTP | None = None
+    client: _Client | None = None
     context = ssl.create_default_context()
     try:
         if smtp.security == "ssl":
-            client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=context)
+            client = _SSLClient(smtp.host, smtp.port, timeout=timeout, context=context)
         else:
-            client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
+            client = _Client(smtp.host, smtp.port, timeout=timeout)
             if smtp.security != "aucune":  # anything unknown gets STARTTLS, never plain text
                 client.starttls(context=context)
         if smtp.user:
@@ -280,84 +446,184 @@ def _close(client: smtplib.SMTP | None) -> None:
         client.close()
 
 
+def _is_transient(exc: smtplib.SMTPException) -> bool:
+    """4xx replies: the server asks to try again later."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPResponseException) and 400 <= exc.smtp_code < 500
+
+
+@dataclass
+class _Attempt:
+    """The result of one try at sending one message."""
+
+    outcome: str  # "sent", "transient", "permanent" or "uncertain"
+    reason: str = ""
+    reconnect: bool = False
+
+
+def _try_send(client: _Client, email: EmailMessage) -> _Attempt:
+    client.in_data = False
+    try:
+        refused = client.send_message(email)
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
+        transient = _is_transient(exc)
+        reconnect = isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 421
+        return _Attempt("transient" if transient else "permanent", _reason(exc), reconnect)
+    except (OSError, smtplib.SMTPException) as exc:
+        if client.in_data:  # the data went out and no answer came back
+            return _Attempt("uncertain", _reason(exc), reconnect=True)
+        return _Attempt("transient", _reason(exc), reconnect=True)
+    if refused:  # some recipients accepted, others not
+        return _Attempt("permanent", f"destinataire refusé : {', '.join(refused)}")
+    return _Attempt("sent")
+
+
 def send_messages(
     smtp: SmtpSettings,
     password: str | None,
     messages: Sequence[tuple[TutorMessage, EmailMessage]],
     *,
     on_sent: Callable[[TutorMessage, str], None] | None = None,
+    on_uncertain: Callable[[TutorMessage, str], None] | None = None,
     timeout: float = 30,
+    retry_delays: Sequence[float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SendReport:
-    """Send a batch over one connection; a refused message is reported, the batch goes on.
+    """Send a batch over one connection, pausing between messages; never twice the same.
 
-    `on_sent(message, message_id)` runs right after each accepted message, so the caller
-    records it before the next one. Connection or login failures raise `MailError`; a
-    connection lost mid-batch fails the rest (a later run sends them).
+    A 4xx reply or a connection lost before the data went out is retried after each of
+    `retry_delays` (by default 2, 5 and 10 times the pause), reconnecting when needed; a
+    5xx reply fails that tutor only. `on_sent(message, message_id)` runs right after each
+    accepted message, so the caller records it before the next one. A connection lost
+    after the data went out may have delivered the message: it is reported in
+    `uncertain` (and `on_uncertain` runs), never retried. Connection or login failures
+    before the first message raise `MailError`.
     """
     report = SendReport()
     if not messages:
         return report
-    client = _connect(smtp, password, timeout)
+    pause = smtp.pause_seconds
+    delays = list(retry_delays if retry_delays is not None else (2 * pause, 5 * pause, 10 * pause))
+    client: _Client | None = _connect(smtp, password, timeout)
     try:
         for index, (tutor, email) in enumerate(messages):
+            if index and pause:
+                sleep(pause)
             if email["Message-ID"] is None:
                 email["Message-ID"] = make_msgid(domain="grille.local")
+            attempt = _Attempt("transient")
+            for tries in range(len(delays) + 1):
+                if tries:
+                    sleep(delays[tries - 1])
+                if client is None:
+                    try:
+                        client = _connect(smtp, password, timeout)
+                    except MailError as exc:
+                        attempt = _Attempt("transient", str(exc))
+                        continue
+                attempt = _try_send(client, email)
+                if attempt.reconnect:
+                    _close(client)
+                    client = None
+                if attempt.outcome != "transient":
+                    break
             message_id = str(email["Message-ID"])
-            try:
-                refused = client.send_message(email)
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException) as exc:
-                report.failed.append((tutor, f"message refusé par le serveur : {_reason(exc)}"))
-                continue
-            except (OSError, smtplib.SMTPException) as exc:
-                lost = f"connexion au serveur perdue ({_reason(exc)})"
-                report.failed.append((tutor, f"{lost} ; message peut-être parti, vérifiez."))
-                report.failed += [(t, f"non envoyé : {lost}.") for t, _ in messages[index + 1 :]]
-                break
-            if refused:  # some recipients accepted, others not
-                report.failed.append((tutor, f"destinataire refusé : {', '.join(refused)}"))
-                continue
-            report.sent.append((tutor, message_id))
-            if on_sent is not None:
-                on_sent(tutor, message_id)
+            if attempt.outcome == "sent":
+                report.sent.append((tutor, message_id))
+                if on_sent is not None:
+                    on_sent(tutor, message_id)
+            elif attempt.outcome == "uncertain":
+                report.uncertain.append((tutor, attempt.reason))
+                if on_uncertain is not None:
+                    on_uncertain(tutor, message_id)
+            elif attempt.outcome == "permanent":
+                report.failed.append((tutor, f"message refusé par le serveur : {attempt.reason}"))
+            else:
+                report.failed.append(
+                    (tutor, f"échec temporaire, {len(delays) + 1} essais : {attempt.reason}")
+                )
+                if client is None:  # the server is gone: the next run sends the rest
+                    report.failed += [
+                        (t, "non envoyé : serveur injoignable, relancez plus tard.")
+                        for t, _ in messages[index + 1 :]
+                    ]
+                    break
     finally:
         _close(client)
     return report
 
 
+# ------------------------------------------------------------------ records and outbox
+
+
 def record_sending(
-    db: sqlite3.Connection, message: TutorMessage, message_id: str, sent_at: str
+    db: sqlite3.Connection,
+    message: TutorMessage,
+    message_id: str,
+    sent_at: str,
+    *,
+    channel: str = "smtp",
+    file: str = "",
+    uncertain: bool = False,
 ) -> None:
     """Store one `sendings` row per workbook of the message, in one transaction."""
     with state.transaction(db):
         db.executemany(
-            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(b.student_id, b.workbook_id, message.tutor_email, message_id, sent_at)
-             for b in message.workbooks],
+            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
+            "kind, channel, file, uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(b.student_id, b.workbook_id, message.tutor_email, message_id, sent_at,
+              message.kind, channel, file, int(uncertain)) for b in message.workbooks],
         )  # fmt: skip
 
 
-def write_preview(message: EmailMessage, folder: Path) -> Path:
-    """Save `message` as `<recipient>-<hash>.eml` in `folder` (atomic); return its path."""
+def write_eml(message: EmailMessage, folder: Path, prefix: str) -> Path:
+    """Save `message` as `<prefix>_<recipient>-<hash>.eml` in `folder` (atomic).
+
+    `X-Unsent: 1` makes Outlook open it as a draft, ready to send.
+    """
+    if message["X-Unsent"] is None:
+        message["X-Unsent"] = "1"
     addresses = getattr(message["To"], "addresses", ())
     recipient = addresses[0].addr_spec.casefold() if addresses else "sans_destinataire"
     digest = hashlib.sha256(recipient.encode("utf-8", "replace")).hexdigest()[:8]
-    path = folder / f"{safe_name(recipient, 60)}-{digest}.eml"
+    path = folder / f"{prefix}_{safe_name(recipient, 60)}-{digest}.eml"
     atomic_write_bytes(path, message.as_bytes(), durable=False)
     return path
 
 
-def build_messages(
-    config: CampaignConfig, pending: Sequence[TutorMessage]
-) -> tuple[list[tuple[TutorMessage, EmailMessage]], list[str]]:
-    """Build every tutor's message; a bad roster line is reported, the others go on."""
-    sender = config.smtp.sender or config.teacher_email
-    domain = sender.rpartition("@")[2] or "grille.local"
-    built: list[tuple[TutorMessage, EmailMessage]] = []
-    errors: list[str] = []
-    for message in pending:
-        try:
-            built.append((message, build_message(config, message, message_id_domain=domain)))
-        except MailError as exc:
-            errors.append(str(exc))
-    return built, errors
+def deliver(
+    db: sqlite3.Connection,
+    workspace: Workspace,
+    smtp: SmtpSettings,
+    password: str | None,
+    built: Sequence[tuple[TutorMessage, EmailMessage]],
+    *,
+    today: date | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SendReport:
+    """Send over SMTP when a server is set, else write .eml files to `output/envoi/`.
+
+    Each delivery is recorded at once, so an interrupted run resumes where it stopped.
+    """
+    if smtp.configured:
+        return send_messages(
+            smtp,
+            password,
+            built,
+            on_sent=lambda m, mid: record_sending(db, m, mid, state.now()),
+            on_uncertain=lambda m, mid: record_sending(db, m, mid, state.now(), uncertain=True),
+            sleep=sleep,
+        )
+    report = SendReport()
+    folder = workspace.output_dir / OUTBOX
+    day = today or date.today()
+    for message, email in built:
+        prefix = f"relance_{day:%Y-%m-%d}" if message.kind == REMIND else "envoi"
+        path = write_eml(email, folder, prefix)
+        relative = path.relative_to(workspace.root).as_posix()
+        record_sending(
+            db, message, str(email["Message-ID"]), state.now(), channel="fichier", file=relative
+        )
+        report.written.append((message, path))
+    return report

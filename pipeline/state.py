@@ -119,10 +119,58 @@ def _003_reports(db: sqlite3.Connection) -> None:
     )
 
 
+def _004_sending_kinds(db: sqlite3.Connection) -> None:
+    """Reminders beside first sendings; .eml files written instead of SMTP; unsure sends."""
+    _script(
+        db,
+        """
+        ALTER TABLE sendings ADD COLUMN kind TEXT NOT NULL DEFAULT 'envoi';
+        ALTER TABLE sendings ADD COLUMN channel TEXT NOT NULL DEFAULT 'smtp';
+        ALTER TABLE sendings ADD COLUMN file TEXT NOT NULL DEFAULT '';
+        ALTER TABLE sendings ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX sendings_student ON sendings(student_id, kind)
+        """,
+    )
+
+
+def _006_fetched_messages(db: sqlite3.Connection) -> None:
+    """Messages read from an IMAP folder by « collect --imap »: never fetched twice."""
+    _script(
+        db,
+        """
+        CREATE TABLE fetched_messages (
+            server TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uid INTEGER NOT NULL,
+            message_id TEXT NOT NULL DEFAULT '',
+            outcome TEXT NOT NULL,
+            stored_file TEXT NOT NULL DEFAULT '',
+            fetched_at TEXT NOT NULL,
+            PRIMARY KEY (server, user_name, folder, uidvalidity, uid)
+        );
+        CREATE INDEX fetched_messages_id ON fetched_messages(server, user_name, folder, message_id)
+        """,
+    )
+
+
+def _005_archives(db: sqlite3.Connection) -> None:
+    """Class archives written by « grille archive », and when each was verified."""
+    db.execute(
+        "CREATE TABLE archives (id INTEGER PRIMARY KEY, path TEXT NOT NULL, "
+        "sha256 TEXT NOT NULL, class_name TEXT NOT NULL, school_year TEXT NOT NULL, "
+        "created_at TEXT NOT NULL, verified_at TEXT)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
     ("003_reports", _003_reports),
+    ("004_sending_kinds", _004_sending_kinds),
+    ("006_fetched_messages", _006_fetched_messages),
+    ("005_archives", _005_archives),
 ]
 
 

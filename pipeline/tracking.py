@@ -1,10 +1,11 @@
 """Per-student status, and the tracking workbook `output/suivi.xlsx`.
 
 The status of a student comes from the database: the latest recognised return gives
-complete / incomplete / invalid; without one, a sending gives `sent`, a workbook
-`generated`. The tracking workbook shows it with colours and filters, and has columns
-the teacher fills (notes, the teaching team's appreciation): rewriting the workbook
-reads them back first and keeps them, for every student ever listed.
+complete / incomplete / invalid; without one, a message sent over SMTP gives `sent`,
+one written to the outbox `prepared`, a workbook `generated`. The tracking workbook shows
+it with colours and filters, and has columns the teacher fills (notes, the teaching
+team's appreciation): rewriting the workbook reads them back first and keeps them, for
+every student ever listed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ TEAM_HEADER = "Appréciation de l'équipe pédagogique"
 TEACHER_HEADERS = (NOTES_HEADER, TEAM_HEADER)
 STATUS_FILLS = {
     "generated": "EDEDED",
+    "prepared": "E4DFEC",
     "sent": "DDEBF7",
     "incomplete": "FFE699",
     "invalid": "F4B183",
@@ -53,6 +55,7 @@ class StudentStatus:
     warnings: list[str] = field(default_factory=list)
     generated_at: str = ""
     sent_at: str = ""
+    reminded_at: str = ""
     returned_at: str = ""
     workbook_file: str = ""
     return_file: str = ""
@@ -103,6 +106,7 @@ class StudentStatus:
             "origin": self.return_origin,
             "generated_at": self.generated_at,
             "sent_at": self.sent_at,
+            "reminded_at": self.reminded_at,
             "returned_at": self.returned_at,
             "in_roster": self.in_roster,
         }
@@ -111,7 +115,12 @@ class StudentStatus:
 _STATUS_QUERY = """
 SELECT s.*,
        w.file AS workbook_file, w.generated_at,
-       (SELECT MAX(sent_at) FROM sendings WHERE student_id = s.student_id) AS sent_at,
+       (SELECT MAX(sent_at) FROM sendings
+        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_at,
+       (SELECT MAX(channel = 'smtp') FROM sendings
+        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_by_smtp,
+       (SELECT MAX(sent_at) FROM sendings
+        WHERE student_id = s.student_id AND kind = 'relance') AS reminded_at,
        r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match, r.match_note,
        r.status AS return_status, r.problems, r.evaluation, r.grid_id, r.grid_version
 FROM students s
@@ -130,8 +139,10 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
         )
         if row["return_status"]:
             status = row["return_status"]
-        elif row["sent_at"]:
+        elif row["sent_by_smtp"]:
             status = "sent"
+        elif row["sent_at"]:
+            status = "prepared"  # written to the outbox: the teacher sends it herself
         else:
             status = "generated"
         statuses.append(
@@ -146,6 +157,7 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 warnings=warnings,
                 generated_at=row["generated_at"] or "",
                 sent_at=row["sent_at"] or "",
+                reminded_at=row["reminded_at"] or "",
                 returned_at=row["collected_at"] or "",
                 workbook_file=row["workbook_file"] or "",
                 return_file=row["stored_file"] or "",
@@ -177,6 +189,7 @@ _COLUMNS: list[tuple[str, int]] = [
     ("Avertissements", 40),
     ("Généré le", 17),
     ("Envoyé le", 17),
+    ("Relancé le", 17),
     ("Retourné le", 17),
     ("Fichier retourné", 30),
     (NOTES_HEADER, 40),
@@ -259,6 +272,7 @@ def build_tracking(statuses: list[StudentStatus], teacher: dict[str, dict[str, s
             "\n".join(st.warnings),
             st.generated_at,
             st.sent_at,
+            st.reminded_at,
             st.returned_at,
             st.return_file,
             kept.get(NOTES_HEADER, ""),

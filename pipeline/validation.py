@@ -23,6 +23,7 @@ from pipeline.xlsx import RawCell
 
 STATUS_LABELS = {
     "generated": "généré",
+    "prepared": "message prêt",
     "sent": "envoyé",
     "incomplete": "incomplet",
     "invalid": "invalide",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from email import policy
 from email.message import EmailMessage
@@ -19,13 +20,15 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipeline import state
 from pipeline.mail import (
+    SEND,
     MailError,
     TutorMessage,
     build_message,
+    load_template,
     pending_messages,
     record_sending,
     send_messages,
-    write_preview,
+    write_eml,
 )
 from pipeline.settings import CampaignConfig, SmtpSettings
 from tests.conftest import write_xlsx
@@ -48,6 +51,8 @@ class Mailbox:
 
     refuse: str = ""
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    data_replies: list[str] = field(default_factory=list)  # answers to the next DATA commands
+    drop_after_data: str = ""  # this recipient's message is kept, then the line is cut
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -58,7 +63,12 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_replies:
+            return self.data_replies.pop(0)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        if self.drop_after_data in envelope.rcpt_tos:
+            self.drop_after_data = ""
+            server.transport.close()  # delivered, but the client never hears the 250
         return "250 Message accepted for delivery"
 
     def messages(self) -> list[EmailMessage]:
@@ -75,7 +85,9 @@ def start_server() -> Iterator[Callable[..., SmtpSettings]]:
         controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
         controller.start()
         controllers.append(controller)
-        return SmtpSettings(host="127.0.0.1", port=controller.port, security="aucune")
+        return SmtpSettings(
+            host="127.0.0.1", port=controller.port, security="aucune", pause_seconds=0
+        )
 
     yield start
     for controller in controllers:
@@ -114,13 +126,21 @@ def add_workbook(db: sqlite3.Connection, root: Path, student_id: str, stem: str)
     path = root / "output" / "classeurs" / f"{stem}.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_xlsx(path, [["Étudiant", stem]])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     cursor = db.execute(
         "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
-        "fingerprint, template_digest, generated_at) VALUES (?,?,'','','g','1','','',?)",
-        (student_id, path.relative_to(root).as_posix(), state.now()),
+        "fingerprint, template_digest, generated_at) VALUES (?,?,?,'','g','1','','',?)",
+        (student_id, path.relative_to(root).as_posix(), digest, state.now()),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+TEMPLATE = load_template(None, SEND)
+
+
+def build(config: CampaignConfig, message: TutorMessage, **options: Any) -> EmailMessage:
+    return build_message(config, message, TEMPLATE, **options)
 
 
 def config(
@@ -160,7 +180,7 @@ def test_two_students_of_the_same_tutor__arrive_in_one_message_with_both_workboo
         ("md@solvea.example", ["BERNARD Yanis"]),
         ("sg@horizon.example", ["ABADIE Chloé", "CHEVALLIER Inès"]),
     ]
-    built = [(m, build_message(config(smtp), m)) for m in pending]
+    built = [(m, build(config(smtp), m)) for m in pending]
 
     report = send_messages(smtp, None, built, timeout=5)
 
@@ -188,11 +208,11 @@ def test_message__french_subject_body_and_headers(
 ) -> None:
     bernard, garnier = pending_messages(db, three_students)
 
-    single = build_message(config(), bernard, message_id_domain="lycee.example")
-    several = build_message(config(), garnier)
+    single = build(config(), bernard, message_id_domain="lycee.example")
+    several = build(config(), garnier)
 
-    assert single["Subject"] == "Évaluation du stage de BERNARD Yanis — BTS MCO 2B"
-    assert several["Subject"] == "Évaluation des stages de 2 stagiaires — Lycée Jean Moulin"
+    assert single["Subject"] == "Évaluation de stage — BERNARD Yanis"
+    assert several["Subject"] == "Évaluation de stage — ABADIE Chloé, CHEVALLIER Inès"
     assert single["From"] == "Claire Martin <claire.martin@lycee.example>"
     assert single["Reply-To"] == "Claire Martin <claire.martin@lycee.example>"
     assert single["To"] == "Marc Dubreuil <md@solvea.example>"
@@ -200,7 +220,7 @@ def test_message__french_subject_body_and_headers(
     body = several.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()
-    assert text.startswith("Madame, Monsieur,\n")
+    assert text.startswith("Madame, Monsieur,\n\nVous accueillez en stage :\n  - ABADIE Chloé")
     for expected in (
         "ABADIE Chloé (BTS MCO 2A, Entreprise Abadie)",
         "CHEVALLIER Inès (BTS MCO 2A, Entreprise Chevallier)",
@@ -220,20 +240,20 @@ def test_message__sender_from_the_envoi_section__replies_still_go_to_the_teacher
     message = pending_messages(db, three_students)[0]
     smtp = SmtpSettings(sender="stages@lycee.example")
 
-    built = build_message(config(smtp, deadline=None), message)
+    built = build(config(smtp, deadline=None), message)
 
     assert built["From"] == "Claire Martin <stages@lycee.example>"
     assert built["Reply-To"] == "Claire Martin <claire.martin@lycee.example>"
     body = built.get_body(preferencelist=("plain",))
     assert body is not None
-    assert "en joignant le fichier rempli.\n" in body.get_content()
+    assert "en joignant le fichier rempli, dès que possible.\n" in body.get_content()
 
 
 def test_recorded_sending__nothing_pending__resend_gives_them_again(
     db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
 ) -> None:
     smtp = start_server(Mailbox())
-    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
 
     report = send_messages(
         smtp, None, built, timeout=5,
@@ -282,7 +302,7 @@ def test_refused_recipient__failed_in_french__other_tutors_still_receive(
 ) -> None:
     mailbox = Mailbox(refuse="md@solvea.example")
     smtp = start_server(mailbox)
-    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
     recorded: list[str] = []
 
     report = send_messages(
@@ -303,7 +323,7 @@ def test_refused_recipient__failed_in_french__other_tutors_still_receive(
 def test_server_down__mail_error_in_french(db: sqlite3.Connection, three_students: Path) -> None:
     port = free_port()  # nothing listens there
     smtp = SmtpSettings(host="127.0.0.1", port=port, security="aucune")
-    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
 
     with pytest.raises(MailError) as error:
         send_messages(smtp, None, built, timeout=5)
@@ -325,8 +345,8 @@ def test_login__wrong_password__mail_error__right_password__sent(
 
     mailbox = Mailbox()
     smtp = start_server(mailbox, authenticator=authenticate, auth_require_tls=False)
-    smtp = SmtpSettings(host=smtp.host, port=smtp.port, security="aucune", user="claire")
-    built = [(m, build_message(config(), m)) for m in pending_messages(db, three_students)]
+    smtp = replace(smtp, user="claire")
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
 
     with pytest.raises(MailError, match=r"^Connexion au serveur d'envoi 127\.0\.0\.1:\d+ refusée "):
         send_messages(smtp, "faux", built, timeout=5)
@@ -349,7 +369,7 @@ def test_tutor_address_with_comma_or_line_break__mail_error_naming_the_tutor(
     (message,) = pending_messages(db, tmp_path)
 
     with pytest.raises(MailError) as error:
-        build_message(config(), message)
+        build(config(), message)
 
     assert str(error.value).startswith("Tuteur « Sophie Garnier » (stagiaires : ABADIE Chloé")
     assert "colonne « Email tuteur »" in str(error.value)
@@ -368,14 +388,10 @@ def test_line_break_in_a_tutor_or_student_name__never_becomes_a_header(
     )
     (message,) = pending_messages(db, tmp_path)
 
-    parsed = BytesParser(policy=policy.default).parsebytes(
-        build_message(config(), message).as_bytes()
-    )
+    parsed = BytesParser(policy=policy.default).parsebytes(build(config(), message).as_bytes())
 
     assert parsed["To"] == "Sophie Garnier <sg@horizon.example>"
-    assert (
-        parsed["Subject"] == "Évaluation du stage de ABADIE BCC: X@EVIL.EXAMPLE Chloé — BTS MCO 2A"
-    )
+    assert parsed["Subject"] == "Évaluation de stage — ABADIE BCC: X@EVIL.EXAMPLE Chloé"
     assert parsed["Bcc"] is None
 
 
@@ -387,23 +403,181 @@ def test_missing_workbook_file__mail_error_naming_the_student(
     message.workbooks[0].path.unlink()
 
     with pytest.raises(MailError, match=r"^Classeur de ABADIE Chloé introuvable ou illisible"):
-        build_message(config(), message)
+        build(config(), message)
 
 
-def test_write_preview__writes_a_parseable_eml(
+def test_write_eml__a_parseable_draft_that_outlook_opens_ready_to_send(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
     garnier = pending_messages(db, three_students)[1]
     folder = three_students / "output" / "apercu"
 
-    path = write_preview(build_message(config(), garnier), folder)
+    path = write_eml(build(config(), garnier), folder, "envoi")
 
     assert path.parent == folder
-    assert path.name.startswith("sg_horizon_example-") and path.suffix == ".eml"
+    assert path.name.startswith("envoi_sg_horizon_example-") and path.suffix == ".eml"
     assert sorted(p.name for p in folder.iterdir()) == [path.name]
     parsed = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-    assert parsed["Subject"] == "Évaluation des stages de 2 stagiaires — Lycée Jean Moulin"
+    assert parsed["Subject"] == "Évaluation de stage — ABADIE Chloé, CHEVALLIER Inès"
+    assert parsed["X-Unsent"] == "1"
     assert parsed["To"] == "Sophie Garnier <sg@horizon.example>"
     assert [part.get_content() for part in parsed.iter_attachments()] == [
         w.path.read_bytes() for w in garnier.workbooks
     ]
+
+
+def test_transient_refusal__retried_after_a_pause__delivered_once(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    mailbox = Mailbox(data_replies=["451 4.3.0 Réessayez plus tard", "421 4.3.2 Fermeture"])
+    smtp = replace(start_server(mailbox), pause_seconds=1.0)
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    pauses: list[float] = []
+
+    report = send_messages(smtp, None, built, timeout=5, sleep=pauses.append)
+
+    assert [m.tutor_email for m, _ in report.sent] == ["md@solvea.example", "sg@horizon.example"]
+    assert report.failed == []
+    assert [rcpt for _, rcpt, _ in mailbox.received] == [
+        ["md@solvea.example"],
+        ["sg@horizon.example"],
+    ]
+    assert pauses == [2.0, 5.0, 1.0]  # two retries of the first message, then the pause
+
+
+def test_permanent_refusal__not_retried__the_next_tutor_still_receives(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    mailbox = Mailbox(data_replies=["554 5.7.1 Message refusé"])
+    smtp = replace(start_server(mailbox), pause_seconds=1.0)
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    pauses: list[float] = []
+
+    report = send_messages(smtp, None, built, timeout=5, sleep=pauses.append)
+
+    assert [(m.tutor_email, r) for m, r in report.failed] == [
+        ("md@solvea.example", "message refusé par le serveur : 554 5.7.1 Message refusé")
+    ]
+    assert [m.tutor_email for m, _ in report.sent] == ["sg@horizon.example"]
+    assert pauses == [1.0]
+
+
+def test_transient_refusal_every_time__failed_after_the_retries(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    mailbox = Mailbox(data_replies=["452 4.3.1 Espace insuffisant"] * 4)
+    smtp = start_server(mailbox)
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+
+    report = send_messages(
+        smtp, None, built, timeout=5, retry_delays=(0, 0, 0), sleep=lambda s: None
+    )
+
+    assert [(m.tutor_email, r) for m, r in report.failed] == [
+        ("md@solvea.example", "échec temporaire, 4 essais : 452 4.3.1 Espace insuffisant")
+    ]
+    assert [m.tutor_email for m, _ in report.sent] == ["sg@horizon.example"]
+
+
+def test_connection_cut_after_the_data__uncertain__recorded__never_sent_again(
+    db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
+) -> None:
+    mailbox = Mailbox(drop_after_data="md@solvea.example")
+    smtp = start_server(mailbox)
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+
+    report = send_messages(
+        smtp, None, built, timeout=5, sleep=lambda s: None,
+        on_sent=lambda m, mid: record_sending(db, m, mid, state.now()),
+        on_uncertain=lambda m, mid: record_sending(db, m, mid, state.now(), uncertain=True),
+    )  # fmt: skip
+
+    assert [(m.tutor_email, r) for m, r in report.uncertain] == [
+        ("md@solvea.example", "le serveur a coupé la connexion")
+    ]
+    assert [m.tutor_email for m, _ in report.sent] == ["sg@horizon.example"]  # reconnected
+    assert len(mailbox.received) == 2
+    rows = db.execute("SELECT student_id, uncertain FROM sendings ORDER BY student_id")
+    assert [tuple(r) for r in rows] == [("E1", 0), ("E2", 1), ("E3", 0)]
+    assert pending_messages(db, three_students) == []
+
+
+def test_workbook_replaced_on_disk__not_attached__mail_error_naming_the_student(
+    db: sqlite3.Connection, tmp_path: Path
+) -> None:
+    add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), GARNIER)
+    add_student(db, tmp_path, "E2", ("Bernard", "Yanis"), GARNIER)
+    abadie, bernard = pending_messages(db, tmp_path)[0].workbooks
+    abadie.path.write_bytes(bernard.path.read_bytes())  # another student's file in its place
+    (message,) = pending_messages(db, tmp_path)
+
+    with pytest.raises(MailError) as error:
+        build(config(), message)
+
+    assert str(error.value) == (
+        f"Le fichier {abadie.path} n'est plus celui que grille a préparé pour ABADIE Chloé "
+        "(contenu modifié ou remplacé) : il n'est pas envoyé. Relancez « grille generate "
+        "--force » pour le refaire."
+    )
+
+
+def test_campaign_template__used_for_subject_and_body(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    from pipeline.settings import Workspace
+
+    workspace = Workspace(three_students)
+    workspace.templates_dir.mkdir(parents=True, exist_ok=True)
+    (workspace.templates_dir / "email_envoi.txt").write_text(
+        "# mon modèle\nObjet : Stage de {noms} ({classes})\n\nBonjour {tuteur},\n"
+        "merci de renvoyer {nombre} grille(s) {delai}.\n{stagiaires}\n",
+        encoding="utf-8",
+    )
+    garnier = pending_messages(db, three_students)[1]
+
+    email = build_message(config(), garnier, load_template(workspace, SEND))
+
+    assert email["Subject"] == "Stage de ABADIE Chloé, CHEVALLIER Inès (BTS MCO 2A)"
+    body = email.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert body.get_content() == (
+        "Bonjour Sophie Garnier,\nmerci de renvoyer 2 grille(s) avant le 15/03/2027.\n"
+        "  - ABADIE Chloé (BTS MCO 2A, Entreprise Abadie)\n"
+        "  - CHEVALLIER Inès (BTS MCO 2A, Entreprise Chevallier)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Objet : Stage\n\nBonjour {tuteur},\n{prenom}\n",
+         "ligne 5 : champ {prenom} inconnu. Champs possibles : {tuteur}, {stagiaires}"),
+        ("Bonjour {tuteur},\n",
+         "la première ligne (hors commentaires #) doit être l'objet, sous la forme « Objet : … »"),
+    ],
+)  # fmt: skip
+def test_campaign_template__mistake__mail_error_naming_the_file_and_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    from pipeline.settings import Workspace
+
+    workspace = Workspace(tmp_path)
+    workspace.templates_dir.mkdir()
+    (workspace.templates_dir / "email_envoi.txt").write_text("# c\n" + text, encoding="utf-8")
+
+    with pytest.raises(MailError) as error:
+        load_template(workspace, SEND)
+
+    assert str(error.value).startswith(
+        f"Modèle de message {workspace.templates_dir / 'email_envoi.txt'}"
+    )
+    assert expected in str(error.value)
+
+
+def test_bundled_templates__the_repository_copies_are_the_same() -> None:
+    from pipeline.mail import BUNDLED_TEMPLATES, REMIND, TEMPLATE_NAMES
+
+    repository = Path(__file__).parent.parent / "input_templates"
+    for name in TEMPLATE_NAMES.values():
+        assert (repository / name).read_bytes() == (BUNDLED_TEMPLATES / name).read_bytes()
+    assert load_template(None, REMIND).subject == "Relance — évaluation de stage de {noms}"

@@ -1,0 +1,118 @@
+"""Reminders: one message per tutor whose students' evaluations are missing or unfinished.
+
+A student is reminded about when the workbook was delivered (sent, or written to the
+outbox) and no complete return has come back. The message lists, per student, exactly
+what is missing or wrong (the problems `collect` found) and attaches the workbook to
+complete: the one the tutor returned if any, else the one grille generated. It goes
+through the same machinery as `send` (`mail.build_messages`, `mail.deliver`) and is
+recorded in `sendings` with the kind `relance`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
+from pipeline.tracking import StudentStatus, student_statuses
+
+TO_REMIND = ("prepared", "sent", "incomplete", "invalid")
+
+
+@dataclass
+class Reminders:
+    """The messages to send, and the students left out, with the reason (French)."""
+
+    messages: list[TutorMessage] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _display(status: StudentStatus) -> str:
+    return f"{status.last_name.upper()} {status.first_name} ({status.class_name})"
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def _french_day(stamp: str) -> str:
+    return f"{_parse(stamp):%d/%m/%Y}"
+
+
+def pending_reminders(
+    db: sqlite3.Connection,
+    root: Path,
+    *,
+    student_ids: set[str] | None = None,
+    class_name: str | None = None,
+    interval_days: int = 7,
+    again: bool = False,
+    now: datetime | None = None,
+) -> Reminders:
+    """One reminder per tutor with students to remind.
+
+    A student reminded less than `interval_days` ago, with no new return since, is left
+    out unless `again`; so is a student whose workbook was never delivered (`send` first).
+    """
+    moment = now or datetime.now()
+    latest = {
+        row["student_id"]: (row["id"], row["sha256"])
+        for row in db.execute(
+            "SELECT id, student_id, sha256 FROM workbooks w "
+            "WHERE id = (SELECT MAX(id) FROM workbooks WHERE student_id = w.student_id)"
+        )
+    }
+    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    result = Reminders()
+    items: list[tuple[str, str, WorkbookToSend]] = []
+    for status in student_statuses(db):
+        if not status.in_roster or status.student_id not in latest:
+            continue
+        if student_ids is not None and status.student_id not in student_ids:
+            continue
+        if wanted_class is not None and status.class_name.strip().casefold() != wanted_class:
+            continue
+        if status.status == "generated":
+            result.skipped.append(
+                f"{_display(status)} : classeur jamais envoyé au tuteur ; lancez « grille send »."
+            )
+            continue
+        if status.status not in TO_REMIND:
+            continue
+        if status.reminded_at and not again:
+            recent = moment - _parse(status.reminded_at) < timedelta(days=interval_days)
+            news = status.returned_at and status.returned_at > status.reminded_at
+            if recent and not news:
+                result.skipped.append(
+                    f"{_display(status)} : tuteur déjà relancé le "
+                    f"{_french_day(status.reminded_at)} (voir --interval, ou --again)."
+                )
+                continue
+        items.append(
+            (status.student.tutor_name, status.student.tutor_email,
+             _workbook_to_complete(status, root, *latest[status.student_id]))
+        )  # fmt: skip
+    result.messages = group_by_tutor(items, REMIND)
+    return result
+
+
+def _workbook_to_complete(
+    status: StudentStatus, root: Path, workbook_id: int, workbook_sha: str
+) -> WorkbookToSend:
+    """The returned workbook (stored under its digest) if any, else the generated one."""
+    generated = Path(status.workbook_file)
+    name = f"{status.last_name.upper()} {status.first_name}"
+    if status.return_file:
+        stored = Path(status.return_file)
+        return WorkbookToSend(
+            status.student_id, name, status.class_name, status.student.company, workbook_id,
+            root / stored, stored.stem, generated.stem + stored.suffix,
+            todo=(*status.missing, *status.invalid),
+            returned_on=_french_day(status.returned_at),
+        )  # fmt: skip
+    return WorkbookToSend(
+        status.student_id, name, status.class_name, status.student.company, workbook_id,
+        root / generated, workbook_sha, generated.name,
+    )  # fmt: skip
