@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from pipeline import state
 from pipeline.campaign import Campaign
-from pipeline.errors import GrilleError
+from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, atomic_write_with, safe_name
 from pipeline.report import (
     StudentReportData,
@@ -174,9 +174,11 @@ def write_reports(
             if progress:
                 progress(1)
         if not student_ids:
+            late = [st.student for st in without if st.class_name == klass and st.in_roster]
             doc = build_class_report(
-                campaign.grid, campaign.config, klass, items, template, today=today
-            )
+                campaign.grid, campaign.config, klass, items, template, today=today,
+                without_return=late,
+            )  # fmt: skip
             name = f"bilan_classe_{safe_name(klass, 60)}.docx"
             _write_report(campaign, folder / name, document_bytes(doc), result)
     if pdf and result.written:
@@ -283,6 +285,11 @@ def _report_files(folder: Path) -> list[Path]:
     )
 
 
+def _modified_at(path: Path) -> str:
+    """When a file was last changed (a PDF, a file put there by hand), as `state.now()`."""
+    return datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0).isoformat(sep=" ")
+
+
 def _class_students(campaign: Campaign, class_name: str) -> list[Student]:
     rows = campaign.db.execute("SELECT * FROM students WHERE class_name = ?", (class_name,))
     return [state.student_from_row(row) for row in rows]
@@ -324,10 +331,7 @@ def _report_entries(
             kind = "bilan_classe"
         else:
             kind = "bilan"
-        day = written.get(path.relative_to(ws.root).as_posix())
-        if day is None:  # a file put there by hand, or a PDF: its modification time
-            day = datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0)
-            day = day.isoformat(sep=" ")
+        day = written.get(path.relative_to(ws.root).as_posix()) or _modified_at(path)
         if student is not None:
             grid_id, grid_version = grid_of.get(student.student_id, (None, None))
         else:
@@ -657,15 +661,20 @@ def _legacy_listed_files(data: bytes) -> list[tuple[str, str, int]]:
     return [(name, digest, int(size)) for name, digest, size in rows]
 
 
+def _zip_reason(exc: UnsafeFile) -> str:
+    """SafeZip's reason, without its advice to ask a tutor again (meant for returns)."""
+    return "zip endommagé ou incomplet" if exc.damaged else exc.reason.rstrip(".")
+
+
 def verify_archive(path: Path) -> list[str]:
     """French problems found by checking every file of an archive (zip or folder) against
     its manifest: missing, altered or added files, unreadable manifest. Empty: intact."""
     try:
         members = _Members(path)
     except UnsafeFile as exc:
-        return [f"{path.name} : archive illisible ({exc.reason})"]
+        return [f"{path.name} : archive illisible ({_zip_reason(exc)})."]
     except OSError as exc:
-        return [f"{path.name} : archive illisible ({exc.strerror or exc})."]
+        return [f"{path.name} : archive illisible ({french_os_error(exc)})."]
     extra_allowed = {MANIFEST_NAME}
     manifest_name = MANIFEST_NAME
     if MANIFEST_NAME not in members.names and LEGACY_MANIFEST in members.names:
@@ -681,7 +690,7 @@ def verify_archive(path: Path) -> list[str]:
         reader = _legacy_listed_files if manifest_name == LEGACY_MANIFEST else _listed_files
         listed = reader(data)
     except UnsafeFile as exc:
-        return [f"{manifest_name} : illisible ({exc.reason})"]
+        return [f"{manifest_name} : illisible ({_zip_reason(exc)})."]
     except (ValueError, UnicodeDecodeError) as exc:
         return [f"{manifest_name} : manifeste illisible ou mal formé ({exc}) ; l'archive ne peut "
                 "pas être vérifiée."]  # fmt: skip
@@ -690,7 +699,7 @@ def verify_archive(path: Path) -> list[str]:
         try:
             content = members.read(name)
         except (UnsafeFile, OSError) as exc:
-            reason = exc.reason if isinstance(exc, UnsafeFile) else exc.strerror
+            reason = _zip_reason(exc) if isinstance(exc, UnsafeFile) else french_os_error(exc)
             problems.append(f"{name} : illisible ({reason}).")
             continue
         if content is None:
@@ -847,8 +856,8 @@ def purge(campaign: Campaign, plan: PurgePlan) -> None:
             and not any(path.parent.iterdir())
         ):
             path.parent.rmdir()
-    for folder in plan.folders:
-        shutil.rmtree(folder, ignore_errors=True)
+    for folder in plan.folders:  # a file open in Word stops here: the database is untouched
+        shutil.rmtree(folder)
     ids = "SELECT student_id FROM students WHERE class_name = ?"
     with state.transaction(campaign.db) as db:
         for klass in plan.classes:

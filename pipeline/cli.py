@@ -526,12 +526,14 @@ def _describe(recorded: collect_ops.Recorded) -> str:
 @click.option(
     "--since",
     default=None,
+    metavar="JJ/MM/AAAA",
     help="Avec --imap : les messages reçus depuis cette date (jj/mm/aaaa) ; "
     "remplace « depuis » de grille.toml.",
 )
 @click.option(
     "--folder",
     default=None,
+    metavar="DOSSIER",
     help="Avec --imap : le dossier à relever ; remplace « dossier » de grille.toml.",
 )
 @click.option(
@@ -561,8 +563,8 @@ def collect(
     l'original est conservé dans output/retours/. Met à jour output/suivi.xlsx.
     Avec --imap, les nouveaux messages du dossier réglé dans la section [reception] de
     grille.toml sont relevés (mot de passe demandé, ou lu dans la variable
-    GRILLE_IMAP_MOT_DE_PASSE) et lus comme des fichiers .eml ; un message déjà traité ne
-    l'est pas deux fois, et rien n'est supprimé ni modifié sur le serveur (sauf --mark-seen).
+    GRILLE_IMAP_MOT_DE_PASSE) et lus comme des fichiers .eml. Un message déjà traité ne
+    l'est pas deux fois ; rien n'est supprimé ni modifié sur le serveur (sauf --mark-seen).
     Code de sortie 1 si des fichiers n'ont pas pu être lus.
     """
     if not paths and not from_mailbox:

@@ -34,7 +34,7 @@ from typing import Any
 from pipeline import collect as collect_ops
 from pipeline import state
 from pipeline.campaign import Campaign
-from pipeline.errors import GrilleError, Problem
+from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.returns import MiB, printable
 from pipeline.settings import CONFIG_NAME, ImapSettings
@@ -268,9 +268,7 @@ def _logout(client: imaplib.IMAP4 | None) -> None:
     if client is None or client.state == "LOGOUT":
         return
     with contextlib.suppress(OSError, EOFError, imaplib.IMAP4.error):
-        client.logout()
-    with contextlib.suppress(OSError):
-        client.shutdown()
+        client.logout()  # closes the socket even when LOGOUT itself fails
 
 
 # ------------------------------------------------------------------ folder names
@@ -319,19 +317,19 @@ def _folder_names(client: imaplib.IMAP4) -> list[str]:
         return []
     names: list[str] = []
     for item in data if typ == "OK" else []:
+        literal: bytes | None = None  # a name sent as a literal follows its line
         if isinstance(item, tuple) and len(item) == 2:
-            line, raw = bytes(item[0]), bytes(item[1])
+            line, literal = bytes(item[0]), bytes(item[1])
         elif isinstance(item, bytes):
-            line = raw = item
+            line = item
         else:
             continue
         match = _LIST_LINE.match(line)
         if match is None or b"\\noselect" in match.group("flags").lower():
             continue
-        if raw is line:
-            raw = match.group("name")
-            if raw.startswith(b'"') and raw.endswith(b'"') and len(raw) >= 2:
-                raw = re.sub(rb"\\(.)", rb"\1", raw[1:-1])
+        raw = literal if literal is not None else match.group("name")
+        if literal is None and len(raw) >= 2 and raw.startswith(b'"') and raw.endswith(b'"'):
+            raw = re.sub(rb"\\(.)", rb"\1", raw[1:-1])
         names.append(printable(_decode_folder_name(raw.decode("utf-8", "replace")))[:80])
     return sorted(set(names))[:20]
 
@@ -483,11 +481,17 @@ def _too_large(message: _Message, size: int) -> Problem:
     )
 
 
+def _mailbox_key(settings: ImapSettings) -> tuple[str, str, str]:
+    """(server, user, folder) as recorded; INBOX is case-insensitive in IMAP."""
+    folder = "INBOX" if settings.folder.upper() == "INBOX" else settings.folder
+    return settings.host.lower(), settings.user, folder
+
+
 def _known(
     campaign: Campaign, settings: ImapSettings, uidvalidity: int
 ) -> tuple[set[int], set[str]]:
     """UIDs already processed in this folder (same UIDVALIDITY), and their Message-IDs."""
-    key = (settings.host.lower(), settings.user, settings.folder)
+    key = _mailbox_key(settings)
     uids = campaign.db.execute(
         "SELECT uid FROM fetched_messages "
         "WHERE server = ? AND user_name = ? AND folder = ? AND uidvalidity = ?",
@@ -539,7 +543,13 @@ def _fetch_new(
                 fetch.problems.append(_too_large(message, len(raw)))
                 continue
             path = mail_dir / f"{stem}-{uidvalidity}-{message.uid}.eml"
-            atomic_write_bytes(path, raw)
+            try:
+                atomic_write_bytes(path, raw)
+            except OSError as exc:  # not the network: the campaign folder
+                raise InboxError(
+                    f"Écriture de {path} impossible : {french_os_error(exc)}. Libérez de la "
+                    "place ou vérifiez les droits du dossier de la campagne, puis relancez."
+                ) from exc
             message.path = _as_given(path)
     except (*_LOST, imaplib.IMAP4.error) as exc:
         if fetch.messages and fetch.messages[-1].path is None and not fetch.messages[-1].outcome:
@@ -614,7 +624,7 @@ def _account(
         and r.origin.split(" › ", 1)[0] in by_origin
     )
     stamp = state.now()
-    key = (settings.host.lower(), settings.user, settings.folder, fetch.uidvalidity)
+    key = (*_mailbox_key(settings), fetch.uidvalidity)
     with state.transaction(campaign.db) as db:
         db.executemany(
             "INSERT OR REPLACE INTO fetched_messages (server, user_name, folder, uidvalidity, "

@@ -169,8 +169,8 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("002_grids_and_returns", _002_grids_and_returns),
     ("003_reports", _003_reports),
     ("004_sending_kinds", _004_sending_kinds),
-    ("006_fetched_messages", _006_fetched_messages),
     ("005_archives", _005_archives),
+    ("006_fetched_messages", _006_fetched_messages),
 ]
 
 

@@ -307,6 +307,21 @@ def test_archive__pdf_option__a_pdf_of_each_report_is_archived(campaign: Path) -
         assert all(package.read(name).startswith(b"%PDF") for name in pdfs)
 
 
+def test_archive__pdf_option_without_libreoffice__warns_and_archives_the_word_reports(
+    campaign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "sans_libreoffice"))
+    result = run(campaign, "archive", "--year", YEAR, "--class", "BTS 2B", "--pdf")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Attention — PDF non produits : LibreOffice (soffice) n'est pas installé. Installez-le "
+        "(https://fr.libreoffice.org) ou ouvrez les bilans dans Word › Enregistrer en PDF. "
+        "L'archive est faite sans ces PDF.\n"
+    ) in result.output
+    kinds = [i["kind"] for i in _manifest(_year_dir(campaign) / "BTS_2B.zip")["files"]]
+    assert "pdf" not in kinds and kinds.count("bilan") == 1
+
+
 # ------------------------------------------------------------------ verify
 
 
@@ -372,6 +387,14 @@ def test_archive_verify__removed_and_added_files__each_reported(
     result = _verify(str(broken))
     assert result.exit_code == 1
     assert "manifeste.json : manifeste illisible ou mal formé" in result.output
+    truncated = tmp_path / "tronquee.zip"
+    truncated.write_bytes(archived.read_bytes()[:1000])
+    result = _verify(str(truncated))
+    assert result.exit_code == 1
+    assert result.output == (
+        "  Erreur — tronquee.zip : archive illisible (zip endommagé ou incomplet).\n"
+        "Erreur : tronquee.zip : 1 problème(s) ; l'archive n'est pas intègre.\n"
+    )
 
 
 def test_archive_verify__unpacked_folder__altered_file_named(archived: Path) -> None:

@@ -82,7 +82,7 @@ class ImapServer:
         try:
             typ, data = client.status(quoted(folder), "(UIDVALIDITY)")
             assert typ == "OK", data
-            return int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))  # type: ignore[union-attr]
+            return int(re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1))
         finally:
             client.logout()
 
@@ -100,7 +100,7 @@ class ImapServer:
                     text = item[0] + (
                         data[index + 1] if isinstance(data[index + 1], bytes) else b""
                     )
-                    flags = re.search(rb"FLAGS \(([^)]*)\)", text).group(1)  # type: ignore[union-attr]
+                    flags = re.search(rb"FLAGS \(([^)]*)\)", text).group(1)
                     found[subject] = set(flags.decode().split())
             return found
         finally:
