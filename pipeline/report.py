@@ -27,7 +27,6 @@ from pipeline.report_template import (
     build_default_template,
     clean_text,
     enable_update_fields,
-    field_runs,
     new_document,
 )
 from pipeline.roster import Student
@@ -46,11 +45,11 @@ __all__ = [
 ]
 
 TOC_INSTRUCTION = 'TOC \\o "1-3" \\h \\z \\u'
-TOC_PLACEHOLDER = "Clic droit › Mettre à jour les champs pour afficher la table des matières"
 
 HEAD, SUBHEAD, LABEL, MARK, ZEBRA = "D9E2F3", "EDEDED", "F2F2F2", "BDD7EE", "F7F9FC"
 GREY = "595959"
 _STATUS_FILL = {"complete": "E2EFDA", "incomplete": "FFF2CC", "invalid": "F8D7DA"}
+NO_RETURN, _NO_RETURN_FILL = "sans retour", "EDEDED"
 _BANNER_TEXT = {
     "incomplete": "la grille du tuteur n’est pas entièrement renseignée ; "
     "ce bilan n’est pas définitif.",
@@ -250,46 +249,56 @@ def build_class_report(
     template: Path | None = None,
     *,
     today: date | None = None,
+    without_return: Sequence[Student] = (),
 ) -> Document:
     """The class report: cover, contents, summary, statistics per criterion, appreciations.
 
-    Students are listed in alphabetical order of their names.
+    Students are listed in alphabetical order of their names; those in `without_return`
+    (no grid came back) are listed too, so the report covers the whole class.
     """
     title = f"Bilan des stages — {class_name}"
     doc = new_document(template, _markers(config, class_name, title))
     doc.sections[-1].different_first_page_header_footer = True  # a bare cover page
     b = BodyBuilder(doc)
     ordered = sorted(students, key=_sort_key)
-    _cover(b, grid, config, class_name, ordered, today or date.today())
+    missing = sorted(without_return, key=_student_key)
+    _cover(b, grid, config, class_name, ordered, missing, today or date.today())
     b.para("Sommaire", "TOC Heading", page_break=True)
-    b.para("", "Normal").extend(field_runs(TOC_INSTRUCTION, TOC_PLACEHOLDER))
-    _summary(b, grid, ordered)
+    contents = b.para("", "Normal")
+    _summary(b, grid, ordered, missing)
     _statistics(b, grid, ordered)
-    _appreciations(b, grid, ordered)
+    _appreciations(b, grid, ordered, missing)
+    b.contents(contents, TOC_INSTRUCTION, b.headings())
     _finish(doc, b, title, config, grid)
     enable_update_fields(doc)
     return doc
 
 
-def _sort_key(data: StudentReportData) -> tuple[str, str, str]:
+def _student_key(s: Student) -> tuple[str, str, str]:
     def fold(text: str) -> str:
         return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
 
-    s = data.student
     return fold(s.last_name), fold(s.first_name), s.student_id
 
 
-def _status_counts(students: Sequence[StudentReportData]) -> str:
+def _sort_key(data: StudentReportData) -> tuple[str, str, str]:
+    return _student_key(data.student)
+
+
+def _status_counts(students: Sequence[StudentReportData], missing: Sequence[Student]) -> str:
     counts = {status: 0 for status in _STATUS_FILL}
     for data in students:
         counts[data.status] = counts.get(data.status, 0) + 1
     parts = [f"{n} {STATUS_LABELS.get(s, s)}{'s' if n > 1 else ''}" for s, n in counts.items()]
-    return f"{len(students)} élève{'s' if len(students) > 1 else ''} : {', '.join(parts)}"
+    if missing:
+        parts.append(f"{len(missing)} sans retour du tuteur")
+    total = len(students) + len(missing)
+    return f"{total} élève{'s' if total > 1 else ''} : {', '.join(parts)}"
 
 
 def _cover(
     b: BodyBuilder, grid: Grid, config: CampaignConfig, class_name: str,
-    students: Sequence[StudentReportData], today: date,
+    students: Sequence[StudentReportData], missing: Sequence[Student], today: date,
 ) -> None:  # fmt: skip
     b.para(config.school, "Subtitle", align="center", before=2600)
     b.para(f"Bilan des stages — {class_name}", "Title", align="center", before=1400)
@@ -297,7 +306,7 @@ def _cover(
     facts = [
         ("Classe", class_name),
         ("Année scolaire", config.school_year),
-        ("Élèves", _status_counts(students)),
+        ("Élèves", _status_counts(students, missing)),
         ("Professeur", config.teacher_name),
         ("Document généré le", _fmt_date(today)),
     ]
@@ -311,11 +320,13 @@ def _cover(
             b.cell(tr, widths[1], value, style="Normal")
 
 
-def _summary(b: BodyBuilder, grid: Grid, students: Sequence[StudentReportData]) -> None:
+def _summary(
+    b: BodyBuilder, grid: Grid, students: Sequence[StudentReportData], missing: Sequence[Student]
+) -> None:
     b.para("Synthèse de la classe", "Heading 1", page_break=True)
     maximum = grid.global_evaluation.maximum
     complete = [d.evaluation.total(grid) for d in students if d.status == "complete"]
-    text = _status_counts(students) + "."
+    text = _status_counts(students, missing) + "."
     if complete:
         mean = _fmt_number(sum(complete) / len(complete)).rstrip("0").rstrip(",")
         text += f" Moyenne de l’évaluation globale (bilans complets) : {mean} / {maximum}."
@@ -329,12 +340,21 @@ def _summary(b: BodyBuilder, grid: Grid, students: Sequence[StudentReportData]) 
     tr = b.row(tbl, header=True)
     for width, header in zip(widths, headers, strict=True):
         b.cell(tr, width, header, fill=HEAD, bold=True, align="" if width > 1600 else "center")
-    for index, data in enumerate(students):
-        s, counts = data.student, data.evaluation.rating_counts(grid)
+    rows: list[tuple[tuple[str, str, str], Student, StudentReportData | None]] = [
+        *((_sort_key(d), d.student, d) for d in students),
+        *((_student_key(s), s, None) for s in missing),
+    ]
+    for index, (_, s, data) in enumerate(sorted(rows, key=lambda row: row[0])):
         zebra = ZEBRA if index % 2 else ""
         tr = b.row(tbl)
         for width, text in zip(widths[:3], (s.display_name, s.company, s.tutor_name), strict=True):
             b.cell(tr, width, text, fill=zebra)
+        if data is None:
+            b.cell(tr, widths[3], NO_RETURN, fill=_NO_RETURN_FILL, align="center")
+            for width in widths[4:]:
+                b.cell(tr, width, "—", fill=zebra, align="center")
+            continue
+        counts = data.evaluation.rating_counts(grid)
         status = STATUS_LABELS.get(data.status, data.status)
         b.cell(tr, widths[3], status, fill=_STATUS_FILL.get(data.status, zebra), align="center")
         total = f"{data.evaluation.total(grid)} / {maximum}"
@@ -403,7 +423,9 @@ def _statistics(b: BodyBuilder, grid: Grid, students: Sequence[StudentReportData
                   f"{answered} réponse{'s' if answered > 1 else ''}")  # fmt: skip
 
 
-def _appreciations(b: BodyBuilder, grid: Grid, students: Sequence[StudentReportData]) -> None:
+def _appreciations(
+    b: BodyBuilder, grid: Grid, students: Sequence[StudentReportData], missing: Sequence[Student]
+) -> None:
     b.para("Appréciations", "Heading 1", page_break=True)
     closing = grid.closing
     for data in students:
@@ -422,3 +444,11 @@ def _appreciations(b: BodyBuilder, grid: Grid, students: Sequence[StudentReportD
         b.para(tutor_text, "Normal", frame=True, keep_next=True)
         b.para(closing.team_appreciation, "Normal", bold=True, keep_next=True, before=120)
         b.para(data.team_appreciation or "\n\n\n", "Normal", frame=True)
+    if missing:
+        b.para("Élèves sans retour du tuteur", "Heading 2")
+        for s in missing:
+            b.para(
+                f"•\t{s.display_name} — {s.company} (tuteur : {s.tutor_name}) : aucune grille "
+                "retournée à la date de ce bilan.",
+                "Normal", indent=284,
+            )  # fmt: skip

@@ -456,6 +456,47 @@ class BodyBuilder:
         """A shaded row spanning the whole table (section or sub-heading)."""
         self.cell(self.row(tbl), self.width, text, span=span, fill=fill, keep_next=True, **run)
 
+    def headings(self, levels: Sequence[int] = (1, 2)) -> list[tuple[int, str]]:
+        """(level, text) of the heading paragraphs built so far, in order."""
+        wanted = {self._ids.get(f"heading {n}"): n for n in levels}
+        found = []
+        for block in self.blocks:
+            style = block.find(f"{_tag('pPr')}/{_tag('pStyle')}")
+            level = wanted.get(style.get(_tag("val")) if style is not None else None)
+            if block.tag == _tag("p") and level:
+                found.append((level, "".join(t.text or "" for t in block.iter(_tag("t")))))
+        return found
+
+    def contents(self, at: Element, instruction: str, entries: Sequence[tuple[int, str]]) -> None:
+        """Fill paragraph `at` with a TOC field whose shown result is `entries`.
+
+        Word updates it to page numbers on opening (see `enable_update_fields`);
+        LibreOffice and PDF exports show the entries as written.
+        """
+        lines = list(entries) or [(1, " ")]
+        paragraphs = [at, *(oxml_parser.makeelement(_tag("p"), nsmap=_NSMAP) for _ in lines[1:])]
+        for p, (level, _) in zip(paragraphs, lines, strict=True):
+            ppr = p.find(_tag("pPr"))
+            if ppr is None:
+                ppr = _sub(p, "pPr")
+            _sub(ppr, "spacing", before="0", after="60")
+            if level > 1:
+                _sub(ppr, "ind", left=str(400 * (level - 1)))
+        first, last = paragraphs[0], paragraphs[-1]
+        for kind in ("begin", "instr", "separate"):
+            r = _sub(first, "r")
+            if kind == "instr":
+                instr = _sub(r, "instrText")
+                instr.set(_XML_SPACE, "preserve")
+                instr.text = f" {instruction} "
+            else:
+                _sub(r, "fldChar", fldCharType=kind)
+        for p, (level, text) in zip(paragraphs, lines, strict=True):
+            self.run(p, text, bold=level == 1)
+        _sub(_sub(last, "r"), "fldChar", fldCharType="end")
+        index = next(i for i, block in enumerate(self.blocks) if block is at)
+        self.blocks[index + 1 : index + 1] = paragraphs[1:]
+
     def insert_into(self, doc: Document) -> None:
         """Move every block into the body, before its final section properties."""
         body = doc.element.body
