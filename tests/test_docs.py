@@ -29,4 +29,5 @@ def test_readme__demo_command_runs_grille_demo() -> None:
 def test_readme__every_grille_command_it_names_exists() -> None:
     named = set(re.findall(r"^grille (\w+)", "\n".join(_shell_blocks()), flags=re.M))
     assert named <= set(cli.commands), named - set(cli.commands)
-    assert {"init", "generate", "send", "collect", "status", "report", "archive"} <= named
+    flow = {"init", "generate", "send", "collect", "status", "remind", "report", "archive"}
+    assert flow <= named

@@ -1,0 +1,68 @@
+"""Make the README's pictures from real outputs: demo → LibreOffice → PDF → PNG.
+
+    python docs/make_pictures.py
+
+Needs LibreOffice (`soffice`) and poppler (`pdftoppm`). Writes docs/classeur.png (a
+returned workbook, as printed) and docs/bilan.png, docs/bilan_classe.png (report pages).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+
+
+def to_pdf(document: Path, folder: Path) -> Path:
+    profile = (folder / "profil").as_uri()
+    subprocess.run(
+        ["soffice", "--headless", "--norestore", f"-env:UserInstallation={profile}",
+         "--convert-to", "pdf", "--outdir", str(folder), str(document)],
+        check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    return folder / f"{document.stem}.pdf"
+
+
+def page_png(pdf: Path, page: int, target: Path, height: float = 1.0, width: int = 1000) -> None:
+    """Page `page` of `pdf` as a PNG `width` pixels wide, its top `height` fraction only."""
+    stem = target.with_suffix("")
+    crop = ["-W", str(width), "-H", str(int(width * 1.414 * height))]
+    subprocess.run(
+        ["pdftoppm", "-png", "-singlefile", "-f", str(page), "-l", str(page),
+         "-scale-to-x", str(width), "-scale-to-y", "-1", *crop, str(pdf), str(stem)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    print(f"écrit : {target.relative_to(DOCS.parent)}")
+
+
+def main() -> int:
+    missing = [tool for tool in ("soffice", "pdftoppm") if shutil.which(tool) is None]
+    if missing:
+        print(f"Outils manquants : {', '.join(missing)} (LibreOffice, poppler-utils).")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        campaign = work / "demo"
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", "demo", str(campaign)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        returned = next((campaign / "retours_simules").glob("ABADIE_*.xlsx"))
+        page_png(to_pdf(returned, work), 2, DOCS / "classeur.png", height=0.4)
+        reports = campaign / "output" / "rapports" / "BTS_MUC_2A"
+        page_png(to_pdf(next(reports.glob("bilan_BERNARD_*.docx")), work), 1, DOCS / "bilan.png")
+        page_png(
+            to_pdf(reports / "bilan_classe_BTS_MUC_2A.docx", work),
+            3,
+            DOCS / "bilan_classe.png",
+            height=0.6,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
