@@ -1,24 +1,20 @@
-"""The whole flow from the CLI: send over real SMTP, collect, report."""
+"""The flow from the CLI after sending: collect, report, on one process or two."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import docx
 import openpyxl
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.test_collect import ROWS, _answers_for
 from tests.tutors import GRID, ROSTER_HEADER, fill, make_campaign, run, status_json, workbook_of
@@ -26,96 +22,9 @@ from tests.tutors import GRID, ROSTER_HEADER, fill, make_campaign, run, status_j
 APPRECIATION = "Très bon stage « à l'agence » & <équipe>.\nDeuxième ligne : 100 % satisfait."
 
 
-class Inbox:
-    """An aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(
-            message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        )
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
     return make_campaign(tmp_path / "campagne", ROWS, write_csv)
-
-
-def _use_smtp(root: Path, port: int) -> None:
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8")
-    text = text.replace('serveur = ""', 'serveur = "127.0.0.1"', 1)  # [envoi] comes first
-    text = text.replace("port = 587", f"port = {port}").replace('"starttls"', '"aucune"')
-    text = text.replace("pause_secondes = 1", "pause_secondes = 0")
-    text = text.replace('email = ""', 'email = "prof@lycee.example"')
-    config.write_text(text, encoding="utf-8")
-
-
-def test_send__one_message_per_tutor_over_smtp__statuses_become_sent(
-    campaign: Path, smtp_inbox: tuple[Inbox, int]
-) -> None:
-    inbox, port = smtp_inbox
-    _use_smtp(campaign, port)
-    dry = run(campaign, "send", "--dry-run")
-    assert dry.exit_code == 0, dry.output
-    assert dry.output.splitlines()[-1] == (
-        f"4 message(s) prêt(s) pour le serveur 127.0.0.1:{port} ; rien n'a été fait (--dry-run)."
-    )
-    assert not (campaign / "output" / "envoi").exists()
-    assert inbox.messages == []
-    assert {s["status"] for s in status_json(campaign).values()} == {"generated"}
-    result = run(campaign, "send")
-    assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "4 message(s) envoyé(s), 0 en échec."
-    by_recipient = {m["To"].addresses[0].addr_spec: m for m in inbox.messages}
-    assert set(by_recipient) == {
-        "sg@horizon.example",
-        "md@solvea.example",
-        "jl@quartz.example",
-        "bc@mutuelle.example",
-    }
-    garnier = by_recipient["sg@horizon.example"]
-    attachments = sorted(part.get_filename() for part in garnier.iter_attachments())
-    assert len(attachments) == 2  # Abadie and Chevallier share this tutor
-    expected = sorted(workbook_of(campaign, n).name for n in ("Abadie", "Chevallier"))
-    assert attachments == expected
-    for part in garnier.iter_attachments():
-        assert part.get_content() == (
-            workbook_of(campaign, part.get_filename().split("_")[0]).read_bytes()
-        )
-    assert {s["status"] for s in status_json(campaign).values()} == {"sent"}
-    again = run(campaign, "send")
-    assert again.exit_code == 0
-    assert "Rien à envoyer" in again.output
-    assert len(inbox.messages) == 4
-
-
-def test_send__server_down__french_error_exit_1(campaign: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _use_smtp(campaign, port)
-    result = run(campaign, "send")
-    assert result.exit_code == 1
-    assert result.output.startswith("Erreur : ")
-    assert "Vérifiez la section [envoi] de grille.toml" in result.output
 
 
 def _collect_three(campaign: Path, tmp_path: Path) -> None:

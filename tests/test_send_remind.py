@@ -176,6 +176,53 @@ def use_smtp(root: Path, port: int) -> None:
     config.write_text(text, encoding="utf-8")
 
 
+def test_send__over_smtp__one_message_per_tutor__byte_identical_workbooks__statuses_sent(
+    campaign: Path, server: tuple[Server, int]
+) -> None:
+    handler, port = server
+    use_smtp(campaign, port)
+    dry = run(campaign, "send", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.splitlines()[-1] == (
+        f"4 message(s) prêt(s) pour le serveur 127.0.0.1:{port} ; rien n'a été fait (--dry-run)."
+    )
+    assert not (campaign / "output" / "envoi").exists()
+    assert handler.accepted == []
+    assert {s["status"] for s in status_json(campaign).values()} == {"generated"}
+
+    result = run(campaign, "send")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "4 message(s) envoyé(s), 0 en échec."
+    assert handler.count() == dict.fromkeys(TUTORS, 1)
+    expected = students_by_tutor(campaign)
+    for message in handler.accepted:
+        address = message["To"].addresses[0].addr_spec
+        assert set(attached_students(message)) == expected[address]
+        for part in message.iter_attachments():
+            generated = workbook_of(campaign, part.get_filename().split("_")[0])
+            assert part.get_filename() == generated.name
+            assert part.get_content() == generated.read_bytes()
+    assert {s["status"] for s in status_json(campaign).values()} == {"sent"}
+    assert run(campaign, "send").output.startswith("Rien à envoyer")
+    assert len(handler.accepted) == 4
+
+
+def test_send__server_down__french_error_exit_1(campaign: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    use_smtp(campaign, port)
+
+    result = run(campaign, "send")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Erreur : Connexion au serveur d'envoi 127.0.0.1:{port} impossible : connexion refusée "
+        "(serveur arrêté, ou mauvais port). Vérifiez la section [envoi] de grille.toml.\n"
+    )
+
+
 def test_send__failures_in_the_middle__rerun_sends_each_remaining_message_exactly_once(
     campaign: Path, server: tuple[Server, int]
 ) -> None:
