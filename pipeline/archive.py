@@ -753,6 +753,7 @@ class PurgePlan:
     workbooks: set[Path] = field(default_factory=set)
     returns: set[Path] = field(default_factory=set)
     reports: set[Path] = field(default_factory=set)
+    messages: set[Path] = field(default_factory=set)  # .eml written or fetched: theirs only
     folders: list[Path] = field(default_factory=list)  # emptied, then removed
 
 
@@ -839,15 +840,44 @@ def plan_purge(campaign: Campaign, class_name: str | None = None) -> PurgePlan:
         }
         plan.reports |= {p for p in reports_dir.rglob("*") if p.is_file()}
         plan.folders += [f for f in (workbooks_dir, reports_dir) if f.is_dir()]
-    for files in (plan.workbooks, plan.returns, plan.reports):  # never outside output/
+    plan.messages = _messages_of(campaign, plan.classes)
+    for files in (plan.workbooks, plan.returns, plan.reports, plan.messages):  # output/ only
         files -= {p for p in files if not _inside(p, ws.output_dir) or _inside(p, protected)}
     return plan
+
+
+def _messages_of(campaign: Campaign, classes: list[str]) -> set[Path]:
+    """The .eml files (outbox, fetched mail) about students of `classes` only.
+
+    A message that also concerns a student of another class is kept.
+    """
+    db, root = campaign.db, campaign.workspace.root
+    marks = ", ".join("?" for _ in classes)
+    leaving = {
+        row[0]
+        for row in db.execute(
+            f"SELECT student_id FROM students WHERE class_name IN ({marks})", classes
+        )
+    }
+    concerned: dict[str, set[str | None]] = {}
+    for file, student in db.execute("SELECT file, student_id FROM sendings WHERE file != ''"):
+        concerned.setdefault(file, set()).add(student)
+    fetched = [r[0] for r in db.execute("SELECT stored_file FROM fetched_messages")]
+    for file in filter(None, fetched):
+        concerned[file] = {
+            row[0] for row in db.execute("SELECT student_id, origin FROM returns") if file in row[1]
+        }
+    return {
+        root / file
+        for file, students in concerned.items()
+        if students and students <= leaving and (root / file).is_file()
+    }
 
 
 def purge(campaign: Campaign, plan: PurgePlan) -> None:
     """Delete the files, then the database rows, of the classes of `plan` (archives kept)."""
     ws = campaign.workspace
-    for path in sorted(plan.workbooks | plan.returns | plan.reports):
+    for path in sorted(plan.workbooks | plan.returns | plan.reports | plan.messages):
         path.unlink(missing_ok=True)
     for path in plan.returns:  # output/retours/ab/ folders left empty
         if (

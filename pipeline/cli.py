@@ -946,9 +946,9 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
     Exemple : grille purge --class "BTS MUC 2A"
 
     Seulement pour une classe dont la dernière archive a été vérifiée (grille archive
-    verify) : supprime ses classeurs, ses retours, ses bilans et ses lignes de la base,
-    puis réécrit output/suivi.xlsx sans elle. L'archive et la configuration sont
-    conservées. Demande confirmation, sauf avec --oui.
+    verify) : supprime ses classeurs, ses retours, ses bilans, les messages .eml qui ne
+    concernent qu'elle et ses lignes de la base, puis réécrit output/suivi.xlsx sans elle.
+    L'archive et la configuration sont conservées. Demande confirmation, sauf avec --oui.
     """
     workspace = ctx.workspace
     with friendly_errors(), state.run_lock(workspace.output_dir):
@@ -968,6 +968,7 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
             click.echo(f"  {len(plan.workbooks)} classeur(s) dans output/classeurs")
             click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
             click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
+            click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
             click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
             if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
                 click.echo("Purge annulée : rien n'a été supprimé.")

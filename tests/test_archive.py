@@ -510,6 +510,7 @@ def test_purge__refused_before_verification__then_deletes_exactly_that_class(
         "  3 classeur(s) dans output/classeurs\n"
         "  4 fichier(s) retourné(s) dans output/retours\n"
         "  4 bilan(s) dans output/rapports\n"
+        "  0 message(s) .eml (envoyés ou relevés) à leur sujet\n"
         f"Conservées : output/archive/{YEAR}/BTS_2A.zip et la configuration.\n"
         "Données personnelles supprimées : BTS 2A.\n"
     )
@@ -537,6 +538,29 @@ def test_purge__refused_before_verification__then_deletes_exactly_that_class(
         "puis « grille archive verify <archive.zip> ».\n"
         "Erreur : aucune classe ne peut être purgée ; rien n'a été supprimé.\n"
     )
+
+
+def test_purge__outbox_messages_about_that_class_only__deleted__others_kept(
+    campaign: Path, archived: Path
+) -> None:
+    config = campaign / "grille.toml"
+    config.write_text(
+        config.read_text("utf-8").replace('email = ""', 'email = "prof@lycee.example"'), "utf-8"
+    )
+    assert run(campaign, "send").exit_code == 0
+    outbox = campaign / "output" / "envoi"
+    written = {p.name: p.read_bytes() for p in outbox.iterdir()}
+    about_a = {n for n, data in written.items() if b"sg@horizon" in data or b"md@solvea" in data}
+    assert len(about_a) == 2 and len(written) == 4
+    assert run(campaign, "archive", "verify", str(archived)).exit_code == 0
+
+    result = run(campaign, "purge", "--class", "BTS 2A", "--oui")
+
+    assert result.exit_code == 0, result.output
+    assert "  2 message(s) .eml (envoyés ou relevés) à leur sujet\n" in result.output
+    assert {p.name: p.read_bytes() for p in outbox.iterdir()} == {
+        n: data for n, data in written.items() if n not in about_a
+    }
 
 
 def test_purge__return_collected_after_the_archive__refused(

@@ -251,6 +251,35 @@ def test_collect_imap__returns_in_the_mailbox__are_fetched_recognised_validated_
     assert status_json(campaign) == statuses
 
 
+def test_purge__fetched_messages_of_the_purged_class__deleted(
+    campaign: Path, tmp_path: Path, imap_server: ImapServer
+) -> None:
+    use_imap(campaign, imap_server.port)
+    abadie = filled(campaign, tmp_path, "Abadie", "Sophie Garnier")
+    faure = filled(campaign, tmp_path, "Faure", "Bruno Caron")
+    imap_server.append(reply("Sophie Garnier <sg@horizon.example>", "Grille Abadie", abadie))
+    imap_server.append(reply("Bruno Caron <bc@mutuelle.example>", "Grille Faure", faure))
+    assert collect_imap(campaign).exit_code == 0
+    mail = campaign / "output" / "courrier"
+    before = {p.name: p.read_bytes() for p in mail.iterdir()}
+    assert len(before) == 2
+    assert run(campaign, "report").exit_code == 0
+    assert run(campaign, "archive", "--class", "BTS 2A").exit_code == 0
+    (archived,) = (campaign / "output" / "archive").rglob("BTS_2A.zip")
+    assert run(campaign, "archive", "verify", str(archived)).exit_code == 0
+
+    purged = run(campaign, "purge", "--class", "BTS 2A", "--oui")
+
+    assert purged.exit_code == 0, purged.output
+    assert "  1 message(s) .eml (envoyés ou relevés) à leur sujet\n" in purged.output
+    after = {p.name: p.read_bytes() for p in mail.iterdir()}
+    assert len(after) == 1 and b"Grille Faure" in next(iter(after.values()))
+    again = collect_imap(campaign).output.splitlines()[-1]
+    assert again.endswith(
+        "0 message(s) relevé(s), 2 déjà traité(s), 0 sans classeur, 0 retour(s) enregistré(s)."
+    )
+
+
 def test_collect_imap__without_mark_seen__the_server_is_left_unchanged(
     campaign: Path, tmp_path: Path, imap_server: ImapServer
 ) -> None:
