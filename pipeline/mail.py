@@ -389,6 +389,11 @@ def _reason(exc: BaseException) -> str:
         return 'STARTTLS ou authentification non proposés (essayez securite = "ssl", port 465)'
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "le serveur a coupé la connexion"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"certificat du serveur refusé ({_clean(exc.verify_message or '')}) : vérifiez le "
+            "nom du serveur, celui que donne votre service informatique"
+        )
     for kind, text in _NETWORK_FAULTS:
         if isinstance(exc, kind):
             return text

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import socket
 import sqlite3
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -581,3 +583,105 @@ def test_bundled_templates__the_repository_copies_are_the_same() -> None:
     for name in TEMPLATE_NAMES.values():
         assert (repository / name).read_bytes() == (BUNDLED_TEMPLATES / name).read_bytes()
     assert load_template(None, REMIND).subject == "Relance — évaluation de stage de {noms}"
+
+
+# ------------------------------------------------------------------ TLS, with a test authority
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1 signed by a throwaway authority, and that authority."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def certificate(name: str, key: Any, issuer: Any, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Autorité de test")])
+    ca = certificate("Autorité de test", ca_key, ca_name, ca_key, True)
+    server = certificate("127.0.0.1", server_key, ca_name, ca_key, False)
+    pem = serialization.Encoding.PEM
+    authority = tmp_path / "autorite.pem"
+    authority.write_bytes(ca.public_bytes(pem))
+    (tmp_path / "serveur.pem").write_bytes(server.public_bytes(pem))
+    (tmp_path / "serveur.key").write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "serveur.pem", tmp_path / "serveur.key")
+    return context, authority
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls__starttls_or_implicit__certificate_checked__delivered(
+    db: sqlite3.Connection,
+    three_students: Path,
+    start_server: Callable[..., SmtpSettings],
+    tls: tuple[ssl.SSLContext, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    security: str,
+) -> None:
+    context, authority = tls
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority))  # trusted like a real authority
+    mailbox = Mailbox()
+    options = (
+        {"tls_context": context, "require_starttls": True}
+        if security == "starttls"
+        else {"ssl_context": context}
+    )
+    smtp = replace(start_server(mailbox, **options), security=security)
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+
+    report = send_messages(smtp, None, built, timeout=5)
+
+    assert [m.tutor_email for m, _ in report.sent] == ["md@solvea.example", "sg@horizon.example"]
+    assert len(mailbox.received) == 2
+
+
+def test_tls__certificate_not_trusted__refused_before_anything_is_sent(
+    db: sqlite3.Connection,
+    three_students: Path,
+    start_server: Callable[..., SmtpSettings],
+    tls: tuple[ssl.SSLContext, Path],
+) -> None:
+    context, _ = tls
+    mailbox = Mailbox()
+    smtp = replace(
+        start_server(mailbox, tls_context=context, require_starttls=True), security="starttls"
+    )
+    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+
+    with pytest.raises(MailError) as error:
+        send_messages(smtp, None, built, timeout=5)
+
+    assert str(error.value) == (
+        f"Connexion au serveur d'envoi 127.0.0.1:{smtp.port} impossible : certificat du "
+        "serveur refusé (unable to get local issuer certificate) : vérifiez le nom du serveur, "
+        "celui que donne votre service informatique. Vérifiez la section [envoi] de grille.toml."
+    )
+    assert mailbox.received == []
