@@ -84,6 +84,9 @@ def _use_french_click() -> None:
     import click.parser
     import click.types
 
+    click.types.StringParamType.name = "texte"  # the metavars click derives from types
+    click.types.IntParamType.name = "entier"
+    click.types.IntRange.name = "entier"
     for module in (
         click.core,
         click.decorators,
@@ -206,7 +209,18 @@ jobs_option = click.option(
     type=click.IntRange(min=1),
     default=default_jobs(),
     show_default="tous les cœurs",
+    metavar="N",
     help="Nombre de processus.",
+)
+student_option = click.option(
+    "--student",
+    "student_ids",
+    multiple=True,
+    metavar="IDENTIFIANT",
+    help="Identifiant d'un stagiaire (répétable ; voir grille status --format csv).",
+)
+class_option = click.option(
+    "--class", "class_name", default=None, metavar="CLASSE", help="Seulement cette classe."
 )
 
 
@@ -246,12 +260,23 @@ def cli(ctx: click.Context, root: Path) -> None:
 
 
 @cli.command()
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--school", default="", help="Nom de l'établissement.")
-@click.option("--session", default="", help="Classe ou session (ex. « BTS MUC 2027 »).")
-@click.option("--teacher", default="", help="Nom du professeur coordinateur.")
-@click.option("--teacher-email", default="", help="E-mail du professeur coordinateur.")
-@click.option("--deadline", default=None, help="Date limite de retour (jj/mm/aaaa).")
+@click.argument(
+    "directory",
+    required=False,
+    metavar="[DOSSIER]",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--school", default="", metavar="NOM", help="Nom de l'établissement.")
+@click.option(
+    "--session", default="", metavar="NOM", help="Classe ou session (ex. « BTS MUC 2027 »)."
+)
+@click.option("--teacher", default="", metavar="NOM", help="Nom du professeur coordinateur.")
+@click.option(
+    "--teacher-email", default="", metavar="E-MAIL", help="E-mail du professeur coordinateur."
+)
+@click.option(
+    "--deadline", default=None, metavar="JJ/MM/AAAA", help="Date limite de retour (jj/mm/aaaa)."
+)
 @pass_context
 def init(
     ctx: Context,
@@ -450,10 +475,8 @@ def _deliver(
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les messages à envoyer.")
 @click.option("--resend", is_flag=True, help="Renvoie aussi les classeurs déjà envoyés.")
-@click.option(
-    "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
-)
-@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@student_option
+@class_option
 @pass_context
 def send(
     ctx: Context, dry_run: bool, resend: bool, student_ids: tuple[str, ...], class_name: str | None
@@ -516,7 +539,9 @@ def _describe(recorded: collect_ops.Recorded) -> str:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument(
+    "paths", nargs=-1, metavar="[FICHIER_OU_DOSSIER]...", type=click.Path(path_type=Path)
+)
 @click.option(
     "--imap",
     "from_mailbox",
@@ -640,7 +665,7 @@ def _csv_safe(value: str) -> str:
     show_default=True,
     help="Présentation : tableau, CSV (;) ou JSON.",
 )
-@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@class_option
 @pass_context
 def status(ctx: Context, output_format: str, class_name: str | None) -> None:
     """Affiche l'état de chaque stagiaire : généré, envoyé, incomplet, invalide, complet.
@@ -706,15 +731,14 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
 
 @cli.command("remind")
 @click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les relances et leur contenu.")
-@click.option(
-    "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
-)
-@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@student_option
+@class_option
 @click.option(
     "--interval",
     type=click.IntRange(min=0),
     default=7,
     show_default=True,
+    metavar="JOURS",
     help="Ne relance pas un tuteur déjà relancé depuis moins de ce nombre de jours.",
 )
 @click.option("--again", is_flag=True, help="Relance même les tuteurs relancés récemment.")
@@ -799,10 +823,8 @@ def _run_reports(
 
 
 @cli.command()
-@click.option(
-    "--student", "student_ids", multiple=True, help="Identifiant d'un stagiaire (répétable)."
-)
-@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@student_option
+@class_option
 @click.option("--pdf", is_flag=True, help="Écrit aussi un PDF de chaque bilan (LibreOffice).")
 @pass_context
 def report(ctx: Context, student_ids: tuple[str, ...], class_name: str | None, pdf: bool) -> None:
@@ -848,11 +870,12 @@ def _verify_archive(workspace: Workspace, path: Path) -> None:
 
 
 @cli.group("archive", invoke_without_command=True, subcommand_metavar="[verify ARCHIVE]")
-@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@class_option
 @click.option(
     "--year",
     "school_year",
     default=None,
+    metavar="AAAA-AAAA",
     help="Année scolaire, ex. 2026-2027. Par défaut : celle de grille.toml.",
 )
 @click.option("--pdf", is_flag=True, help="Ajoute le PDF de chaque bilan (LibreOffice).")
@@ -937,7 +960,7 @@ def _ask_yes(question: str) -> bool:
 
 
 @cli.command()
-@click.option("--class", "class_name", default=None, help="Seulement cette classe.")
+@class_option
 @click.option("--oui", "yes", is_flag=True, help="Ne demande pas de confirmation.")
 @pass_context
 def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
@@ -987,6 +1010,7 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
     "directory",
     required=False,
     default=Path("output") / "demo",
+    metavar="[DOSSIER]",
     type=click.Path(file_okay=False, path_type=Path),
 )
 @click.option("--pdf", is_flag=True, help="Écrit aussi les PDF (LibreOffice).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,10 @@ def test_help__every_command_has_a_french_help_with_an_example() -> None:
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0, name
         assert "Affiche cette aide et quitte." in result.output
+        english = re.findall(
+            r"\b(?:TEXT|INTEGER|RANGE|PATHS?|DIRECTORY|FILE|FLOAT)\b", result.output
+        )
+        assert english == [], (name, english)  # metavars are French too
 
 
 def test_unknown_option__french_error_and_usage_exit_code() -> None:
