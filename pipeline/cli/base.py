@@ -1,0 +1,252 @@
+"""What every command shares: French click, the campaign context, errors, progress, options."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from pipeline import tracking
+from pipeline.errors import GrilleError, Problem, french_os_error
+from pipeline.parallel import default_jobs
+from pipeline.settings import Workspace
+
+# ------------------------------------------------------------------ French click
+
+_CLICK_FRENCH = {
+    "Usage:": "Utilisation :",
+    "Options": "Options",
+    "Commands": "Commandes",
+    "Show this message and exit.": "Affiche cette aide et quitte.",
+    "Show the version and exit.": "Affiche la version et quitte.",
+    "%(prog)s, version %(version)s": "%(prog)s, version %(version)s",
+    "Error: {message}": "Erreur : {message}",
+    "Try '{command} {option}' for help.": "Essayez « {command} {option} » pour l'aide.",
+    "No such option {name!r}.": "Option inconnue : {name!r}.",
+    "No such command {name!r}.": "Commande inconnue : {name!r}.",
+    "Missing argument": "Argument manquant",
+    "Missing option": "Option manquante",
+    "Missing parameter": "Paramètre manquant",
+    "Missing command.": "Commande manquante.",
+    "Invalid value for {param_hint}: {message}": "Valeur invalide pour {param_hint} : {message}",
+    "Invalid value: {message}": "Valeur invalide : {message}",
+    "Option {name!r} does not take a value.": "L'option {name!r} ne prend pas de valeur.",
+    "Argument {name!r} takes {nargs} values.": "L'argument {name!r} prend {nargs} valeurs.",
+    "{name} {filename!r} does not exist.": "{name} {filename!r} introuvable.",
+    "{name} {filename!r} is a directory.": "{name} {filename!r} est un dossier.",
+    "{name} {filename!r} is a file.": "{name} {filename!r} est un fichier.",
+    "{name} {filename!r} is not readable.": "{name} {filename!r} illisible.",
+    "{name} {filename!r} is not writable.": "{name} {filename!r} non modifiable.",
+    "{value!r} is not a valid {number_type}.": "{value!r} n'est pas un nombre valide.",
+    "{value} is not in the range {range}.": "{value} n'est pas dans l'intervalle {range}.",
+    "Choose from:\n\t{choices}": "Choisissez parmi :\n\t{choices}",
+    "file": "Fichier",
+    "directory": "Dossier",
+    "path": "Chemin",
+    "Aborted!": "Interrompu.",
+    "default: {default}": "par défaut : {default}",
+    "env var: {var}": "variable d'environnement : {var}",
+}
+
+
+def _french(message: str) -> str:
+    return _CLICK_FRENCH.get(message, message)
+
+
+def _french_n(singular: str, plural: str, n: int) -> str:
+    return _french(singular if n == 1 else plural)
+
+
+def _use_french_click() -> None:
+    """Translate click's own messages (it prints them through gettext)."""
+    import click.core
+    import click.decorators
+    import click.exceptions
+    import click.formatting
+    import click.parser
+    import click.types
+
+    click.types.StringParamType.name = "texte"  # the metavars click derives from types
+    click.types.IntParamType.name = "entier"
+    click.types.IntRange.name = "entier"
+    for module in (
+        click.core,
+        click.decorators,
+        click.exceptions,
+        click.formatting,
+        click.parser,
+        click.types,
+    ):
+        module._ = _french  # type: ignore[attr-defined]
+        if hasattr(module, "ngettext"):
+            module.ngettext = _french_n  # type: ignore[attr-defined]
+
+
+_use_french_click()
+
+# ------------------------------------------------------------------ plumbing
+
+
+FLOW = ("init", "generate", "send", "collect", "status", "remind", "report", "archive", "purge")
+
+
+class FlowGroup(click.Group):
+    """Lists commands in the order of the season (`FLOW`), not alphabetically; others last."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {name: index for index, name in enumerate(FLOW)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(FLOW)), name))
+
+
+@dataclass
+class Context:
+    """Shared by every command: the campaign folder."""
+
+    root: Path
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.root)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a French error on stderr and exit with `code`."""
+    click.echo(f"Erreur : {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn library errors into French messages and exit codes, never a traceback."""
+    try:
+        yield
+    except GrilleError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrompu par l'utilisateur.", 130)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"accès au fichier impossible{where} : {french_os_error(exc)}.")
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long work (silent when there is little to do)."""
+    if total < 20 or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+@contextmanager
+def progress_counter(label: str) -> Iterator[Callable[[int], None]]:
+    """A running count on stderr when the total is not known in advance."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        click.echo(f"\r{label} : {done}", nl=False, err=True)
+
+    try:
+        yield advance
+    finally:
+        if done:
+            click.echo(err=True)
+
+
+def refresh_tracking(workspace: Workspace, db: sqlite3.Connection) -> None:
+    """Rewrite output/suivi.xlsx; if it cannot be (open in Excel…), warn and go on:
+    the state is safe in the database and the next command rewrites it."""
+    try:
+        tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(db))
+    except GrilleError as exc:
+        click.echo(f"Attention — suivi non mis à jour : {exc}", err=True)
+
+
+def print_problems(problems: list[Problem]) -> None:
+    for problem in problems:
+        prefix = "Attention" if problem.severity == "warning" else "Erreur"
+        click.echo(f"  {prefix} — {problem}", err=True)
+
+
+def parse_day(value: str | None) -> date | None:
+    if not value:
+        return None
+    for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(value.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise click.BadParameter(f"date « {value} » invalide : écrivez-la jj/mm/aaaa.")
+
+
+# ------------------------------------------------------------------ commands
+
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=default_jobs(),
+    show_default="tous les cœurs",
+    metavar="N",
+    help="Nombre de processus.",
+)
+student_option = click.option(
+    "--student",
+    "student_ids",
+    multiple=True,
+    metavar="IDENTIFIANT",
+    help="Identifiant d'un stagiaire (répétable ; voir grille status --format csv).",
+)
+class_option = click.option(
+    "--class", "class_name", default=None, metavar="CLASSE", help="Seulement cette classe."
+)
+
+
+@click.group(
+    cls=FlowGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    subcommand_metavar="COMMANDE [ARGUMENTS]...",
+)
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    envvar="GRILLE_DIR",
+    help="Dossier de la campagne.",
+)
+@click.version_option(package_name="grille", message="grille %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, root: Path) -> None:
+    """grille : évaluation des stages de BTS avec les tuteurs en entreprise.
+
+    \b
+    Le déroulé d'une campagne :
+      grille init         crée la campagne (configuration, liste des stagiaires)
+      grille generate     fabrique un classeur Excel par stagiaire
+      grille send         envoie à chaque tuteur les classeurs de ses stagiaires
+      grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
+      grille status       affiche où en est chaque stagiaire
+      grille remind       relance les tuteurs : ce qui manque, classeur joint
+      grille report       écrit les bilans Word (un par stagiaire, un par classe)
+      grille archive      archive chaque classe : bilans, retours, suivi, manifeste vérifiable
+      grille purge        supprime les données personnelles d'une classe archivée et vérifiée
+      grille demo         démonstration complète sur une classe fictive
+    """
+    ctx.obj = Context(root)

@@ -1,0 +1,245 @@
+"""Closing the season: `grille report`, `grille archive` (and `verify`), `grille purge`."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import archive, state
+from pipeline import campaign as campaign_ops
+from pipeline.cli.base import (
+    Context,
+    class_option,
+    cli,
+    fail,
+    friendly_errors,
+    pass_context,
+    progress_counter,
+    refresh_tracking,
+    student_option,
+)
+from pipeline.errors import GrilleError
+from pipeline.settings import Workspace
+
+
+def run_reports(
+    workspace: Workspace,
+    student_ids: set[str] | None,
+    class_name: str | None,
+    pdf: bool,
+) -> None:
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            with progress_counter("Bilans écrits") as advance:
+                result = archive.write_reports(
+                    opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
+                    progress=advance,
+                )  # fmt: skip
+        finally:
+            opened.close()
+    for path in result.written:
+        click.echo(f"  écrit : {path.relative_to(workspace.root)}")
+    for edited, new in result.kept_edited:
+        click.echo(
+            f"  Attention — {edited.relative_to(workspace.root)} a été modifié à la main : "
+            f"conservé ; nouvelle version dans {new.name}."
+        )
+    for name in result.without_return:
+        click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
+    for path in result.pdfs:
+        click.echo(f"  PDF : {path.relative_to(workspace.root)}")
+    if result.pdf_problem:
+        click.echo(f"Attention — {result.pdf_problem}", err=True)
+    click.echo(
+        f"{len(result.written)} bilan(s) écrit(s) dans "
+        f"{workspace.reports_dir.relative_to(workspace.root)}."
+    )
+    if not result.written and not result.without_return:
+        fail("aucun stagiaire ne correspond à ces critères (--student, --class).")
+
+
+@cli.command()
+@student_option
+@class_option
+@click.option("--pdf", is_flag=True, help="Écrit aussi un PDF de chaque bilan (LibreOffice).")
+@pass_context
+def report(ctx: Context, student_ids: tuple[str, ...], class_name: str | None, pdf: bool) -> None:
+    """Écrit les bilans Word : un par stagiaire et un bilan consolidé par classe.
+
+    Exemple : grille report --class "BTS MUC 2A" --pdf
+
+    Les bilans vont dans output/rapports/<classe>/. L'appréciation de l'équipe
+    pédagogique est prise dans la colonne prévue de output/suivi.xlsx. Un bilan modifié
+    à la main n'est jamais remplacé.
+    """
+    run_reports(ctx.workspace, set(student_ids) or None, class_name, pdf)
+
+
+_ARCHIVED_KINDS = (
+    ("bilan", "bilan(s)"),
+    ("bilan_classe", "bilan(s) de classe"),
+    ("pdf", "PDF"),
+    ("retour", "retour(s)"),
+    ("suivi", "tableau de suivi"),
+    ("grille", "grille(s)"),
+)
+
+
+def _verify_archive(workspace: Workspace, path: Path) -> None:
+    """Check an archive, print every problem; exit 1 unless it is intact."""
+    with friendly_errors():
+        problems = archive.verify_archive(path)
+    for problem in problems:
+        click.echo(f"  Erreur — {problem}", err=True)
+    if problems:
+        fail(f"{path.name} : {len(problems)} problème(s) ; l'archive n'est pas intègre.")
+    click.echo(f"{path.name} : archive intègre, chaque fichier correspond au manifeste.")
+    try:
+        classes = archive.record_verification(workspace, path)
+    except (GrilleError, OSError, sqlite3.Error) as exc:
+        click.echo(f"Attention — vérification non enregistrée dans la campagne : {exc}", err=True)
+        return
+    if classes:
+        click.echo(
+            f"Vérification enregistrée pour {', '.join(classes)} : « grille purge » est possible."
+        )
+
+
+@cli.group("archive", invoke_without_command=True, subcommand_metavar="[verify ARCHIVE]")
+@class_option
+@click.option(
+    "--year",
+    "school_year",
+    default=None,
+    metavar="AAAA-AAAA",
+    help="Année scolaire, ex. 2026-2027. Par défaut : celle de grille.toml.",
+)
+@click.option("--pdf", is_flag=True, help="Ajoute le PDF de chaque bilan (LibreOffice).")
+@click.option(
+    "--verify",
+    "to_verify",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    hidden=True,  # the former spelling of « grille archive verify »
+)
+@click.pass_context
+def archive_command(
+    click_ctx: click.Context,
+    class_name: str | None,
+    school_year: str | None,
+    pdf: bool,
+    to_verify: Path | None,
+) -> None:
+    """Archive chaque classe : bilans, retours, suivi, grille, avec un manifeste vérifiable.
+
+    Exemple : grille archive --class "BTS MUC 2A"   puis, des années plus tard :
+    grille archive verify output/archive/2026-2027/BTS_MUC_2A.zip
+
+    Pour chaque classe (ou seulement --class), un dossier output/archive/<année>/<classe>/
+    et le même contenu dans <classe>.zip à côté ; manifeste.json y donne l'empreinte
+    SHA-256 de chaque fichier. Une archive existante n'est jamais remplacée : la nouvelle
+    s'appelle <classe>_v2. La clé secrète et la base de la campagne n'y figurent jamais.
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    shared = click_ctx.find_object(Context)
+    assert shared is not None
+    workspace = shared.workspace
+    if to_verify is not None:
+        _verify_archive(workspace, to_verify)
+        return
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            built = archive.build_archives(
+                opened, class_name=class_name, school_year=school_year, pdf=pdf
+            )
+        finally:
+            opened.close()
+    warnings: list[str] = []
+    for item in built:
+        click.echo(f"Classe {item.class_name}, année {item.school_year} :")
+        click.echo(f"  dossier : {item.folder.relative_to(workspace.root)}")
+        click.echo(f"  archive : {item.zip_path.relative_to(workspace.root)}")
+        click.echo(f"  empreinte SHA-256 de l'archive : {item.sha256}")
+        counts = ", ".join(
+            f"{item.counts[kind]} {label}"
+            for kind, label in _ARCHIVED_KINDS
+            if item.counts.get(kind)
+        )
+        click.echo(f"  {counts} ; {sum(item.counts.values())} fichier(s) au manifeste.")
+        warnings += [w for w in item.warnings if w not in warnings]
+    for warning in warnings:
+        click.echo(f"Attention — {warning}", err=True)
+    click.echo("Contrôlez chaque archive : grille archive verify <archive.zip>")
+
+
+@archive_command.command("verify")
+@click.argument("path", metavar="ARCHIVE", type=click.Path(exists=True, path_type=Path))
+@pass_context
+def archive_verify(ctx: Context, path: Path) -> None:
+    """Vérifie une archive : chaque fichier doit correspondre au manifeste.
+
+    Exemple : grille archive verify output/archive/2026-2027/BTS_MUC_2A.zip
+
+    Signale chaque fichier absent, modifié ou ajouté depuis l'archivage ; code de sortie 1
+    si l'archive n'est pas intègre. Fonctionne sans campagne, des années plus tard, sur un
+    autre ordinateur ; accepte aussi le dossier de l'archive.
+    """
+    _verify_archive(ctx.workspace, path)
+
+
+def _ask_yes(question: str) -> bool:
+    """A French yes/no question; only « o », « oui » (or « y », « yes ») say yes."""
+    answer = click.prompt(f"{question} (oui/non)", default="non", show_default=False)
+    return str(answer).strip().lower() in ("o", "oui", "y", "yes")
+
+
+@cli.command()
+@class_option
+@click.option("--oui", "yes", is_flag=True, help="Ne demande pas de confirmation.")
+@pass_context
+def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
+    """Supprime les données personnelles d'une classe archivée (règles de conservation).
+
+    Exemple : grille purge --class "BTS MUC 2A"
+
+    Seulement pour une classe dont la dernière archive a été vérifiée (grille archive
+    verify) : supprime ses classeurs, ses retours, ses bilans, les messages .eml qui ne
+    concernent qu'elle et ses lignes de la base, puis réécrit output/suivi.xlsx sans elle.
+    L'archive et la configuration sont conservées. Demande confirmation, sauf avec --oui.
+    """
+    workspace = ctx.workspace
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            plan = archive.plan_purge(opened, class_name)
+            for reason in plan.refused:
+                click.echo(f"  Refusé — {reason}", err=True)
+            if not plan.classes:
+                fail("aucune classe ne peut être purgée ; rien n'a été supprimé.")
+            click.echo(
+                f"Données personnelles à supprimer définitivement ({', '.join(plan.classes)}) :"
+            )
+            click.echo(
+                f"  {plan.students} stagiaire(s) de la base, avec leurs envois, retours et réponses"
+            )
+            click.echo(f"  {len(plan.workbooks)} classeur(s) dans output/classeurs")
+            click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
+            click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
+            click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
+            click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
+            if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
+                click.echo("Purge annulée : rien n'a été supprimé.")
+                sys.exit(1)
+            archive.purge(opened, plan)
+            refresh_tracking(workspace, opened.db)
+        finally:
+            opened.close()
+    click.echo(f"Données personnelles supprimées : {', '.join(plan.classes)}.")
+    if plan.refused:
+        sys.exit(1)

@@ -1,0 +1,192 @@
+"""Writing to the tutors: `grille send` (the workbooks), `grille remind` (what is missing)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from pipeline import campaign as campaign_ops
+from pipeline import mail, remind, state
+from pipeline.cli.base import (
+    Context,
+    class_option,
+    cli,
+    friendly_errors,
+    pass_context,
+    refresh_tracking,
+    student_option,
+)
+from pipeline.settings import SmtpSettings, Workspace
+
+
+def _smtp_password(smtp: SmtpSettings) -> str | None:
+    """The SMTP password: from GRILLE_SMTP_MOT_DE_PASSE, else asked (never echoed)."""
+    if not smtp.configured or not smtp.user:
+        return None
+    return os.environ.get("GRILLE_SMTP_MOT_DE_PASSE") or click.prompt(
+        f"Mot de passe de {smtp.user} sur {smtp.host}", hide_input=True
+    )
+
+
+def _deliver(
+    workspace: Workspace,
+    opened: campaign_ops.Campaign,
+    pending: list[mail.TutorMessage],
+    kind: str,
+    dry_run: bool,
+) -> int:
+    """Build, then send or write, the messages of `pending`; print each; return failures."""
+    template = mail.load_template(workspace, kind)
+    built, errors = mail.build_messages(opened.config, pending, template)
+    for error in errors:
+        click.echo(f"  Erreur — {error}", err=True)
+    smtp = opened.config.smtp
+    outbox = (workspace.output_dir / mail.OUTBOX).relative_to(workspace.root)
+    where = f"serveur {smtp.host}:{smtp.port}" if smtp.configured else f"dossier {outbox}/"
+    if dry_run:
+        for message, email in built:
+            names = ", ".join(part.get_filename() or "?" for part in email.iter_attachments())
+            click.echo(
+                f"  à envoyer : {message.tutor_name} <{message.tutor_email}> — "
+                f"« {email['Subject']} » — pièce(s) jointe(s) : {names}"
+            )
+            for book in message.workbooks:
+                for item in book.todo:
+                    click.echo(f"      • {book.student_name} : {item}")
+        click.echo(
+            f"{len(built)} message(s) prêt(s) pour le {where} ; rien n'a été fait (--dry-run)."
+        )
+        return len(errors)
+    report = mail.deliver(opened.db, workspace, smtp, _smtp_password(smtp), built)
+    for message, _ in report.sent:
+        click.echo(
+            f"  envoyé : {message.tutor_name} <{message.tutor_email}>, "
+            f"{len(message.workbooks)} classeur(s)"
+        )
+    for message, path in report.written:
+        click.echo(
+            f"  prêt : {message.tutor_name} <{message.tutor_email}>, "
+            f"{len(message.workbooks)} classeur(s) → {path.relative_to(workspace.root)}"
+        )
+    for message, reason in report.uncertain:
+        click.echo(
+            f"  Attention — {message.tutor_name} <{message.tutor_email}> : {reason} après "
+            "l'envoi du contenu ; le message est peut-être parti. Vérifiez vos messages "
+            "envoyés ; au besoin : grille send --resend --student IDENTIFIANT.",
+            err=True,
+        )
+    for message, reason in report.failed:
+        click.echo(f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}", err=True)
+    refresh_tracking(workspace, opened.db)
+    if smtp.configured:
+        click.echo(
+            f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec"
+            + (f", {len(report.uncertain)} incertain(s)." if report.uncertain else ".")
+        )
+    else:
+        click.echo(
+            f"{len(report.written)} message(s) prêt(s) à partir dans {outbox}/ (aucun serveur "
+            "d'envoi dans grille.toml [envoi]) : ouvrez chaque fichier .eml avec Thunderbird "
+            "ou Outlook et envoyez-le."
+        )
+    return len(errors) + len(report.failed) + len(report.uncertain)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les messages à envoyer.")
+@click.option("--resend", is_flag=True, help="Renvoie aussi les classeurs déjà envoyés.")
+@student_option
+@class_option
+@pass_context
+def send(
+    ctx: Context, dry_run: bool, resend: bool, student_ids: tuple[str, ...], class_name: str | None
+) -> None:
+    """Envoie à chaque tuteur, en un seul message, les classeurs de ses stagiaires.
+
+    Exemple : grille send --dry-run   (puis, après relecture : grille send)
+
+    Sans serveur d'envoi dans la section [envoi] de grille.toml, les messages sont
+    écrits, prêts à partir, dans output/envoi/ (à ouvrir avec Thunderbird ou Outlook).
+    Avec un serveur, le mot de passe est demandé, ou lu dans la variable
+    GRILLE_SMTP_MOT_DE_PASSE. Le texte du message se modifie dans
+    input_templates/email_envoi.txt. Un classeur déjà envoyé ne l'est pas deux fois
+    (sauf --resend), même après une interruption.
+    """
+    workspace = ctx.workspace
+    failures = 0
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            pending = mail.pending_messages(
+                opened.db,
+                workspace.root,
+                resend=resend,
+                student_ids=set(student_ids) or None,
+                class_name=class_name,
+            )
+            if not pending:
+                click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
+                return
+            failures = _deliver(workspace, opened, pending, mail.SEND, dry_run)
+        finally:
+            opened.close()
+    if failures:
+        sys.exit(1)
+
+
+@cli.command("remind")
+@click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les relances et leur contenu.")
+@student_option
+@class_option
+@click.option(
+    "--interval",
+    type=click.IntRange(min=0),
+    default=7,
+    show_default=True,
+    metavar="JOURS",
+    help="Ne relance pas un tuteur déjà relancé depuis moins de ce nombre de jours.",
+)
+@click.option("--again", is_flag=True, help="Relance même les tuteurs relancés récemment.")
+@pass_context
+def remind_command(
+    ctx: Context,
+    dry_run: bool,
+    student_ids: tuple[str, ...],
+    class_name: str | None,
+    interval: int,
+    again: bool,
+) -> None:
+    """Relance les tuteurs dont une évaluation manque, est incomplète ou invalide.
+
+    Exemple : grille remind --dry-run   (puis : grille remind)
+
+    Un message par tuteur : pour chaque stagiaire, ce qui manque ou est à corriger, et
+    le classeur à compléter en pièce jointe (celui que le tuteur a renvoyé, sinon
+    l'original). Même envoi que « grille send » ; texte modifiable dans
+    input_templates/email_relance.txt.
+    """
+    workspace = ctx.workspace
+    failures = 0
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace)
+        try:
+            reminders = remind.pending_reminders(
+                opened.db,
+                workspace.root,
+                student_ids=set(student_ids) or None,
+                class_name=class_name,
+                interval_days=interval,
+                again=again,
+            )
+            for note in reminders.skipped:
+                click.echo(f"  pas de relance : {note}")
+            if not reminders.messages:
+                click.echo("Aucun tuteur à relancer.")
+                return
+            failures = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
+        finally:
+            opened.close()
+    if failures:
+        sys.exit(1)

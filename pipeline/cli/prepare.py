@@ -1,0 +1,165 @@
+"""Preparing the season: `grille init` (the campaign folder), `grille generate` (workbooks)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import campaign as campaign_ops
+from pipeline import state
+from pipeline.cli.base import (
+    Context,
+    cli,
+    fail,
+    friendly_errors,
+    jobs_option,
+    parse_day,
+    pass_context,
+    print_problems,
+    progress_bar,
+    refresh_tracking,
+)
+from pipeline.roster import RosterError, read_roster
+from pipeline.settings import Workspace
+
+
+@cli.command()
+@click.argument(
+    "directory",
+    required=False,
+    metavar="[DOSSIER]",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--school", default="", metavar="NOM", help="Nom de l'établissement.")
+@click.option(
+    "--session", default="", metavar="NOM", help="Classe ou session (ex. « BTS MUC 2027 »)."
+)
+@click.option("--teacher", default="", metavar="NOM", help="Nom du professeur coordinateur.")
+@click.option(
+    "--teacher-email", default="", metavar="E-MAIL", help="E-mail du professeur coordinateur."
+)
+@click.option(
+    "--deadline", default=None, metavar="JJ/MM/AAAA", help="Date limite de retour (jj/mm/aaaa)."
+)
+@pass_context
+def init(
+    ctx: Context,
+    directory: Path | None,
+    school: str,
+    session: str,
+    teacher: str,
+    teacher_email: str,
+    deadline: str | None,
+) -> None:
+    """Crée un dossier de campagne : configuration, clé secrète, liste à remplir.
+
+    Exemple : grille init campagne-2027 --school "Lycée Jean Moulin"
+
+    Les fichiers existants ne sont jamais remplacés.
+    """
+    workspace = Workspace(directory if directory is not None else ctx.root)
+    with friendly_errors():
+        result = campaign_ops.init_campaign(
+            workspace,
+            school=school,
+            session=session,
+            teacher_name=teacher,
+            teacher_email=teacher_email,
+            deadline=parse_day(deadline),
+        )
+    click.echo(f"Campagne prête dans « {workspace.root} ».")
+    for name in result.created:
+        click.echo(f"  créé : {name}")
+    for name in result.kept:
+        click.echo(f"  conservé (déjà présent) : {name}")
+    click.echo(
+        "Ensuite : complétez grille.toml et input_templates/roster.xlsx, "
+        "puis lancez « grille generate »."
+    )
+
+
+def _run_generate(
+    workspace: Workspace,
+    roster_path: Path | None,
+    grid_path: Path | None,
+    force: bool,
+    jobs: int,
+) -> None:
+    roster_file = roster_path or workspace.roster_path
+    with friendly_errors(), state.run_lock(workspace.output_dir):
+        opened = campaign_ops.Campaign.open(workspace, grid_path)
+        try:
+            try:
+                roster = read_roster(roster_file)
+            except RosterError as exc:
+                fail(str(exc), 2)
+            warnings = [p for p in roster.problems if p.severity == "warning"]
+            if not roster.valid:
+                errors = [p for p in roster.problems if p.severity != "warning"]
+                click.echo(
+                    f"Liste des stagiaires « {roster_file.name} » : {len(errors)} problème(s) "
+                    "à corriger ; aucun classeur n'a été produit.",
+                    err=True,
+                )
+                print_problems(roster.problems)
+                sys.exit(2)
+            print_problems(warnings)
+            if not roster.students:
+                fail(f"« {roster_file.name} » ne contient aucun stagiaire.", 2)
+            opened.remember_grid(grid_path)
+            with progress_bar(len(roster.students), "Classeurs") as advance:
+                result = campaign_ops.generate(
+                    opened, roster.students, force=force, jobs=jobs, progress=advance
+                )
+            refresh_tracking(workspace, opened.db)
+        finally:
+            opened.close()
+    for student in result.created:
+        path = result.files[student.student_id].relative_to(workspace.root)
+        click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")
+    for student, reason in result.updated:
+        path = result.files[student.student_id].relative_to(workspace.root)
+        click.echo(
+            f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}"
+        )
+    for name in result.removed:
+        click.echo(f"  Attention — {name} n'est plus dans la liste : son classeur est conservé.")
+    folder = workspace.workbooks_dir.relative_to(workspace.root)
+    click.echo(
+        f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
+        f"{len(result.unchanged)} inchangé(s), dans {folder}."
+    )
+
+
+@cli.command()
+@click.option(
+    "--roster",
+    "roster_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Liste des stagiaires (.xlsx ou .csv). Par défaut : input_templates/roster.xlsx.",
+)
+@click.option(
+    "--grid",
+    "grid_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Fichier de grille (.toml). Par défaut : la grille déjà utilisée par la campagne, "
+    "sinon la grille BTS MUC fournie.",
+)
+@click.option("--force", is_flag=True, help="Refait aussi les classeurs inchangés.")
+@jobs_option
+@pass_context
+def generate(
+    ctx: Context, roster_path: Path | None, grid_path: Path | None, force: bool, jobs: int
+) -> None:
+    """Fabrique un classeur Excel d'évaluation par stagiaire de la liste.
+
+    Exemple : grille generate --roster stagiaires.csv
+
+    Les classeurs vont dans output/classeurs/<classe>/. Relancer la commande ne refait
+    que les classeurs dont la ligne a changé.
+    """
+    _run_generate(ctx.workspace, roster_path, grid_path, force, jobs)
