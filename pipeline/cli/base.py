@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -13,7 +13,8 @@ from typing import NoReturn
 
 import click
 
-from pipeline import tracking
+from pipeline import state, tracking
+from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
@@ -137,6 +138,20 @@ def friendly_errors() -> Iterator[None]:
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         fail(f"accès au fichier impossible{where} : {french_os_error(exc)}.")
+
+
+@contextmanager
+def open_campaign(
+    workspace: Workspace, grid_file: Path | None = None, *, lock: bool = True
+) -> Iterator[Campaign]:
+    """The opened campaign, closed after; library errors in French; with `lock`, one
+    command at a time on this campaign."""
+    with friendly_errors(), state.run_lock(workspace.output_dir) if lock else nullcontext():
+        opened = Campaign.open(workspace, grid_file)
+        try:
+            yield opened
+        finally:
+            opened.close()
 
 
 @contextmanager

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from pipeline import archive, state
-from pipeline import campaign as campaign_ops
+from pipeline import archive
 from pipeline.cli.base import (
     Context,
     class_option,
     cli,
     fail,
     friendly_errors,
+    open_campaign,
     pass_context,
     progress_counter,
     refresh_tracking,
@@ -31,16 +31,11 @@ def run_reports(
     class_name: str | None,
     pdf: bool,
 ) -> None:
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            with progress_counter("Bilans écrits") as advance:
-                result = archive.write_reports(
-                    opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
-                    progress=advance,
-                )  # fmt: skip
-        finally:
-            opened.close()
+    with open_campaign(workspace) as opened, progress_counter("Bilans écrits") as advance:
+        result = archive.write_reports(
+            opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
+            progress=advance,
+        )  # fmt: skip
     for path in result.written:
         click.echo(f"  écrit : {path.relative_to(workspace.root)}")
     for edited, new in result.kept_edited:
@@ -152,14 +147,10 @@ def archive_command(
     if to_verify is not None:
         _verify_archive(workspace, to_verify)
         return
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            built = archive.build_archives(
-                opened, class_name=class_name, school_year=school_year, pdf=pdf
-            )
-        finally:
-            opened.close()
+    with open_campaign(workspace) as opened:
+        built = archive.build_archives(
+            opened, class_name=class_name, school_year=school_year, pdf=pdf
+        )
     warnings: list[str] = []
     for item in built:
         click.echo(f"Classe {item.class_name}, année {item.school_year} :")
@@ -214,32 +205,26 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
     L'archive et la configuration sont conservées. Demande confirmation, sauf avec --oui.
     """
     workspace = ctx.workspace
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            plan = archive.plan_purge(opened, class_name)
-            for reason in plan.refused:
-                click.echo(f"  Refusé — {reason}", err=True)
-            if not plan.classes:
-                fail("aucune classe ne peut être purgée ; rien n'a été supprimé.")
-            click.echo(
-                f"Données personnelles à supprimer définitivement ({', '.join(plan.classes)}) :"
-            )
-            click.echo(
-                f"  {plan.students} stagiaire(s) de la base, avec leurs envois, retours et réponses"
-            )
-            click.echo(f"  {len(plan.workbooks)} classeur(s) dans output/classeurs")
-            click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
-            click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
-            click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
-            click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
-            if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
-                click.echo("Purge annulée : rien n'a été supprimé.")
-                sys.exit(1)
-            archive.purge(opened, plan)
-            refresh_tracking(workspace, opened.db)
-        finally:
-            opened.close()
+    with open_campaign(workspace) as opened:
+        plan = archive.plan_purge(opened, class_name)
+        for reason in plan.refused:
+            click.echo(f"  Refusé — {reason}", err=True)
+        if not plan.classes:
+            fail("aucune classe ne peut être purgée ; rien n'a été supprimé.")
+        click.echo(f"Données personnelles à supprimer définitivement ({', '.join(plan.classes)}) :")
+        click.echo(
+            f"  {plan.students} stagiaire(s) de la base, avec leurs envois, retours et réponses"
+        )
+        click.echo(f"  {len(plan.workbooks)} classeur(s) dans output/classeurs")
+        click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
+        click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
+        click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
+        click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
+        if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
+            click.echo("Purge annulée : rien n'a été supprimé.")
+            sys.exit(1)
+        archive.purge(opened, plan)
+        refresh_tracking(workspace, opened.db)
     click.echo(f"Données personnelles supprimées : {', '.join(plan.classes)}.")
     if plan.refused:
         sys.exit(1)

@@ -14,6 +14,7 @@ from pipeline.cli.base import (
     Context,
     cli,
     friendly_errors,
+    open_campaign,
 )
 from pipeline.cli.closing import archive_command, run_reports
 from pipeline.cli.mailing import remind_command, send
@@ -72,15 +73,11 @@ def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> Non
     if replies.is_dir() and any(replies.iterdir()):
         click.echo(f"Réponses simulées déjà présentes dans {replies.name}/.")
     else:
-        with friendly_errors():
-            opened = campaign_ops.Campaign.open(workspace)
-            try:
-                students = demo_data.latest_workbooks(opened.db, workspace.root)
-                simulated = demo_data.simulate_tutors(
-                    opened.grid, students, replies, today, opened.config.teacher_email
-                )
-            finally:
-                opened.close()
+        with open_campaign(workspace, lock=False) as opened:
+            students = demo_data.latest_workbooks(opened.db, workspace.root)
+            simulated = demo_data.simulate_tutors(
+                opened.grid, students, replies, today, opened.config.teacher_email
+            )
         for name, what in simulated:
             click.echo(f"  {name} : {what}")
     step(f"5. Collecte des retours (grille collect {replies.name})")

@@ -8,12 +8,12 @@ import sys
 import click
 
 from pipeline import campaign as campaign_ops
-from pipeline import mail, remind, state
+from pipeline import mail, remind
 from pipeline.cli.base import (
     Context,
     class_option,
     cli,
-    friendly_errors,
+    open_campaign,
     pass_context,
     refresh_tracking,
     student_option,
@@ -116,22 +116,18 @@ def send(
     """
     workspace = ctx.workspace
     failures = 0
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            pending = mail.pending_messages(
-                opened.db,
-                workspace.root,
-                resend=resend,
-                student_ids=set(student_ids) or None,
-                class_name=class_name,
-            )
-            if not pending:
-                click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
-                return
-            failures = _deliver(workspace, opened, pending, mail.SEND, dry_run)
-        finally:
-            opened.close()
+    with open_campaign(workspace) as opened:
+        pending = mail.pending_messages(
+            opened.db,
+            workspace.root,
+            resend=resend,
+            student_ids=set(student_ids) or None,
+            class_name=class_name,
+        )
+        if not pending:
+            click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
+            return
+        failures = _deliver(workspace, opened, pending, mail.SEND, dry_run)
     if failures:
         sys.exit(1)
 
@@ -169,24 +165,20 @@ def remind_command(
     """
     workspace = ctx.workspace
     failures = 0
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            reminders = remind.pending_reminders(
-                opened.db,
-                workspace.root,
-                student_ids=set(student_ids) or None,
-                class_name=class_name,
-                interval_days=interval,
-                again=again,
-            )
-            for note in reminders.skipped:
-                click.echo(f"  pas de relance : {note}")
-            if not reminders.messages:
-                click.echo("Aucun tuteur à relancer.")
-                return
-            failures = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
-        finally:
-            opened.close()
+    with open_campaign(workspace) as opened:
+        reminders = remind.pending_reminders(
+            opened.db,
+            workspace.root,
+            student_ids=set(student_ids) or None,
+            class_name=class_name,
+            interval_days=interval,
+            again=again,
+        )
+        for note in reminders.skipped:
+            click.echo(f"  pas de relance : {note}")
+        if not reminders.messages:
+            click.echo("Aucun tuteur à relancer.")
+            return
+        failures = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
     if failures:
         sys.exit(1)

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from pipeline import campaign as campaign_ops
-from pipeline import state
 from pipeline.cli.base import (
     Context,
     cli,
     fail,
     friendly_errors,
     jobs_option,
+    open_campaign,
     parse_day,
     pass_context,
     print_problems,
@@ -88,34 +88,30 @@ def _run_generate(
     jobs: int,
 ) -> None:
     roster_file = roster_path or workspace.roster_path
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace, grid_path)
+    with open_campaign(workspace, grid_path) as opened:
         try:
-            try:
-                roster = read_roster(roster_file)
-            except RosterError as exc:
-                fail(str(exc), 2)
-            warnings = [p for p in roster.problems if p.severity == "warning"]
-            if not roster.valid:
-                errors = [p for p in roster.problems if p.severity != "warning"]
-                click.echo(
-                    f"Liste des stagiaires « {roster_file.name} » : {len(errors)} problème(s) "
-                    "à corriger ; aucun classeur n'a été produit.",
-                    err=True,
-                )
-                print_problems(roster.problems)
-                sys.exit(2)
-            print_problems(warnings)
-            if not roster.students:
-                fail(f"« {roster_file.name} » ne contient aucun stagiaire.", 2)
-            opened.remember_grid(grid_path)
-            with progress_bar(len(roster.students), "Classeurs") as advance:
-                result = campaign_ops.generate(
-                    opened, roster.students, force=force, jobs=jobs, progress=advance
-                )
-            refresh_tracking(workspace, opened.db)
-        finally:
-            opened.close()
+            roster = read_roster(roster_file)
+        except RosterError as exc:
+            fail(str(exc), 2)
+        warnings = [p for p in roster.problems if p.severity == "warning"]
+        if not roster.valid:
+            errors = [p for p in roster.problems if p.severity != "warning"]
+            click.echo(
+                f"Liste des stagiaires « {roster_file.name} » : {len(errors)} problème(s) "
+                "à corriger ; aucun classeur n'a été produit.",
+                err=True,
+            )
+            print_problems(roster.problems)
+            sys.exit(2)
+        print_problems(warnings)
+        if not roster.students:
+            fail(f"« {roster_file.name} » ne contient aucun stagiaire.", 2)
+        opened.remember_grid(grid_path)
+        with progress_bar(len(roster.students), "Classeurs") as advance:
+            result = campaign_ops.generate(
+                opened, roster.students, force=force, jobs=jobs, progress=advance
+            )
+        refresh_tracking(workspace, opened.db)
     for student in result.created:
         path = result.files[student.student_id].relative_to(workspace.root)
         click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")

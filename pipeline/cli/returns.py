@@ -8,15 +8,14 @@ from pathlib import Path
 
 import click
 
-from pipeline import campaign as campaign_ops
 from pipeline import collect as collect_ops
-from pipeline import inbox, state, tracking
+from pipeline import inbox, tracking
 from pipeline.cli.base import (
     Context,
     class_option,
     cli,
-    friendly_errors,
     jobs_option,
+    open_campaign,
     parse_day,
     pass_context,
     print_problems,
@@ -112,27 +111,23 @@ def collect(
     since_day = parse_day(since)
     workspace = ctx.workspace
     mailbox: inbox.MailboxResult | None = None
-    with friendly_errors(), state.run_lock(workspace.output_dir):
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            with progress_counter("Retours traités") as advance:
-                if from_mailbox:
-                    settings = inbox.mailbox_settings(
-                        opened.config.imap, folder=folder, since=since_day
-                    )
-                    password: str = os.environ.get(inbox.PASSWORD_VARIABLE) or click.prompt(
-                        f"Mot de passe de {settings.user} sur {settings.host}", hide_input=True
-                    )
-                    mailbox = inbox.collect_mailbox(
-                        opened, settings, password, paths=list(paths), mark_seen=mark_seen,
-                        jobs=jobs, progress=advance,
-                    )  # fmt: skip
-                    result = mailbox.collected
-                else:
-                    result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
-            refresh_tracking(workspace, opened.db)
-        finally:
-            opened.close()
+    with open_campaign(workspace) as opened:
+        with progress_counter("Retours traités") as advance:
+            if from_mailbox:
+                settings = inbox.mailbox_settings(
+                    opened.config.imap, folder=folder, since=since_day
+                )
+                password: str = os.environ.get(inbox.PASSWORD_VARIABLE) or click.prompt(
+                    f"Mot de passe de {settings.user} sur {settings.host}", hide_input=True
+                )
+                mailbox = inbox.collect_mailbox(
+                    opened, settings, password, paths=list(paths), mark_seen=mark_seen,
+                    jobs=jobs, progress=advance,
+                )  # fmt: skip
+                result = mailbox.collected
+            else:
+                result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
+        refresh_tracking(workspace, opened.db)
     for recorded in result.recorded:
         click.echo(_describe(recorded))
     for origin in result.duplicates:
@@ -184,12 +179,8 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
     Exemple : grille status --format json > etat.json
     """
     workspace = ctx.workspace
-    with friendly_errors():
-        opened = campaign_ops.Campaign.open(workspace)
-        try:
-            statuses = tracking.student_statuses(opened.db)
-        finally:
-            opened.close()
+    with open_campaign(workspace, lock=False) as opened:
+        statuses = tracking.student_statuses(opened.db)
     if class_name:
         statuses = [s for s in statuses if s.class_name == class_name]
     if output_format == "json":
