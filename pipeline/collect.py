@@ -353,8 +353,9 @@ def _record(
             name = ""
             if outcome.student_id:
                 row = db.execute(
-                    "SELECT last_name, first_name FROM students WHERE student_id = ?",
+                    "SELECT last_name, first_name, class_name FROM students WHERE student_id = ?",
                     (outcome.student_id,),
                 ).fetchone()
-                name = f"{row['last_name'].upper()} {row['first_name']}" if row else ""
+                if row:  # with the class: two students may share a name
+                    name = f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
             result.recorded.append(Recorded(candidate.origin, outcome, name))
