@@ -582,6 +582,42 @@ def record_sending(
         )  # fmt: skip
 
 
+def mark_sent_by_hand(
+    db: sqlite3.Connection, *, student_ids: set[str] | None = None, class_name: str | None = None
+) -> list[str]:
+    """Record that the teacher sent the outbox messages herself; the students' names.
+
+    Only latest workbooks written to the outbox and not yet sent are marked.
+    """
+    rows = db.execute(
+        """
+        SELECT d.student_id, d.workbook_id, d.recipient, d.message_id, d.file,
+               s.last_name, s.first_name, s.class_name
+        FROM sendings d JOIN students s ON s.student_id = d.student_id
+        WHERE d.kind = 'envoi' AND d.channel = 'fichier'
+          AND d.workbook_id = (SELECT MAX(id) FROM workbooks WHERE student_id = d.student_id)
+          AND NOT EXISTS (SELECT 1 FROM sendings o WHERE o.workbook_id = d.workbook_id
+                          AND o.kind = 'envoi' AND o.channel != 'fichier')
+        GROUP BY d.student_id ORDER BY s.class_name, s.last_name, s.first_name
+        """
+    ).fetchall()
+    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    chosen = [
+        row
+        for row in rows
+        if (student_ids is None or row["student_id"] in student_ids)
+        and (wanted_class is None or row["class_name"].strip().casefold() == wanted_class)
+    ]
+    with state.transaction(db):
+        db.executemany(
+            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
+            "kind, channel, file) VALUES (?, ?, ?, ?, ?, 'envoi', 'manuel', ?)",
+            [(r["student_id"], r["workbook_id"], r["recipient"], r["message_id"], state.now(),
+              r["file"]) for r in chosen],
+        )  # fmt: skip
+    return [f"{r['last_name'].upper()} {r['first_name']} ({r['class_name']})" for r in chosen]
+
+
 def write_eml(message: EmailMessage, folder: Path, prefix: str) -> Path:
     """Save `message` as `<prefix>_<recipient>-<hash>.eml` in `folder` (atomic).
 

@@ -117,8 +117,8 @@ SELECT s.*,
        w.file AS workbook_file, w.generated_at,
        (SELECT MAX(sent_at) FROM sendings
         WHERE student_id = s.student_id AND kind = 'envoi') AS sent_at,
-       (SELECT MAX(channel = 'smtp') FROM sendings
-        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_by_smtp,
+       (SELECT MAX(channel != 'fichier') FROM sendings
+        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_for_sure,
        (SELECT MAX(sent_at) FROM sendings
         WHERE student_id = s.student_id AND kind = 'relance') AS reminded_at,
        r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match, r.match_note,
@@ -139,7 +139,7 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
         )
         if row["return_status"]:
             status = row["return_status"]
-        elif row["sent_by_smtp"]:
+        elif row["sent_for_sure"]:  # over SMTP, or marked sent by the teacher
             status = "sent"
         elif row["sent_at"]:
             status = "prepared"  # written to the outbox: the teacher sends it herself

@@ -105,6 +105,33 @@ def test_send__no_server_configured__ready_to_send_eml_files__each_tutor_only_hi
     assert again.output == "Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).\n"
 
 
+def test_send__outbox_messages_sent_by_hand__mark_sent__statuses_become_sent(
+    campaign: Path,
+) -> None:
+    assert run(campaign, "send").exit_code == 0
+
+    marked = run(campaign, "send", "--mark-sent", "--class", "BTS 2A")
+
+    assert marked.exit_code == 0, marked.output
+    assert marked.output.splitlines() == [
+        "  envoyé par vous : ABADIE Chloé (BTS 2A)",
+        "  envoyé par vous : BERNARD Yanis (BTS 2A)",
+        "  envoyé par vous : CHEVALLIER Inès (BTS 2A)",
+        "3 classeur(s) notés comme envoyés.",
+    ]
+    statuses = status_json(campaign)
+    assert {n: s["status"] for n, s in statuses.items()} == {
+        "Abadie": "sent", "Bernard": "sent", "Chevallier": "sent", "Da Silva": "prepared",
+        "Étienne": "prepared", "Faure": "prepared", "Garcia": "prepared",
+    }  # fmt: skip
+    again = run(campaign, "send", "--mark-sent", "--class", "BTS 2A")
+    assert again.output == "Aucun message préparé en attente : rien à noter.\n"
+    assert run(campaign, "send").output.startswith("Rien à envoyer")
+    misuse = run(campaign, "send", "--mark-sent", "--dry-run")
+    assert misuse.exit_code == 2
+    assert "--mark-sent ne s'emploie ni avec --dry-run ni avec --resend." in misuse.output
+
+
 def test_send__roster_name_with_line_break__refused_at_the_roster__no_header_can_be_added(
     tmp_path: Path, write_csv: Callable[..., Path]
 ) -> None:

@@ -97,11 +97,21 @@ def _deliver(
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="N'envoie rien : liste les messages à envoyer.")
 @click.option("--resend", is_flag=True, help="Renvoie aussi les classeurs déjà envoyés.")
+@click.option(
+    "--mark-sent",
+    is_flag=True,
+    help="Note que vous avez envoyé vous-même les messages préparés dans output/envoi/.",
+)
 @student_option
 @class_option
 @pass_context
 def send(
-    ctx: Context, dry_run: bool, resend: bool, student_ids: tuple[str, ...], class_name: str | None
+    ctx: Context,
+    dry_run: bool,
+    resend: bool,
+    mark_sent: bool,
+    student_ids: tuple[str, ...],
+    class_name: str | None,
 ) -> None:
     """Envoie à chaque tuteur, en un seul message, les classeurs de ses stagiaires.
 
@@ -112,11 +122,27 @@ def send(
     Avec un serveur, le mot de passe est demandé, ou lu dans la variable
     GRILLE_SMTP_MOT_DE_PASSE. Le texte du message se modifie dans
     input_templates/email_envoi.txt. Un classeur déjà envoyé ne l'est pas deux fois
-    (sauf --resend), même après une interruption.
+    (sauf --resend), même après une interruption. Après avoir envoyé vous-même les
+    messages préparés : grille send --mark-sent.
     """
     workspace = ctx.workspace
     failures = 0
+    if mark_sent and (dry_run or resend):
+        raise click.UsageError("--mark-sent ne s'emploie ni avec --dry-run ni avec --resend.")
     with open_campaign(workspace) as opened:
+        if mark_sent:
+            marked = mail.mark_sent_by_hand(
+                opened.db, student_ids=set(student_ids) or None, class_name=class_name
+            )
+            for name in marked:
+                click.echo(f"  envoyé par vous : {name}")
+            refresh_tracking(workspace, opened.db)
+            click.echo(
+                f"{len(marked)} classeur(s) notés comme envoyés."
+                if marked
+                else "Aucun message préparé en attente : rien à noter."
+            )
+            return
         pending = mail.pending_messages(
             opened.db,
             workspace.root,
