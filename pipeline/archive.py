@@ -560,6 +560,21 @@ def _archive_class(
     return ArchivedClass(class_name, school_year, folder, zip_path, digest, counts)
 
 
+def _classes(campaign: Campaign, class_name: str | None, unknown: str) -> list[str]:
+    """The campaign's classes, or only `class_name`; a French error when it has no such class."""
+    classes = sorted(
+        row[0] for row in campaign.db.execute("SELECT DISTINCT class_name FROM students")
+    )
+    if class_name is None:
+        return classes
+    if class_name not in classes:
+        raise GrilleError(
+            f"Classe « {class_name} » {unknown}. Classes de la campagne : "
+            f"{', '.join(classes) or 'aucune'}."
+        )
+    return [class_name]
+
+
 def build_archives(
     campaign: Campaign,
     *,
@@ -571,16 +586,7 @@ def build_archives(
     """One archive per class with reports (or only `class_name`), for `school_year`."""
     ws = campaign.workspace
     year = school_year or campaign.config.school_year or default_school_year(today or date.today())
-    classes = sorted(
-        row[0] for row in campaign.db.execute("SELECT DISTINCT class_name FROM students")
-    )
-    if class_name is not None:
-        if class_name not in classes:
-            raise GrilleError(
-                f"Classe « {class_name} » inconnue. Classes de la campagne : "
-                f"{', '.join(classes) or 'aucune'}."
-            )
-        classes = [class_name]
+    classes = _classes(campaign, class_name, "inconnue")
 
     def has_reports(klass: str) -> bool:
         folder = ws.reports_dir / safe_name(klass, 60)
@@ -800,14 +806,7 @@ def plan_purge(campaign: Campaign, class_name: str | None = None) -> PurgePlan:
     """What purging `class_name` (or every class) would delete; nothing is deleted."""
     ws = campaign.workspace
     db = campaign.db
-    classes = sorted(row[0] for row in db.execute("SELECT DISTINCT class_name FROM students"))
-    if class_name is not None:
-        if class_name not in classes:
-            raise GrilleError(
-                f"Classe « {class_name} » inconnue ou déjà purgée. Classes de la campagne : "
-                f"{', '.join(classes) or 'aucune'}."
-            )
-        classes = [class_name]
+    classes = _classes(campaign, class_name, "inconnue ou déjà purgée")
     if not classes:
         raise GrilleError("Aucune donnée personnelle à purger : la campagne n'a aucun stagiaire.")
     plan = PurgePlan()
