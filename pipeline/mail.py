@@ -48,6 +48,7 @@ SEND, REMIND = "envoi", "relance"  # the two kinds of message, as recorded in `s
 TEMPLATE_NAMES = {SEND: "email_envoi.txt", REMIND: "email_relance.txt"}
 BUNDLED_TEMPLATES = Path(__file__).parent / "data"
 OUTBOX = "envoi"  # folder of output/ where messages go when no SMTP server is set
+SENT_COPIES = "envoyes"  # under OUTBOX: a copy of each message sent over SMTP
 
 
 class MailError(GrilleError):
@@ -618,17 +619,19 @@ def mark_sent_by_hand(
     return [f"{r['last_name'].upper()} {r['first_name']} ({r['class_name']})" for r in chosen]
 
 
-def write_eml(message: EmailMessage, folder: Path, prefix: str) -> Path:
-    """Save `message` as `<prefix>_<recipient>-<hash>.eml` in `folder` (atomic).
-
-    `X-Unsent: 1` makes Outlook open it as a draft, ready to send.
-    """
-    if message["X-Unsent"] is None:
-        message["X-Unsent"] = "1"
+def eml_path(message: EmailMessage, folder: Path, prefix: str) -> Path:
+    """`folder/<prefix>_<recipient>-<hash>.eml`: the file name of a message's copy."""
     addresses = getattr(message["To"], "addresses", ())
     recipient = addresses[0].addr_spec.casefold() if addresses else "sans_destinataire"
     digest = hashlib.sha256(recipient.encode("utf-8", "replace")).hexdigest()[:8]
-    path = folder / f"{prefix}_{safe_name(recipient, 60)}-{digest}.eml"
+    return folder / f"{prefix}_{safe_name(recipient, 60)}-{digest}.eml"
+
+
+def write_eml(message: EmailMessage, path: Path, *, draft: bool = True) -> Path:
+    """Save `message` at `path` (atomic); a `draft` gets `X-Unsent: 1`, which makes
+    Outlook open it as a message ready to send."""
+    if draft and message["X-Unsent"] is None:
+        message["X-Unsent"] = "1"
     atomic_write_bytes(path, message.as_bytes(), durable=False)
     return path
 
@@ -647,21 +650,35 @@ def deliver(
 
     Each delivery is recorded at once, so an interrupted run resumes where it stopped.
     """
+    folder = workspace.output_dir / OUTBOX
+    day = today or date.today()
+
+    def prefix(message: TutorMessage) -> str:
+        return f"{'relance' if message.kind == REMIND else 'envoi'}_{day:%Y-%m-%d}"
+
     if smtp.configured:
+        emails = {str(email["Message-ID"]): email for _, email in built}
+
+        def keep(message: TutorMessage, message_id: str, uncertain: bool = False) -> None:
+            """Record the sending, then keep a copy of what left (a trace for the teacher)."""
+            email = emails[message_id]
+            path = eml_path(email, folder / SENT_COPIES, prefix(message))
+            relative = path.relative_to(workspace.root).as_posix()
+            record_sending(db, message, message_id, state.now(), file=relative, uncertain=uncertain)
+            write_eml(email, path, draft=False)
+
         return send_messages(
             smtp,
             password,
             built,
-            on_sent=lambda m, mid: record_sending(db, m, mid, state.now()),
-            on_uncertain=lambda m, mid: record_sending(db, m, mid, state.now(), uncertain=True),
+            on_sent=keep,
+            on_uncertain=lambda m, mid: keep(m, mid, uncertain=True),
             sleep=sleep,
         )
     report = SendReport()
-    folder = workspace.output_dir / OUTBOX
-    day = today or date.today()
     for message, email in built:
-        prefix = f"relance_{day:%Y-%m-%d}" if message.kind == REMIND else "envoi"
-        path = write_eml(email, folder, prefix)
+        name = prefix(message) if message.kind == REMIND else "envoi"
+        path = write_eml(email, eml_path(email, folder, name))
         relative = path.relative_to(workspace.root).as_posix()
         record_sending(
             db, message, str(email["Message-ID"]), state.now(), channel="fichier", file=relative

@@ -26,6 +26,7 @@ from pipeline.mail import (
     MailError,
     TutorMessage,
     build_message,
+    eml_path,
     load_template,
     pending_messages,
     record_sending,
@@ -414,7 +415,8 @@ def test_write_eml__a_parseable_draft_that_outlook_opens_ready_to_send(
     garnier = pending_messages(db, three_students)[1]
     folder = three_students / "output" / "apercu"
 
-    path = write_eml(build(config(), garnier), folder, "envoi")
+    email = build(config(), garnier)
+    path = write_eml(email, eml_path(email, folder, "envoi"))
 
     assert path.parent == folder
     assert path.name.startswith("envoi_sg_horizon_example-") and path.suffix == ".eml"

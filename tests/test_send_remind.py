@@ -233,6 +233,11 @@ def test_send__over_smtp__one_message_per_tutor__byte_identical_workbooks__statu
     assert {s["status"] for s in status_json(campaign).values()} == {"sent"}
     assert run(campaign, "send").output.startswith("Rien à envoyer")
     assert len(handler.accepted) == 4
+    copies = [parse(p.read_bytes()) for p in (campaign / "output/envoi/envoyes").iterdir()]
+    assert sorted(c["Message-ID"] for c in copies) == sorted(
+        m["Message-ID"] for m in handler.accepted
+    )  # a copy of what left, for the teacher's records
+    assert all(c["X-Unsent"] is None for c in copies)  # not drafts: nobody sends them again
 
 
 def test_send__server_down__french_error_exit_1(campaign: Path) -> None:
