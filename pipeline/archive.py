@@ -159,9 +159,7 @@ def write_reports(
             continue
         if student_ids and status.student_id not in student_ids:
             continue
-        result.without_return.append(
-            f"{status.last_name.upper()} {status.first_name} ({status.class_name})"
-        )
+        result.without_return.append(f"{status.student.display_name} ({status.class_name})")
     for klass, items in sorted(by_class.items()):
         folder = ws.reports_dir / safe_name(klass, 60)
         for item in items:
@@ -270,10 +268,6 @@ def _grille_version() -> str:
         return "inconnue"
 
 
-def _display(student: Student) -> str:
-    return f"{student.last_name.upper()} {student.first_name}"
-
-
 def _report_files(folder: Path) -> list[Path]:
     """Reports (.docx, .pdf) of a class folder; Word's lock files and hidden files left out."""
     if not folder.is_dir():
@@ -342,7 +336,7 @@ def _report_entries(
                 kind,
                 path,
                 student.student_id if student else None,
-                _display(student) if student else None,
+                student.display_name if student else None,
                 day,
                 grid_id,
                 grid_version,

@@ -30,15 +30,11 @@ class Reminders:
 
 
 def _display(status: StudentStatus) -> str:
-    return f"{status.last_name.upper()} {status.first_name} ({status.class_name})"
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)
+    return f"{status.student.display_name} ({status.class_name})"
 
 
 def _french_day(stamp: str) -> str:
-    return f"{_parse(stamp):%d/%m/%Y}"
+    return f"{datetime.fromisoformat(stamp):%d/%m/%Y}"
 
 
 def pending_reminders(
@@ -82,7 +78,8 @@ def pending_reminders(
         if status.status not in TO_REMIND:
             continue
         if status.reminded_at and not again:
-            recent = moment - _parse(status.reminded_at) < timedelta(days=interval_days)
+            reminded = datetime.fromisoformat(status.reminded_at)
+            recent = moment - reminded < timedelta(days=interval_days)
             news = status.returned_at and status.returned_at > status.reminded_at
             if recent and not news:
                 result.skipped.append(
@@ -103,7 +100,7 @@ def _workbook_to_complete(
 ) -> WorkbookToSend:
     """The returned workbook (stored under its digest) if any, else the generated one."""
     generated = Path(status.workbook_file)
-    name = f"{status.last_name.upper()} {status.first_name}"
+    name = status.student.display_name
     if status.return_file:
         stored = Path(status.return_file)
         return WorkbookToSend(

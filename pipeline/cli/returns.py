@@ -218,10 +218,10 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
     if not statuses:
         click.echo("Aucun stagiaire : lancez « grille generate ».")
         return
-    width = max(len(f"{s.last_name.upper()} {s.first_name}") for s in statuses)
+    width = max(len(s.student.display_name) for s in statuses)
     click.echo(f"{'Stagiaire'.ljust(width)}  {'Classe':<12}  {'Statut':<24}  Manquant / invalide")
     for s in statuses:
-        name = f"{s.last_name.upper()} {s.first_name}".ljust(width)
+        name = s.student.display_name.ljust(width)
         todo = len(s.missing) + len(s.invalid)
         detail = f"{len(s.missing)} manquant(s), {len(s.invalid)} invalide(s)" if todo else ""
         click.echo(f"{name}  {s.class_name[:12]:<12}  {s.status_label:<24}  {detail}")
