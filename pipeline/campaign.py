@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline import state
 from pipeline.errors import GrilleError
-from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.files import atomic_write_bytes
 from pipeline.grid import Grid, grid_path, load_grid, parse_grid_text
 from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 from pipeline.parallel import map_batches
@@ -249,7 +249,8 @@ def generate(
     todo: list[tuple[Student, Path, str]] = []
     for student in students:
         fingerprint = student.fingerprint()
-        path = ws.workbooks_dir / safe_name(student.class_name, 60) / student_file_name(student)
+        folder = state.class_folder(campaign.db, student.class_name)
+        path = ws.workbooks_dir / folder / student_file_name(student)
         result.files[student.student_id] = path
         before = previous.get(student.student_id)
         if before is None:

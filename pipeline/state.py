@@ -7,14 +7,16 @@ in a transaction, and recorded in `schema_migrations`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pipeline.errors import GrilleError
+from pipeline.files import safe_name
 from pipeline.roster import Student
 
 
@@ -164,6 +166,74 @@ def _005_archives(db: sqlite3.Connection) -> None:
     )
 
 
+def _007_class_folders(db: sqlite3.Connection) -> None:
+    """Each class's own folder name; reports tied to their class and student, with the bytes
+    being written; the manifest of each archive.
+
+    Before 007 a class's folder was its name made safe, so two classes could share one: the
+    class whose workbooks were made first keeps the folder it has, the other gets a new one
+    (its files already written keep their recorded paths).
+    """
+    _script(
+        db,
+        """
+        CREATE TABLE class_folders (
+            class_name TEXT PRIMARY KEY,
+            folder TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            assigned_at TEXT NOT NULL
+        );
+        ALTER TABLE reports ADD COLUMN class_name TEXT;
+        ALTER TABLE reports ADD COLUMN student_id TEXT;
+        ALTER TABLE reports ADD COLUMN pending_sha256 TEXT;
+        CREATE INDEX reports_class ON reports(class_name);
+        ALTER TABLE archives ADD COLUMN manifest_sha256 TEXT
+        """,
+    )
+    rows = db.execute(
+        "SELECT s.class_name, w.file FROM workbooks w JOIN students s USING (student_id) "
+        "ORDER BY w.id"
+    ).fetchall()
+    for class_name, file in rows:
+        parts = PurePosixPath(file).parts
+        used = parts[2] if len(parts) == 4 and parts[:2] == ("output", "classeurs") else None
+        if db.execute("SELECT 1 FROM class_folders WHERE class_name = ?", (class_name,)).fetchone():
+            continue
+        _assign_folder(db, class_name, used)
+    _007_attribute_reports(db)
+
+
+def _007_attribute_reports(db: sqlite3.Connection) -> None:
+    """Tie each report written before 007 to its student (by its file name, as grille named
+    reports then) or, for a class report, to the class that owns its folder."""
+    stems = sorted(
+        (
+            (
+                f"bilan_{safe_name(row['last_name']).upper()}_{safe_name(row['first_name'])}_"
+                f"{safe_name(row['student_id'])}"
+            ),
+            row["student_id"],
+            row["class_name"],
+        )
+        for row in db.execute("SELECT student_id, last_name, first_name, class_name FROM students")
+    )
+    owners = dict(db.execute("SELECT folder, class_name FROM class_folders").fetchall())
+    for (file,) in db.execute("SELECT file FROM reports").fetchall():
+        path = PurePosixPath(file)
+        match = max(
+            (item for item in stems if path.stem == item[0] or path.stem.startswith(item[0] + "_")),
+            key=lambda item: len(item[0]),
+            default=None,
+        )
+        if match is not None:
+            student_id, class_name = match[1], match[2]
+        else:
+            student_id, class_name = None, owners.get(path.parent.name)
+        db.execute(
+            "UPDATE reports SET class_name = ?, student_id = ? WHERE file = ?",
+            (class_name, student_id, file),
+        )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -171,6 +241,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("004_sending_kinds", _004_sending_kinds),
     ("005_archives", _005_archives),
     ("006_fetched_messages", _006_fetched_messages),
+    ("007_class_folders", _007_class_folders),
 ]
 
 
@@ -234,6 +305,39 @@ def student_from_row(row: sqlite3.Row) -> Student:
         tutor_phone=row["tutor_phone"],
         referent=row["referent"],
     )
+
+
+def _assign_folder(db: sqlite3.Connection, class_name: str, preferred: str | None = None) -> str:
+    """Give `class_name` the first folder name no other class has (case ignored, as on
+    Windows and macOS): `preferred`, else its name made safe, then `_2`, `_3`…"""
+    taken = {row[0].casefold() for row in db.execute("SELECT folder FROM class_folders")}
+    base = safe_name(class_name, 60)
+    candidates = itertools.chain(
+        [preferred] if preferred else [], [base], (f"{base}_{n}" for n in itertools.count(2))
+    )
+    folder = next(name for name in candidates if name.casefold() not in taken)
+    db.execute(
+        "INSERT INTO class_folders (class_name, folder, assigned_at) VALUES (?, ?, ?)",
+        (class_name, folder, now()),
+    )
+    return folder
+
+
+def class_folder(db: sqlite3.Connection, class_name: str) -> str:
+    """The folder name of a class under `output/classeurs/`, `output/rapports/` and its
+    archive: assigned once, on first use, unique among the campaign's classes."""
+    row = db.execute(
+        "SELECT folder FROM class_folders WHERE class_name = ?", (class_name,)
+    ).fetchone()
+    if row is not None:
+        return str(row[0])
+    if db.in_transaction:
+        return _assign_folder(db, class_name)
+    with transaction(db):
+        again = db.execute(
+            "SELECT folder FROM class_folders WHERE class_name = ?", (class_name,)
+        ).fetchone()
+        return str(again[0]) if again is not None else _assign_folder(db, class_name)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import sqlite3
+import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from tests.test_collect import ROWS, _answers_for
 from tests.tutors import GRID, fill, make_campaign, run, status_json, workbook_of
 
 YEAR = "2026-2027"
+OUTSIDE = (
+    "Vérifié : 11 fichier(s), empreintes et tailles ; signature de la campagne : non vérifiée "
+    "(hors de la campagne) ; empreinte de l'archive : non comparée (hors de la campagne)."
+)
 TEAM_NOTE = "Avis de l'équipe : stage validé."
 
 
@@ -98,6 +103,10 @@ def _verify(*args: str) -> Any:
     return CliRunner().invoke(cli, ["archive", "verify", *args], catch_exceptions=False)
 
 
+def _campaign_id(campaign: Path) -> str:
+    return tomllib.loads((campaign / "grille.toml").read_text("utf-8"))["campagne"]["identifiant"]
+
+
 def _db_rows(campaign: Path, sql: str, *params: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(campaign / "output" / "grille.sqlite") as db:
         return db.execute(sql, params).fetchall()
@@ -145,6 +154,7 @@ def test_archive__one_folder_and_zip_per_class__manifest_hashes_match_the_files(
     files = manifest.pop("files")
     assert {k: v for k, v in manifest.items() if k != "created_at"} == {
         "format": "grille-archive/1",
+        "campaign_id": _campaign_id(campaign),
         "grille_version": importlib.metadata.version("grille"),
         "school": "Lycée Test",
         "session": "",
@@ -152,7 +162,9 @@ def test_archive__one_folder_and_zip_per_class__manifest_hashes_match_the_files(
         "class": "BTS 2A",
         "grids": [{"id": GRID.id, "version": GRID.version}],
     }
-    assert sorted(item["path"] for item in files) == sorted(set(on_disk) - {"manifeste.json"})
+    assert sorted(item["path"] for item in files) == sorted(
+        set(on_disk) - {"manifeste.json", "manifeste.sig"}
+    )
     for item in files:
         data = (folder / item["path"]).read_bytes()
         assert (item["sha256"], item["size"]) == (_sha(data), len(data)), item["path"]
@@ -337,13 +349,23 @@ def test_archive_verify__intact_archive__exit_0_and_recorded_in_the_campaign(
 ) -> None:
     result = run(campaign, "archive", "verify", str(archived))
     assert result.exit_code == 0, result.output
+    recorded = _db_rows(campaign, "SELECT sha256 FROM archives")[0][0]
+    assert recorded == _sha(archived.read_bytes())
     assert result.output == (
+        f"BTS_2A.zip : empreinte SHA-256 de l'archive : {recorded}\n"
+        "Vérifié : 11 fichier(s), empreintes et tailles ; signature de la campagne : valide ; "
+        "empreinte de l'archive : identique à celle enregistrée à sa création.\n"
         "BTS_2A.zip : archive intègre, chaque fichier correspond au manifeste.\n"
         "Vérification enregistrée pour BTS 2A : « grille purge » est possible.\n"
     )
     assert _db_rows(campaign, "SELECT verified_at IS NOT NULL FROM archives") == [(1,)]
     folder = run(campaign, "archive", "verify", str(archived.with_suffix("")))
     assert folder.exit_code == 0, folder.output
+    assert folder.output == (
+        "Vérifié : 11 fichier(s), empreintes et tailles ; signature de la campagne : valide ; "
+        "empreinte du manifeste : identique à celle enregistrée à sa création.\n"
+        "BTS_2A : archive intègre, chaque fichier correspond au manifeste.\n"
+    )
     alias = run(campaign, "archive", "--verify", str(archived))
     assert alias.exit_code == 0 and "archive intègre" in alias.output
 
@@ -360,7 +382,9 @@ def test_archive_verify__one_byte_of_a_report_altered__exit_1_names_that_file(
     result = _verify(str(tampered))
     assert result.exit_code == 1
     assert result.output == (
+        f"BTS_2A.zip : empreinte SHA-256 de l'archive : {_sha(tampered.read_bytes())}\n"
         f"  Erreur — {name} : contenu modifié depuis l'archivage (empreinte différente).\n"
+        f"{OUTSIDE}\n"
         "Erreur : BTS_2A.zip : 1 problème(s) ; l'archive n'est pas intègre.\n"
     )
 
@@ -373,8 +397,10 @@ def test_archive_verify__removed_and_added_files__each_reported(
     result = _verify(str(tampered))
     assert result.exit_code == 1
     assert result.output == (
+        f"BTS_2A.zip : empreinte SHA-256 de l'archive : {_sha(tampered.read_bytes())}\n"
         "  Erreur — suivi.xlsx : absent de l'archive (supprimé après l'archivage).\n"
         "  Erreur — rapports/bilan_AJOUT.docx : ajouté après l'archivage (absent du manifeste).\n"
+        f"{OUTSIDE}\n"
         "Erreur : BTS_2A.zip : 2 problème(s) ; l'archive n'est pas intègre.\n"
     )
     no_manifest = tmp_path / "sans_manifeste.zip"
@@ -417,8 +443,10 @@ def test_archive_verify__without_any_campaign__from_an_empty_folder(
     monkeypatch.chdir(elsewhere)
     result = _verify("BTS_2A.zip")
     assert result.exit_code == 0, result.output
-    assert (
-        result.output == "BTS_2A.zip : archive intègre, chaque fichier correspond au manifeste.\n"
+    assert result.output == (
+        f"BTS_2A.zip : empreinte SHA-256 de l'archive : {_sha(archived.read_bytes())}\n"
+        f"{OUTSIDE}\n"
+        "BTS_2A.zip : archive intègre, chaque fichier correspond au manifeste.\n"
     )
     assert [p.name for p in elsewhere.iterdir()] == ["BTS_2A.zip"]
 

@@ -85,13 +85,17 @@ _ARCHIVED_KINDS = (
 
 
 def _verify_archive(workspace: Workspace, path: Path) -> None:
-    """Check an archive, print every problem; exit 1 unless it is intact."""
+    """Check an archive, print every problem and what was checked; exit 1 unless intact."""
     with friendly_errors():
-        problems = archive.verify_archive(path)
-    for problem in problems:
+        result = archive.verify_archive(path, workspace)
+    if result.zip_sha256:
+        click.echo(f"{path.name} : empreinte SHA-256 de l'archive : {result.zip_sha256}")
+    for problem in result.problems:
         click.echo(f"  Erreur — {problem}", err=True)
-    if problems:
-        fail(f"{path.name} : {len(problems)} problème(s) ; l'archive n'est pas intègre.")
+    if result.summary():
+        click.echo(result.summary())
+    if result.problems:
+        fail(f"{path.name} : {len(result.problems)} problème(s) ; l'archive n'est pas intègre.")
     click.echo(f"{path.name} : archive intègre, chaque fichier correspond au manifeste.")
     try:
         classes = archive.record_verification(workspace, path)
@@ -177,9 +181,12 @@ def archive_verify(ctx: Context, path: Path) -> None:
 
     Exemple : grille archive verify output/archive/2026-2027/BTS_MUC_2A.zip
 
-    Signale chaque fichier absent, modifié ou ajouté depuis l'archivage ; code de sortie 1
-    si l'archive n'est pas intègre. Fonctionne sans campagne, des années plus tard, sur un
-    autre ordinateur ; accepte aussi le dossier de l'archive.
+    Affiche l'empreinte SHA-256 du zip et signale chaque fichier absent, modifié ou ajouté
+    depuis l'archivage. Lancé dans le dossier de la campagne, contrôle aussi la signature du
+    manifeste et l'empreinte du zip enregistrée à sa création. Dit en une ligne ce qui a été
+    vérifié et ce qui n'a pas pu l'être ; code de sortie 1 si l'archive n'est pas intègre.
+    Fonctionne sans campagne, des années plus tard, sur un autre ordinateur ; accepte aussi
+    le dossier de l'archive.
     """
     _verify_archive(ctx.workspace, path)
 
@@ -220,6 +227,11 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
         click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
         click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
         click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
+        for path in plan.unknown:
+            click.echo(
+                f"  Conservé — {path.relative_to(workspace.root).as_posix()} : grille ne l'a pas "
+                "écrit ; supprimez-le vous-même s'il contient des données personnelles."
+            )
         if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
             click.echo("Purge annulée : rien n'a été supprimé.")
             sys.exit(1)
