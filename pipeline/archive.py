@@ -773,6 +773,7 @@ class _Members:
                     names.append(relative)
                 elif not stat.S_ISDIR(mode):
                     self.anomalies.append(f"{relative} : fichier spécial, non lu.")
+        self.anomalies.sort()
         return sorted(names)
 
     def read(self, name: str) -> bytes | None:

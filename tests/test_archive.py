@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib.metadata
 import io
 import json
@@ -469,6 +470,182 @@ def test_archive_verify__archive_of_the_previous_version_with_a_csv_manifest(
     assert bad.exit_code == 1
     expected = "  Erreur — suivi.xlsx : contenu modifié depuis l'archivage (empreinte différente, "
     assert expected in bad.output
+
+
+def _consistent_edit(source: Path, target: Path, signature: bytes | None = b"keep") -> str:
+    """Copy an archive zip, changing one byte of Abadie's report and recomputing its hash
+    and size in the manifest, as a forger would; `signature`: keep, replace or drop
+    manifeste.sig. The name of the changed file."""
+    with zipfile.ZipFile(source) as package:
+        name = next(n for n in package.namelist() if n.startswith("rapports/bilan_ABADIE_"))
+        data = bytearray(package.read(name))
+        manifest = json.loads(package.read("manifeste.json"))
+    data[len(data) // 2] ^= 0x01
+    for item in manifest["files"]:
+        if item["path"] == name:
+            item["sha256"], item["size"] = _sha(bytes(data)), len(data)
+    change: dict[str, bytes | None] = {
+        name: bytes(data),
+        "manifeste.json": json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"),
+    }
+    if signature != b"keep":
+        change["manifeste.sig"] = signature
+    _rewrite_zip(source, target, change)
+    return name
+
+
+def _forged_signature(campaign: Path, manifest: bytes) -> bytes:
+    """A manifeste.sig that names the campaign, signed with a key that is not its key."""
+    forged = hmac.new(b"pas la cle de la campagne", manifest, hashlib.sha256).hexdigest()
+    signature = {"format": "grille-signature/1", "campaign_id": _campaign_id(campaign),
+                 "algorithm": "HMAC-SHA256", "signed_file": "manifeste.json",
+                 "signature": forged}  # fmt: skip
+    return json.dumps(signature).encode("utf-8")
+
+
+def test_archive_verify__manifest_edited_consistently__the_signature_fails_in_the_campaign(
+    campaign: Path, archived: Path, tmp_path: Path
+) -> None:
+    tampered = tmp_path / "autre" / "BTS_2A.zip"
+    tampered.parent.mkdir()
+    _consistent_edit(archived, tampered)
+    outside = _verify(str(tampered))  # without the campaign, only the files can be checked
+    assert outside.exit_code == 0, outside.output
+    assert f"{OUTSIDE}\n" in outside.output
+
+    inside = run(campaign, "archive", "verify", str(tampered))
+
+    assert inside.exit_code == 1
+    assert inside.output == (
+        f"BTS_2A.zip : empreinte SHA-256 de l'archive : {_sha(tampered.read_bytes())}\n"
+        "  Erreur — manifeste.sig : signature invalide : le manifeste a été modifié après "
+        "l'archivage (ou signé sans la clé de cette campagne).\n"
+        "Vérifié : 11 fichier(s), empreintes et tailles ; signature de la campagne : INVALIDE ; "
+        "empreinte de l'archive : non comparée (archive inconnue de cette campagne).\n"
+        "Erreur : BTS_2A.zip : 1 problème(s) ; l'archive n'est pas intègre.\n"
+    )
+    with zipfile.ZipFile(tampered) as package:
+        manifest = package.read("manifeste.json")
+    resigned = tmp_path / "resignee.zip"
+    _rewrite_zip(tampered, resigned, {"manifeste.sig": _forged_signature(campaign, manifest)})
+    again = run(campaign, "archive", "verify", str(resigned))
+    assert again.exit_code == 1
+    assert "manifeste.sig : signature invalide" in again.output
+    unsigned = tmp_path / "sans_signature.zip"
+    _rewrite_zip(tampered, unsigned, {"manifeste.sig": None})
+    dropped = run(campaign, "archive", "verify", str(unsigned))
+    assert dropped.exit_code == 1
+    assert (
+        "  Erreur — manifeste.sig : absente, alors que cette archive a été signée à sa "
+        "création : le manifeste a pu être remplacé.\n"
+    ) in dropped.output
+    assert _db_rows(campaign, "SELECT verified_at FROM archives") == [(None,)]
+
+
+def test_archive_verify__edited_in_place__the_recorded_sha256_fails_even_without_the_key(
+    campaign: Path, archived: Path, tmp_path: Path
+) -> None:
+    recorded = _db_rows(campaign, "SELECT sha256 FROM archives")[0][0]
+    (campaign / ".grille" / "cle_secrete").unlink()  # only the recorded SHA-256 can tell
+    _consistent_edit(archived, tmp_path / "modifiee.zip")
+    shutil.copyfile(tmp_path / "modifiee.zip", archived)
+
+    result = run(campaign, "archive", "verify", str(archived))
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"BTS_2A.zip : empreinte SHA-256 de l'archive : {_sha(archived.read_bytes())}\n"
+        "  Erreur — BTS_2A.zip : empreinte différente de celle enregistrée à la création de "
+        f"l'archive ({recorded}) : modifié ou remplacé depuis.\n"
+        "Vérifié : 11 fichier(s), empreintes et tailles ; signature de la campagne : non "
+        "vérifiée (clé de la campagne absente) ; empreinte de l'archive : DIFFÉRENTE de celle "
+        "enregistrée à sa création.\n"
+        "Erreur : BTS_2A.zip : 1 problème(s) ; l'archive n'est pas intègre.\n"
+    )
+    assert _db_rows(campaign, "SELECT verified_at FROM archives") == [(None,)]
+    folder = archived.with_suffix("")  # the unpacked folder, edited the same way
+    with zipfile.ZipFile(archived) as package:
+        for name in package.namelist():
+            if name.startswith("rapports/bilan_ABADIE_") or name == "manifeste.json":
+                (folder / name).write_bytes(package.read(name))
+    unpacked = run(campaign, "archive", "verify", str(folder))
+    assert unpacked.exit_code == 1
+    assert (
+        "  Erreur — manifeste.json : empreinte différente de celle enregistrée à la création "
+        "de l'archive (" in unpacked.output
+    )
+
+
+def test_archive_verify__empty_manifest__refused(archived: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(archived) as package:
+        manifest = json.loads(package.read("manifeste.json"))
+    manifest["files"] = []
+    empty = tmp_path / "vide.zip"
+    with zipfile.ZipFile(empty, "w") as package:
+        package.writestr("manifeste.json", json.dumps(manifest))
+
+    result = _verify(str(empty))
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"vide.zip : empreinte SHA-256 de l'archive : {_sha(empty.read_bytes())}\n"
+        "  Erreur — manifeste.json : manifeste vide, il ne liste aucun fichier ; l'archive ne "
+        "peut pas être vérifiée.\n"
+        "Erreur : vide.zip : 1 problème(s) ; l'archive n'est pas intègre.\n"
+    )
+
+
+def test_archive_verify__forged_manifest__fails_in_the_campaign(
+    campaign: Path, archived: Path, tmp_path: Path
+) -> None:
+    bilan = b"un faux bilan"
+    manifest = json.dumps(
+        {"format": "grille-archive/1", "campaign_id": _campaign_id(campaign), "class": "BTS 2A",
+         "files": [{"path": "rapports/bilan.docx", "sha256": _sha(bilan), "size": len(bilan)}]}
+    ).encode("utf-8")  # fmt: skip
+    forged = tmp_path / "BTS_2A.zip"
+    with zipfile.ZipFile(forged, "w") as package:
+        package.writestr("manifeste.json", manifest)
+        package.writestr("manifeste.sig", _forged_signature(campaign, manifest))
+        package.writestr("rapports/bilan.docx", bilan)
+
+    result = run(campaign, "archive", "verify", str(forged))
+
+    assert result.exit_code == 1
+    assert "  Erreur — manifeste.sig : signature invalide" in result.output
+    assert (
+        "Vérifié : 1 fichier(s), empreintes et tailles ; signature de la campagne : INVALIDE"
+        in (result.output)
+    )
+    unsigned = tmp_path / "sans_signature.zip"
+    _rewrite_zip(forged, unsigned, {"manifeste.sig": None})
+    assert run(campaign, "archive", "verify", str(unsigned)).exit_code == 1
+
+
+def test_archive_verify__symlink_in_the_unpacked_folder__reported_and_not_followed(
+    archived: Path, tmp_path: Path
+) -> None:
+    folder = archived.with_suffix("")
+    outside = tmp_path / "ailleurs"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("hors de l'archive", encoding="utf-8")
+    moved = outside / "suivi.xlsx"
+    (folder / "suivi.xlsx").rename(moved)
+    (folder / "suivi.xlsx").symlink_to(moved)  # the same bytes, through a link
+    (folder / "rapports" / "lien").symlink_to(outside, target_is_directory=True)
+
+    result = _verify(str(folder))
+
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "  Erreur — rapports/lien : lien symbolique, non suivi ; une archive n'en contient pas : "
+        "remplacez-le par le fichier d'origine.\n"
+        "  Erreur — suivi.xlsx : lien symbolique, non suivi ; une archive n'en contient pas : "
+        "remplacez-le par le fichier d'origine.\n"
+        "  Erreur — suivi.xlsx : absent de l'archive (supprimé après l'archivage).\n"
+    )
+    assert "secret" not in result.output
+    assert "Erreur : BTS_2A : 3 problème(s) ; l'archive n'est pas intègre.\n" in result.output
 
 
 # ------------------------------------------------------------------ purge
