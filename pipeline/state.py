@@ -292,7 +292,7 @@ STANDING_LABELS = {
 
 @dataclass(frozen=True)
 class ReturnStanding:
-    """A recognised return, where it stands with the teacher, and whether it counts."""
+    """A recognised return (matched to a student) and where it stands with the teacher."""
 
     return_id: int
     student: Student
@@ -304,16 +304,14 @@ class ReturnStanding:
     standing: str
     decided_by: str
     decided_at: str
-    counted: bool  # it is the return that counts for its student (`counted_returns`)
 
 
 _STANDING_QUERY = """
 SELECT t.return_id, t.standing, t.decided_by, t.decided_at, r.file_name, r.origin,
-       r.collected_at, r.status, r.match_note, c.return_id IS NOT NULL AS counted, s.*
+       r.collected_at, r.status, r.match_note, s.*
 FROM return_standing t
 JOIN returns r ON r.id = t.return_id
 JOIN students s ON s.student_id = t.student_id
-LEFT JOIN counted_returns c ON c.return_id = t.return_id
 """
 
 
@@ -329,7 +327,6 @@ def _standing(row: sqlite3.Row) -> ReturnStanding:
         standing=row["standing"],
         decided_by=row["decided_by"] or "",
         decided_at=row["decided_at"] or "",
-        counted=bool(row["counted"]),
     )
 
 
@@ -352,7 +349,9 @@ def pending_returns(db: sqlite3.Connection, student_id: str | None = None) -> li
 def counted_return(db: sqlite3.Connection, student_id: str) -> ReturnStanding | None:
     """The return that counts for `student_id` (see `counted_returns`), or None."""
     row = db.execute(
-        _STANDING_QUERY + "WHERE c.return_id IS NOT NULL AND t.student_id = ?", (student_id,)
+        _STANDING_QUERY + "WHERE t.return_id = "
+        "(SELECT return_id FROM counted_returns WHERE student_id = ?)",
+        (student_id,),
     ).fetchone()
     return _standing(row) if row else None
 
