@@ -23,6 +23,7 @@ import docx
 import openpyxl
 import pytest
 
+from pipeline import state
 from tests.tutors import complete_answers, fill, make_campaign, run, status_json, workbook_of
 
 ROWS = [
@@ -466,3 +467,49 @@ def test_banner_is_printed_on_every_page_of_the_pdf(campaign: Path, tmp_path: Pa
     pages = [page for page in text.split("\f") if page.strip()]
     assert len(pages) >= 2
     assert all(BANNER in " ".join(page.split()) for page in pages)
+
+
+def test_help__lists_confirm_right_after_collect(campaign: Path) -> None:
+    result = run(campaign, "--help")
+    assert result.exit_code == 0
+    commands = [
+        line.split()[0] for line in result.output.split("Commandes")[-1].splitlines()[1:] if line
+    ]
+    assert commands[commands.index("collect") + 1] == "confirm"
+    help_text = run(campaign, "confirm", "--help").output
+    assert "Exemple : grille confirm" in help_text and "--reject" in help_text
+
+
+def test_migration__returns_collected_before_it__unsigned_ones_become_pending(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "grille.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    for name, migration in state.MIGRATIONS:
+        if name != "009_return_confirmation":
+            migration(db)
+            db.execute("INSERT INTO schema_migrations VALUES (?, 'avant')", (name,))
+    db.execute(
+        "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
+        "tutor_name, tutor_email, start_date, end_date, updated_at) "
+        "VALUES ('S1', 'Abadie', 'Chloé', 'BTS 2A', 'A', 'T', 't@x.example', '2026-01-05', "
+        "'2026-02-27', 'avant')"
+    )
+    for sha, match in (("a", "signed"), ("b", "visible"), ("c", "rejected")):
+        student = None if match == "rejected" else "S1"
+        db.execute(
+            "INSERT INTO returns (sha256, stored_file, origin, file_name, collected_at, "
+            "student_id, match, status) VALUES (?, ?, ?, ?, 'avant', ?, ?, 'complete')",
+            (sha, sha, sha, f"{sha}.xlsx", student, match),
+        )
+    db.close()
+
+    opened = state.connect(path)
+    try:
+        assert [p.file_name for p in state.pending_returns(opened)] == ["b.xlsx"]
+        counted = state.counted_return(opened, "S1")
+        assert counted is not None and counted.file_name == "a.xlsx"
+        assert counted.standing == state.STANDING_SIGNED
+    finally:
+        opened.close()
