@@ -469,15 +469,13 @@ def test_banner_is_printed_on_every_page_of_the_pdf(campaign: Path, tmp_path: Pa
     assert all(BANNER in " ".join(page.split()) for page in pages)
 
 
-def test_help__lists_confirm_right_after_collect(campaign: Path) -> None:
-    result = run(campaign, "--help")
-    assert result.exit_code == 0
-    commands = [
-        line.split()[0] for line in result.output.split("Commandes")[-1].splitlines()[1:] if line
-    ]
-    assert commands[commands.index("collect") + 1] == "confirm"
+def test_confirm__help_is_french_with_an_example(campaign: Path) -> None:
     help_text = run(campaign, "confirm", "--help").output
-    assert "Exemple : grille confirm" in help_text and "--reject" in help_text
+    assert "Confirme (ou rejette) un retour « à confirmer » ; sans argument, les liste." in (
+        help_text
+    )
+    assert "Exemple : grille confirm   (la liste ; puis : grille confirm 12" in help_text
+    assert "--reject" in help_text and "Utilisation :" in help_text
 
 
 def test_migration__returns_collected_before_it__unsigned_ones_become_pending(
