@@ -87,7 +87,7 @@ def report_data(
             without.append(status)
             continue
         problems = [*status.missing, *status.invalid]
-        if status.match == "visible":
+        if status.to_confirm:
             problems.insert(0, status.match_note)
         with_return.append(
             StudentReportData(
@@ -96,6 +96,7 @@ def report_data(
                 status=status.status,
                 problems=tuple(problems),
                 team_appreciation=team.get(status.student_id, ""),
+                to_confirm=status.to_confirm,
                 returned_on=date.fromisoformat(status.returned_at[:10])
                 if status.returned_at
                 else None,

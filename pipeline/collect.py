@@ -2,8 +2,9 @@
 
 For each file gathered by `returns.gather`: keep the original (content-addressed),
 recognise the student from the hidden metadata or the document properties and verify
-the HMAC signature, or fall back to the visible identity ("à confirmer"); then read
-and validate every answer and record it. Files are processed in worker processes
+the HMAC signature, or fall back to the visible identity ("à confirmer": such a return
+does not replace a signed one until the teacher confirms it, see `state.counted_returns`);
+then read and validate every answer and record it. Files are processed in worker processes
 when there are enough of them; the database is written by this process only.
 """
 
@@ -62,6 +63,9 @@ class Recorded:
     origin: str
     outcome: Outcome | None  # None: already collected before
     student_name: str = ""
+    return_id: int | None = None
+    # For a return « à confirmer »: the signed or confirmed return that still counts instead.
+    counted_instead: state.ReturnStanding | None = None
 
 
 @dataclass
@@ -350,7 +354,11 @@ def _record(
                 "INSERT INTO answers VALUES (?,?,?,?,?,?)",
                 [(cursor.lastrowid, *answer) for answer in outcome.answers],
             )
-            name = ""
+            name, counted = "", None
+            if outcome.match == MATCH_VISIBLE and outcome.student_id:
+                counted = state.counted_return(db, outcome.student_id)
+                if counted is not None and counted.return_id == cursor.lastrowid:
+                    counted = None  # nothing signed or confirmed: this one counts meanwhile
             if outcome.student_id:
                 row = db.execute(
                     "SELECT last_name, first_name, class_name FROM students WHERE student_id = ?",
@@ -358,4 +366,6 @@ def _record(
                 ).fetchone()
                 if row:  # with the class: two students may share a name
                     name = f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
-            result.recorded.append(Recorded(candidate.origin, outcome, name))
+            result.recorded.append(
+                Recorded(candidate.origin, outcome, name, cursor.lastrowid, counted)
+            )

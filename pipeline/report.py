@@ -24,6 +24,7 @@ from pipeline.report_template import (
     MARKERS,
     BodyBuilder,
     ReportError,
+    add_header_banner,
     build_default_template,
     clean_text,
     enable_update_fields,
@@ -50,6 +51,12 @@ HEAD, SUBHEAD, LABEL, MARK, ZEBRA = "D9E2F3", "EDEDED", "F2F2F2", "BDD7EE", "F7F
 GREY = "595959"
 _STATUS_FILL = {"complete": "E2EFDA", "incomplete": "FFF2CC", "invalid": "F8D7DA"}
 NO_RETURN, _NO_RETURN_FILL = "sans retour", "EDEDED"
+TO_CONFIRM_BANNER = "RETOUR À CONFIRMER — identité du classeur non vérifiée"
+_TO_CONFIRM_TEXT = (
+    "ce classeur est revenu sans son identité cachée ; grille l’a rattaché à l’élève par le "
+    "nom écrit dessus. Vérifiez qu’il s’agit bien de la grille de cet élève, puis "
+    "confirmez-la (« grille confirm ») et refaites ce bilan."
+)
 _BANNER_TEXT = {
     "incomplete": "la grille du tuteur n’est pas entièrement renseignée ; "
     "ce bilan n’est pas définitif.",
@@ -68,6 +75,7 @@ class StudentReportData:
     problems: tuple[str, ...]
     team_appreciation: str
     returned_on: date | None
+    to_confirm: bool = False  # from a return matched on its visible identity, not confirmed
 
 
 def _fmt_date(value: date | None) -> str:
@@ -125,9 +133,13 @@ def build_student_report(
     student, evaluation = data.student, data.evaluation
     title = f"Bilan de stage — {student.display_name}"
     doc = new_document(template, _markers(config, student.class_name, title))
+    if data.to_confirm:
+        add_header_banner(doc, TO_CONFIRM_BANNER, "C00000")
     b = BodyBuilder(doc)
     b.para("Bilan de stage", "Title")
     b.para(grid.diploma, "Subtitle")
+    if data.to_confirm:
+        _to_confirm_banner(b, data.problems if data.status == "complete" else ())
     if data.status != "complete":
         _banner(b, data.status, data.problems)
     _identity(b, config, data)
@@ -167,6 +179,20 @@ def _banner(b: BodyBuilder, status: str, problems: Sequence[str]) -> None:
                 style="Normal", bold=True, color=border)  # fmt: skip
     for problem in problems:
         b.para(f"•\t{problem}", parent=tc, indent=284)
+
+
+def _to_confirm_banner(b: BodyBuilder, problems: Sequence[str]) -> None:
+    border, fill = "C00000", "F8D7DA"
+    tbl = b.table([b.width], border=border, size=12)
+    tc = b.cell(b.row(tbl, split=True), b.width, f"{TO_CONFIRM_BANNER} : {_TO_CONFIRM_TEXT}",
+                fill=fill, style="Normal", bold=True, color=border)  # fmt: skip
+    for problem in problems:
+        b.para(f"•\t{problem}", parent=tc, indent=284)
+
+
+def _status_text(data: StudentReportData) -> str:
+    label = STATUS_LABELS.get(data.status, data.status)
+    return f"{label} (à confirmer)" if data.to_confirm else label
 
 
 def _identity(b: BodyBuilder, config: CampaignConfig, data: StudentReportData) -> None:
@@ -355,7 +381,7 @@ def _summary(
                 b.cell(tr, width, "—", fill=zebra, align="center")
             continue
         counts = data.evaluation.rating_counts(grid)
-        status = STATUS_LABELS.get(data.status, data.status)
+        status = _status_text(data)
         b.cell(tr, widths[3], status, fill=_STATUS_FILL.get(data.status, zebra), align="center")
         total = f"{data.evaluation.total(grid)} / {maximum}"
         b.cell(tr, widths[4], total, fill=zebra, align="center")
@@ -431,12 +457,13 @@ def _appreciations(
     for data in students:
         s, evaluation = data.student, data.evaluation
         b.para(f"{s.display_name} — {s.company}" if s.company else s.display_name, "Heading 2")
-        status = STATUS_LABELS.get(data.status, data.status)
+        status = _status_text(data)
         b.para(
             f"Tuteur : {s.tutor_name} · Stage du {_fmt_date(s.start)} au {_fmt_date(s.end)} · "
             f"Total : {evaluation.total(grid)} / {grid.global_evaluation.maximum} · "
             f"Statut : {status}",
-            "Normal", size=16, color="C00000" if data.status == "invalid" else GREY,
+            "Normal", size=16,
+            color="C00000" if data.status == "invalid" or data.to_confirm else GREY,
             keep_next=True,
         )  # fmt: skip
         b.para(closing.tutor_appreciation, "Normal", bold=True, keep_next=True, before=120)

@@ -24,12 +24,13 @@ from typing import Any
 import docx
 from docx.document import Document
 from docx.enum.style import WD_STYLE_TYPE
+from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.opc.constants import RELATIONSHIP_TYPE as RT
 from docx.opc.exceptions import PackageNotFoundError
 from docx.opc.part import XmlPart
 from docx.oxml.ns import qn
 from docx.oxml.parser import OxmlElement, oxml_parser, parse_xml
-from docx.shared import Cm
+from docx.shared import Cm, RGBColor
 from lxml import etree
 
 from pipeline.errors import GrilleError
@@ -257,6 +258,27 @@ def new_document(template: Path | None, markers: dict[str, str]) -> Document:
         if rel.reltype in (RT.HEADER, RT.FOOTER) and isinstance(part, XmlPart):
             _replace_markers(part.element, markers)
     return doc
+
+
+def add_header_banner(doc: Document, text: str, color: str) -> None:
+    """Put `text` (bold, in `color`) at the top of every header a page can show: each
+    section's default header, its first-page one and its even-page one when used."""
+    even = doc.settings.odd_and_even_pages_header_footer
+    for index, section in enumerate(doc.sections):
+        headers = [section.header]
+        if section.different_first_page_header_footer:
+            headers.append(section.first_page_header)
+        if even:
+            headers.append(section.even_page_header)
+        for header in headers:
+            if index and header.is_linked_to_previous:
+                continue  # shows the previous section's header, which has it already
+            first = header.paragraphs[:1]
+            p = first[0].insert_paragraph_before() if first else header.add_paragraph()
+            p.alignment = WD_ALIGN_PARAGRAPH.CENTER
+            run = p.add_run(clean_text(text))
+            run.bold = True
+            run.font.color.rgb = RGBColor.from_string(color)
 
 
 def _replace_markers(root: Any, markers: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 
@@ -234,6 +235,46 @@ def _007_attribute_reports(db: sqlite3.Connection) -> None:
         )
 
 
+def _009_return_confirmation(db: sqlite3.Connection) -> None:
+    """The teacher's decisions on returns matched « à confirmer », and the return that counts.
+
+    `return_standing` gives each recognised return its standing: `signed` (hidden identity
+    verified), else the teacher's latest decision (`confirmed`, `rejected`), else `pending`.
+    `counted_returns` gives, per student, the one return that counts: the latest signed or
+    confirmed one; a pending one only when the student has none of those.
+    """
+    _script(
+        db,
+        """
+        CREATE TABLE return_decisions (
+            id INTEGER PRIMARY KEY,
+            return_id INTEGER NOT NULL REFERENCES returns(id) ON DELETE CASCADE,
+            decision TEXT NOT NULL CHECK (decision IN ('confirmed', 'rejected')),
+            decided_by TEXT NOT NULL,
+            decided_at TEXT NOT NULL
+        );
+        CREATE INDEX return_decisions_return ON return_decisions(return_id, id);
+        CREATE VIEW return_standing AS
+        SELECT r.id AS return_id, r.student_id AS student_id,
+               CASE WHEN r.match = 'signed' THEN 'signed'
+                    ELSE COALESCE(d.decision, 'pending') END AS standing,
+               d.decided_by AS decided_by, d.decided_at AS decided_at
+        FROM returns r
+        LEFT JOIN return_decisions d
+            ON d.id = (SELECT MAX(id) FROM return_decisions WHERE return_id = r.id)
+        WHERE r.student_id IS NOT NULL AND r.match != 'rejected';
+        CREATE VIEW counted_returns AS
+        SELECT t.student_id, t.return_id, t.standing, t.decided_by, t.decided_at
+        FROM return_standing t
+        WHERE t.return_id = (
+            SELECT u.return_id FROM return_standing u
+            WHERE u.student_id = t.student_id AND u.standing != 'rejected'
+            ORDER BY u.standing = 'pending', u.return_id DESC
+            LIMIT 1)
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -242,6 +283,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("005_archives", _005_archives),
     ("006_fetched_messages", _006_fetched_messages),
     ("007_class_folders", _007_class_folders),
+    ("009_return_confirmation", _009_return_confirmation),
 ]
 
 
@@ -338,6 +380,124 @@ def class_folder(db: sqlite3.Connection, class_name: str) -> str:
             "SELECT folder FROM class_folders WHERE class_name = ?", (class_name,)
         ).fetchone()
         return str(again[0]) if again is not None else _assign_folder(db, class_name)
+
+
+STANDING_SIGNED = "signed"  # hidden identity verified: counts without a decision
+STANDING_CONFIRMED = "confirmed"  # matched « à confirmer », confirmed by the teacher
+STANDING_REJECTED = "rejected"  # matched « à confirmer », rejected by the teacher: never counts
+STANDING_PENDING = "pending"  # matched « à confirmer », no decision yet
+STANDING_LABELS = {
+    STANDING_SIGNED: "signé",
+    STANDING_CONFIRMED: "confirmé",
+    STANDING_REJECTED: "rejeté",
+    STANDING_PENDING: "à confirmer",
+}
+
+
+@dataclass(frozen=True)
+class ReturnStanding:
+    """A recognised return (matched to a student) and where it stands with the teacher."""
+
+    return_id: int
+    student: Student
+    file_name: str
+    origin: str
+    collected_at: str
+    status: str
+    match_note: str
+    standing: str
+    decided_by: str
+    decided_at: str
+
+
+_STANDING_QUERY = """
+SELECT t.return_id, t.standing, t.decided_by, t.decided_at, r.file_name, r.origin,
+       r.collected_at, r.status, r.match_note, s.*
+FROM return_standing t
+JOIN returns r ON r.id = t.return_id
+JOIN students s ON s.student_id = t.student_id
+"""
+
+
+def _standing(row: sqlite3.Row) -> ReturnStanding:
+    return ReturnStanding(
+        return_id=row["return_id"],
+        student=student_from_row(row),
+        file_name=row["file_name"],
+        origin=row["origin"],
+        collected_at=row["collected_at"],
+        status=row["status"] or "",
+        match_note=row["match_note"],
+        standing=row["standing"],
+        decided_by=row["decided_by"] or "",
+        decided_at=row["decided_at"] or "",
+    )
+
+
+def return_standing(db: sqlite3.Connection, return_id: int) -> ReturnStanding | None:
+    """Return `return_id` if it was recognised (matched to a student), else None."""
+    row = db.execute(_STANDING_QUERY + "WHERE t.return_id = ?", (return_id,)).fetchone()
+    return _standing(row) if row else None
+
+
+def pending_returns(db: sqlite3.Connection, student_id: str | None = None) -> list[ReturnStanding]:
+    """The returns matched « à confirmer » still awaiting the teacher's decision, oldest first."""
+    query = _STANDING_QUERY + "WHERE t.standing = 'pending'"
+    if student_id is None:
+        rows = db.execute(query + " ORDER BY t.return_id")
+    else:
+        rows = db.execute(query + " AND t.student_id = ? ORDER BY t.return_id", (student_id,))
+    return [_standing(row) for row in rows]
+
+
+def counted_return(db: sqlite3.Connection, student_id: str) -> ReturnStanding | None:
+    """The return that counts for `student_id` (see `counted_returns`), or None."""
+    row = db.execute(
+        _STANDING_QUERY + "WHERE t.return_id = "
+        "(SELECT return_id FROM counted_returns WHERE student_id = ?)",
+        (student_id,),
+    ).fetchone()
+    return _standing(row) if row else None
+
+
+def decide_return(
+    db: sqlite3.Connection, return_id: int, decision: str, decided_by: str
+) -> tuple[ReturnStanding, ReturnStanding]:
+    """Record the teacher's decision (`confirmed` or `rejected`) on a return matched
+    « à confirmer », with who and when; (the return before, the return after).
+
+    Earlier decisions are kept, the latest one stands; the same decision twice is recorded
+    once. A signed return, or a file refused at collection, cannot be decided on.
+    """
+    if decision not in (STANDING_CONFIRMED, STANDING_REJECTED):
+        raise ValueError(f"decide_return: unknown decision {decision!r}")
+    row = db.execute("SELECT file_name, match FROM returns WHERE id = ?", (return_id,)).fetchone()
+    before = return_standing(db, return_id)
+    if row is None:
+        raise GrilleError(
+            f"aucun retour n° {return_id} dans cette campagne. « grille confirm » sans "
+            "argument liste les retours à confirmer."
+        )
+    if before is None:
+        raise GrilleError(
+            f"le retour n° {return_id} (« {row['file_name']} ») a été refusé à la collecte : "
+            "il n'est rattaché à aucun stagiaire et ne peut pas être confirmé."
+        )
+    if before.standing == STANDING_SIGNED:
+        raise GrilleError(
+            f"le retour n° {return_id} (« {row['file_name']} ») porte l'identité signée de son "
+            "classeur : il n'a pas besoin de confirmation."
+        )
+    if before.standing != decision:
+        with transaction(db):
+            db.execute(
+                "INSERT INTO return_decisions (return_id, decision, decided_by, decided_at) "
+                "VALUES (?, ?, ?, ?)",
+                (return_id, decision, decided_by, now()),
+            )
+    after = return_standing(db, return_id)
+    assert after is not None
+    return before, after
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Per-student status, and the tracking workbook `output/suivi.xlsx`.
 
-The status of a student comes from the database: the latest recognised return gives
+The status of a student comes from the database: the return that counts (the latest
+signed or confirmed one, else one « à confirmer », see `state.counted_returns`) gives
 complete / incomplete / invalid; without one, a message sent over SMTP gives `sent`,
 one written to the outbox `prepared`, a workbook `generated`. The tracking workbook shows
 it with colours and filters, and has columns the teacher fills (notes, the teaching
@@ -24,7 +25,13 @@ from openpyxl.utils import get_column_letter
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
 from pipeline.roster import Student
-from pipeline.state import student_from_row
+from pipeline.state import (
+    STANDING_LABELS,
+    STANDING_PENDING,
+    ReturnStanding,
+    pending_returns,
+    student_from_row,
+)
 from pipeline.validation import STATUS_LABELS, fold, sort_problems
 
 SHEET = "Suivi"
@@ -49,7 +56,9 @@ class StudentStatus:
     in_roster: bool
     status: str
     match: str = ""
-    match_note: str = ""
+    match_note: str = ""  # why the return is « à confirmer », and the returns awaiting it
+    standing: str = ""  # of the return that counts: signed / confirmed / pending
+    pending_returns: list[int] = field(default_factory=list)  # ids awaiting confirmation
     missing: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -82,9 +91,14 @@ class StudentStatus:
         return self.student.class_name
 
     @property
+    def to_confirm(self) -> bool:
+        """The return that counts was matched on its visible identity, not yet confirmed."""
+        return self.standing == STANDING_PENDING
+
+    @property
     def status_label(self) -> str:
         label = STATUS_LABELS.get(self.status, self.status)
-        return f"{label} (à confirmer)" if self.match == "visible" else label
+        return f"{label} (à confirmer)" if self.to_confirm else label
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,8 +111,10 @@ class StudentStatus:
             "tutor_email": self.student.tutor_email,
             "status": self.status,
             "status_label": self.status_label,
-            "to_confirm": self.match == "visible",
+            "to_confirm": self.to_confirm,
             "match_note": self.match_note,
+            "return_id": self.return_id,
+            "pending_returns": self.pending_returns,
             "missing": self.missing,
             "invalid": self.invalid,
             "warnings": self.warnings,
@@ -122,18 +138,58 @@ SELECT s.*,
        (SELECT MAX(sent_at) FROM sendings
         WHERE student_id = s.student_id AND kind = 'relance') AS reminded_at,
        r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match, r.match_note,
-       r.status AS return_status, r.problems, r.evaluation, r.grid_id, r.grid_version
+       r.status AS return_status, r.problems, r.evaluation, r.grid_id, r.grid_version,
+       c.standing
 FROM students s
 LEFT JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
-LEFT JOIN returns r ON r.id = (
-    SELECT MAX(id) FROM returns WHERE student_id = s.student_id AND match != 'rejected')
+LEFT JOIN counted_returns c ON c.student_id = s.student_id
+LEFT JOIN returns r ON r.id = c.return_id
 """
+
+
+def waiting_note(pending: ReturnStanding, counted_id: int | None, counted_standing: str) -> str:
+    """How a return « à confirmer » stands beside the student's return that counts."""
+    if counted_id is None or pending.return_id == counted_id:
+        return "Aucun retour signé ni confirmé : il compte pour ce stagiaire en attendant."
+    if counted_standing == STANDING_PENDING:
+        return f"Le plus récent, n° {counted_id}, compte en attendant."
+    label = STANDING_LABELS.get(counted_standing, counted_standing)
+    if pending.return_id > counted_id:
+        return (
+            f"Il ne remplace pas le retour {label} n° {counted_id} tant que vous ne l'avez pas "
+            "confirmé."
+        )
+    return f"Le retour {label} n° {counted_id}, plus récent, compte de toute façon."
+
+
+def _confirmation_note(row: sqlite3.Row, pending: list[ReturnStanding]) -> str:
+    """What the teacher must decide about this student's returns « à confirmer »."""
+    notes = []
+    counted, standing = row["return_id"], row["standing"]
+    if standing == STANDING_PENDING:
+        notes.append(
+            f"{row['match_note']} Retour n° {counted} : confirmez-le (« grille confirm "
+            f"{counted} ») ou rejetez-le (« grille confirm {counted} --reject »)."
+        )
+    for other in pending:
+        if other.return_id != counted:
+            notes.append(
+                f"Retour n° {other.return_id} (« {other.file_name} », reçu le "
+                f"{other.collected_at[:10]}) à confirmer : son identité cachée a disparu, il a "
+                f"été rattaché par le nom écrit dessus. {waiting_note(other, counted, standing)} "
+                f"(« grille confirm {other.return_id} » ou « --reject »)."
+            )
+    return "\n".join(notes)
 
 
 def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
     """Every student of the campaign with their current status, by class and name."""
+    waiting: dict[str, list[ReturnStanding]] = {}
+    for waiting_return in pending_returns(db):
+        waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
     statuses = []
     for row in db.execute(_STATUS_QUERY):
+        pending = waiting.get(row["student_id"], [])
         missing, invalid, warnings = sort_problems(
             json.loads(row["problems"]) if row["problems"] else []
         )
@@ -151,7 +207,9 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 in_roster=bool(row["in_roster"]),
                 status=status,
                 match=row["match"] or "",
-                match_note=row["match_note"] or "",
+                match_note=_confirmation_note(row, pending),
+                standing=row["standing"] or "",
+                pending_returns=[p.return_id for p in pending],
                 missing=missing,
                 invalid=invalid,
                 warnings=warnings,

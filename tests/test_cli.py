@@ -37,8 +37,8 @@ def test_help__lists_commands_in_the_order_of_the_flow() -> None:
         if line.startswith("  ")
     ]
     assert commands == [
-        "init", "generate", "send", "collect", "status", "remind", "report", "archive", "purge",
-        "demo",
+        "init", "generate", "send", "collect", "confirm", "status", "remind", "report",
+        "archive", "purge", "demo",
     ]  # fmt: skip
     assert sorted(commands) == sorted(cli.commands)
     assert "Utilisation :" in result.output

@@ -367,7 +367,9 @@ def test_status__csv_and_table_formats(campaign: Path) -> None:
     csv_out = run(campaign, "status", "--format", "csv")
     assert csv_out.exit_code == 0
     lines = csv_out.output.splitlines()
-    assert lines[0] == "Identifiant;Nom;Prénom;Classe;Statut;Manquant;Invalide;Fichier"
+    assert lines[0] == (
+        "Identifiant;Nom;Prénom;Classe;Statut;Manquant;Invalide;Fichier;Retours à confirmer"
+    )
     assert len(lines) == 1 + len(ROWS)
     table = run(campaign, "status")
     assert table.exit_code == 0

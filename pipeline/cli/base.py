@@ -95,7 +95,10 @@ _use_french_click()
 # ------------------------------------------------------------------ plumbing
 
 
-FLOW = ("init", "generate", "send", "collect", "status", "remind", "report", "archive", "purge")
+FLOW = (
+    "init", "generate", "send", "collect", "confirm", "status", "remind", "report", "archive",
+    "purge",
+)  # fmt: skip
 
 
 class FlowGroup(click.Group):
@@ -257,6 +260,7 @@ def cli(ctx: click.Context, root: Path) -> None:
       grille generate     fabrique un classeur Excel par stagiaire
       grille send         envoie à chaque tuteur les classeurs de ses stagiaires
       grille collect      lit les classeurs retournés (fichiers, dossiers, e-mails, zip)
+      grille confirm      confirme ou rejette un retour « à confirmer » (identité cachée absente)
       grille status       affiche où en est chaque stagiaire
       grille remind       relance les tuteurs : ce qui manque, classeur joint
       grille report       écrit les bilans Word (un par stagiaire, un par classe)

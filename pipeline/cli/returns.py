@@ -1,19 +1,22 @@
-"""What comes back: `grille collect` (files, mail, mailbox), `grille status`."""
+"""What comes back: `grille collect` (files, mail, mailbox), `grille confirm`, `grille status`."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
 from pipeline import collect as collect_ops
-from pipeline import inbox, tracking
+from pipeline import inbox, state, tracking
 from pipeline.cli.base import (
     Context,
     class_option,
     cli,
+    fail,
     jobs_option,
     open_campaign,
     parse_day,
@@ -22,6 +25,7 @@ from pipeline.cli.base import (
     progress_counter,
     refresh_tracking,
 )
+from pipeline.errors import GrilleError
 from pipeline.validation import STATUS_LABELS
 
 MAX_PROBLEMS_SHOWN = 8  # per return on screen; the tracking workbook has them all
@@ -35,7 +39,23 @@ def _describe(recorded: collect_ops.Recorded) -> str:
     label = STATUS_LABELS.get(outcome.status or "", outcome.status or "")
     line = f"  {recorded.student_name} — {label} — {recorded.origin}"
     if outcome.match == collect_ops.MATCH_VISIBLE:
-        line += f"\n      À confirmer — {outcome.match_note}"
+        number = recorded.return_id
+        line += f"\n      À confirmer (retour n° {number}) — {outcome.match_note}"
+        kept = recorded.counted_instead
+        if kept is not None:
+            label = state.STANDING_LABELS[kept.standing]
+            line += (
+                f"\n      En attente de confirmation : le retour {label} n° {kept.return_id} "
+                f"(« {kept.file_name} », reçu le {kept.collected_at[:10]}) compte toujours ; "
+                "celui-ci ne le remplace pas tant que vous ne l'avez pas confirmé "
+                f"(« grille confirm {number} »)."
+            )
+        else:
+            line += (
+                f"\n      En attente de confirmation : il compte pour ce stagiaire en attendant ; "
+                f"confirmez-le (« grille confirm {number} ») ou rejetez-le "
+                f"(« grille confirm {number} --reject »)."
+            )
     shown = outcome.problems[:MAX_PROBLEMS_SHOWN]
     for problem in shown:
         prefix = "" if problem["severity"] == "error" else "Attention — "
@@ -157,6 +177,164 @@ def collect(
         sys.exit(1)
 
 
+def _who() -> str:
+    """The login of whoever runs the command, recorded with each decision."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "inconnu"
+
+
+def _describe_pending(db: sqlite3.Connection, pending: state.ReturnStanding) -> str:
+    status = STATUS_LABELS.get(pending.status, pending.status)
+    counted = state.counted_return(db, pending.student.student_id)
+    beside = tracking.waiting_note(
+        pending,
+        counted.return_id if counted else None,
+        counted.standing if counted else "",
+    )
+    return (
+        f"  n° {pending.return_id} — « {pending.file_name} » — reçu le {pending.collected_at} — "
+        f"{pending.student.display_name} ({pending.student.class_name}) — {status}\n"
+        f"      Pourquoi : {pending.match_note}\n"
+        f"      {beside}"
+    )
+
+
+def _chosen_return(
+    db: sqlite3.Connection, number: int | None, student_id: str | None
+) -> int | None:
+    """The return the teacher designated (None: list them); exits 2 when it is unclear."""
+    if student_id is None:
+        return number
+    student_id = student_id.strip()
+    known = db.execute("SELECT 1 FROM students WHERE student_id = ?", (student_id,)).fetchone()
+    if known is None:
+        fail(
+            f"aucun stagiaire d'identifiant « {student_id} » (voir « grille status "
+            "--format csv »).",
+            2,
+        )
+    if number is not None:
+        owner = db.execute("SELECT student_id FROM returns WHERE id = ?", (number,)).fetchone()
+        if owner is None or owner[0] != student_id:
+            fail(f"le retour n° {number} n'est pas rattaché au stagiaire « {student_id} ».", 2)
+        return number
+    pending = state.pending_returns(db, student_id)
+    if not pending:
+        fail(f"aucun retour à confirmer pour le stagiaire « {student_id} ».", 2)
+    if len(pending) > 1:
+        for item in pending:
+            click.echo(_describe_pending(db, item), err=True)
+        fail(
+            f"{len(pending)} retours à confirmer pour ce stagiaire : choisissez-en un avec "
+            "--return N.",
+            2,
+        )
+    return pending[0].return_id
+
+
+@cli.command()
+@click.argument("number", metavar="[RETOUR]", required=False, type=click.IntRange(min=1))
+@click.option(
+    "--student",
+    "student_id",
+    default=None,
+    metavar="IDENTIFIANT",
+    help="Le retour à confirmer de ce stagiaire (voir grille status --format csv).",
+)
+@click.option(
+    "--return",
+    "chosen",
+    default=None,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Avec --student, quand il a plusieurs retours à confirmer : le n° du retour.",
+)
+@click.option("--reject", is_flag=True, help="Rejette le retour : il ne comptera jamais.")
+@pass_context
+def confirm(
+    ctx: Context, number: int | None, student_id: str | None, chosen: int | None, reject: bool
+) -> None:
+    """Confirme (ou rejette) un retour « à confirmer » ; sans argument, les liste.
+
+    Exemple : grille confirm   (la liste ; puis : grille confirm 12, ou grille confirm 12 --reject)
+
+    Exemple : grille confirm --student E6aad2e1b --return 12
+
+    Un retour « à confirmer » est un classeur revenu sans son identité cachée (recopié dans
+    un nouveau fichier, par exemple), rattaché au stagiaire dont le nom est écrit dessus.
+    Tant que vous ne l'avez pas confirmé, il ne remplace pas un retour signé de ce
+    stagiaire ; s'il est le seul, il compte en attendant, signalé « à confirmer » dans le
+    suivi et sur chaque page du bilan. Confirmé, il compte comme un retour signé ; rejeté,
+    il ne compte jamais. La décision est notée (qui, quand) ; relancez ensuite
+    « grille report ».
+    """
+    if number is not None and chosen is not None:
+        raise click.UsageError("donnez le n° du retour, ou --student avec --return, pas les deux.")
+    if chosen is not None and student_id is None:
+        raise click.UsageError("--return s'emploie avec --student.")
+    workspace = ctx.workspace
+    with open_campaign(workspace) as opened:
+        db = opened.db
+        target = _chosen_return(db, number if number is not None else chosen, student_id)
+        if target is None:
+            if reject:
+                raise click.UsageError("--reject demande le n° du retour (ou --student).")
+            pending = state.pending_returns(db)
+            if not pending:
+                click.echo("Aucun retour à confirmer.")
+                return
+            click.echo(
+                f"{len(pending)} retour(s) à confirmer (classeurs revenus sans leur identité "
+                "cachée, rattachés par le nom écrit dessus) :"
+            )
+            for item in pending:
+                click.echo(_describe_pending(db, item))
+            click.echo(
+                "Vérifiez chacun, puis « grille confirm N » pour qu'il compte, ou "
+                "« grille confirm N --reject » pour l'écarter."
+            )
+            return
+        decision = state.STANDING_REJECTED if reject else state.STANDING_CONFIRMED
+        try:
+            before, after = state.decide_return(db, target, decision, _who())
+        except GrilleError as exc:
+            fail(str(exc), 2)
+        counted = state.counted_return(db, after.student.student_id)
+        refresh_tracking(workspace, db)
+    who = f"{after.student.display_name} ({after.student.class_name})"
+    label = state.STANDING_LABELS[decision]
+    if before.standing == decision:
+        click.echo(
+            f"Le retour n° {target} (« {after.file_name} ») est déjà {label} (par "
+            f"{after.decided_by}, le {after.decided_at}) : rien à faire."
+        )
+        return
+    click.echo(
+        f"Retour n° {target} (« {after.file_name} ») {label} pour {who}, par {after.decided_by} "
+        f"le {after.decided_at}."
+    )
+    if before.standing != state.STANDING_PENDING:
+        click.echo(
+            f"  Cette décision remplace la précédente ({state.STANDING_LABELS[before.standing]} "
+            f"par {before.decided_by}, le {before.decided_at}), qui reste notée."
+        )
+    if counted is None:
+        click.echo("  Aucun retour ne compte plus pour ce stagiaire.")
+    elif counted.return_id == target:
+        status = STATUS_LABELS.get(counted.status, counted.status)
+        click.echo(f"  Il compte désormais pour ce stagiaire ({status}).")
+    else:
+        status = STATUS_LABELS.get(counted.status, counted.status)
+        standing = state.STANDING_LABELS[counted.standing]
+        click.echo(
+            f"  Le retour qui compte pour ce stagiaire : n° {counted.return_id} "
+            f"(« {counted.file_name} », {standing}, {status})."
+        )
+    click.echo("Relancez « grille report » pour mettre à jour les bilans.")
+
+
 def _csv_safe(value: str) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
@@ -195,8 +373,9 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
         writer.writerow(
-            ["Identifiant", "Nom", "Prénom", "Classe", "Statut", "Manquant", "Invalide", "Fichier"]
-        )
+            ["Identifiant", "Nom", "Prénom", "Classe", "Statut", "Manquant", "Invalide", "Fichier",
+             "Retours à confirmer"]
+        )  # fmt: skip
         for s in statuses:
             writer.writerow(
                 [
@@ -210,6 +389,7 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
                         " | ".join(s.missing),
                         " | ".join(s.invalid),
                         s.return_file or s.workbook_file,
+                        " | ".join(f"n° {n}" for n in s.pending_returns),
                     )
                 ]
             )
@@ -219,13 +399,26 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
         click.echo("Aucun stagiaire : lancez « grille generate ».")
         return
     width = max(len(s.student.display_name) for s in statuses)
-    click.echo(f"{'Stagiaire'.ljust(width)}  {'Classe':<12}  {'Statut':<24}  Manquant / invalide")
+    click.echo(
+        f"{'Stagiaire'.ljust(width)}  {'Classe':<12}  {'Statut':<24}  "
+        "Manquant / invalide / à confirmer"
+    )
     for s in statuses:
         name = s.student.display_name.ljust(width)
-        todo = len(s.missing) + len(s.invalid)
-        detail = f"{len(s.missing)} manquant(s), {len(s.invalid)} invalide(s)" if todo else ""
-        click.echo(f"{name}  {s.class_name[:12]:<12}  {s.status_label:<24}  {detail}")
+        details = []
+        if s.missing or s.invalid:
+            details.append(f"{len(s.missing)} manquant(s), {len(s.invalid)} invalide(s)")
+        if s.pending_returns:
+            numbers = ", ".join(f"n° {n}" for n in s.pending_returns)
+            details.append(f"retour(s) à confirmer : {numbers}")
+        detail = " ; ".join(details)
+        click.echo(f"{name}  {s.class_name[:12]:<12}  {s.status_label:<24}  {detail}".rstrip())
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s.status_label] = counts.get(s.status_label, 0) + 1
+    pending = sum(len(s.pending_returns) for s in statuses)
+    if pending:
+        click.echo(
+            f"{pending} retour(s) à confirmer : « grille confirm » les liste et dit pourquoi."
+        )
     click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
