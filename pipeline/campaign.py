@@ -181,7 +181,8 @@ class Campaign:
         return [
             (parse_grid_text(row[2], f"{row[0]} v{row[1]}"), row[3])
             for row in self.db.execute(
-                "SELECT grid_id, grid_version, source, stored_at FROM grids ORDER BY stored_at"
+                "SELECT grid_id, grid_version, source, stored_at FROM grids "
+                "ORDER BY stored_at, rowid"
             )
         ]
 

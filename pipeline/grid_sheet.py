@@ -769,6 +769,9 @@ class _Row:
         return f"{letter}{self.number}" if letter else ""
 
 
+_FILE_FAULTS = ("grid.unreadable", "grid.ods", "grid.invalid")
+
+
 @dataclass
 class GridSheetResult:
     """A grid read from a spreadsheet: the grid, or every problem found."""
@@ -777,14 +780,22 @@ class GridSheetResult:
     grid: Grid | None
     problems: list[Problem] = field(default_factory=list)
 
+    @property
+    def unreadable(self) -> bool:
+        """The file could not be read as a grid at all (one message naming it)."""
+        return len(self.problems) == 1 and self.problems[0].code in _FILE_FAULTS
+
     def summary_of_problems(self) -> str:
         """One French message listing every problem (for `GridError`)."""
+        if self.unreadable:
+            return self.problems[0].message
         lines = [f"Grille « {self.name} » : {len(self.problems)} problème(s) à corriger :"]
-        lines += [f"  - {_without_file(p)}" for p in self.problems]
+        lines += [f"  - {problem_line(p)}" for p in self.problems]
         return "\n".join(lines)
 
 
-def _without_file(problem: Problem) -> str:
+def problem_line(problem: Problem) -> str:
+    """A problem of a grid file, located by sheet and cell (the file is named above)."""
     where = Problem(problem.code, problem.message, "", problem.sheet, problem.cell).location()
     return f"{where} : {problem.message}" if where else problem.message
 
@@ -1048,7 +1059,7 @@ class _SheetReader:
                 ref,
             )
         else:
-            used[text.casefold()] = f"{sheet} {ref}"
+            used[text.casefold()] = f"feuille « {sheet} », cellule {ref}"
 
 
 def _first(found: dict[str, list[_Cell]] | None, key: str) -> str:

@@ -16,7 +16,7 @@ from pipeline.cli.base import Context, cli, fail, friendly_errors, open_campaign
 from pipeline.errors import GridError
 from pipeline.files import atomic_write_bytes
 from pipeline.grid import Grid, find_shipped_grid, load_grid, shipped_grids
-from pipeline.grid_sheet import check_grid_file, write_grid_workbook
+from pipeline.grid_sheet import check_grid_file, problem_line, write_grid_workbook
 
 
 def _in_campaign(ctx: Context) -> bool:
@@ -130,13 +130,15 @@ def check(ctx: Context, path: Path) -> None:
     """
     result = check_grid_file(path)
     if result.grid is None:
+        if result.unreadable:
+            fail(result.problems[0].message, 2)
         click.echo(
             f"Grille « {path.name} » : {_plural(len(result.problems), 'problème')} à "
-            "corriger ; rien n'a été utilisé.",
+            "corriger, puis relancez « grille grid check » :",
             err=True,
         )
         for problem in result.problems:
-            click.echo(f"  - {problem}", err=True)
+            click.echo(f"  - {problem_line(problem)}", err=True)
         sys.exit(2)
     grid = result.grid
     if _in_campaign(ctx):
