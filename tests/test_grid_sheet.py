@@ -302,12 +302,21 @@ def test_export__never_overwrites_without_force(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
+def test_export__to_toml__the_shipped_grids_format(tmp_path: Path) -> None:
+    source = _export(tmp_path)
+    result = run(tmp_path, "grid", "export", "--grid", str(source), str(tmp_path / "g.toml"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "g.toml").read_text(encoding="utf-8") == grid_to_toml(NDRC)
+    assert load_grid(tmp_path / "g.toml") == NDRC
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (
             ["grille.ods"],
-            "Erreur : « grille.ods » : le tableur de grille s'écrit au format Excel (.xlsx).\n",
+            "Erreur : « grille.ods » : la grille s'écrit dans un tableur Excel (.xlsx), ou pour "
+            "un développeur dans un fichier .toml.\n",
         ),
         (
             ["--grid", "bts_sio", "g.xlsx"],

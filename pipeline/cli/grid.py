@@ -15,7 +15,7 @@ import click
 from pipeline.cli.base import Context, cli, fail, friendly_errors, open_campaign, pass_context
 from pipeline.errors import GridError
 from pipeline.files import atomic_write_bytes
-from pipeline.grid import Grid, find_shipped_grid, load_grid, shipped_grids
+from pipeline.grid import Grid, find_shipped_grid, grid_to_toml, load_grid, shipped_grids
 from pipeline.grid_sheet import check_grid_file, problem_line, write_grid_workbook
 
 
@@ -92,10 +92,16 @@ def export(ctx: Context, target: Path, grid_name: str | None, force: bool) -> No
 
     Une feuille par sorte d'éléments (sections, critères, échelle, dimensions…), une ligne
     par élément ; la feuille LISEZMOI explique chaque colonne. Un fichier existant n'est
-    jamais remplacé sans --force.
+    jamais remplacé sans --force. Un nom en .toml écrit la grille au format des grilles
+    fournies (pour les développeurs).
     """
-    if target.suffix.lower() != ".xlsx":
-        fail(f"« {target.name} » : le tableur de grille s'écrit au format Excel (.xlsx).", 2)
+    kind = target.suffix.lower()
+    if kind not in (".xlsx", ".toml"):
+        fail(
+            f"« {target.name} » : la grille s'écrit dans un tableur Excel (.xlsx), ou pour un "
+            "développeur dans un fichier .toml.",
+            2,
+        )
     if target.is_dir():
         fail(f"« {target} » est un dossier : indiquez le nom du fichier à écrire.", 2)
     if target.exists() and not force:
@@ -106,8 +112,11 @@ def export(ctx: Context, target: Path, grid_name: str | None, force: bool) -> No
         )
     grid = _grid_to_export(ctx, grid_name)
     with friendly_errors():
-        atomic_write_bytes(target, write_grid_workbook(grid))
+        data = write_grid_workbook(grid) if kind == ".xlsx" else grid_to_toml(grid).encode()
+        atomic_write_bytes(target, data)
     click.echo(f"Grille {_describe(grid)} écrite dans « {target} ».")
+    if kind == ".toml":
+        return
     click.echo(
         "Modifiez-la dans Excel, LibreOffice ou Google Sheets (la feuille LISEZMOI explique "
         f"chaque colonne), puis vérifiez-la : grille grid check {target.name}"
