@@ -61,7 +61,7 @@ def _grid_to_export(ctx: Context, name: str | None) -> Grid:
     )
 
 
-@cli.group(name="grid")
+@cli.group(name="grid", subcommand_metavar="COMMANDE [ARGUMENTS]...")
 def grid_group() -> None:
     """Les grilles d'évaluation : les écrire dans un tableur, les vérifier, les lister.
 
