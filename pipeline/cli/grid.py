@@ -66,6 +66,7 @@ def grid_group() -> None:
     """Les grilles d'évaluation : les écrire dans un tableur, les vérifier, les lister.
 
     \b
+    Exemple, pour écrire votre propre grille :
     grille grid export ma_grille.xlsx      un tableur à modifier (la grille BTS MUC)
     grille grid check ma_grille.xlsx       vérifie la grille, tous les problèmes à la fois
     grille generate --grid ma_grille.xlsx  fabrique les classeurs avec elle
