@@ -494,36 +494,44 @@ def find_shipped_grid(name: str) -> Grid | None:
     return None
 
 
+def _answer_labels(grid: Grid) -> dict[str, str]:
+    return {
+        **{c.id: c.label for c in grid.criteria},
+        **{d.id: d.label for d in grid.global_evaluation.dimensions},
+    }
+
+
 def edit_fault(stored: Grid, grid: Grid) -> str | None:
     """Why `grid` may not replace `stored` (same id and version) once workbooks made with
-    `stored` have left: a criterion or dimension gone or renamed, or an answer cell moved,
-    would make their returns unreadable. French; None when the edit is safe."""
+    `stored` have left: a criterion or dimension gone or renamed, an answer cell moved, or
+    a criterion the sent workbooks do not have would make their returns misread. French;
+    None when the edit is safe (texts reworded, say)."""
     from pipeline.workbook import plan_layout  # workbook imports this module
 
-    labels = {
-        **{c.id: c.label for c in stored.criteria},
-        **{d.id: d.label for d in stored.global_evaluation.dimensions},
-    }
     before, after = plan_layout(stored), plan_layout(grid)
+    old, new = _answer_labels(stored), _answer_labels(grid)
     cells = {**after.criteria, **after.dimensions}
-    gone = [i for i in labels if i not in cells]
+    gone = [i for i in old if i not in new]
     moved = [
         i for i, ref in {**before.criteria, **before.dimensions}.items() if cells.get(i, ref) != ref
     ]
-    if not gone and not moved:
+    added = [i for i in new if i not in old]
+    if gone:
+        what, ids, labels = "supprimé(s) ou renommé(s)", gone, old
+    elif moved:
+        what, ids, labels = "déplacé(s) dans le classeur", moved, old
+    elif added:
+        what, ids, labels = "ajouté(s), absent(s) des classeurs déjà partis", added, new
+    else:
         return None
-    what = (
-        f"{len(gone)} critère(s) supprimé(s) ou renommé(s)"
-        if gone
-        else f"{len(moved)} critère(s) déplacé(s) dans le classeur"
-    )
-    shown = "\n".join(f"  - {i} ({labels[i]})" for i in gone or moved)
+    shown = "\n".join(f"  - {i} ({labels[i]})" for i in ids)
     return (
         f"Grille « {grid.id} » version {grid.version} : des classeurs faits avec elle sont déjà "
-        f"partis ou revenus, et cette modification rendrait leurs retours illisibles : {what} :"
-        f"\n{shown}\nRétablissez ces critères, ou donnez une nouvelle version à la grille "
-        "(rubrique « Version » de la feuille « Grille » du tableur, ou « version » du fichier "
-        ".toml) : les retours des classeurs déjà partis restent lus avec l'ancienne."
+        "partis ou revenus, et cette modification fausserait la lecture de leurs retours : "
+        f"{len(ids)} critère(s) {what} :\n{shown}\nAnnulez cette modification, ou donnez "
+        "une nouvelle version à la grille (rubrique « Version » de la feuille « Grille » du "
+        "tableur, ou « version » du fichier .toml) : les retours des classeurs déjà partis "
+        "restent lus avec l'ancienne."
     )
 
 

@@ -720,11 +720,11 @@ def test_campaign__grid_edited_after_sending__renamed_or_removed_ids_refused__ne
     _edit(grid_file, rename_and_remove)
     expected = [
         "Grille « bts-ndrc-stage-1a » version 1 : des classeurs faits avec elle sont déjà "
-        "partis ou revenus, et cette modification rendrait leurs retours illisibles : "
+        "partis ou revenus, et cette modification fausserait la lecture de leurs retours : "
         "2 critère(s) supprimé(s) ou renommé(s) :",
         "  - prospection.ciblage (Ciblage des prospects et qualification du fichier)",
         "  - digital.e_reputation (Veille sur l’e-réputation de l’entreprise)",
-        "Rétablissez ces critères, ou donnez une nouvelle version à la grille (rubrique "
+        "Annulez cette modification, ou donnez une nouvelle version à la grille (rubrique "
         "« Version » de la feuille « Grille » du tableur, ou « version » du fichier .toml) : "
         "les retours des classeurs déjà partis restent lus avec l'ancienne.",
     ]
@@ -758,23 +758,28 @@ def test_campaign__grid_edited_after_sending__renamed_or_removed_ids_refused__ne
 
 
 @pytest.mark.parametrize(
-    ("change", "accepted"),
+    ("change", "refusal"),
     [
-        (lambda wb: wb["Critères"].cell(row=6, column=4, value="Ciblage des prospects"), True),
-        (lambda wb: wb["Critères"].append(["dossier", None, "dossier.bilan", "Bilan"]), True),
-        (lambda wb: wb["Critères"].insert_rows(3), True),  # a blank row moves nothing
+        (lambda wb: wb["Critères"].cell(row=6, column=4, value="Ciblage des prospects"), None),
+        (lambda wb: wb["Critères"].insert_rows(3), None),  # a blank row changes nothing
         (
             lambda wb: wb["Critères"].cell(row=3, column=2, value="Savoir-être"),
-            False,  # a sub-heading: every criterion below moves down one row
-        ),
+            "3 critère(s) déplacé(s) dans le classeur :\n"
+            "  - posture.presentation (Présentation et tenue adaptées à l’entreprise)\n",
+        ),  # a sub-heading: every criterion below it moves down one row
+        (
+            lambda wb: wb["Critères"].append(["dossier", None, "dossier.bilan", "Bilan"]),
+            "1 critère(s) ajouté(s), absent(s) des classeurs déjà partis :\n"
+            "  - dossier.bilan (Bilan)\nAnnulez",
+        ),  # no cell moves, but the returns of the sent workbooks would lack it
     ],
-    ids=["label_reworded", "criterion_added_at_the_end", "blank_row", "cells_moved"],
+    ids=["label_reworded", "blank_row", "cells_moved", "criterion_added"],
 )
-def test_campaign__grid_edited_after_sending__same_version__only_if_no_answer_moves(
+def test_campaign__grid_edited_after_sending__same_version__only_if_answers_stay_put(
     tmp_path: Path,
     write_csv: Callable[..., Path],
     change: Callable[[Any], None],
-    accepted: bool,
+    refusal: str | None,
 ) -> None:
     grid_file = _export(tmp_path)
     root = _campaign(tmp_path, write_csv, grid_file)
@@ -783,15 +788,14 @@ def test_campaign__grid_edited_after_sending__same_version__only_if_no_answer_mo
     roster = str(tmp_path / "liste.csv")
     result = run(root, "generate", "--roster", roster, "--grid", str(_edit(grid_file, change)))
 
-    if accepted:
+    (stored,) = _stored_sources(root)
+    if refusal is None:
         assert result.exit_code == 0, result.output
-        (stored,) = _stored_sources(root)
         assert parse_grid_text(stored[2], "base") == load_grid(grid_file)
     else:
         assert result.exit_code == 1
-        assert "3 critère(s) déplacé(s) dans le classeur :\n  - posture.presentation " in (
-            result.output
-        )
+        assert refusal in result.output
+        assert parse_grid_text(stored[2], "base") == NDRC
 
 
 # ------------------------------------------------------------------ the whole season
