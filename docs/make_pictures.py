@@ -3,7 +3,8 @@
     python docs/make_pictures.py
 
 Needs LibreOffice (`soffice`) and poppler (`pdftoppm`). Writes docs/classeur.png (a
-returned workbook, as printed) and docs/bilan.png, docs/bilan_classe.png (report pages).
+returned workbook, as printed), docs/bilan.png, docs/bilan_classe.png (report pages) and
+docs/grille_tableur.png (the first page of a grid exported as a spreadsheet).
 """
 
 from __future__ import annotations
@@ -61,6 +62,17 @@ def main() -> int:
             DOCS / "bilan_classe.png",
             height=0.6,
         )
+        sheet = work / "grille_tableur.xlsx"
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", "grid", "export", str(sheet)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile",
+             str(to_pdf(sheet, work)), str(DOCS / "grille_tableur")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        print("écrit : docs/grille_tableur.png")
     return 0
 
 

@@ -16,9 +16,9 @@ from datetime import date
 from pathlib import Path
 
 from pipeline import state
-from pipeline.errors import GrilleError
+from pipeline.errors import GridError, GrilleError
 from pipeline.files import atomic_write_bytes
-from pipeline.grid import Grid, grid_path, load_grid, parse_grid_text
+from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_text
 from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
@@ -138,13 +138,53 @@ class Campaign:
         return cls(workspace, config, key, grid, db)
 
     def remember_grid(self, grid_file: Path | None) -> None:
-        """Keep the grid's text in the database: returns are read with it, even years later."""
-        source = grid_path(grid_file).read_text(encoding="utf-8")
+        """Keep the grid's text (TOML, even from a spreadsheet) in the database: returns are
+        read with it, even years later. An edit of a grid already stored under the same id
+        and version replaces it, unless `check_grid_edit` refuses it."""
+        key = (self.grid.id, self.grid.version)
+        row = self.db.execute(
+            "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
+        ).fetchone()
+        if row is not None and parse_grid_text(row[0], f"{key[0]} v{key[1]}") == self.grid:
+            return
+        self.check_grid_edit(self.grid)
         with state.transaction(self.db) as db:
             db.execute(
-                "INSERT OR IGNORE INTO grids VALUES (?, ?, ?, ?)",
-                (self.grid.id, self.grid.version, source, state.now()),
+                "INSERT OR REPLACE INTO grids VALUES (?, ?, ?, ?)",
+                (*key, grid_source(grid_file), state.now()),
             )
+
+    def check_grid_edit(self, grid: Grid) -> None:
+        """Refuse (French `GridError`) a grid that changes, under the same id and version, a
+        stored grid whose workbooks have left (sent, prepared or returned) in a way that
+        would misread their returns: a criterion or dimension gone or renamed, or an answer
+        cell moved. A new version is always accepted: old returns keep the old one."""
+        key = (grid.id, grid.version)
+        row = self.db.execute(
+            "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
+        ).fetchone()
+        if row is None:
+            return
+        used = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM sendings s JOIN workbooks w ON w.id = s.workbook_id "
+            "WHERE w.grid_id = ?1 AND w.grid_version = ?2) OR EXISTS (SELECT 1 FROM returns "
+            "WHERE grid_id = ?1 AND grid_version = ?2)",
+            key,
+        ).fetchone()[0]
+        if used:
+            fault = edit_fault(parse_grid_text(row[0], f"{key[0]} v{key[1]}"), grid)
+            if fault:
+                raise GridError(fault)
+
+    def stored_grids(self) -> list[tuple[Grid, str]]:
+        """The grids kept in the database, with when each was stored, oldest first."""
+        return [
+            (parse_grid_text(row[2], f"{row[0]} v{row[1]}"), row[3])
+            for row in self.db.execute(
+                "SELECT grid_id, grid_version, source, stored_at FROM grids "
+                "ORDER BY stored_at, rowid"
+            )
+        ]
 
     def grids(self) -> dict[tuple[str, str], Grid]:
         """Every grid this campaign generated workbooks with, by (id, version)."""

@@ -2,8 +2,10 @@
 
 No grid content lives in Python code. The default grid (`grids/bts_muc_stage.toml`)
 transcribes the seed document; another grid is another file with the same schema
-(see the comments at the top of the default grid). Loading validates the file and
-raises `GridError` with a French message naming the entry at fault.
+(see the comments at the top of the default grid), or a spreadsheet a teacher wrote
+(`grid_sheet`). Loading validates the file and raises `GridError` with a French
+message naming the entry at fault. `grid_to_toml` writes a grid back as TOML: that is
+the text a campaign keeps in its database, whatever file the grid came from.
 """
 
 from __future__ import annotations
@@ -19,9 +21,27 @@ from pipeline.errors import GridError, french_os_error, toml_position
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 DEFAULT_GRID = GRIDS_DIR / "bts_muc_stage.toml"
+MAX_GRID_BYTES = 10 * 1024 * 1024  # a grid is a few dozen KB, as TOML or as a spreadsheet
 
-_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SHEET_FORBIDDEN = set("[]:*?/\\")
+# Sheets every tutor's workbook already has (pipeline/workbook.py), and Excel's own
+# reserved name: a grid sheet may not take them.
+RESERVED_SHEETS = ("Instructions", "Listes", "_grille", "History")
+
+
+def sheet_name_fault(name: str) -> str | None:
+    """Why Excel or the tutor's workbook would refuse `name` as a sheet name (French)."""
+    if len(name) > 31:
+        return f"{len(name)} caractères, 31 au plus"
+    forbidden = sorted(_SHEET_FORBIDDEN & set(name))
+    if forbidden:
+        return "caractère interdit " + " ".join(forbidden)
+    if name.startswith("'") or name.endswith("'"):
+        return "une apostrophe droite ne peut ni commencer ni finir le nom"
+    if name.casefold() in {reserved.casefold() for reserved in RESERVED_SHEETS}:
+        return "nom réservé par les classeurs de grille"
+    return None
 
 
 @dataclass(frozen=True)
@@ -206,7 +226,7 @@ class _Reader:
 
     def ident(self, data: dict[str, Any], key: str, where: str) -> str:
         value = self.text(data, key, where)
-        if not _ID_PATTERN.match(value):
+        if not ID_PATTERN.match(value):
             raise self.fail(
                 f"{where}.{key}",
                 f"identifiant « {value} » invalide (minuscules, chiffres, . _ - seulement).",
@@ -215,10 +235,12 @@ class _Reader:
 
     def sheet(self, data: dict[str, Any], where: str) -> str:
         name = self.text(data, "sheet", where)
-        if len(name) > 31 or _SHEET_FORBIDDEN & set(name) or name.startswith("'"):
+        fault = sheet_name_fault(name)
+        if fault:
             raise self.fail(
                 f"{where}.sheet",
-                f"nom de feuille « {name} » invalide (31 caractères au plus, sans [ ] : * ? / \\).",
+                f"nom de feuille « {name} » invalide ({fault} ; 31 caractères au plus, "
+                "sans [ ] : * ? / \\).",
             )
         return name
 
@@ -389,18 +411,265 @@ def parse_grid_text(text: str, source: str) -> Grid:
 
 
 def load_grid(path: Path | str | None = None) -> Grid:
-    """Load and validate a grid file (the default grid when `path` is None)."""
-    return _load_grid_cached(grid_path(path).resolve())
+    """Load and validate a grid file, TOML or spreadsheet (the default grid when None).
+
+    The file type is told from its first bytes, not its name.
+    """
+    resolved = grid_path(path).resolve()
+    try:
+        stat = resolved.stat()
+    except OSError as exc:
+        raise GridError(f"Grille « {resolved} » illisible : {french_os_error(exc)}.") from exc
+    return _load_grid_cached(resolved, stat.st_mtime_ns, stat.st_size)
 
 
 @cache
-def _load_grid_cached(path: Path) -> Grid:
+def _load_grid_cached(path: Path, mtime_ns: int, size: int) -> Grid:
+    """`path` as a grid; the file's time and size are part of the key: an edited file
+    is read again."""
+    raw = read_grid_bytes(path)
+    if raw.startswith(b"PK"):  # a zip: a spreadsheet
+        from pipeline.grid_sheet import read_grid_workbook  # grid_sheet imports this module
+
+        result = read_grid_workbook(raw, path.name)
+        if result.grid is None:
+            raise GridError(result.summary_of_problems())
+        return result.grid
+    return parse_grid_text(decode_grid_text(raw, path.name), path.name)
+
+
+def read_grid_bytes(path: Path) -> bytes:
+    """The bytes of a grid file, refused in French when unreadable, a folder or too big."""
     try:
+        if path.is_dir():
+            raise GridError(
+                f"Grille « {path} » : c'est un dossier ; indiquez le fichier de grille."
+            )
+        size = path.stat().st_size
+        if size > MAX_GRID_BYTES:
+            raise GridError(
+                f"Grille « {path.name} » : le fichier pèse {size // (1024 * 1024)} Mo, alors "
+                "qu'une grille fait quelques dizaines de Ko ; vérifiez que c'est le bon fichier."
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise GridError(f"Grille « {path} » illisible : {french_os_error(exc)}.") from exc
+    if raw.startswith(b"\xd0\xcf\x11\xe0"):
+        raise GridError(
+            f"Grille « {path.name} » : ce classeur est au format Excel 97-2003 (.xls) ou protégé "
+            "par un mot de passe ; enregistrez-le sans mot de passe au format Excel (.xlsx)."
+        )
+    return raw
+
+
+def decode_grid_text(raw: bytes, name: str) -> str:
+    """A TOML grid file's text; it must be UTF-8."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise GridError(f"Grille « {path.name} » : le fichier doit être encodé en UTF-8.") from exc
-    return parse_grid_text(text, path.name)
+        raise GridError(f"Grille « {name} » : le fichier doit être encodé en UTF-8.") from exc
+
+
+def grid_source(path: Path | str | None = None) -> str:
+    """The TOML text a campaign keeps of the grid file `path`: the file itself when it is
+    TOML, the TOML rendering of the grid when it is a spreadsheet."""
+    resolved = grid_path(path)
+    raw = read_grid_bytes(resolved)
+    if raw.startswith(b"PK"):
+        return grid_to_toml(load_grid(resolved))
+    return decode_grid_text(raw, resolved.name)
+
+
+def shipped_grids() -> list[tuple[str, Grid]]:
+    """The grids shipped with grille, by file name (without .toml), in name order."""
+    return [(path.stem, load_grid(path)) for path in sorted(GRIDS_DIR.glob("*.toml"))]
+
+
+def find_shipped_grid(name: str) -> Grid | None:
+    """The shipped grid called `name` (its file name, with or without .toml, or its id)."""
+    wanted = name.strip().removesuffix(".toml")
+    for stem, grid in shipped_grids():
+        if wanted in (stem, grid.id):
+            return grid
+    return None
+
+
+def _answer_labels(grid: Grid) -> dict[str, str]:
+    return {
+        **{c.id: c.label for c in grid.criteria},
+        **{d.id: d.label for d in grid.global_evaluation.dimensions},
+    }
+
+
+def edit_fault(stored: Grid, grid: Grid) -> str | None:
+    """Why `grid` may not replace `stored` (same id and version) once workbooks made with
+    `stored` have left: a criterion or dimension gone or renamed, an answer cell moved, or
+    a criterion the sent workbooks do not have would make their returns misread. French;
+    None when the edit is safe (texts reworded, say)."""
+    from pipeline.workbook import plan_layout  # workbook imports this module
+
+    before, after = plan_layout(stored), plan_layout(grid)
+    old, new = _answer_labels(stored), _answer_labels(grid)
+    cells = {**after.criteria, **after.dimensions}
+    gone = [i for i in old if i not in new]
+    moved = [
+        i for i, ref in {**before.criteria, **before.dimensions}.items() if cells.get(i, ref) != ref
+    ]
+    added = [i for i in new if i not in old]
+    if gone:
+        what, ids, labels = "supprimé(s) ou renommé(s)", gone, old
+    elif moved:
+        what, ids, labels = "déplacé(s) dans le classeur", moved, old
+    elif added:
+        what, ids, labels = "ajouté(s), absent(s) des classeurs déjà partis", added, new
+    else:
+        return None
+    shown = "\n".join(f"  - {i} ({labels[i]})" for i in ids)
+    return (
+        f"Grille « {grid.id} » version {grid.version} : des classeurs faits avec elle sont déjà "
+        "partis ou revenus, et cette modification fausserait la lecture de leurs retours : "
+        f"{len(ids)} critère(s) {what} :\n{shown}\nAnnulez cette modification, ou donnez "
+        "une nouvelle version à la grille (rubrique « Version » de la feuille « Grille » du "
+        "tableur, ou « version » du fichier .toml) : les retours des classeurs déjà partis "
+        "restent lus avec l'ancienne."
+    )
+
+
+# ------------------------------------------------------------------ grid → TOML
+
+_TOML_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _escape(text: str, *, keep_newlines: bool = False) -> str:
+    out = []
+    for char in text:
+        if keep_newlines and char == "\n":
+            out.append(char)
+        elif char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _string(text: str) -> str:
+    """A TOML basic string."""
+    return f'"{_escape(text)}"'
+
+
+def _multiline(text: str) -> str:
+    """A TOML multi-line basic string (every quote escaped, so no \"\"\" can close it early)."""
+    if "\n" not in text:
+        return _string(text)
+    return f'"""\n{_escape(text, keep_newlines=True)}"""'
+
+
+def _pairs(items: tuple[Competency, ...]) -> list[str]:
+    return [
+        "competencies = [",
+        *(f"    {{ code = {_string(c.code)}, label = {_string(c.label)} }}," for c in items),
+        "]",
+    ]
+
+
+def grid_to_toml(grid: Grid) -> str:
+    """The grid as a TOML file of the shipped schema: `parse_grid_text` gives it back."""
+    lines = [
+        "# Evaluation grid written by grille (schema: pipeline/grids/bts_muc_stage.toml).",
+        f"id = {_string(grid.id)}",
+        f"version = {_string(grid.version)}",
+        f"title = {_string(grid.title)}",
+        f"diploma = {_string(grid.diploma)}",
+        "",
+        "[objectives]",
+        f"title = {_string(grid.objectives_title)}",
+        "items = [",
+        *(f"    {_string(item)}," for item in grid.objectives),
+        "]",
+        f"competencies_intro = {_string(grid.competencies_intro)}",
+        *_pairs(grid.competencies),
+    ]
+    for level in grid.scale:
+        lines += [
+            "",
+            "[[scale]]",
+            f"code = {_string(level.code)}",
+            f"label = {_string(level.label)}",
+        ]
+    for section in grid.sections:
+        lines += [
+            "",
+            "[[sections]]",
+            f"id = {_string(section.id)}",
+            f"sheet = {_string(section.sheet)}",
+            f"title = {_string(section.title)}",
+            *_pairs(section.competencies),
+            f"criteria_title = {_string(section.criteria_title)}",
+            f"rater = {_string(section.rater)}",
+            "criteria = [",
+        ]
+        heading = ""
+        for criterion in section.criteria:
+            if criterion.heading != heading:
+                if not criterion.heading:
+                    raise ValueError(f"{criterion.id}: no TOML for a heading that stops")
+                heading = criterion.heading
+                lines.append(f"    {{ heading = {_string(heading)} }},")
+            lines.append(
+                f"    {{ id = {_string(criterion.id)}, label = {_string(criterion.label)} }},"
+            )
+        lines.append("]")
+        for block in section.blocks:
+            lines += [
+                "",
+                "[[sections.blocks]]",
+                f"referential = {_multiline(block.referential)}",
+                f"activities = {_multiline(block.activities)}",
+                f"resources = {_multiline(block.resources)}",
+            ]
+    ge = grid.global_evaluation
+    lines += [
+        "",
+        "[global_evaluation]",
+        f"sheet = {_string(ge.sheet)}",
+        f"title = {_string(ge.title)}",
+        f"intro = {_string(ge.intro)}",
+        "points = [",
+        *(f"    {_string(point)}," for point in ge.points),
+        "]",
+        f"rater = {_string(ge.rater)}",
+    ]
+    for dimension in ge.dimensions:
+        lines += [
+            "",
+            "[[global_evaluation.dimensions]]",
+            f"id = {_string(dimension.id)}",
+            f"label = {_string(dimension.label)}",
+            "levels = [",
+            *(
+                f"    {{ value = {level.value}, text = {_string(level.text)} }},"
+                for level in dimension.levels
+            ),
+            "]",
+        ]
+    closing = grid.closing
+    lines += [
+        "",
+        "[closing]",
+        f"sheet = {_string(closing.sheet)}",
+        f"tutor_appreciation = {_string(closing.tutor_appreciation)}",
+        f"team_appreciation = {_string(closing.team_appreciation)}",
+        f"date = {_string(closing.date)}",
+        f"signature = {_string(closing.signature)}",
+    ]
+    return "\n".join(lines) + "\n"

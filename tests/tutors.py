@@ -12,7 +12,7 @@ import openpyxl
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
-from pipeline.grid import load_grid
+from pipeline.grid import Grid, load_grid
 from pipeline.workbook import plan_layout
 
 GRID = load_grid()
@@ -44,12 +44,12 @@ def workbook_of(root: Path, last_name: str) -> Path:
     return matches[0]
 
 
-def complete_answers() -> dict[str, Any]:
-    """A full, valid set of answers keyed like the layout."""
+def complete_answers(grid: Grid = GRID) -> dict[str, Any]:
+    """A full, valid set of answers for `grid`, keyed like its layout."""
     answers: dict[str, Any] = {}
-    for index, criterion in enumerate(GRID.criteria):
-        answers[criterion.id] = GRID.scale_codes[index % 4]
-    for dimension in GRID.global_evaluation.dimensions:
+    for index, criterion in enumerate(grid.criteria):
+        answers[criterion.id] = grid.scale_codes[index % len(grid.scale_codes)]
+    for dimension in grid.global_evaluation.dimensions:
         answers[dimension.id] = dimension.values[-1]
     answers["appreciation"] = (
         "Stagiaire sérieux.\nTrès bonne intégration « à l'agence » & <équipe>."
@@ -59,15 +59,16 @@ def complete_answers() -> dict[str, Any]:
     return answers
 
 
-def fill(source: Path, target: Path, answers: dict[str, Any]) -> Path:
+def fill(source: Path, target: Path, answers: dict[str, Any], grid: Grid = GRID) -> Path:
     """What a tutor does in Excel: open, type the answers (None clears), save."""
     wb = openpyxl.load_workbook(source)
+    layout = plan_layout(grid)
     refs = {
-        **LAYOUT.criteria,
-        **LAYOUT.dimensions,
-        "appreciation": LAYOUT.appreciation,
-        "date": LAYOUT.date,
-        "signature": LAYOUT.signature,
+        **layout.criteria,
+        **layout.dimensions,
+        "appreciation": layout.appreciation,
+        "date": layout.date,
+        "signature": layout.signature,
     }
     for key, value in answers.items():
         ref = refs[key]

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli import closing, demo, mailing, prepare, returns  # noqa: F401  (registers them)
+from pipeline.cli import closing, demo, grid, mailing, prepare, returns  # noqa: F401  (registers them)
 from pipeline.cli.base import cli
 
 __all__ = ["cli", "main"]

@@ -142,8 +142,8 @@ def _run_generate(
     "grid_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Fichier de grille (.toml). Par défaut : la grille déjà utilisée par la campagne, "
-    "sinon la grille BTS MUC fournie.",
+    help="Fichier de grille (tableur .xlsx ou .toml ; voir « grille grid »). Par défaut : la "
+    "grille déjà utilisée par la campagne, sinon la grille BTS MUC fournie.",
 )
 @click.option("--force", is_flag=True, help="Refait aussi les classeurs inchangés.")
 @jobs_option
