@@ -1003,3 +1003,16 @@ def test_generate__folder_without_a_list__french_error_exit_2(tmp_path: Path) ->
     assert result.exit_code == 2
     assert result.output.startswith(f"Erreur : le dossier {tmp_path / 'vide'} ne contient aucune")
     assert not (root / "output" / "classeurs").exists()
+
+
+def test_generate__default_roster_left_as_the_template__no_student_exit_2(tmp_path: Path) -> None:
+    root = _campaign(tmp_path)
+
+    result = run(root, "generate")
+
+    assert result.exit_code == 2, result.output
+    assert "Attention — roster.xlsx, feuille « Stagiaires », ligne 2, colonne Nom" in result.output
+    assert result.output.splitlines()[-1] == (
+        "Erreur : la liste des stagiaires « roster.xlsx » ne contient aucun stagiaire."
+    )
+    assert not (root / "output" / "classeurs").exists()

@@ -106,7 +106,7 @@ def _run_generate(
             sys.exit(2)
         print_problems(warnings)
         if not roster.students:
-            fail(f"{label} ne contient aucun stagiaire.", 2)
+            fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
         if len(roster.files) > 1:
             click.echo(
                 f"Liste des stagiaires : {len(roster.students)} stagiaire(s) dans "
