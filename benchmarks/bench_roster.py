@@ -46,8 +46,11 @@ def rows(count: int) -> list[list[object]]:
 
 
 def write_xlsx(path: Path, lines: list[list[object]]) -> None:
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Stagiaires")
+    """Written like Excel writes it: with the sheet's dimension, which openpyxl reads first
+    (without it, openpyxl parses the sheet once more just to find its size)."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "Stagiaires"
     sheet.append(HEADER)
     for values in lines:
         sheet.append(values)
@@ -59,9 +62,7 @@ def write_csv(path: Path, lines: list[list[object]]) -> None:
         writer = csv.writer(handle, delimiter=";", lineterminator="\r\n")
         writer.writerow(HEADER)
         for values in lines:
-            writer.writerow(
-                [v.strftime("%d/%m/%Y") if isinstance(v, date) else v for v in values]
-            )
+            writer.writerow([v.strftime("%d/%m/%Y") if isinstance(v, date) else v for v in values])
 
 
 def measure(path: Path, count: int) -> None:

@@ -498,8 +498,11 @@ def read_rosters(paths: Sequence[Path], *, max_rows: int = MAX_DATA_ROWS) -> Ros
     for file in files:
         name = str(file) if file.name in shared else file.name
         checker.result.files.append(name)
-        with _open_table(file, name) as table:
-            checker.check(table, name)
+        try:
+            with _open_table(file, name) as table:
+                checker.check(table, name)
+        except OSError as exc:  # the file vanished or became unreadable while read
+            raise RosterError(_unreadable(name, exc)) from None
         if checker.full:
             break
     return checker.result
@@ -575,8 +578,9 @@ def _read_head(path: Path, name: str) -> bytes:
         size = path.stat().st_size
         if size > _MAX_FILE_BYTES:
             raise RosterError(
-                f"{name} pèse {size // (1024 * 1024)} Mo : même 100 000 stagiaires tiennent "
-                "en quelques dizaines de Mo ; vérifiez que c'est le bon fichier."
+                f"{name} pèse {size // (1024 * 1024)} Mo : même "
+                f"{_french_count(MAX_DATA_ROWS)} stagiaires tiennent en quelques dizaines de "
+                "Mo ; vérifiez que c'est le bon fichier."
             )
         with path.open("rb") as handle:
             head = handle.read(8192)
@@ -586,10 +590,7 @@ def _read_head(path: Path, name: str) -> bytes:
     except FileNotFoundError:
         raise RosterError(f"{path} : fichier introuvable ; vérifiez le chemin.") from None
     except OSError as exc:
-        raise RosterError(
-            f"{name} : lecture impossible ({french_os_error(exc)}) ; fermez-le s'il est ouvert "
-            "dans un autre programme et vérifiez vos droits."
-        ) from None
+        raise RosterError(_unreadable(name, exc)) from None
     if blank:
         raise RosterError(
             f"{name} : le fichier est vide. Remplissez la liste (une ligne par stagiaire) "
@@ -599,6 +600,13 @@ def _read_head(path: Path, name: str) -> bytes:
 
 
 _BLANK_BYTES = b" \t\r\n\xef\xbb\xbf;,"
+
+
+def _unreadable(name: str, exc: OSError) -> str:
+    return (
+        f"{name} : lecture impossible ({french_os_error(exc)}) ; fermez-le s'il est ouvert "
+        "dans un autre programme et vérifiez vos droits."
+    )
 
 
 def _ole2_message(path: Path, name: str) -> str:
@@ -636,7 +644,7 @@ def _guarded(items: Iterable[_T], describe: Callable[[Exception], str]) -> Itera
             item = next(iterator)
         except StopIteration:
             return
-        except RosterError:
+        except (RosterError, OSError):
             raise
         except Exception as exc:  # openpyxl, csv and codecs raise many types on a bad file
             raise RosterError(describe(exc)) from None
@@ -779,14 +787,7 @@ def _open_csv(path: Path, name: str, head: bytes) -> Iterator[_Table]:
             "liste au format Excel (.xlsx) ou CSV (séparateur « ; »)."
         )
     encoding = _csv_encoding(path, head)
-    try:
-        handle = path.open("r", encoding=encoding, newline="")
-    except OSError as exc:
-        raise RosterError(
-            f"{name} : lecture impossible ({french_os_error(exc)}) ; fermez-le s'il est ouvert "
-            "dans un autre programme et vérifiez vos droits."
-        ) from None
-    with handle:
+    with path.open("r", encoding=encoding, newline="") as handle:
         sample: list[str] = []  # whole lines, enough to find the header and the delimiter
         size = 0
         while size < _CSV_SAMPLE_CHARS and (text_line := handle.readline()):
