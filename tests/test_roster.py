@@ -156,6 +156,47 @@ def test_roster__windows_1252_csv__accents_decoded(tmp_path: Path, write_csv: Wr
     assert [(s.last_name, s.first_name) for s in result.students] == [("Lefèvre", "Maëlys")]
 
 
+def test_roster__windows_1252_accent_past_the_first_megabyte__encoding_read_from_it(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    filler = [[*line(prenom=f"P{n}"), "x" * 100_000] for n in range(12)]  # 1.2 MB of ASCII
+    rows = [[*HEADER, "Remarques"], *filler, line(nom="Lefèvre", prenom="Maëlys")]
+    path = write_csv(tmp_path / "liste.csv", rows, encoding="cp1252")
+
+    result = read_roster(path)
+
+    assert path.stat().st_size > 1024 * 1024
+    assert result.problems == []
+    assert (result.students[-1].last_name, result.students[-1].row) == ("Lefèvre", 14)
+
+
+def test_roster__utf16_tab_separated_csv__read(tmp_path: Path, write_csv: Writer) -> None:
+    path = write_csv(
+        tmp_path / "liste.csv",
+        [HEADER, line(nom="Lefèvre", prenom="Maëlys")],
+        encoding="utf-16",
+        delimiter="\t",
+    )
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.last_name, s.row) for s in result.students] == [("Lefèvre", 2)]
+
+
+def test_roster__quoted_cell_over_several_lines_at_the_end_of_the_header_sample__rows_kept(
+    tmp_path: Path, write_csv: Writer
+) -> None:
+    long_note = "a" * 70_000 + "\r\n" + "b" * 10  # its second line lies past the sample
+    rows = [[*HEADER, "Remarques"], [*line(), long_note], [*line(prenom="Paul"), "ok"]]
+    path = write_csv(tmp_path / "liste.csv", rows)
+
+    result = read_roster(path)
+
+    assert result.problems == []
+    assert [(s.first_name, s.row) for s in result.students] == [("Léa", 2), ("Paul", 3)]
+
+
 def test_roster__xlsx_named_csv__type_decided_from_the_bytes(
     tmp_path: Path, write_xlsx: Writer
 ) -> None:
