@@ -24,7 +24,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,10 +85,11 @@ class Student:
 
     def fingerprint(self) -> str:
         """Hash of every roster field (not the row): changes when the line changes."""
-        fields = asdict(self)
-        fields.pop("row")
-        text = "\x1f".join(f"{k}={v}" for k, v in sorted(fields.items()))
+        text = "\x1f".join(f"{name}={getattr(self, name)}" for name in _FINGERPRINT_FIELDS)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_FINGERPRINT_FIELDS = sorted(f.name for f in fields(Student) if f.name != "row")
 
 
 # --------------------------------------------------------------------------- columns

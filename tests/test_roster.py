@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pipeline.roster import (
     REQUIRED_HEADERS,
     ROSTER_COLUMNS,
     RosterResult,
+    Student,
     derive_student_id,
     read_roster,
     read_rosters,
@@ -847,6 +849,20 @@ def test_rosters__unreadable_second_file__roster_error_names_it(
 
     with pytest.raises(RosterError, match=r"^b\.xlsx : le fichier est vide"):
         read_rosters([first, second])
+
+
+def test_student_fingerprint__same_as_every_earlier_version__row_left_out() -> None:
+    student = Student(
+        "E1234abcd", "N'Diaye", "Awa", "BTS MUC 2A", "Agence Horizon", "Claire Morel",
+        "claire@x.example", date(2027, 1, 4), date(2027, 2, 26), "awa@lycee.example",
+        "0612345678", "Mme Lambert", row=7,
+    )  # fmt: skip
+
+    # the value campaigns already hold: a change would remake every workbook
+    expected = "9cce1aff28b3a4d087a100fc8d6c0496d5438895eb7780dae674d9562bdcc272"
+    assert student.fingerprint() == expected
+    assert replace(student, row=8).fingerprint() == expected
+    assert replace(student, tutor_phone="0612345679").fingerprint() != expected
 
 
 # --------------------------------------------------------------------------- template
