@@ -247,10 +247,9 @@ def generate(
         )
     }
     todo: list[tuple[Student, Path, str]] = []
-    workbooks_dir = ws.workbooks_dir
     for student in students:
         fingerprint = student.fingerprint()
-        path = workbooks_dir / safe_name(student.class_name, 60) / student_file_name(student)
+        path = ws.workbooks_dir / safe_name(student.class_name, 60) / student_file_name(student)
         result.files[student.student_id] = path
         before = previous.get(student.student_id)
         if before is None:
