@@ -3,13 +3,18 @@
 `read_roster` takes a .xlsx or CSV file (type decided from its bytes), finds the header
 row (`ROSTER_COLUMNS`, case/accents/spaces ignored), checks every line and returns a
 `RosterResult`: the students of the lines without error, and every `Problem` located by
-row (as Excel numbers it) and column (the template's header). Files that cannot be read
-at all raise `RosterError`. `write_roster_template` writes the .xlsx template to fill.
+file, row (as Excel numbers it) and column (the template's header). `read_rosters` reads
+several files, or folders of them, as one roster (duplicates are sought across files).
+Files are streamed line by line, so memory grows with the students kept, not with the
+file. Files that cannot be read at all raise `RosterError`. `write_roster_template`
+writes the .xlsx template to fill.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -17,11 +22,12 @@ import re
 import unicodedata
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.comments import Comment
@@ -38,6 +44,7 @@ __all__ = [
     "MAX_DATA_ROWS",
     "REQUIRED_HEADERS",
     "ROSTER_COLUMNS",
+    "ROSTER_SUFFIXES",
     "TEMPLATE_SHEET",
     "Problem",
     "RosterColumn",
@@ -47,6 +54,8 @@ __all__ = [
     "build_roster_template",
     "derive_student_id",
     "read_roster",
+    "read_rosters",
+    "roster_files",
     "write_roster_template",
 ]
 
@@ -76,10 +85,11 @@ class Student:
 
     def fingerprint(self) -> str:
         """Hash of every roster field (not the row): changes when the line changes."""
-        fields = asdict(self)
-        fields.pop("row")
-        text = "\x1f".join(f"{k}={v}" for k, v in sorted(fields.items()))
+        text = "\x1f".join(f"{name}={getattr(self, name)}" for name in _FINGERPRINT_FIELDS)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_FINGERPRINT_FIELDS = sorted(f.name for f in fields(Student) if f.name != "row")
 
 
 # --------------------------------------------------------------------------- columns
@@ -226,14 +236,19 @@ REQUIRED_HEADERS: tuple[str, ...] = tuple(c.header for c in ROSTER_COLUMNS if c.
 TEMPLATE_SHEET = "Stagiaires"
 INSTRUCTIONS_SHEET = "Instructions"
 EXAMPLE_LAST_NAME = "EXEMPLE"
-MAX_DATA_ROWS = 2000
+MAX_DATA_ROWS = 100_000  # students of the whole roster, every file together
+ROSTER_SUFFIXES = (".xlsx", ".csv")  # the files read from a roster folder
 MAX_EMPTY_RUN = 50
 HEADER_SEARCH_ROWS = 10
 DEMO_ROSTER = Path(__file__).parent / "data" / "demo_roster.csv"
 
+_T = TypeVar("_T")
+_EXAMPLE_KEY = EXAMPLE_LAST_NAME.casefold()
 _COLUMNS_BY_KEY = {c.key: c for c in ROSTER_COLUMNS}
 _HEADER_SEARCH_COLUMNS = 100
-_MAX_FILE_BYTES = 20 * 1024 * 1024
+_MAX_FILE_BYTES = 100 * 1024 * 1024  # 100,000 lines of every column fit in about 30 MB
+_CHUNK_BYTES = 1024 * 1024
+_CSV_SAMPLE_CHARS = 64 * 1024  # text searched for the header and the delimiter
 _MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
 _SHEET_NAMES = {"stagiaires", "stagiaire", "liste des stagiaires", "etudiants", "eleves"}
 _FIRST_YEAR, _LAST_YEAR = 2000, 2100
@@ -290,8 +305,18 @@ _MESSAGES = {
         "s'agit d'une colonne de notes, donnez-lui un en-tête)."
     ),
     "too_many_rows": (
-        "plus de {limit} lignes après l'en-tête : seules les {limit} premières ont été lues ; "
-        "répartissez les stagiaires dans plusieurs fichiers."
+        "plus de {limit} stagiaires dans la liste : la lecture s'arrête à cette ligne et aucun "
+        "classeur n'est produit. Une liste de stagiaires n'atteint pas cette taille : "
+        "vérifiez que c'est le bon fichier (pas un export de tout l'établissement, ni des "
+        "lignes recopiées jusqu'en bas de la feuille)."
+    ),
+    "ignored_file": (
+        "fichier ignoré : seuls les fichiers .xlsx et .csv du dossier « {folder} » sont lus ; "
+        "enregistrez-le au format Excel (.xlsx) ou CSV pour qu'il soit lu."
+    ),
+    "ignored_folder": (
+        "sous-dossier ignoré : seuls les fichiers placés directement dans « {folder} » sont "
+        "lus ; indiquez aussi ce sous-dossier s'il contient des stagiaires."
     ),
 }
 
@@ -305,6 +330,7 @@ class RosterResult:
 
     students: list[Student] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # names of the files read, in order
 
     @property
     def valid(self) -> bool:
@@ -323,13 +349,13 @@ class _Record:
 
 @dataclass
 class _Table:
-    """A located header and the data lines below it, from a sheet or a CSV file."""
+    """A located header and the data lines below it (read as they are asked for)."""
 
     sheet: str
     header_row: int
     columns: dict[str, int]
     problems: list[Problem]
-    records: list[_Record]
+    records: Iterator[_Record]
     delimiter: str = ""
 
 
@@ -350,11 +376,21 @@ _ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?
 
 def _strip(text: str) -> str:
     """Remove spaces (any Unicode space, not control characters) at both ends."""
+    if text.isascii():  # the usual case, and the only ASCII space is " "
+        return text.strip(" ")
     return _EDGE_SPACES.sub("", text)
 
 
 def _fold(text: str) -> str:
     """Casefold, strip accents, unify apostrophes and collapse spaces: for comparisons."""
+    if text.isascii():  # the usual case: no accent, apostrophe or space but " " to unify
+        folded = text.lower()
+        return (_SPACE_RUN.sub(" ", folded) if "  " in folded else folded).strip()
+    return _fold_unicode(text)
+
+
+@functools.lru_cache(maxsize=4096)  # classes and first names repeat down a roster
+def _fold_unicode(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _SPACE_RUN.sub(" ", bare.casefold()).strip()
@@ -374,6 +410,11 @@ _HEADER_LOOKUP: dict[str, str] = {
 
 def _is_invisible(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def _has_invisible(text: str) -> bool:
+    """True if `text` holds a control or format character (fast path: printable text)."""
+    return not text.isprintable() and any(_is_invisible(ch) for ch in text)
 
 
 def _show(text: str, limit: int = 60) -> str:
@@ -422,53 +463,155 @@ def derive_student_id(class_name: str, last_name: str, first_name: str) -> str:
 
 
 def read_roster(path: Path) -> RosterResult:
-    """Read a roster (.xlsx or CSV) into students and row-precise problems.
+    """Read a roster (.xlsx or CSV file, or a folder of them) into students and problems.
 
     The file type is decided from the file's first bytes, not its name. Raises
     `RosterError` (French) when the file cannot be read at all: empty, wrong format,
     damaged, or no header row; faults in rows are returned as problems.
     """
+    return read_rosters([path])
+
+
+def read_rosters(paths: Sequence[Path], *, max_rows: int = MAX_DATA_ROWS) -> RosterResult:
+    """Read several roster files, or folders of them (`roster_files`), as ONE roster.
+
+    Files are read in the given order, each located by its name in problems (by its
+    path when two files share a name); a file given twice is read once. A student on
+    two lines is a duplicate, in one file or across two. Past `max_rows` student lines,
+    all files together, reading stops with a `too_many_rows` error. Raises `RosterError`
+    on the first file that cannot be read at all.
+    """
+    files: list[Path] = []
+    problems: list[Problem] = []
+    seen: set[Path] = set()
+    for path in paths:
+        found, ignored = roster_files(Path(path))
+        problems.extend(ignored)
+        for file in found:
+            key = _same_file_key(file)
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    names = [file.name for file in files]
+    shared = {name for name in names if names.count(name) > 1}
+    checker = _RosterChecker(max_rows)
+    checker.result.problems.extend(problems)
+    for file in files:
+        name = str(file) if file.name in shared else file.name
+        checker.result.files.append(name)
+        try:
+            with _open_table(file, name) as table:
+                checker.check(table, name)
+        except OSError as exc:  # the file vanished or became unreadable while read
+            raise RosterError(_unreadable(name, exc)) from None
+        if checker.full:
+            break
+    return checker.result
+
+
+def roster_files(path: Path) -> tuple[list[Path], list[Problem]]:
+    """The files a roster path stands for, and warnings for what a folder holds besides.
+
+    A file stands for itself. A folder stands for its .xlsx and .csv files (any case),
+    sorted by name, leaving out hidden files and Excel's lock files (« ~$… »); its other
+    files and its sub-folders are not read, with a warning each. Raises `RosterError`
+    when the folder cannot be listed or holds no roster file.
+    """
     path = Path(path)
-    data = _read_bytes(path)
-    name = path.name
-    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
-        table = _read_xlsx(data, name)
-    elif data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise RosterError(_ole2_message(data, name))
+    if not path.is_dir():
+        return [path], []
+    try:
+        entries = sorted(path.iterdir(), key=lambda entry: (entry.name.casefold(), entry.name))
+        kinds = [(entry, entry.is_dir()) for entry in entries]
+    except OSError as exc:
+        raise RosterError(
+            f"{path} : lecture du dossier impossible ({french_os_error(exc)}) ; vérifiez le "
+            "chemin et vos droits."
+        ) from None
+    files: list[Path] = []
+    ignored: list[Problem] = []
+    folder = path.name or str(path)
+    for entry, is_dir in kinds:
+        if entry.name.startswith((".", "~$")):
+            continue
+        if is_dir:
+            message = _MESSAGES["ignored_folder"].format(folder=folder)
+        elif entry.suffix.casefold() in ROSTER_SUFFIXES:
+            files.append(entry)
+            continue
+        else:
+            message = _MESSAGES["ignored_file"].format(folder=folder)
+        ignored.append(Problem("ignored_file", message, file=entry.name, severity="warning"))
+    if not files:
+        raise RosterError(
+            f"le dossier {path} ne contient aucune liste de stagiaires (fichier .xlsx ou "
+            ".csv) : mettez-y la liste, ou indiquez le fichier lui-même."
+        )
+    return files, ignored
+
+
+def _same_file_key(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+@contextmanager
+def _open_table(path: Path, name: str) -> Iterator[_Table]:
+    """The roster table of `path`, its lines read as they are asked for (then closed)."""
+    head = _read_head(path, name)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        with _open_xlsx(path, name) as table:
+            yield table
+    elif head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise RosterError(_ole2_message(path, name))
     else:
-        table = _read_csv(data, name)
-    return _check_table(table, name)
+        with _open_csv(path, name, head) as table:
+            yield table
 
 
-def _read_bytes(path: Path) -> bytes:
-    name = path.name
+def _read_head(path: Path, name: str) -> bytes:
+    """The first bytes of the file, after checking it is a readable, non-empty file."""
     try:
         if path.is_dir():
             raise RosterError(f"{path} est un dossier : indiquez le fichier de la liste.")
         size = path.stat().st_size
         if size > _MAX_FILE_BYTES:
             raise RosterError(
-                f"{name} pèse {size // (1024 * 1024)} Mo : une liste de stagiaires fait "
-                "quelques centaines de Ko ; vérifiez que c'est le bon fichier."
+                f"{name} pèse {size // (1024 * 1024)} Mo : même "
+                f"{_french_count(MAX_DATA_ROWS)} stagiaires tiennent en quelques dizaines de "
+                "Mo ; vérifiez que c'est le bon fichier."
             )
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            head = handle.read(8192)
+            blank = not head.strip(_BLANK_BYTES)
+            while blank and (chunk := handle.read(_CHUNK_BYTES)):
+                blank = not chunk.strip(_BLANK_BYTES)
     except FileNotFoundError:
         raise RosterError(f"{path} : fichier introuvable ; vérifiez le chemin.") from None
     except OSError as exc:
-        raise RosterError(
-            f"{name} : lecture impossible ({french_os_error(exc)}) ; fermez-le s'il est ouvert "
-            "dans un autre programme et vérifiez vos droits."
-        ) from None
-    if not data.strip(b" \t\r\n\xef\xbb\xbf;,"):
+        raise RosterError(_unreadable(name, exc)) from None
+    if blank:
         raise RosterError(
             f"{name} : le fichier est vide. Remplissez la liste (une ligne par stagiaire) "
             "puis relancez."
         )
-    return data
+    return head
 
 
-def _ole2_message(data: bytes, name: str) -> str:
-    if "EncryptionInfo".encode("utf-16-le") in data:
+_BLANK_BYTES = b" \t\r\n\xef\xbb\xbf;,"
+
+
+def _unreadable(name: str, exc: OSError) -> str:
+    return (
+        f"{name} : lecture impossible ({french_os_error(exc)}) ; fermez-le s'il est ouvert "
+        "dans un autre programme et vérifiez vos droits."
+    )
+
+
+def _ole2_message(path: Path, name: str) -> str:
+    if _file_contains(path, "EncryptionInfo".encode("utf-16-le")):
         return (
             f"{name} est protégé par un mot de passe : ouvrez-le dans Excel, retirez le mot "
             "de passe (Fichier › Informations › Protéger le classeur) puis enregistrez-le au "
@@ -480,59 +623,97 @@ def _ole2_message(data: bytes, name: str) -> str:
     )
 
 
-def _read_xlsx(data: bytes, name: str) -> _Table:
+def _file_contains(path: Path, needle: bytes) -> bool:
+    """Whether `needle` occurs in the file, read by chunks."""
+    tail = b""
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK_BYTES):
+                if needle in tail + chunk:
+                    return True
+                tail = chunk[-len(needle) + 1 :]
+    except OSError:
+        return False
+    return False
+
+
+def _guarded(items: Iterable[_T], describe: Callable[[Exception], str]) -> Iterator[_T]:
+    """`items`, a fault of the file being read turned into `RosterError(describe(fault))`."""
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except (RosterError, OSError):
+            raise
+        except Exception as exc:  # openpyxl, csv and codecs raise many types on a bad file
+            raise RosterError(describe(exc)) from None
+        yield item
+
+
+@contextmanager
+def _open_xlsx(path: Path, name: str) -> Iterator[_Table]:
     damaged = (
         f"{name} est un fichier compressé abîmé ou qui n'est pas un classeur Excel : "
         "ouvrez-le dans Excel et enregistrez-le à nouveau au format Excel (.xlsx)."
     )
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-            names = {m.filename for m in members}
-            if "mimetype" in names:
-                with archive.open("mimetype") as handle:
-                    mimetype = handle.read(200)
-                if b"opendocument" in mimetype:
-                    raise RosterError(
-                        f"{name} est un classeur OpenDocument (.ods) : enregistrez-le au "
-                        "format Excel (.xlsx) ou CSV depuis LibreOffice (Fichier › "
-                        "Enregistrer sous)."
-                    )
-            if "xl/workbook.bin" in names:
-                raise RosterError(
-                    f"{name} est un classeur Excel binaire (.xlsb) : enregistrez-le au "
-                    "format Excel (.xlsx) (Fichier › Enregistrer sous)."
-                )
-            if not any(n.startswith("xl/") for n in names):
-                raise RosterError(
-                    f"{name} n'est pas un classeur Excel (c'est une archive ou un autre type "
-                    "de document) : enregistrez la liste au format Excel (.xlsx) ou CSV."
-                )
-            if sum(m.file_size for m in members) > _MAX_UNZIPPED_BYTES:
-                raise RosterError(
-                    f"{name} est anormalement volumineux une fois décompressé : enregistrez "
-                    "la liste seule dans un nouveau classeur (.xlsx)."
-                )
-    except RosterError:
-        raise
-    except Exception:  # zipfile raises several types on a damaged or encrypted archive
-        raise RosterError(damaged) from None
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-            try:
-                return _read_workbook(workbook, name)
-            finally:
-                workbook.close()
-    except RosterError:
-        raise
-    except Exception:  # openpyxl raises many types on a malformed file
-        raise RosterError(damaged) from None
+    with path.open("rb") as handle:
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                _check_package(archive, name)
+            handle.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                workbook = load_workbook(handle, read_only=True, data_only=True)
+        except RosterError:
+            raise
+        except Exception:  # zipfile and openpyxl raise many types on a damaged file
+            raise RosterError(damaged) from None
+        try:
+            with warnings.catch_warnings():  # read-only sheets are parsed while iterating
+                warnings.simplefilter("ignore")
+                try:
+                    table = _workbook_table(workbook, name, damaged)
+                except RosterError:
+                    raise
+                except Exception:  # openpyxl raises many types on a malformed sheet
+                    raise RosterError(damaged) from None
+                yield table
+        finally:
+            workbook.close()
 
 
-def _read_workbook(workbook: Any, name: str) -> _Table:
+def _check_package(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse, with what to do, packages that are not an .xlsx workbook."""
+    members = archive.infolist()
+    names = {m.filename for m in members}
+    if "mimetype" in names:
+        with archive.open("mimetype") as handle:
+            mimetype = handle.read(200)
+        if b"opendocument" in mimetype:
+            raise RosterError(
+                f"{name} est un classeur OpenDocument (.ods) : enregistrez-le au format Excel "
+                "(.xlsx) ou CSV depuis LibreOffice (Fichier › Enregistrer sous)."
+            )
+    if "xl/workbook.bin" in names:
+        raise RosterError(
+            f"{name} est un classeur Excel binaire (.xlsb) : enregistrez-le au format Excel "
+            "(.xlsx) (Fichier › Enregistrer sous)."
+        )
+    if not any(n.startswith("xl/") for n in names):
+        raise RosterError(
+            f"{name} n'est pas un classeur Excel (c'est une archive ou un autre type de "
+            "document) : enregistrez la liste au format Excel (.xlsx) ou CSV."
+        )
+    if sum(m.file_size for m in members) > _MAX_UNZIPPED_BYTES:
+        raise RosterError(
+            f"{name} est anormalement volumineux une fois décompressé : enregistrez la liste "
+            "seule dans un nouveau classeur (.xlsx)."
+        )
+
+
+def _workbook_table(workbook: Any, name: str, damaged: str) -> _Table:
     sheets = list(workbook.worksheets)
     if not sheets:
         raise RosterError(
@@ -559,35 +740,36 @@ def _read_workbook(workbook: Any, name: str) -> _Table:
             continue
         header_row = header_index + 1
         width = max(columns.values()) + 1
-        rows = sheet.iter_rows(
-            min_row=header_row + 1,
-            max_row=header_row + MAX_DATA_ROWS + 1,
-            max_col=width,
-            values_only=True,
-        )
+        rows = sheet.iter_rows(min_row=header_row + 1, max_col=width, values_only=True)
         numbered = ((number, list(values)) for number, values in enumerate(rows, header_row + 1))
-        records, overflow = _collect_records(numbered, width)
-        if overflow:
-            problems.append(_too_many_rows(name, str(sheet.title), header_row))
+        records = _records(_guarded(numbered, lambda _: damaged), width)
         return _Table(str(sheet.title), header_row, columns, problems, records)
     assert first_failure is not None
     raise first_failure
 
 
-def _decode(data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            pass
+def _csv_encoding(path: Path, head: bytes) -> str:
+    """UTF-16 (with its mark), else UTF-8, else Windows-1252, else Latin-1 (never fails)."""
+    candidates = ["utf-8-sig", "cp1252"]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        candidates.insert(0, "utf-16")
+    for encoding in candidates:
+        if _decodes(path, encoding):
+            return encoding
+    return "latin-1"
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    """Whether the whole file decodes with `encoding` (read by chunks)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     try:
-        return data.decode("utf-8-sig")
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK_BYTES):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+        return False
+    return True
 
 
 def _looks_binary(data: bytes) -> bool:
@@ -598,42 +780,56 @@ def _looks_binary(data: bytes) -> bool:
     return b"\x00" in head or controls > 2 + len(head) // 50
 
 
-def _read_csv(data: bytes, name: str) -> _Table:
-    if _looks_binary(data):
+@contextmanager
+def _open_csv(path: Path, name: str, head: bytes) -> Iterator[_Table]:
+    if _looks_binary(head):
         raise RosterError(
             f"{name} n'est ni un classeur Excel (.xlsx) ni un fichier CSV : enregistrez la "
             "liste au format Excel (.xlsx) ou CSV (séparateur « ; »)."
         )
-    text = _decode(data).lstrip("\ufeff")
-    if text.lstrip()[:1] == "<":
-        raise RosterError(
-            f"{name} est une page web (HTML/XML), pas un tableau : ouvrez-le dans Excel et "
-            "enregistrez-le au format Excel (.xlsx)."
-        )
-    first_line, _, rest = text.partition("\n")
-    forced = re.fullmatch(r"\s*sep=(.)\s*", first_line)
-    if forced:  # Excel's « sep=; » first line: not shown by Excel, so not counted
-        text = rest
-    try:
-        delimiter = forced.group(1) if forced else _sniff_delimiter(text)
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        top = [row for _, row in zip(range(HEADER_SEARCH_ROWS), reader, strict=False)]
+    encoding = _csv_encoding(path, head)
+    with path.open("r", encoding=encoding, newline="") as handle:
+        sample: list[str] = []  # whole lines, enough to find the header and the delimiter
+        size = 0
+        while size < _CSV_SAMPLE_CHARS and (text_line := handle.readline()):
+            sample.append(text_line)
+            size += len(text_line)
+        if sample:
+            sample[0] = sample[0].lstrip("\ufeff")
+        text = "".join(sample)
+        if text.lstrip()[:1] == "<":
+            raise RosterError(
+                f"{name} est une page web (HTML/XML), pas un tableau : ouvrez-le dans Excel et "
+                "enregistrez-le au format Excel (.xlsx)."
+            )
+        forced = re.fullmatch(r"\s*sep=(.)\s*", sample[0]) if sample else None
+        if forced:  # Excel's « sep=; » first line: not shown by Excel, so not counted
+            sample.pop(0)
+            text = "".join(sample)
+        try:
+            delimiter = forced.group(1) if forced else _sniff_delimiter(text)
+            lines = itertools.chain(sample, handle)
+            reader = csv.reader(lines, delimiter=delimiter)
+            top = [row for _, row in zip(range(HEADER_SEARCH_ROWS), reader, strict=False)]
+        except csv.Error as exc:
+            raise RosterError(_malformed_csv(name, exc)) from None
         header_index, columns, problems = _locate_header(top, name, "")
         header_row = header_index + 1
         header_width = len(top[header_index])
         width = max(columns.values()) + 1
-        remaining = itertools.chain(top[header_index + 1 :], reader)
+        rest = _guarded(reader, lambda exc: _malformed_csv(name, exc))
+        remaining = itertools.chain(top[header_index + 1 :], rest)
         numbered = ((number, values) for number, values in enumerate(remaining, header_row + 1))
-        limited = itertools.islice(numbered, MAX_DATA_ROWS + 1)
-        records, overflow = _collect_records(limited, width, header_width)
-    except csv.Error as exc:
-        raise RosterError(
-            f"{name} : fichier CSV mal formé ({exc}) ; ouvrez-le dans Excel et enregistrez-le "
-            "à nouveau au format CSV (séparateur « ; »)."
-        ) from None
-    if overflow:
-        problems.append(_too_many_rows(name, "", header_row))
-    return _Table("", header_row, columns, problems, records, delimiter)
+        yield _Table(
+            "", header_row, columns, problems, _records(numbered, width, header_width), delimiter
+        )
+
+
+def _malformed_csv(name: str, exc: Exception) -> str:
+    return (
+        f"{name} : fichier CSV mal formé ({exc}) ; ouvrez-le dans Excel et enregistrez-le à "
+        "nouveau au format CSV (séparateur « ; »)."
+    )
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -711,38 +907,21 @@ def _locate_header(
     return best_index, {key: indexes[0] for key, indexes in best.items()}, problems
 
 
-def _collect_records(
+def _records(
     rows: Iterable[tuple[int, list[Any]]], width: int, header_width: int = 0
-) -> tuple[list[_Record], bool]:
-    """Non-empty data lines, stopping after MAX_DATA_ROWS or MAX_EMPTY_RUN empty lines.
-
-    Returns the records and whether a non-empty line lies beyond MAX_DATA_ROWS.
-    """
-    records: list[_Record] = []
+) -> Iterator[_Record]:
+    """The non-empty data lines, one at a time, until MAX_EMPTY_RUN empty lines in a row."""
     empty_run = 0
-    for count, (number, values) in enumerate(rows):
+    for number, values in rows:
         cells = list(values[:width]) + [None] * (width - len(values))
         if all(_cell_text(v) == "" for v in cells):
             empty_run += 1
             if empty_run >= MAX_EMPTY_RUN:
-                break
+                return
             continue
-        if count >= MAX_DATA_ROWS:
-            return records, True
         empty_run = 0
         extra = bool(header_width) and any(_cell_text(v) for v in values[header_width:])
-        records.append(_Record(number, cells, extra))
-    return records, False
-
-
-def _too_many_rows(name: str, sheet: str, header_row: int) -> Problem:
-    return Problem(
-        "too_many_rows",
-        _MESSAGES["too_many_rows"].format(limit=MAX_DATA_ROWS),
-        file=name,
-        sheet=sheet,
-        row=header_row + MAX_DATA_ROWS + 1,
-    )
+        yield _Record(number, cells, extra)
 
 
 # --------------------------------------------------------------------------- checking
@@ -782,8 +961,9 @@ class _RowChecker:
             if digits.isdigit() and len(digits) == 9:  # Excel dropped the leading 0
                 value = "0" + digits
         if column.single_line:
-            value = _SPACE_RUN.sub(" ", value)
-            if any(_is_invisible(ch) for ch in value):
+            if not value.isascii() or "  " in value:  # the only ASCII space is " "
+                value = _SPACE_RUN.sub(" ", value)
+            if _has_invisible(value):
                 what = (
                     "retour à la ligne"
                     if "\n" in value or "\r" in value
@@ -819,7 +999,7 @@ class _RowChecker:
                 column.header,
                 _MESSAGES["multiple_emails"].format(value=_show(value)),
             )
-        elif any(_is_invisible(ch) for ch in value):
+        elif _has_invisible(value):
             self.problem(
                 "bad_email",
                 column.header,
@@ -871,17 +1051,67 @@ def _parse_date(value: Any) -> date | None:
     return parsed
 
 
-def _check_table(table: _Table, name: str) -> RosterResult:
-    result = RosterResult(problems=list(table.problems))
-    complete = all(c.key in table.columns for c in ROSTER_COLUMNS if c.required)
-    seen_names: dict[str, tuple[int, str]] = {}
-    seen_ids: dict[str, int] = {}
-    for record in table.records:
+@dataclass(frozen=True)
+class _Seen:
+    """Where a student (or an identifier) was first met: file and row."""
+
+    file: str
+    row: int
+    explicit_id: str = ""
+
+    def where(self, name: str) -> str:
+        """« 3 », or « 3 de « a.xlsx » » when first met in another file than `name`."""
+        return str(self.row) if self.file == name else f"{self.row} de « {self.file} »"
+
+
+def _french_count(number: int) -> str:
+    """100000 → « 100 000 » (non-breaking space), as French texts write numbers."""
+    return f"{number:,}".replace(",", "\u00a0")
+
+
+class _RosterChecker:
+    """Checks the lines of one or several tables as one roster; fills `result`."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.result = RosterResult()
+        self.names: dict[str, _Seen] = {}  # folded class|last name|first name → first line
+        self.ids: dict[str, _Seen] = {}  # casefolded identifier → first line
+        self.max_rows = max_rows
+        self.rows_left = max_rows
+        self.full = False  # max_rows reached: nothing more is read
+
+    def check(self, table: _Table, name: str) -> None:
+        """Check every line of `table` (from file `name`), until the roster is full."""
+        self.result.problems.extend(table.problems)
+        complete = all(c.key in table.columns for c in ROSTER_COLUMNS if c.required)
+        for record in table.records:
+            if self.rows_left == 0:
+                self.full = True
+                self.result.problems.append(
+                    Problem(
+                        "too_many_rows",
+                        _MESSAGES["too_many_rows"].format(limit=_french_count(self.max_rows)),
+                        file=name,
+                        sheet=table.sheet,
+                        row=record.row,
+                    )
+                )
+                return
+            self.rows_left -= 1
+            student = self._check_line(table, record, name, complete)
+            if student is not None:
+                self.result.students.append(student)
+
+    def _check_line(
+        self, table: _Table, record: _Record, name: str, complete: bool
+    ) -> Student | None:
+        """The student of one line, or None; the line's problems go to `result`."""
+        result = self.result
         checker = _RowChecker(table, record, name)
-        if _fold(_cell_text(checker.raw("last_name"))) == _fold(EXAMPLE_LAST_NAME):
+        if _fold(_cell_text(checker.raw("last_name"))) == _EXAMPLE_KEY:
             checker.problem("example_row", "Nom", _MESSAGES["example_row"], severity="warning")
             result.problems.extend(checker.problems)
-            continue
+            return None
         if record.extra:
             checker.problem(
                 "extra_cells", "", _MESSAGES["extra_cells"].format(delimiter=table.delimiter)
@@ -915,45 +1145,49 @@ def _check_table(table: _Table, name: str) -> RosterResult:
 
         identity = (values["class_name"], last_name, values["first_name"])
         student_id = explicit_id or (derive_student_id(*identity) if all(identity) else "")
+        here = _Seen(name, record.row, explicit_id)
         if all(identity):
             name_key = "|".join(_fold(part) for part in identity)
-            first = seen_names.get(name_key)
+            first = self.names.get(name_key)
+            first_id = self.ids.get(student_id.casefold()) if student_id else None
             if first and not (
-                explicit_id and first[1] and explicit_id.casefold() != first[1].casefold()
+                explicit_id
+                and first.explicit_id
+                and explicit_id.casefold() != first.explicit_id.casefold()
             ):
-                checker.problem("duplicate", "Nom", _MESSAGES["duplicate"].format(first=first[0]))
-            elif student_id and student_id.casefold() in seen_ids:
+                checker.problem(
+                    "duplicate", "Nom", _MESSAGES["duplicate"].format(first=first.where(name))
+                )
+            elif first_id:
                 checker.problem(
                     "duplicate",
                     "Identifiant",
                     _MESSAGES["duplicate_identifier"].format(
-                        value=_show(student_id), first=seen_ids[student_id.casefold()]
+                        value=_show(student_id), first=first_id.where(name)
                     ),
                 )
-            seen_names.setdefault(name_key, (record.row, explicit_id))
+            self.names.setdefault(name_key, here)
         if student_id:
-            seen_ids.setdefault(student_id.casefold(), record.row)
+            self.ids.setdefault(student_id.casefold(), here)
 
         result.problems.extend(checker.problems)
         if complete and start and end and not any(p.severity == "error" for p in checker.problems):
-            result.students.append(
-                Student(
-                    student_id=student_id,
-                    last_name=last_name,
-                    first_name=values["first_name"],
-                    class_name=values["class_name"],
-                    company=values["company"],
-                    tutor_name=values["tutor_name"],
-                    tutor_email=values["tutor_email"],
-                    start=start,
-                    end=end,
-                    student_email=values["student_email"],
-                    tutor_phone=values["tutor_phone"],
-                    referent=values["referent"],
-                    row=record.row,
-                )
+            return Student(
+                student_id=student_id,
+                last_name=last_name,
+                first_name=values["first_name"],
+                class_name=values["class_name"],
+                company=values["company"],
+                tutor_name=values["tutor_name"],
+                tutor_email=values["tutor_email"],
+                start=start,
+                end=end,
+                student_email=values["student_email"],
+                tutor_phone=values["tutor_phone"],
+                referent=values["referent"],
+                row=record.row,
             )
-    return result
+        return None
 
 
 # --------------------------------------------------------------------------- template
@@ -1090,7 +1324,11 @@ def _write_instructions(sheet: Any) -> None:
             "8. Un fichier CSV est accepté aussi : séparateur « ; » (ou « , »), encodage UTF-8 "
             "ou Windows, avec la même ligne d'en-tête.",
         ),
-        (f"9. {MAX_DATA_ROWS} stagiaires au plus par fichier.",),
+        (
+            f"9. Jusqu'à {_french_count(MAX_DATA_ROWS)} stagiaires. Une liste répartie en "
+            "plusieurs fichiers (un par classe, par exemple) se lit en une fois : "
+            "grille generate --roster DOSSIER, ou --roster fichier1.xlsx --roster fichier2.csv.",
+        ),
         (),
         ("Colonne", "Obligatoire", "À indiquer", "Exemple"),
     ]

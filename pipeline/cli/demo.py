@@ -65,7 +65,7 @@ def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> Non
 
     step(f"1. Campagne de démonstration dans « {workspace.root} »")
     step("2. Un classeur par stagiaire (grille generate)")
-    click_ctx.invoke(generate, roster_path=roster, grid_path=None, force=False, jobs=jobs)
+    click_ctx.invoke(generate, roster_paths=(roster,), grid_path=None, force=False, jobs=jobs)
     step("3. Un message par tuteur, prêt à partir (grille send)")
     click_ctx.invoke(send, dry_run=False, resend=False, student_ids=(), class_name=None)
     step("4. Les tuteurs répondent (simulation)")

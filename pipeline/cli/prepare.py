@@ -21,7 +21,7 @@ from pipeline.cli.base import (
     progress_bar,
     refresh_tracking,
 )
-from pipeline.roster import RosterError, read_roster
+from pipeline.roster import RosterError, read_rosters
 from pipeline.settings import Workspace
 
 
@@ -82,22 +82,23 @@ def init(
 
 def _run_generate(
     workspace: Workspace,
-    roster_path: Path | None,
+    roster_paths: tuple[Path, ...],
     grid_path: Path | None,
     force: bool,
     jobs: int,
 ) -> None:
-    roster_file = roster_path or workspace.roster_path
+    paths = list(roster_paths) or [workspace.roster_path]
+    label = ", ".join(f"« {path.name or path} »" for path in paths)
     with open_campaign(workspace, grid_path) as opened:
         try:
-            roster = read_roster(roster_file)
+            roster = read_rosters(paths)
         except RosterError as exc:
             fail(str(exc), 2)
         warnings = [p for p in roster.problems if p.severity == "warning"]
         if not roster.valid:
             errors = [p for p in roster.problems if p.severity != "warning"]
             click.echo(
-                f"Liste des stagiaires « {roster_file.name} » : {len(errors)} problème(s) "
+                f"Liste des stagiaires {label} : {len(errors)} problème(s) "
                 "à corriger ; aucun classeur n'a été produit.",
                 err=True,
             )
@@ -105,7 +106,12 @@ def _run_generate(
             sys.exit(2)
         print_problems(warnings)
         if not roster.students:
-            fail(f"« {roster_file.name} » ne contient aucun stagiaire.", 2)
+            fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
+        if len(roster.files) > 1:
+            click.echo(
+                f"Liste des stagiaires : {len(roster.students)} stagiaire(s) dans "
+                f"{len(roster.files)} fichier(s)."
+            )
         opened.remember_grid(grid_path)
         with progress_bar(len(roster.students), "Classeurs") as advance:
             result = campaign_ops.generate(
@@ -122,6 +128,11 @@ def _run_generate(
         )
     for name in result.removed:
         click.echo(f"  Attention — {name} n'est plus dans la liste : son classeur est conservé.")
+    if result.removed:
+        click.echo(
+            "  Si votre liste est répartie en plusieurs fichiers, donnez-les tous : "
+            "--roster FICHIER --roster FICHIER, ou --roster DOSSIER."
+        )
     folder = workspace.workbooks_dir.relative_to(workspace.root)
     click.echo(
         f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
@@ -132,10 +143,13 @@ def _run_generate(
 @cli.command()
 @click.option(
     "--roster",
-    "roster_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Liste des stagiaires (.xlsx ou .csv). Par défaut : input_templates/roster.xlsx.",
+    "roster_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    metavar="FICHIER|DOSSIER",
+    help="Liste des stagiaires (.xlsx ou .csv), ou dossier de listes (tous ses .xlsx et .csv). "
+    "Répétez l'option pour lire plusieurs fichiers comme une seule liste. Par défaut : "
+    "input_templates/roster.xlsx.",
 )
 @click.option(
     "--grid",
@@ -149,13 +163,16 @@ def _run_generate(
 @jobs_option
 @pass_context
 def generate(
-    ctx: Context, roster_path: Path | None, grid_path: Path | None, force: bool, jobs: int
+    ctx: Context, roster_paths: tuple[Path, ...], grid_path: Path | None, force: bool, jobs: int
 ) -> None:
     """Fabrique un classeur Excel d'évaluation par stagiaire de la liste.
 
     Exemple : grille generate --roster stagiaires.csv
 
+    Une liste en plusieurs fichiers : grille generate --roster 2A.xlsx --roster 2B.xlsx,
+    ou grille generate --roster DOSSIER (tous les .xlsx et .csv du dossier).
+
     Les classeurs vont dans output/classeurs/<classe>/. Relancer la commande ne refait
     que les classeurs dont la ligne a changé.
     """
-    _run_generate(ctx.workspace, roster_path, grid_path, force, jobs)
+    _run_generate(ctx.workspace, roster_paths, grid_path, force, jobs)
