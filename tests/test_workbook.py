@@ -408,9 +408,7 @@ def test_workbook__global_total_waits_for_every_level(stamped: openpyxl.Workbook
     first = layout.dimensions["autonomie"].cell
     last = layout.dimensions["contact_commercial"].cell
     total_row = int(last[1:]) + 1
-    assert ws[f"B{total_row}"].value == (
-        f'=IF(COUNT({first}:{last})=7,SUM({first}:{last}),"")'
-    )
+    assert ws[f"B{total_row}"].value == (f'=IF(COUNT({first}:{last})=7,SUM({first}:{last}),"")')
     assert ws[f"C{total_row}"].value.startswith(f'=IF(COUNT({first}:{last})=7,"sur 24",')
 
 
@@ -447,8 +445,7 @@ def test_workbook__printed_copy_has_tick_boxes_signature_and_stamp(
                 continue
             ticks = [ws[f"{c}{row}"].value for c in "EFGH"]
             assert ticks[3] == (
-                f'=IF(OR(UPPER(TRIM(D{row}))="TS",UPPER(TRIM(D{row}))="TRÈS SATISFAISANT"),'
-                '"X","")'
+                f'=IF(OR(UPPER(TRIM(D{row}))="TS",UPPER(TRIM(D{row}))="TRÈS SATISFAISANT"),"X","")'
             )
             for column in "EFGH":
                 assert ws[f"{column}{row}"].protection.locked
@@ -522,9 +519,7 @@ def through_libreoffice(
     sources = [
         _filled(template, folder / "vierge.xlsx", {}),
         _filled(template, folder / "partiel.xlsx", {**partly, "integration.ponctualite": "ts"}),
-        _filled(
-            template, folder / "complet.xlsx", {**levels, "appreciation": LONG_APPRECIATION}
-        ),
+        _filled(template, folder / "complet.xlsx", {**levels, "appreciation": LONG_APPRECIATION}),
     ]
     profile = folder / "profil"
     pdfs = _soffice(sources, folder / "pdf", "pdf", profile)
