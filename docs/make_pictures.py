@@ -1,6 +1,7 @@
 """Make the README's pictures from real outputs: demo → LibreOffice → PDF → PNG.
 
-    python docs/make_pictures.py
+    python docs/make_pictures.py            # every picture
+    python docs/make_pictures.py classeur   # only some: classeur, bilan, bilan_classe, grille_tableur
 
 Needs LibreOffice (`soffice`) and poppler (`pdftoppm`). Writes docs/classeur.png (a
 returned workbook, as printed), docs/bilan.png, docs/bilan_classe.png (report pages) and
@@ -40,7 +41,15 @@ def page_png(pdf: Path, page: int, target: Path, height: float = 1.0, width: int
     print(f"écrit : {target.relative_to(DOCS.parent)}")
 
 
-def main() -> int:
+PICTURES = ("classeur", "bilan", "bilan_classe", "grille_tableur")
+
+
+def main(wanted: list[str]) -> int:
+    unknown = sorted(set(wanted) - set(PICTURES))
+    if unknown:
+        print(f"Images inconnues : {', '.join(unknown)}. Au choix : {', '.join(PICTURES)}.")
+        return 2
+    chosen = set(wanted or PICTURES)
     missing = [tool for tool in ("soffice", "pdftoppm") if shutil.which(tool) is None]
     if missing:
         print(f"Outils manquants : {', '.join(missing)} (LibreOffice, poppler-utils).")
@@ -52,29 +61,34 @@ def main() -> int:
             [sys.executable, "-m", "pipeline", "demo", str(campaign)],
             check=True, capture_output=True,
         )  # fmt: skip
-        returned = next((campaign / "retours_simules").glob("ABADIE_*.xlsx"))
-        page_png(to_pdf(returned, work), 2, DOCS / "classeur.png", height=0.4)
+        if "classeur" in chosen:
+            returned = next((campaign / "retours_simules").glob("ABADIE_*.xlsx"))
+            page_png(to_pdf(returned, work), 2, DOCS / "classeur.png", height=0.4)
         reports = campaign / "output" / "rapports" / "BTS_MUC_2A"
-        page_png(to_pdf(next(reports.glob("bilan_BERNARD_*.docx")), work), 1, DOCS / "bilan.png")
-        page_png(
-            to_pdf(reports / "bilan_classe_BTS_MUC_2A.docx", work),
-            3,
-            DOCS / "bilan_classe.png",
-            height=0.6,
-        )
-        sheet = work / "grille_tableur.xlsx"
-        subprocess.run(
-            [sys.executable, "-m", "pipeline", "grid", "export", str(sheet)],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(
-            ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile",
-             str(to_pdf(sheet, work)), str(DOCS / "grille_tableur")],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        print("écrit : docs/grille_tableur.png")
+        if "bilan" in chosen:
+            report = next(reports.glob("bilan_BERNARD_*.docx"))
+            page_png(to_pdf(report, work), 1, DOCS / "bilan.png")
+        if "bilan_classe" in chosen:
+            page_png(
+                to_pdf(reports / "bilan_classe_BTS_MUC_2A.docx", work),
+                3,
+                DOCS / "bilan_classe.png",
+                height=0.6,
+            )
+        if "grille_tableur" in chosen:
+            sheet = work / "grille_tableur.xlsx"
+            subprocess.run(
+                [sys.executable, "-m", "pipeline", "grid", "export", str(sheet)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            subprocess.run(
+                ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile",
+                 str(to_pdf(sheet, work)), str(DOCS / "grille_tableur")],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            print("écrit : docs/grille_tableur.png")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

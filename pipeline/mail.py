@@ -21,10 +21,10 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,9 +59,10 @@ class MailError(GrilleError):
 class WorkbookToSend:
     """One student's workbook, as attached to the tutor's message.
 
-    For a reminder, `todo` lists what is missing or wrong (French) and `path` may be the
-    workbook the tutor returned; `sha256` is what the file must hold, checked before
-    sending so that no other file can leave under this student's name.
+    For a reminder, `todo` lists what is missing or wrong (French, each item naming its
+    sheet and cell), `to_complete` / `to_correct` say whether answers are missing / wrong,
+    and `path` may be the workbook the tutor returned; `sha256` is what the file must hold,
+    checked before sending so that no other file can leave under this student's name.
     """
 
     student_id: str
@@ -74,6 +75,8 @@ class WorkbookToSend:
     attachment_name: str = ""
     todo: tuple[str, ...] = ()
     returned_on: str = ""
+    to_complete: bool = False
+    to_correct: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,8 @@ _FIELD = re.compile(r"\{([^{}\n]*)\}")
 _SUBJECT = re.compile(r"\s*objet\s*:\s*(.*)", re.IGNORECASE)
 COMMON_FIELDS = (
     "tuteur", "stagiaires", "noms", "classes", "entreprise", "nombre", "date_limite", "delai",
-    "professeur", "email_professeur", "etablissement", "session",
+    "professeur", "email_professeur", "etablissement", "session", "salutation",
+    "les_evaluations",
 )  # fmt: skip
 FIELDS = {SEND: COMMON_FIELDS, REMIND: (*COMMON_FIELDS, "a_completer")}
 
@@ -179,10 +183,18 @@ class MessageTemplate:
     subject_line: int
     body_start: int
 
-    def render(self, values: Mapping[str, str]) -> tuple[str, str]:
-        """(subject, body) with every {field} replaced."""
-        subject = _FIELD.sub(lambda m: _clean(values[m.group(1)]), self.subject)
-        body = _FIELD.sub(lambda m: values[m.group(1)], self.body)
+    def render(self, values: Mapping[str, str], *, plural: bool = False) -> tuple[str, str]:
+        """(subject, body) with every {field} replaced, and every {singular/plural} choice
+        made for one student or several (`plural`)."""
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if "/" in name:
+                return name.split("/")[1 if plural else 0]
+            return values[name]
+
+        subject = _FIELD.sub(lambda m: _clean(value(m)), self.subject)
+        body = _FIELD.sub(value, self.body)
         return _clean(subject), body.rstrip() + "\n"
 
 
@@ -217,7 +229,13 @@ def load_template(workspace: Workspace | None, kind: str) -> MessageTemplate:
     allowed = FIELDS[kind]
     for number, line in numbered:
         for found in _FIELD.finditer(line):
-            if found.group(1) not in allowed:
+            if found.group(1).count("/") > 1:
+                raise MailError(
+                    f"Modèle de message {source}, ligne {number} : choix {{{found.group(1)}}} : "
+                    "une seule barre oblique, entre le texte pour un stagiaire et celui pour "
+                    "plusieurs, par exemple {sa/leurs}."
+                )
+            if "/" not in found.group(1) and found.group(1) not in allowed:
                 raise MailError(
                     f"Modèle de message {source}, ligne {number} : champ {{{found.group(1)}}} "
                     f"inconnu. Champs possibles : {', '.join('{' + f + '}' for f in allowed)}."
@@ -240,17 +258,39 @@ def _todo_block(book: WorkbookToSend) -> str:
     name = _clean(f"{book.student_name} ({book.class_name})")
     if not book.returned_on:
         return f"  - {name} : aucun retour reçu pour l'instant."
-    lines = [f"  - {name} : le classeur reçu le {book.returned_on} est à compléter :"]
+    if book.to_correct:
+        what = "à compléter et à corriger" if book.to_complete else "à corriger"
+    else:
+        what = "à compléter"
+    lines = [f"  - {name} : le classeur reçu le {book.returned_on} est {what} :"]
     lines += [f"      • {_clean(item)}" for item in book.todo]
     return "\n".join(lines)
+
+
+_VOWELS = set("aeiouyàâäéèêëîïôöùûüÿæœ")
+
+
+def _of(name: str) -> str:
+    """« de Léa », « d'Inès », « d'ABADIE Chloé »: French elision before a vowel."""
+    return f"d'{name}" if name[:1].casefold() in _VOWELS else f"de {name}"
+
+
+def _evaluations(books: Sequence[WorkbookToSend]) -> str:
+    """« l'évaluation de MARTIN Léa », or « les évaluations de vos 3 stagiaires »."""
+    if len(books) == 1:
+        return f"l'évaluation {_of(_clean(books[0].student_name))}"
+    return f"les évaluations de vos {len(books)} stagiaires"
 
 
 def template_values(config: CampaignConfig, message: TutorMessage) -> dict[str, str]:
     """The value of every template field for one tutor's message."""
     books = message.workbooks
     deadline = config.deadline
+    tutor = _clean(message.tutor_name)
     return {
-        "tuteur": _clean(message.tutor_name),
+        "tuteur": tutor,
+        "salutation": f"Bonjour {tutor}," if tutor else "Madame, Monsieur,",
+        "les_evaluations": _evaluations(books),
         "stagiaires": "\n".join(
             f"  - {_clean(f'{w.student_name} ({w.class_name}, {w.company})')}" for w in books
         ),
@@ -334,13 +374,14 @@ def build_message(
     if not message.workbooks:
         raise MailError(f"Aucun classeur à envoyer à « {_clean(message.tutor_name)} ».")
     to, (sender, reply_to) = _tutor_address(message), _sender_addresses(config)
-    subject, body = template.render(template_values(config, message))
+    values = template_values(config, message)
+    subject, body = template.render(values, plural=len(message.workbooks) > 1)
     email = EmailMessage()
     email["From"] = sender
     email["To"] = to
     email["Reply-To"] = reply_to
     email["Subject"] = subject
-    email["Date"] = formatdate(localtime=True)
+    email["Date"] = format_datetime(datetime.now().astimezone())  # the teacher's local time
     email["Message-ID"] = make_msgid(domain=message_id_domain)
     email.set_content(body, cte="quoted-printable")
     for book in message.workbooks:

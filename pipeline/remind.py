@@ -10,6 +10,8 @@ recorded in `sendings` with the kind `relance`.
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -89,25 +91,59 @@ def pending_reminders(
                 continue
         items.append(
             (status.student.tutor_name, status.student.tutor_email,
-             _workbook_to_complete(status, root, *latest[status.student_id]))
+             _workbook_to_complete(db, status, root, *latest[status.student_id]))
         )  # fmt: skip
     result.messages = group_by_tutor(items, REMIND)
     return result
 
 
+# A validation message names its cell: « Section › Critère (cellule D15) : non renseigné. »
+_LOCATED = re.compile(
+    r"^(?:.*› )?(?P<label>.+?) \(cellule [A-Z]{1,3}[0-9]+\) : (?P<what>.+)$", re.S
+)
+
+
+def todo_item(problem: dict[str, str]) -> str:
+    """A stored problem as the tutor must find it: « feuille « Intégration », cellule D15
+    (Ponctualité) : non renseigné. »"""
+    message, sheet, cell = problem["message"], problem.get("sheet"), problem.get("cell")
+    if not sheet or not cell:
+        return message
+    where = f"feuille « {sheet} », cellule {cell}"
+    match = _LOCATED.match(message)
+    if match is None:
+        return f"{where} : {message}"
+    return f"{where} ({match.group('label')}) : {match.group('what')}"
+
+
+def _problems(db: sqlite3.Connection, return_id: int | None) -> list[dict[str, str]]:
+    """The blocking problems of a return (missing or wrong answers), in workbook order."""
+    if return_id is None:
+        return []
+    row = db.execute("SELECT problems FROM returns WHERE id = ?", (return_id,)).fetchone()
+    problems: list[dict[str, str]] = json.loads(row["problems"]) if row and row["problems"] else []
+    return [
+        p for p in problems if p.get("severity", "error") == "error" and
+        p["code"].startswith(("missing", "invalid"))
+    ]  # fmt: skip
+
+
 def _workbook_to_complete(
-    status: StudentStatus, root: Path, workbook_id: int, workbook_sha: str
+    db: sqlite3.Connection, status: StudentStatus, root: Path, workbook_id: int, workbook_sha: str
 ) -> WorkbookToSend:
     """The returned workbook (stored under its digest) if any, else the generated one."""
     generated = Path(status.workbook_file)
     name = status.student.display_name
     if status.return_file:
         stored = Path(status.return_file)
+        problems = _problems(db, status.return_id)
         return WorkbookToSend(
             status.student_id, name, status.class_name, status.student.company, workbook_id,
             root / stored, stored.stem, generated.stem + stored.suffix,
-            todo=(*status.missing, *status.invalid),
+            todo=tuple(todo_item(p) for p in problems),
             returned_on=_french_day(status.returned_at),
+            to_complete=any(p["code"].startswith("missing") for p in problems),
+            to_correct=any(p["code"].startswith("invalid") for p in problems),
         )  # fmt: skip
     return WorkbookToSend(
         status.student_id, name, status.class_name, status.student.company, workbook_id,

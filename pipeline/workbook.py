@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import io
 import re
+import textwrap
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,12 +30,12 @@ from openpyxl import Workbook
 from openpyxl.formatting.rule import FormulaRule
 from openpyxl.packaging.custom import StringProperty
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Protection, Side
-from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.utils import column_index_from_string, get_column_letter, quote_sheetname
 from openpyxl.workbook.protection import WorkbookProtection
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
-from pipeline.grid import Grid, Section
+from pipeline.grid import Closing, GlobalEvaluation, Grid, ScaleLevel, Section
 from pipeline.roster import Student
 from pipeline.xlsx import RawCell, XlsxPackage
 
@@ -47,7 +48,9 @@ PROPERTY_PREFIX = "grille_"
 APPRECIATION_PLACEHOLDER = (
     "(Écrivez ici votre appréciation sur le travail et le comportement du stagiaire.)"
 )
+APPRECIATION_LIMIT = 1500  # characters: the box is sized to show this much, on screen and paper
 TEAM_RESERVED_TEXT = "Réservé à l'équipe pédagogique : ne pas remplir."
+_STAMP = "Cachet de l'entreprise"
 MAX_INLINE_LIST = 255
 TOKEN_PATTERN = re.compile(rb"@@GRILLE_([A-Z_]+)@@")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -61,11 +64,15 @@ _NORMAL = Font(name="Arial", size=10)
 _SMALL = Font(name="Arial", size=9, italic=True, color="595959")
 _HEADER_FILL = PatternFill("solid", fgColor="D9E2F3")
 _HEADING_FILL = PatternFill("solid", fgColor="EDEDED")
-_INPUT_FILL = PatternFill("solid", fgColor="FFF9DB")
-_EMPTY_FILL = PatternFill("solid", fgColor="FCE4D6")
+_INPUT_FILL = PatternFill("solid", fgColor="FFEB80")  # « cellules jaunes » : still to fill
+# A filled input turns green. In a conditional format Excel paints a solid fill with its
+# bgColor and LibreOffice with its fgColor: set both.
+_FILLED_FILL = PatternFill("solid", fgColor="D8EBCB", bgColor="D8EBCB")
 _RESERVED_FILL = PatternFill("solid", fgColor="F2F2F2")
 _WRAP = Alignment(wrap_text=True, vertical="top")
 _CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
+_LINE_PT = 13.0  # one line of Arial 10, with LibreOffice's and Excel's spacing
+_MAX_TICK_BOXES = 6  # a longer scale gets no tick-box columns: they would not fit on paper
 _UNLOCKED = Protection(locked=False)
 
 
@@ -251,12 +258,25 @@ def _input(cell: Any) -> None:
     cell.protection = _UNLOCKED
 
 
-def _line_height(text: str, width_chars: float, line_pt: float = 13.0) -> float:
-    """Estimated row height (points) for wrapped `text` in a column `width_chars` wide."""
-    lines = 0
-    for paragraph in text.split("\n"):
-        lines += max(1, -(-len(paragraph) // max(1, int(width_chars * 1.1))))
-    return max(15.0, lines * line_pt + 4)
+def _wrapped_lines(text: str, width_chars: float, *, bold: bool = False) -> int:
+    """Lines `text` takes, word-wrapped in a column (or merged range) `width_chars` wide.
+
+    openpyxl cannot autofit and Excel does not autofit merged cells: the height is computed
+    here, on the safe side (Arial 10 fits about 1.3 characters per unit of width; 1.1 is
+    assumed, 0.95 in bold).
+    """
+    per_line = max(1, int(width_chars * (0.95 if bold else 1.1)))
+    return sum(
+        len(textwrap.wrap(paragraph, per_line, break_on_hyphens=False)) or 1
+        for paragraph in text.split("\n")
+    )
+
+
+def _line_height(
+    text: str, width_chars: float, line_pt: float = _LINE_PT, *, bold: bool = False
+) -> float:
+    """Row height (points) that shows wrapped `text` whole in a column `width_chars` wide."""
+    return max(15.0, _wrapped_lines(text, width_chars, bold=bold) * line_pt + 4)
 
 
 def _protect(ws: Worksheet, password: str) -> None:
@@ -332,12 +352,17 @@ def _validation(ws: Worksheet, formula: str, cells: str, *, title: str, prompt: 
         dv.add(cell)
 
 
-def _empty_highlight(ws: Worksheet, cells: str, first_cell: str, placeholder: str = "") -> None:
-    """Colour the input while it is empty (or still holds its placeholder)."""
+def _filled_highlight(ws: Worksheet, cells: str, first_cell: str, placeholder: str = "") -> None:
+    """Turn the (yellow) input green once filled, its placeholder not counting as filled.
+
+    Yellow is the cell's own fill, so a client that drops conditional formats still shows
+    the cells to fill in yellow, as the instructions and the e-mail say.
+    """
     empty = f"LEN(TRIM({first_cell}))=0"
     if placeholder:
         empty = f'OR({empty},{first_cell}="{placeholder.replace(chr(34), chr(34) * 2)}")'
-    ws.conditional_formatting.add(cells, FormulaRule(formula=[empty], fill=_EMPTY_FILL))
+    rule = FormulaRule(formula=[f"NOT({empty})"], fill=_FILLED_FILL)
+    ws.conditional_formatting.add(cells, rule)
 
 
 def _scale_prompt(grid: Grid) -> str:
@@ -377,6 +402,11 @@ def _write_instructions(ws: Worksheet, grid: Grid, layout: Layout, opts: Templat
     _style(ws[f"B{row}"], font=_BOLD)
     deadline = f"{opts.deadline:%d/%m/%Y}" if opts.deadline else "indiquée dans le message"
     contact = opts.teacher_name + (f" ({opts.teacher_email})" if opts.teacher_email else "")
+    rate_by_hand = (
+        f"cochez une case ({' / '.join(grid.scale_codes)})"
+        if len(grid.scale) <= _MAX_TICK_BOXES
+        else "écrivez une note"
+    )
     steps = [
         "Comment remplir cette grille",
         f"1. Pour chaque critère des feuilles {', '.join(s.sheet for s in grid.sections)}, "
@@ -385,12 +415,15 @@ def _write_instructions(ws: Worksheet, grid: Grid, layout: Layout, opts: Templat
         "dimension ; la signification de chaque niveau est écrite à droite.",
         f"3. Feuille « {grid.closing.sheet} » : écrivez votre appréciation, la date et votre "
         "nom (il vaut signature).",
-        "Les cellules jaunes sont à remplir ; une cellule orangée est encore vide. "
+        "Les cellules jaunes sont à remplir ; une cellule remplie devient verte. "
         "Le reste du classeur est protégé.",
         f"4. Enregistrez le fichier au format Excel (.xlsx), sans changer sa structure, et "
         f"renvoyez-le en réponse au message reçu, avant le {deadline}.",
         "Vous pouvez le remplir avec Excel, LibreOffice Calc ou Google Sheets "
         "(dans ce cas : Fichier › Télécharger › Microsoft Excel).",
+        f"Sur papier, si vous préférez : imprimez le classeur, {rate_by_hand} par critère, "
+        "écrivez le niveau de chaque dimension, puis signez et apposez le cachet de "
+        f"l'entreprise (feuille « {grid.closing.sheet} »).",
         f"Contact : {contact}" if contact.strip() else "",
     ]
     row = 14
@@ -423,18 +456,56 @@ def _write_instructions(ws: Worksheet, grid: Grid, layout: Layout, opts: Templat
     _page_setup(ws)
 
 
+def _merged_width(ws: Worksheet, first: str, last: str) -> float:
+    """Width in characters of columns `first`..`last` (letters)."""
+    start, stop = column_index_from_string(first), column_index_from_string(last)
+    return float(
+        sum(ws.column_dimensions[get_column_letter(c)].width for c in range(start, stop + 1))
+    )
+
+
+def _fit_row(ws: Worksheet, row: int, *cells: tuple[str, str]) -> None:
+    """Make `row` tall enough for each (first column, last column) span's wrapped text."""
+    heights = [15.0]
+    for first, last in cells:
+        cell = ws[f"{first}{row}"]
+        if isinstance(cell.value, str) and not cell.value.startswith("="):
+            bold = bool(cell.font is not None and cell.font.b)
+            width = _merged_width(ws, first, last)
+            heights.append(_line_height(cell.value, width, bold=bold))
+    ws.row_dimensions[row].height = max(heights)
+
+
+def _tick_formula(cell: str, level: ScaleLevel) -> str:
+    """« X » when `cell` holds this level (code or label, any case), else nothing."""
+    value = f"UPPER(TRIM({cell}))"
+    options = dict.fromkeys((level.code.upper(), level.label.upper()))
+    tests = ",".join(f'{value}="{option.replace(chr(34), chr(34) * 2)}"' for option in options)
+    return f'=IF(OR({tests}),"X","")'
+
+
 def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSource) -> None:
+    """A rated section: activities table, then the criteria, rated in column D.
+
+    Columns E… repeat the rating as tick boxes (TI / I / S / TS, as in the paper grid): they
+    show an « X » on screen, and a printed blank copy can be ticked by hand.
+    """
     section = plan.section
-    widths = {"A": 46, "B": 52, "C": 30, "D": 16}
+    ticks = grid.scale if len(grid.scale) <= _MAX_TICK_BOXES else ()
+    last_column = get_column_letter(column_index_from_string(RATING_COLUMN) + len(ticks))
+    widths = {"A": 42, "B": 48, "C": 24, RATING_COLUMN: 18}
+    first_tick = column_index_from_string(RATING_COLUMN) + 1
+    tick_columns = [get_column_letter(first_tick + i) for i in range(len(ticks))]
+    widths.update(dict.fromkeys(tick_columns, 5.5))
     for column, width in widths.items():
         ws.column_dimensions[column].width = width
     ws["A1"] = section.title
     _style(ws["A1"], font=_TITLE_FONT, border=False, align=Alignment(vertical="center"))
-    ws.merge_cells("A1:D1")
+    ws.merge_cells(f"A1:{last_column}1")
     ws.row_dimensions[1].height = 24
     ws["A2"] = _IDENTITY_LINE
     _style(ws["A2"], font=_BOLD, border=False)
-    ws.merge_cells("A2:D2")
+    ws.merge_cells(f"A2:{last_column}2")
     first = plan.rows[0][1]
     last = plan.rows[-1][1]
     rating_range = f"{RATING_COLUMN}{first}:{RATING_COLUMN}{last}"
@@ -442,49 +513,62 @@ def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSou
     _style(ws["A3"], font=_SMALL, border=False)
     ws["A5"] = "Compétences professionnelles à mobiliser et activités à mener"
     _style(ws["A5"], font=_BOLD, border=False)
-    ws.merge_cells("A5:D5")
+    ws.merge_cells(f"A5:{last_column}5")
     for column, title in zip(
         "ABC", ("Référentiel", "Activités", "Moyens et ressources"), strict=True
     ):
         ws[f"{column}6"] = title
         _style(ws[f"{column}6"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
-    ws.merge_cells("C6:D6")
+    ws.merge_cells(f"C6:{last_column}6")
+    all_columns = [
+        get_column_letter(c) for c in range(1, column_index_from_string(last_column) + 1)
+    ]
+    for column in all_columns[3:]:
+        _style(ws[f"{column}6"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
+    resources_width = _merged_width(ws, "C", last_column)
     for block, row in zip(section.blocks, plan.block_rows, strict=True):
         ws[f"A{row}"] = block.referential
         ws[f"B{row}"] = block.activities
         ws[f"C{row}"] = block.resources
-        ws.merge_cells(f"C{row}:D{row}")
-        for column in "ABCD":
+        ws.merge_cells(f"C{row}:{last_column}{row}")
+        for column in all_columns:
             _style(ws[f"{column}{row}"])
         ws.row_dimensions[row].height = min(
             409.0,
             max(
-                _line_height(block.referential, 46, 12),
-                _line_height(block.activities, 52, 12),
-                _line_height(block.resources, 46, 12),
+                _line_height(block.referential, widths["A"], 12),
+                _line_height(block.activities, widths["B"], 12),
+                _line_height(block.resources, resources_width, 12),
             ),
         )
     header = plan.criteria_header_row
     ws[f"A{header}"] = section.criteria_title
     ws.merge_cells(f"A{header}:C{header}")
-    ws[f"D{header}"] = f"{section.rater}\n({' / '.join(grid.scale_codes)})"
-    for column in "ABCD":
+    ws[f"{RATING_COLUMN}{header}"] = f"{section.rater}\n({' / '.join(grid.scale_codes)})"
+    for column, level in zip(tick_columns, ticks, strict=True):
+        ws[f"{column}{header}"] = level.code
+    for column in ["A", "B", "C", RATING_COLUMN, *tick_columns]:
         _style(ws[f"{column}{header}"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
-    ws.row_dimensions[header].height = 30
+    _fit_row(ws, header, ("A", "C"), (RATING_COLUMN, RATING_COLUMN))
     labels = {c.id: c.label for c in section.criteria}
+    labels_width = _merged_width(ws, "A", "C")
     for kind, row, value in plan.rows:
         if kind == "heading":
             ws[f"A{row}"] = value
-            ws.merge_cells(f"A{row}:D{row}")
-            for column in "ABCD":
+            ws.merge_cells(f"A{row}:{last_column}{row}")
+            for column in all_columns:
                 _style(ws[f"{column}{row}"], font=_BOLD, fill=_HEADING_FILL)
+            ws.row_dimensions[row].height = _line_height(value, labels_width, bold=True)
         else:
             ws[f"A{row}"] = labels[value]
             ws.merge_cells(f"A{row}:C{row}")
             for column in "ABC":
                 _style(ws[f"{column}{row}"])
             _input(ws[f"{RATING_COLUMN}{row}"])
-            ws.row_dimensions[row].height = _line_height(labels[value], 120)
+            for column, level in zip(tick_columns, ticks, strict=True):
+                ws[f"{column}{row}"] = _tick_formula(f"{RATING_COLUMN}{row}", level)
+                _style(ws[f"{column}{row}"], font=_BOLD, align=_CENTER)
+            ws.row_dimensions[row].height = _line_height(labels[value], labels_width)
     codes = grid.scale_codes
     _validation(
         ws,
@@ -497,9 +581,24 @@ def _write_section(ws: Worksheet, grid: Grid, plan: SectionPlan, lists: _ListSou
     for kind, row, _ in plan.rows:
         if kind == "criterion":
             cell = f"{RATING_COLUMN}{row}"
-            _empty_highlight(ws, cell, cell)
+            _filled_highlight(ws, cell, cell)
     ws.freeze_panes = "A3"
     _page_setup(ws, "1:2")
+
+
+def _total_formulas(ge: GlobalEvaluation, first: int, last: int) -> tuple[str, str]:
+    """(total, « sur N » caption): the total stays empty until every level is chosen, and
+    the caption says how many are missing; a blank form never shows « 0 sur 24 »."""
+    cells = f"{LEVEL_COLUMN}{first}:{LEVEL_COLUMN}{last}"
+    count = len(ge.dimensions)
+    done = f"COUNT({cells})={count}"
+    missing = f"{count}-COUNT({cells})"
+    caption = (
+        f'=IF({done},"sur {ge.maximum}",IF({missing}=1,'
+        f'"sur {ge.maximum} : encore 1 niveau à choisir",'
+        f'"sur {ge.maximum} : encore "&({missing})&" niveaux à choisir"))'
+    )
+    return f'=IF({done},SUM({cells}),"")', caption
 
 
 def _write_global(ws: Worksheet, grid: Grid, layout: Layout, lists: _ListSource) -> None:
@@ -517,12 +616,15 @@ def _write_global(ws: Worksheet, grid: Grid, layout: Layout, lists: _ListSource)
     ws["A3"] = intro
     ws.merge_cells("A3:C5")
     _style(ws["A3"], border=False)
-    ws.row_dimensions[3].height = 20
+    intro_height = _line_height(intro, _merged_width(ws, "A", "C")) if intro else 15.0
+    for row in (3, 4, 5):  # the merged area shares the height
+        ws.row_dimensions[row].height = max(15.0, intro_height / 3)
     ws["A7"] = "Dimension"
     ws["B7"] = f"{ge.rater} : niveau"
     ws["C7"] = "Niveaux (choisissez le numéro dans la cellule jaune)"
     for column in "ABC":
         _style(ws[f"{column}7"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
+    _fit_row(ws, 7, ("A", "A"), ("B", "B"), ("C", "C"))
     for dim in ge.dimensions:
         ref = layout.dimensions[dim.id]
         row = int(ref.cell[1:])
@@ -532,7 +634,7 @@ def _write_global(ws: Worksheet, grid: Grid, layout: Layout, lists: _ListSource)
         descriptors = "\n".join(f"{level.value} – {level.text}" for level in dim.levels)
         ws[f"C{row}"] = descriptors
         _style(ws[f"C{row}"])
-        ws.row_dimensions[row].height = _line_height(descriptors, 90, 12.5)
+        _fit_row(ws, row, ("A", "A"), ("C", "C"))
         values = dim.values
         listed = ", ".join(str(v) for v in values[:-1]) + f" ou {values[-1]}"
         _validation(
@@ -543,17 +645,38 @@ def _write_global(ws: Worksheet, grid: Grid, layout: Layout, lists: _ListSource)
             prompt=f"Choisissez le niveau {listed} (signification à droite).",
             error=f"Niveau invalide pour « {dim.label} ». Choisissez {listed}.",
         )
-        _empty_highlight(ws, ref.cell, ref.cell)
+        _filled_highlight(ws, ref.cell, ref.cell)
     first = _GLOBAL_FIRST_ROW
     last = first + len(ge.dimensions) - 1
     total_row = last + 1
     ws[f"A{total_row}"] = "Total"
-    ws[f"B{total_row}"] = f"=SUM(B{first}:B{last})"
-    ws[f"C{total_row}"] = f"sur {ge.maximum}"
+    ws[f"B{total_row}"], ws[f"C{total_row}"] = _total_formulas(ge, first, last)
     for column in "ABC":
         _style(ws[f"{column}{total_row}"], font=_BOLD, fill=_HEADER_FILL)
+    ws[f"B{total_row}"].alignment = _CENTER
     ws.freeze_panes = "A3"
     _page_setup(ws, "1:2")
+
+
+def _appreciation_validation(closing: Closing, cell: str) -> DataValidation:
+    limit = f"{APPRECIATION_LIMIT:,}".replace(",", "\u00a0")  # 1 500, French style
+    dv = DataValidation(
+        type="textLength",
+        operator="lessThanOrEqual",
+        formula1=str(APPRECIATION_LIMIT),
+        allow_blank=True,
+        showErrorMessage=True,
+        showInputMessage=True,
+        errorTitle="Texte trop long",
+        error=f"Votre appréciation dépasse {limit} caractères : raccourcissez-la un peu.",
+        promptTitle="Appréciation du tuteur",
+        prompt=(
+            f"{limit} caractères au plus. Pour aller à la ligne : Alt+Entrée (Excel), "
+            "Ctrl+Entrée (LibreOffice)."
+        ),
+    )
+    dv.add(cell)
+    return dv
 
 
 def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
@@ -566,15 +689,22 @@ def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
     _style(ws["A2"], font=_BOLD, border=False)
     ws.merge_cells("A2:D2")
     row = _CLOSING_ROWS["appreciation"]
-    ws[f"A{row - 1}"] = closing.tutor_appreciation
+    limit = f"{APPRECIATION_LIMIT:,}".replace(",", "\u00a0")
+    ws[f"A{row - 1}"] = f"{closing.tutor_appreciation} ({limit} caractères au plus)"
     _style(ws[f"A{row - 1}"], font=_BOLD, fill=_HEADER_FILL)
     ws.merge_cells(f"A{row - 1}:D{row - 1}")
-    box = f"A{row}:D{row + 10}"
+    _fit_row(ws, row - 1, ("A", "D"))
+    box_rows = range(row, _CLOSING_ROWS["team"] - 2)
     ws[f"A{row}"] = APPRECIATION_PLACEHOLDER
-    ws.merge_cells(box)
+    ws.merge_cells(f"A{row}:D{box_rows[-1]}")
     _input(ws[f"A{row}"])
     ws[f"A{row}"].alignment = Alignment(wrap_text=True, vertical="top", horizontal="left")
-    _empty_highlight(ws, f"A{row}", f"A{row}", APPRECIATION_PLACEHOLDER)
+    # Room for APPRECIATION_LIMIT characters in a few paragraphs, shared by the merged rows.
+    lines = -(-APPRECIATION_LIMIT // int(_merged_width(ws, "A", "D") * 1.1)) + 8
+    for box_row in box_rows:
+        ws.row_dimensions[box_row].height = round(lines * _LINE_PT / len(box_rows) + 0.5)
+    _filled_highlight(ws, f"A{row}", f"A{row}", APPRECIATION_PLACEHOLDER)
+    ws.add_data_validation(_appreciation_validation(closing, f"A{row}"))
     team = _CLOSING_ROWS["team"]
     ws[f"A{team - 1}"] = closing.team_appreciation
     _style(ws[f"A{team - 1}"], font=_BOLD, fill=_HEADER_FILL)
@@ -593,7 +723,8 @@ def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
         ws.merge_cells(f"{ref.cell}:C{row}")
         if fmt:
             ws[ref.cell].number_format = fmt
-        _empty_highlight(ws, ref.cell, ref.cell)
+        _filled_highlight(ws, ref.cell, ref.cell)
+        _fit_row(ws, row, ("A", "A"))
     date_dv = DataValidation(
         type="date",
         operator="between",
@@ -624,7 +755,25 @@ def _write_closing(ws: Worksheet, grid: Grid, layout: Layout) -> None:
     )
     ws.add_data_validation(sig_dv)
     sig_dv.add(layout.signature.cell)
+    _write_paper_signature(ws, int(layout.signature.cell[1:]) + 2)
     _page_setup(ws, "1:2")
+
+
+def _write_paper_signature(ws: Worksheet, row: int) -> None:
+    """Boxes for a handwritten signature and the company stamp, for a printed copy."""
+    ws[f"A{row}"] = "Sur une copie imprimée et remplie à la main :"
+    _style(ws[f"A{row}"], font=_BOLD, border=False)
+    ws.merge_cells(f"A{row}:D{row}")
+    for first, last, label in (("A", "B", "Signature du tuteur"), ("C", "D", _STAMP)):
+        ws[f"{first}{row + 1}"] = label
+        _style(ws[f"{first}{row + 1}"], font=_BOLD, fill=_HEADER_FILL, align=_CENTER)
+        ws.merge_cells(f"{first}{row + 1}:{last}{row + 1}")
+        ws.merge_cells(f"{first}{row + 2}:{last}{row + 7}")
+        for column in (first, last):
+            for box_row in range(row + 1, row + 8):
+                ws[f"{column}{box_row}"].border = _BORDER
+    for box_row in range(row + 2, row + 8):
+        ws.row_dimensions[box_row].height = 18
 
 
 def _completion_formula(grid: Grid, layout: Layout) -> str:

@@ -107,7 +107,7 @@ def test_demo__workbooks_messages_and_reminders(season: tuple[Path, Result]) -> 
     assert dubreuil is not None
     text = dubreuil.get_content()
     assert "  - PETIT Noémie (BTS MUC 2A) : aucun retour reçu pour l'instant." in text
-    assert "Ponctualité (cellule D15) : non renseigné." in text
+    assert "feuille « Intégration », cellule D15 (Ponctualité) : non renseigné." in text
 
 
 def test_demo__tracking_workbook_lists_every_student_with_status(

@@ -223,14 +223,16 @@ def test_message__french_subject_body_and_headers(
     body = several.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()
-    assert text.startswith("Madame, Monsieur,\n\nVous accueillez en stage :\n  - ABADIE Chloé")
+    assert text.startswith(
+        "Bonjour Sophie Garnier,\n\nVous accueillez en stage :\n  - ABADIE Chloé"
+    )
     for expected in (
         "ABADIE Chloé (BTS MCO 2A, Entreprise Abadie)",
         "CHEVALLIER Inès (BTS MCO 2A, Entreprise Chevallier)",
         "Excel, LibreOffice Calc ou Google Sheets",
         "cellules jaunes",
         "format .xlsx",
-        "en joignant le fichier rempli, avant le 15/03/2027.",
+        "en joignant les fichiers remplis, avant le 15/03/2027.",
         "Claire Martin : claire.martin@lycee.example",
         "Lycée Jean Moulin",
     ):
@@ -250,6 +252,7 @@ def test_message__sender_from_the_envoi_section__replies_still_go_to_the_teacher
     body = built.get_body(preferencelist=("plain",))
     assert body is not None
     assert "en joignant le fichier rempli, dès que possible.\n" in body.get_content()
+    assert "Bonjour Marc Dubreuil,\n" in body.get_content()
 
 
 def test_recorded_sending__nothing_pending__resend_gives_them_again(
@@ -558,6 +561,9 @@ def test_campaign_template__used_for_subject_and_body(
          "ligne 5 : champ {prenom} inconnu. Champs possibles : {tuteur}, {stagiaires}"),
         ("Bonjour {tuteur},\n",
          "la première ligne (hors commentaires #) doit être l'objet, sous la forme « Objet : … »"),
+        ("Objet : Stage\n\nVoici {sa/leurs/vos} grilles.\n",
+         "ligne 4 : choix {sa/leurs/vos} : une seule barre oblique, entre le texte pour un "
+         "stagiaire et celui pour plusieurs, par exemple {sa/leurs}."),
     ],
 )  # fmt: skip
 def test_campaign_template__mistake__mail_error_naming_the_file_and_line(
@@ -576,6 +582,180 @@ def test_campaign_template__mistake__mail_error_naming_the_file_and_line(
         f"Modèle de message {workspace.templates_dir / 'email_envoi.txt'}"
     )
     assert expected in str(error.value)
+
+
+def reparsed(email: EmailMessage) -> tuple[EmailMessage, str]:
+    """The message as a mail client reads it from the bytes sent, and its plain text."""
+    message = BytesParser(policy=policy.default).parsebytes(email.as_bytes())
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    text: str = body.get_content()
+    return message, text
+
+
+def test_message__one_student__singular_throughout__tutor_greeted_by_name(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    bernard = pending_messages(db, three_students)[0]
+
+    _, text = reparsed(build(config(), bernard))
+
+    assert text == (
+        "Bonjour Marc Dubreuil,\n"
+        "\n"
+        "Vous accueillez en stage :\n"
+        "  - BERNARD Yanis (BTS MCO 2B, Entreprise Bernard)\n"
+        "\n"
+        "Pour évaluer ce stage, merci de remplir la grille d'évaluation jointe à ce message.\n"
+        "\n"
+        "Comment faire :\n"
+        "  1. Ouvrez le classeur joint avec Excel, LibreOffice Calc ou Google Sheets.\n"
+        "  2. Remplissez les cellules jaunes (les autres cellules sont protégées) ; une cellule "
+        "remplie devient verte.\n"
+        "  3. Enregistrez-le au format .xlsx, si possible sans changer son nom (Google Sheets : "
+        "Fichier > Télécharger > Microsoft Excel).\n"
+        "  4. Répondez à ce message en joignant le fichier rempli, avant le 15/03/2027.\n"
+        "\n"
+        "Pour toute question, vous pouvez contacter Claire Martin : "
+        "claire.martin@lycee.example.\n"
+        "\n"
+        "Nous vous remercions de votre collaboration.\n"
+        "\n"
+        "Bien cordialement,\n"
+        "\n"
+        "Claire Martin\n"
+        "Lycée Jean Moulin\n"
+    )
+
+
+def test_message__several_students__plural_throughout(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    garnier = pending_messages(db, three_students)[1]
+
+    _, text = reparsed(build(config(), garnier))
+
+    lines = text.splitlines()
+    for line in (
+        "Pour évaluer ces stages, merci de remplir les grilles d'évaluation jointes à ce message "
+        "(un classeur par stagiaire).",
+        "  1. Ouvrez chaque classeur joint avec Excel, LibreOffice Calc ou Google Sheets.",
+        "  3. Enregistrez-les au format .xlsx, si possible sans changer leur nom (Google Sheets : "
+        "Fichier > Télécharger > Microsoft Excel).",
+        "  4. Répondez à ce message en joignant les fichiers remplis, avant le 15/03/2027.",
+    ):
+        assert line in lines
+    assert "la grille d'évaluation jointe" not in text
+    assert "le fichier rempli" not in text
+
+
+def test_message__paragraphs_are_single_lines__not_rewrapped_on_the_way(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    garnier = pending_messages(db, three_students)[1]
+    email = build(config(), garnier)
+
+    _, text = reparsed(email)
+
+    long_lines = [line for line in text.splitlines() if len(line) > 78]
+    assert len(long_lines) >= 4  # a paragraph is one line; the mail client wraps it
+    for line in text.splitlines():
+        if line and not line.startswith(("  ", "Vous accueillez", "Comment faire")):
+            assert line.endswith((".", ",", ":")) or line in {"Claire Martin", "Lycée Jean Moulin"}
+    raw = email.as_bytes()
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert b"format=flowed" not in raw
+
+
+def test_message__tutor_name_unknown__madame_monsieur(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    bernard = pending_messages(db, three_students)[0]
+    anonymous = replace(bernard, tutor_name="  ")
+
+    _, text = reparsed(build(config(), anonymous))
+
+    assert text.startswith("Madame, Monsieur,\n\nVous accueillez en stage :")
+
+
+def test_message__date_header_in_the_teachers_time_zone(
+    db: sqlite3.Connection, three_students: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    bernard = pending_messages(db, three_students)[0]
+    monkeypatch.setenv("TZ", "America/Cayenne")  # UTC-3 all year: no daylight saving
+    time.tzset()
+    try:
+        message, _ = reparsed(build(config(), bernard))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    sent = message["Date"].datetime
+    assert sent.utcoffset() == timedelta(hours=-3)
+    assert message["Date"].endswith("-0300")
+    assert abs(datetime.now(UTC) - sent) < timedelta(minutes=5)
+
+
+def test_campaign_template__from_an_earlier_season__old_fields_still_work(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    from pipeline.mail import REMIND
+    from pipeline.settings import Workspace
+
+    workspace = Workspace(three_students)
+    workspace.templates_dir.mkdir(parents=True, exist_ok=True)
+    data = Path(__file__).parent / "data"
+    for kind in ("envoi", "relance"):
+        source = data / f"email_{kind}_saison_2026.txt"
+        (workspace.templates_dir / f"email_{kind}.txt").write_bytes(source.read_bytes())
+    garnier = pending_messages(db, three_students)[1]
+
+    _, sent = reparsed(build_message(config(), garnier, load_template(workspace, SEND)))
+    reminder = replace(garnier, kind=REMIND)
+    _, reminded = reparsed(build_message(config(), reminder, load_template(workspace, REMIND)))
+
+    assert sent.startswith("Madame, Monsieur,\n\nVous accueillez en stage :\n  - ABADIE Chloé")
+    assert "en joignant le fichier rempli, avant le 15/03/2027." in sent
+    assert reminded.startswith("Madame, Monsieur,\n\nSauf erreur de notre part,")
+    assert "  - ABADIE Chloé (BTS MCO 2A) : aucun retour reçu pour l'instant." in reminded
+
+
+def test_campaign_template__singular_plural_choice__follows_the_number_of_students(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    from pipeline.settings import Workspace
+
+    workspace = Workspace(three_students)
+    workspace.templates_dir.mkdir(parents=True, exist_ok=True)
+    (workspace.templates_dir / "email_envoi.txt").write_text(
+        "Objet : {Votre stagiaire/Vos stagiaires} — {les_evaluations}\n\n"
+        "{salutation}\nVoici {sa/leurs} grille{/s} ({nombre}).\n",
+        encoding="utf-8",
+    )
+    template = load_template(workspace, SEND)
+    bernard, garnier = pending_messages(db, three_students)
+
+    one, one_text = reparsed(build_message(config(), bernard, template))
+    two, two_text = reparsed(build_message(config(), garnier, template))
+
+    assert one["Subject"] == "Votre stagiaire — l'évaluation de BERNARD Yanis"
+    assert one_text == "Bonjour Marc Dubreuil,\nVoici sa grille (1).\n"
+    assert two["Subject"] == "Vos stagiaires — les évaluations de vos 2 stagiaires"
+    assert two_text == "Bonjour Sophie Garnier,\nVoici leurs grilles (2).\n"
+
+
+def test_template_values__de_elided_before_a_vowel(
+    db: sqlite3.Connection, three_students: Path
+) -> None:
+    from pipeline.mail import template_values
+
+    garnier = pending_messages(db, three_students)[1]
+    abadie = replace(garnier, workbooks=garnier.workbooks[:1])
+
+    assert template_values(config(), abadie)["les_evaluations"] == ("l'évaluation d'ABADIE Chloé")
 
 
 def test_bundled_templates__the_repository_copies_are_the_same() -> None:

@@ -368,17 +368,45 @@ def test_remind__one_message_per_tutor__exact_missing_items__the_workbook_to_com
     assert chevallier_file.get_filename() == workbook_of(campaign, "Chevallier").name
     dubreuil = messages["md@solvea.example"]
     text = body(dubreuil)
-    assert "  - BERNARD Yanis (BTS 2A) : le classeur reçu le " in text
-    for item in statuses["Bernard"]["missing"]:
-        assert f"      • {item}\n" in text
-        assert f"      • BERNARD Yanis : {item}" in dry.output
+    assert text.startswith(
+        "Bonjour Marc Dubreuil,\n\nSauf erreur de notre part, l'évaluation de BERNARD Yanis "
+        "n'est pas encore complète :\n\n  - BERNARD Yanis (BTS 2A) : le classeur reçu le "
+    )
+    bernard_items = [
+        "feuille « Intégration », cellule D15 (Ponctualité) : non renseigné.",
+        "feuille « Appréciations », cellule A4 (Appréciation du tuteur sur le travail et le "
+        "comportement du stagiaire) : non renseignée.",
+    ]
     assert len(statuses["Bernard"]["missing"]) == 2
+    assert " est à compléter :\n" + "".join(f"      • {i}\n" for i in bernard_items) in text
+    for item in bernard_items:
+        assert f"      • BERNARD Yanis : {item}" in dry.output
+    assert (
+        "Vous trouverez ci-joint le classeur à compléter (celui que vous nous avez renvoyé, s'il nous est parvenu)."
+        in text
+    )
     garnier_text = body(garnier)
-    for item in statuses["Chevallier"]["invalid"]:
-        assert f"      • {item}\n" in garnier_text
+    assert garnier_text.startswith(
+        "Bonjour Sophie Garnier,\n\nSauf erreur de notre part, l'évaluation de CHEVALLIER Inès "
+        "n'est pas encore complète :\n"
+    )
+    assert (
+        " est à corriger :\n      • feuille « Clientèle », cellule D24 (Découverte) : « Bien » "
+        in garnier_text
+    )
+    assert "à compléter :" not in garnier_text
     assert "ABADIE" not in garnier_text
     lemaitre = messages["jl@quartz.example"]
-    assert "  - DA SILVA Mathéo (BTS 2B) : aucun retour reçu pour l'instant." in body(lemaitre)
+    lemaitre_text = body(lemaitre)
+    assert lemaitre_text.startswith(
+        "Bonjour Julien Lemaître,\n\nSauf erreur de notre part, les évaluations de vos 2 "
+        "stagiaires ne sont pas encore complètes :\n"
+    )
+    assert "  - DA SILVA Mathéo (BTS 2B) : aucun retour reçu pour l'instant." in lemaitre_text
+    assert (
+        "Vous trouverez ci-joint les classeurs à compléter (ceux que vous nous avez renvoyés, s'ils nous sont parvenus)."
+        in lemaitre_text
+    )
     assert [p.get_content() for p in lemaitre.iter_attachments()] == [
         workbook_of(campaign, n).read_bytes() for n in ("Da Silva", "Étienne")
     ]
