@@ -1,7 +1,7 @@
 """Make the README's pictures from real outputs: demo → LibreOffice → PDF → PNG.
 
     python docs/make_pictures.py            # every picture
-    python docs/make_pictures.py classeur   # only some: classeur, bilan, bilan_classe, grille_tableur
+    python docs/make_pictures.py classeur   # only some (see PICTURES)
 
 Needs LibreOffice (`soffice`) and poppler (`pdftoppm`). Writes docs/classeur.png (a
 returned workbook, as printed), docs/bilan.png, docs/bilan_classe.png (report pages) and
