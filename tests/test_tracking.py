@@ -61,13 +61,15 @@ def _type(ws: Worksheet, last_name: str, texts: dict[str, str], header_row: int 
 
 def _rows(campaign: Path) -> dict[str, dict[str, Any]]:
     """The rows of the freshly written suivi.xlsx, by upper-cased last name."""
-    ws = openpyxl.load_workbook(_tracking(campaign))["Suivi"]
-    header = _header(ws)
-    rows = {}
-    for row in ws.iter_rows(min_row=2, values_only=True):
+    wb = openpyxl.load_workbook(_tracking(campaign), read_only=True)
+    rows = wb["Suivi"].iter_rows(values_only=True)
+    header = next(rows)
+    found = {}
+    for row in rows:
         values = dict(zip(header, row, strict=True))
-        rows[values["Nom"]] = values
-    return rows
+        found[values["Nom"]] = values
+    wb.close()
+    return found
 
 
 def _rewrite(campaign: Path, tmp_path: Path) -> str:
@@ -87,7 +89,9 @@ def _db_notes(campaign: Path) -> dict[str, tuple[str, str]]:
     """Teacher notes in the database, by upper-cased last name."""
     db = state.connect(campaign / "output" / "grille.sqlite")
     try:
-        names = {r[0]: r[1].upper() for r in db.execute("SELECT student_id, last_name FROM students")}
+        names = {
+            r[0]: r[1].upper() for r in db.execute("SELECT student_id, last_name FROM students")
+        }
         return {
             names[sid]: (note.notes, note.team_appreciation)
             for sid, note in state.teacher_notes(db).items()
@@ -188,19 +192,20 @@ def test_tracking__notes_kept_beyond_5000_rows(campaign: Path, tmp_path: Path) -
     _add_students(campaign, 6000)
     _rewrite(campaign, tmp_path)
 
+    names = {}
+
     def change(ws: Worksheet) -> None:
         header = _header(ws)
         for row_index in (5500, 6007):
             ws.cell(row=row_index, column=header.index(NOTES) + 1, value=f"Note {row_index}")
+            names[row_index] = ws.cell(row=row_index, column=header.index("Nom") + 1).value
 
     _edit(campaign, change)
-    ws = openpyxl.load_workbook(_tracking(campaign), read_only=True)["Suivi"]
-    names = {i: row[1] for i, row in enumerate(ws.iter_rows(values_only=True), start=1)}
     _rewrite(campaign, tmp_path)
     rows = _rows(campaign)
     assert len(rows) == 6007
-    assert rows[names[5500].upper()][NOTES] == "Note 5500"
-    assert rows[names[6007].upper()][NOTES] == "Note 6007"
+    assert rows[names[5500]][NOTES] == "Note 5500"
+    assert rows[names[6007]][NOTES] == "Note 6007"
     assert _kept_aside(campaign) == []
 
 
@@ -243,6 +248,7 @@ def test_tracking__text_on_a_row_of_no_known_student_keeps_the_file_aside(
     _edit(campaign, change)
     output = _rewrite(campaign, tmp_path)
     [aside] = _kept_aside(campaign)
+    assert f"conservé tel quel sous output/{aside.name}" in output
     assert "ligne 9 : stagiaire introuvable (INCONNU)" in output
     assert _rows(campaign)["ABADIE"][NOTES] == "Bien"  # the matched rows are read all the same
     assert "INCONNU" not in _rows(campaign)
