@@ -8,7 +8,9 @@ and in the new file, or that the old file was kept aside with a French message.
 
 from __future__ import annotations
 
+import io
 import sqlite3
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -263,12 +265,17 @@ def test_tracking__notes_survive_several_commands(campaign: Path, tmp_path: Path
     )
     assert run(campaign, "collect", str(filled)).exit_code == 0
     assert run(campaign, "report").exit_code == 0
-    assert run(campaign, "remind", "--dry-run").exit_code in (0, 1)
+    config = campaign / "grille.toml"
+    config.write_text(
+        config.read_text("utf-8").replace('email = ""', 'email = "prof@lycee.example"'), "utf-8"
+    )
+    assert run(campaign, "send").exit_code == 0
     _rewrite(campaign, tmp_path)
     rows = _rows(campaign)
     assert rows["DA SILVA"][NOTES] == "Première note"
     assert rows["ÉTIENNE"][TEAM] == "Équipe : avis favorable"
     assert rows["ABADIE"]["Statut"] == "complet"
+    assert rows["DA SILVA"]["Statut"] == "message prêt"
     assert _db_notes(campaign)["DA SILVA"] == ("Première note", "")
     assert _kept_aside(campaign) == []
 
@@ -294,3 +301,123 @@ def test_tracking__team_appreciation_in_the_bilan_after_suivi_is_rewritten(
         + [c.text for t in docx.Document(str(bilan)).tables for r in t.rows for c in r.cells]
     )
     assert "L'équipe salue un stage exemplaire." in text
+
+
+def _set_in_database(campaign: Path, last_name: str, **texts: str) -> None:
+    """What the web interface will do: set a student's notes in the database."""
+    db = state.connect(campaign / "output" / "grille.sqlite")
+    try:
+        [(student_id,)] = db.execute(
+            "SELECT student_id FROM students WHERE last_name = ?", (last_name,)
+        ).fetchall()
+        assert state.set_teacher_note(db, student_id, source="interface", **texts)
+    finally:
+        db.close()
+
+
+def _history(campaign: Path, last_name: str) -> list[tuple[str, str, str, str, bool]]:
+    db = state.connect(campaign / "output" / "grille.sqlite")
+    try:
+        [(student_id,)] = db.execute(
+            "SELECT student_id FROM students WHERE last_name = ?", (last_name,)
+        ).fetchall()
+        return [
+            (c.field, c.old_value, c.new_value, c.source, c.conflict)
+            for c in state.teacher_note_history(db, student_id)
+        ]
+    finally:
+        db.close()
+
+
+def test_tracking__a_database_edit_reaches_the_file_and_is_not_undone_by_it(
+    campaign: Path, tmp_path: Path
+) -> None:
+    _edit(campaign, lambda ws: _type(ws, "FAURE", {NOTES: "Tapé dans Excel"}))
+    _rewrite(campaign, tmp_path)
+    _set_in_database(campaign, "Faure", team_appreciation="Écrit dans l'interface")
+    _set_in_database(campaign, "Garcia", notes="=1+1")
+    output = _rewrite(campaign, tmp_path)  # the file still holds the old (empty) texts
+    rows = _rows(campaign)
+    assert (rows["FAURE"][NOTES], rows["FAURE"][TEAM]) == (
+        "Tapé dans Excel",
+        "Écrit dans l'interface",
+    )
+    assert rows["GARCIA"][NOTES] == "=1+1"
+    assert _db_notes(campaign)["FAURE"] == ("Tapé dans Excel", "Écrit dans l'interface")
+    assert "Attention" not in output
+
+
+def test_tracking__edited_on_both_sides__the_file_wins_and_the_other_text_is_kept(
+    campaign: Path, tmp_path: Path
+) -> None:
+    _edit(campaign, lambda ws: _type(ws, "ABADIE", {NOTES: "Version 1"}))
+    _rewrite(campaign, tmp_path)
+    _set_in_database(campaign, "Abadie", notes="Version de l'interface")
+    _edit(campaign, lambda ws: _type(ws, "ABADIE", {NOTES: "Version d'Excel"}))
+    output = _rewrite(campaign, tmp_path)
+    assert _rows(campaign)["ABADIE"][NOTES] == "Version d'Excel"
+    assert _db_notes(campaign)["ABADIE"] == ("Version d'Excel", "")
+    assert _history(campaign, "Abadie") == [
+        ("notes", "Version 1", "Version de l'interface", "interface", False),
+        ("notes", "Version de l'interface", "Version d'Excel", "suivi.xlsx", True),
+    ]
+    assert (
+        "Attention — ABADIE Chloé (BTS 2A) : « Notes du professeur » a été modifié à la fois "
+        "dans suivi.xlsx et ailleurs ; le texte de suivi.xlsx est gardé, l'autre est conservé "
+        "dans l'historique des notes." in output
+    )
+    # a cleared cell clears the note; the text stays in the history
+    _edit(campaign, lambda ws: _type(ws, "ABADIE", {NOTES: ""}))
+    _rewrite(campaign, tmp_path)
+    assert _rows(campaign)["ABADIE"][NOTES] is None
+    assert _history(campaign, "Abadie")[-1] == ("notes", "Version d'Excel", "", "suivi.xlsx", False)
+
+
+def test_tracking__purge_deletes_the_class_notes_and_keeps_no_copy_of_them(
+    campaign: Path, tmp_path: Path
+) -> None:
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier")
+    )
+    assert run(campaign, "collect", str(filled)).exit_code == 0
+    assert run(campaign, "report").exit_code == 0
+    _edit(campaign, lambda ws: _type(ws, "BERNARD", {NOTES: "Note personnelle"}))
+    _rewrite(campaign, tmp_path)
+    _edit(campaign, lambda ws: _type(ws, "ABADIE", {TEAM: "Tapé juste avant l'archive"}))
+    assert run(campaign, "archive", "--year", "2026-2027", "--class", "BTS 2A").exit_code == 0
+    [archived] = (campaign / "output" / "archive").rglob("BTS_2A.zip")
+    with zipfile.ZipFile(archived) as package:
+        ws = openpyxl.load_workbook(io.BytesIO(package.read("suivi.xlsx")))["Suivi"]
+    texts = {c.value for row in ws.iter_rows() for c in row}
+    assert {"Note personnelle", "Tapé juste avant l'archive"} <= texts
+    assert run(campaign, "archive", "verify", str(archived)).exit_code == 0
+
+    result = run(campaign, "purge", "--class", "BTS 2A", "--oui")
+
+    assert result.exit_code == 0, result.output
+    assert "Attention" not in result.output
+    assert _kept_aside(campaign) == []  # no copy of the purged class's notes
+    assert set(_rows(campaign)) == {"DA SILVA", "ÉTIENNE", "FAURE", "GARCIA"}
+    assert _db_notes(campaign) == {}
+    with sqlite3.connect(campaign / "output" / "grille.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM teacher_note_history").fetchone() == (0,)
+
+
+def test_tracking__a_column_of_her_own_keeps_the_file_aside(campaign: Path, tmp_path: Path) -> None:
+    def change(ws: Worksheet) -> None:
+        _type(ws, "GARCIA", {NOTES: "Dossier complet"})
+        ws.cell(row=1, column=ws.max_column + 1, value="Remarques")
+        ws.cell(row=3, column=ws.max_column, value="À revoir en juin")
+
+    _edit(campaign, change)
+    output = _rewrite(campaign, tmp_path)
+    [aside] = _kept_aside(campaign)
+    assert openpyxl.load_workbook(aside)["Suivi"]["T3"].value == "À revoir en juin"
+    assert (
+        "du texte que grille ne sait pas rattacher à un stagiaire ni à une de ses colonnes "
+        "(colonne T « Remarques », inconnue de grille)" in output
+    )
+    assert _rows(campaign)["GARCIA"][NOTES] == "Dossier complet"
+    assert "Remarques" not in _header(openpyxl.load_workbook(_tracking(campaign))["Suivi"])
+    _rewrite(campaign, tmp_path)  # the new file holds nothing unknown: no second copy
+    assert _kept_aside(campaign) == [aside]
