@@ -431,8 +431,8 @@ def record_teacher_notes_in_file(
         )
 
 
-def verified_classes_gone(db: sqlite3.Connection) -> set[str]:
-    """Classes with a verified archive and no student left: purged (their text is archived)."""
+def purged_classes(db: sqlite3.Connection) -> set[str]:
+    """Classes with a verified archive and no student left: purged, their notes archived."""
     return {
         row[0]
         for row in db.execute(

@@ -274,7 +274,7 @@ class _Students:
             last, first = fold(row["last_name"]), fold(row["first_name"])
             self.by_name.setdefault((last, first), []).append(sid)
             self.by_name.setdefault((last, first, fold(row["class_name"])), []).append(sid)
-        self.gone_classes = {fold(name) for name in state.verified_classes_gone(db)}
+        self.purged_classes = {fold(name) for name in state.purged_classes(db)}
 
     def find(self, student_id: str, last: str, first: str, klass: str) -> str | None:
         """The id of the student of a row: by identifier, else by a unique name (+ class)."""
@@ -333,19 +333,17 @@ def _read_sheet(
                 foreign[index] = header
         if number == header_row:
             continue
-
-        def at(title: str, texts: list[str] = texts) -> str:
-            return _at(texts, where, title)
-
-        typed = {_FIELDS[t]: at(t) for t in TEACHER_HEADERS if t in where}
-        student_id = students.find(at(_ID), at(_LAST), at(_FIRST), at(_CLASS))
+        typed = {_FIELDS[t]: _at(texts, where, t) for t in TEACHER_HEADERS if t in where}
+        sid, last, first, klass = (_at(texts, where, t) for t in (_ID, _LAST, _FIRST, _CLASS))
+        student_id = students.find(sid, last, first, klass)
         if student_id is None:
-            if any(typed.values()) and fold(at(_CLASS)) not in students.gone_classes:
-                who = " ".join(t for t in (at(_LAST), at(_FIRST), at(_CLASS)) if t)
-                sheet.unplaced.append(
-                    f"ligne {number} : stagiaire introuvable ({who or 'Identifiant ' + at(_ID)})"
+            # a purged class's rows are dropped: its notes are in its verified archive
+            if any(typed.values()) and fold(klass) not in students.purged_classes:
+                who = " ".join(t for t in (last, first, klass) if t) or (
+                    f"Identifiant {sid}" if sid else "ni identifiant ni nom"
                 )
-            continue  # a purged class's notes are in its verified archive
+                sheet.unplaced.append(f"ligne {number} : stagiaire introuvable ({who})")
+            continue
         kept = sheet.texts.setdefault(student_id, {})
         for name, text in typed.items():
             if kept.get(name) and text and kept[name] != text:
@@ -399,7 +397,7 @@ def read_tracking_sheet(path: Path, db: sqlite3.Connection) -> TrackingSheet | N
         elif chosen is not None:
             sheet.unplaced.extend(f"feuille « {ws.title} »" for ws in others)
         return sheet
-    except (KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except (KeyError, ValueError, SyntaxError, zipfile.BadZipFile) as exc:  # XML ParseError too
         raise GrilleError(
             f"{path.name} est illisible ({exc}) : il n'est pas remplacé, pour ne rien perdre de "
             "ce que vous y avez écrit. Réparez-le ou renommez-le, puis relancez."
@@ -434,9 +432,8 @@ def import_teacher_columns(db: sqlite3.Connection, sheet: TrackingSheet) -> list
                 if conflict:
                     warnings.append(
                         f"{_name(db, student_id)} : « {_HEADER_OF[name]} » a été modifié à la "
-                        "fois dans "
-                        "suivi.xlsx et ailleurs ; le texte de suivi.xlsx est gardé, l'autre "
-                        "est conservé dans l'historique des notes."
+                        "fois dans suivi.xlsx et ailleurs ; le texte de suivi.xlsx est gardé, "
+                        "l'autre est conservé dans l'historique des notes."
                     )
     return warnings
 

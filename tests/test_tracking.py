@@ -21,6 +21,7 @@ import pytest
 from openpyxl.worksheet.worksheet import Worksheet
 
 from pipeline import state
+from pipeline.errors import GrilleError
 from tests.test_collect import ROWS, _answers_for
 from tests.tutors import fill, make_campaign, run, workbook_of
 
@@ -345,6 +346,10 @@ def test_tracking__a_database_edit_reaches_the_file_and_is_not_undone_by_it(
     assert rows["GARCIA"][NOTES] == "=1+1"
     assert _db_notes(campaign)["FAURE"] == ("Tapé dans Excel", "Écrit dans l'interface")
     assert "Attention" not in output
+    db = state.connect(campaign / "output" / "grille.sqlite")
+    with pytest.raises(GrilleError, match="Stagiaire « X999 » inconnu de la campagne"):
+        state.set_teacher_note(db, "X999", source="interface", notes="Perdu ?")
+    db.close()
 
 
 def test_tracking__edited_on_both_sides__the_file_wins_and_the_other_text_is_kept(
