@@ -80,7 +80,7 @@ def report_data(
     campaign: Campaign, statuses: list[StudentStatus]
 ) -> tuple[list[StudentReportData], list[StudentStatus]]:
     """(data of every student with a recognised return, students without one)."""
-    team = team_appreciations(campaign.workspace.tracking_path)
+    team = team_appreciations(campaign.db, campaign.workspace.tracking_path)
     with_return, without = [], []
     for status in statuses:
         if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
@@ -487,7 +487,9 @@ def _grid_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
 
 def _tracking_bytes(campaign: Campaign, statuses: list[StudentStatus]) -> bytes:
     """The tracking workbook of these students, with what the teacher wrote in suivi.xlsx."""
-    workbook = build_tracking(statuses, read_teacher_columns(campaign.workspace.tracking_path))
+    workbook = build_tracking(
+        statuses, read_teacher_columns(campaign.db, campaign.workspace.tracking_path)
+    )
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

@@ -275,6 +275,37 @@ def _009_return_confirmation(db: sqlite3.Connection) -> None:
     )
 
 
+def _008_teacher_notes(db: sqlite3.Connection) -> None:
+    """What the teacher writes about each student (her notes, the teaching team's
+    appreciation), typed in suivi.xlsx or, later, in the web interface; the text grille last
+    wrote in suivi.xlsx (to tell what she changed there); every replaced text, kept."""
+    _script(
+        db,
+        """
+        CREATE TABLE teacher_notes (
+            student_id TEXT PRIMARY KEY REFERENCES students(student_id) ON DELETE CASCADE,
+            notes TEXT NOT NULL DEFAULT '',
+            team_appreciation TEXT NOT NULL DEFAULT '',
+            updated_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            notes_in_file TEXT NOT NULL DEFAULT '',
+            team_appreciation_in_file TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE teacher_note_history (
+            id INTEGER PRIMARY KEY,
+            student_id TEXT NOT NULL REFERENCES students(student_id) ON DELETE CASCADE,
+            field TEXT NOT NULL,
+            old_value TEXT NOT NULL,
+            new_value TEXT NOT NULL,
+            source TEXT NOT NULL,
+            conflict INTEGER NOT NULL DEFAULT 0,
+            changed_at TEXT NOT NULL
+        );
+        CREATE INDEX teacher_note_history_student ON teacher_note_history(student_id, id)
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -283,6 +314,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("005_archives", _005_archives),
     ("006_fetched_messages", _006_fetched_messages),
     ("007_class_folders", _007_class_folders),
+    ("008_teacher_notes", _008_teacher_notes),
     ("009_return_confirmation", _009_return_confirmation),
 ]
 
@@ -510,6 +542,167 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+# ------------------------------------------------------------------ teacher notes
+
+TEACHER_NOTE_FIELDS = ("notes", "team_appreciation")
+
+
+@dataclass(frozen=True)
+class TeacherNote:
+    """What the teacher wrote about one student, and where she wrote it last."""
+
+    student_id: str
+    notes: str = ""
+    team_appreciation: str = ""
+    updated_at: str = ""
+    source: str = ""  # "suivi.xlsx", or the interface that set it
+
+
+@dataclass(frozen=True)
+class TeacherNoteChange:
+    """A text of `teacher_notes` that was replaced: the old one is never lost."""
+
+    student_id: str
+    field: str
+    old_value: str
+    new_value: str
+    source: str
+    conflict: bool  # changed in suivi.xlsx and elsewhere since grille last wrote the file
+    changed_at: str
+
+
+@contextmanager
+def _within_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The caller's open transaction, or a new one."""
+    if db.in_transaction:
+        yield db
+    else:
+        with transaction(db):
+            yield db
+
+
+def teacher_notes(db: sqlite3.Connection) -> dict[str, TeacherNote]:
+    """The teacher's notes and team appreciation, by student id (students without any absent)."""
+    return {
+        row["student_id"]: TeacherNote(
+            student_id=row["student_id"],
+            notes=row["notes"],
+            team_appreciation=row["team_appreciation"],
+            updated_at=row["updated_at"],
+            source=row["source"],
+        )
+        for row in db.execute(
+            "SELECT student_id, notes, team_appreciation, updated_at, source FROM teacher_notes"
+        )
+    }
+
+
+def set_teacher_note(
+    db: sqlite3.Connection,
+    student_id: str,
+    *,
+    source: str,
+    notes: str | None = None,
+    team_appreciation: str | None = None,
+    conflict: bool = False,
+) -> bool:
+    """Set one student's notes and/or team appreciation (None leaves a field as it is).
+
+    Used by the import of suivi.xlsx and by the web interface. A replaced non-empty text
+    goes to `teacher_note_history`; `conflict` marks it as overwritten by a concurrent edit.
+    True when something changed. Runs in the caller's transaction when one is open.
+    """
+    wanted = {"notes": notes, "team_appreciation": team_appreciation}
+    stamp = now()
+    with _within_transaction(db):
+        known = db.execute("SELECT 1 FROM students WHERE student_id = ?", (student_id,))
+        if known.fetchone() is None:
+            raise GrilleError(f"Stagiaire « {student_id} » inconnu de la campagne.")
+        row = db.execute(
+            "SELECT notes, team_appreciation FROM teacher_notes WHERE student_id = ?",
+            (student_id,),
+        ).fetchone()
+        old = {f: row[f] if row else "" for f in TEACHER_NOTE_FIELDS}
+        changed = {f: text for f, text in wanted.items() if text is not None and text != old[f]}
+        if not changed:
+            return False
+        db.executemany(
+            "INSERT INTO teacher_note_history (student_id, field, old_value, new_value, source, "
+            "conflict, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (student_id, f, old[f], text, source, int(conflict), stamp)
+                for f, text in changed.items()
+                if old[f].strip()
+            ],
+        )
+        new = {**old, **changed}
+        db.execute(
+            "INSERT INTO teacher_notes (student_id, notes, team_appreciation, updated_at, source) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(student_id) DO UPDATE SET "
+            "notes = excluded.notes, team_appreciation = excluded.team_appreciation, "
+            "updated_at = excluded.updated_at, source = excluded.source",
+            (student_id, new["notes"], new["team_appreciation"], stamp, source),
+        )
+    return True
+
+
+def teacher_note_history(db: sqlite3.Connection, student_id: str) -> list[TeacherNoteChange]:
+    """Every replaced text of one student's notes, oldest first."""
+    return [
+        TeacherNoteChange(
+            student_id=row["student_id"],
+            field=row["field"],
+            old_value=row["old_value"],
+            new_value=row["new_value"],
+            source=row["source"],
+            conflict=bool(row["conflict"]),
+            changed_at=row["changed_at"],
+        )
+        for row in db.execute(
+            "SELECT * FROM teacher_note_history WHERE student_id = ? ORDER BY id", (student_id,)
+        )
+    ]
+
+
+def teacher_notes_in_file(db: sqlite3.Connection) -> dict[str, dict[str, str]]:
+    """What grille last wrote in suivi.xlsx's teacher columns: student id → field → text."""
+    return {
+        row["student_id"]: {
+            "notes": row["notes_in_file"],
+            "team_appreciation": row["team_appreciation_in_file"],
+        }
+        for row in db.execute(
+            "SELECT student_id, notes_in_file, team_appreciation_in_file FROM teacher_notes"
+        )
+    }
+
+
+def record_teacher_notes_in_file(
+    db: sqlite3.Connection, written: dict[str, dict[str, str]]
+) -> None:
+    """Remember what grille just wrote in suivi.xlsx (student id → field → text)."""
+    with _within_transaction(db):
+        db.executemany(
+            "UPDATE teacher_notes SET notes_in_file = ?, team_appreciation_in_file = ? "
+            "WHERE student_id = ?",
+            [
+                (texts.get("notes", ""), texts.get("team_appreciation", ""), student_id)
+                for student_id, texts in written.items()
+            ],
+        )
+
+
+def purged_classes(db: sqlite3.Connection) -> set[str]:
+    """Classes with a verified archive and no student left: purged, their notes archived."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT DISTINCT class_name FROM archives WHERE verified_at IS NOT NULL "
+            "AND class_name NOT IN (SELECT class_name FROM students)"
+        )
+    }
 
 
 def _stale(lock: Path) -> bool:

@@ -191,9 +191,12 @@ def refresh_tracking(workspace: Workspace, db: sqlite3.Connection) -> None:
     """Rewrite output/suivi.xlsx; if it cannot be (open in Excel…), warn and go on:
     the state is safe in the database and the next command rewrites it."""
     try:
-        tracking.write_tracking(workspace.tracking_path, tracking.student_statuses(db))
+        outcome = tracking.write_tracking(workspace.tracking_path, db)
     except GrilleError as exc:
         click.echo(f"Attention — suivi non mis à jour : {exc}", err=True)
+        return
+    for warning in outcome.warnings(workspace.root):
+        click.echo(warning, err=True)
 
 
 def print_problems(problems: list[Problem]) -> None:
