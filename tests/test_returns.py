@@ -25,7 +25,7 @@ import msoffcrypto.format.ooxml
 import openpyxl
 import pytest
 
-from pipeline import returns
+from pipeline import office, returns
 from pipeline.errors import Problem
 from pipeline.returns import Candidate, clean_name, gather, sniff, store_original
 from tests.hostile import MiB, bomb, lie_about_size, mail, xlsx_bytes, zip_bytes
@@ -65,7 +65,7 @@ def write(folder: Path, files: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(returns.shutil, "which", lambda name: None)
+    monkeypatch.setattr(office.shutil, "which", lambda name: None)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (xlsx_bytes(), "xlsx"),
         (FAKE_ODS, "ods"),
-        (zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.text"}), "zip"),
+        (zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.text"}), "odf"),
         (zip_bytes({"dossier/dupont.xlsx": xlsx_bytes()}), "zip"),
         (xlsx_bytes()[:3000], "zip"),
         (FAKE_XLS, "xls"),
@@ -465,7 +465,7 @@ def test_a_conversion_that_fails_or_hangs__is_a_problem_and_leaves_no_process(
     fake = tmp_path / "soffice"
     fake.write_text("#!/bin/sh\nsleep 37.25 &\nwait\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(returns.shutil, "which", lambda name: str(fake))
+    monkeypatch.setattr(office.shutil, "which", lambda name: str(fake))
     monkeypatch.setattr(returns, "CONVERSION_TIMEOUT", 0.5)
     path = write(tmp_path, {"t.ods": FAKE_ODS}) / "t.ods"
     started = time.perf_counter()
