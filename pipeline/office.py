@@ -68,6 +68,11 @@ def find_soffice() -> str | None:
     return shutil.which("soffice") or shutil.which("libreoffice")
 
 
+def _seconds(value: float) -> str:
+    """A duration as French writes it: « 60 », « 0,5 »."""
+    return f"{value:g}".replace(".", ",")
+
+
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -259,7 +264,7 @@ class Conversion:
         except subprocess.TimeoutExpired:
             self.close()
             raise OfficeError(
-                f"LibreOffice n'a pas fini la conversion en {self.timeout:.0f} s : arrêtée "
+                f"LibreOffice n'a pas fini la conversion en {_seconds(self.timeout)} s : arrêtée "
                 "(fichier trop lourd ou piégé ?).",
                 code="timeout",
             ) from None
