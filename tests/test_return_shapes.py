@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
+import subprocess
+import zipfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -19,8 +22,11 @@ from typing import Any
 import openpyxl
 import pytest
 
+from pipeline.office import find_soffice
+from pipeline.returns import Candidate, gather
 from pipeline.xlsx import XlsxPackage, transitional_package
 from tests import clients
+from tests.hostile import excel4_sheet, excel2003_xml
 from tests.tutors import (
     GRID,
     LAYOUT,
@@ -37,6 +43,7 @@ ROWS = [
     ["Bernard", "Yanis", "BTS 2A", "Banque Solvéa", "Marc Dubreuil", "md@solvea.example", "05/01/2026", "27/02/2026"],
 ]  # fmt: skip
 DAY = date(2026, 2, 20)
+needs_soffice = pytest.mark.skipif(find_soffice() is None, reason="LibreOffice (soffice) absent")
 FIRST, SECOND = list(LAYOUT.criteria)[:2]
 AUTONOMY = GRID.global_evaluation.dimensions[0]
 
@@ -194,3 +201,50 @@ def test_unusual_part_names__read_through_the_relationships(campaign: Path, tmp_
     status, evaluation = collect_shaped(campaign, tmp_path, clients.renamed_parts, **typed)
     assert (status["status"], status["to_confirm"]) == ("complete", False)
     assert evaluation == expected_evaluation(typed)
+
+
+def test_collect__an_empty_zip_named_xlsx__is_an_error_and_exit_code_1(
+    campaign: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "grille remplie.xlsx"
+    with zipfile.ZipFile(empty, "w"):
+        pass
+    result = run(campaign, "collect", str(empty))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"  Erreur — {empty} : fichier « classeur » qui n'est qu'une archive zip vide : "
+        "demandez au tuteur de renvoyer le classeur.\n"
+    )
+    assert result.stdout.startswith("0 retour(s) enregistré(s), 1 fichier(s) refusé(s)")
+
+
+@pytest.mark.soffice
+@needs_soffice
+def test_libreoffice_flat_ods_excel2003_xml_and_excel4__converted_then_collected(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """A tutor who saves as « Classeur OpenDocument à plat (.fods) » in LibreOffice (made
+    here by LibreOffice itself), an Excel 2003 XML and an Excel 4.0 sheet (LibreOffice
+    cannot write those two: built from their specifications) are converted, two at a time."""
+    filled = fill(workbook_of(campaign, "Abadie"), tmp_path / "abadie.xlsx", answers())
+    returned = tmp_path / "retours"
+    subprocess.run(
+        ["soffice", "--headless", "--norestore",
+         f"-env:UserInstallation={(tmp_path / 'profil').as_uri()}",
+         "--convert-to", "fods", "--outdir", str(returned), str(filled)],
+        check=True, capture_output=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    (returned / "excel4.xls").write_bytes(excel4_sheet({(0, 0): "Dupont", (0, 1): 3.0}))
+    (returned / "tableur2003.xml").write_bytes(excel2003_xml("Martin"))
+    items = list(gather([returned], jobs=2))
+    assert [(c.name, c.converted_from) for c in items if isinstance(c, Candidate)] == [
+        ("abadie.fods", "fods"),
+        ("excel4.xls", "biff"),
+        ("tableur2003.xml", "xml2003"),
+    ]
+    sheets = [openpyxl.load_workbook(io.BytesIO(c.data)).active for c in items[1:]]  # type: ignore[union-attr]
+    assert [(s["A1"].value, s["B1"].value) for s in sheets] == [("Dupont", 3), ("Martin", None)]
+    result = run(campaign, "collect", str(returned / "abadie.fods"))
+    assert result.exit_code == 0, result.output
+    abadie = status_json(campaign)["Abadie"]
+    assert (abadie["status"], abadie["to_confirm"]) == ("complete", False)
