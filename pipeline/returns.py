@@ -140,8 +140,8 @@ _MESSAGES = {
     f"{_RESEND.capitalize()} au format .xlsx.",
     "xlsb": "classeur Excel binaire (.xlsb), que grille ne lit pas : ouvrez-le dans Excel et "
     f"enregistrez-le en « Classeur Excel (*.xlsx) », ou {_RESEND} au format .xlsx.",
-    "apple_document": "document Apple {app} : ce n'est pas un classeur Excel. Exportez-le en "
-    ".xlsx ({app} › Fichier › Exporter vers › Excel), ou demandez au tuteur de le faire.",
+    "apple_document": "document Apple Numbers : ce n'est pas un classeur Excel. Exportez-le "
+    "en .xlsx (Numbers › Fichier › Exporter vers › Excel), ou demandez au tuteur de le faire.",
     "empty_workbook": f"fichier « classeur » qui n'est qu'une archive zip vide : {_RESEND}.",
     "unsafe_file": "{why}",
     "damaged_file": "{why}",
@@ -572,7 +572,7 @@ class _Gatherer:
             yield _problem("too_deep", _display(path))
             return
         if _is_apple_package(path):
-            yield _problem("apple_document", _display(path), app=_apple_app(path.name))
+            yield _apple_problem(_display(path), path.name)
             return
         maildir = all(_is_dir(path / sub) for sub in ("cur", "new", "tmp"))
         names: list[str] = []
@@ -611,7 +611,7 @@ class _Gatherer:
         elif kind in ("encrypted", "empty", "xlsb"):
             yield _problem({"empty": "empty_file"}.get(kind, kind), origin)
         elif kind == "apple":
-            yield _problem("apple_document", origin, app=_apple_app(name))
+            yield _apple_problem(origin, name)
         else:
             if kind == "text" and data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
                 kind = "html"
@@ -650,7 +650,7 @@ class _Gatherer:
             elif package not in packages:
                 packages.add(package)
                 where = f"{origin} › {printable(package)}"
-                found.append([_problem("apple_document", where, app=_apple_app(package))])
+                found.append([_apple_problem(where, package)])
         empty = _problem(
             "empty_workbook" if name.lower().endswith(_WORKBOOK_NAMES) else "empty_archive", origin
         )
@@ -710,7 +710,10 @@ class _Gatherer:
         if data.startswith(_TNEF_MAGIC):  # Outlook's winmail.dat hides the real attachments
             yield _problem("outlook_attachment", f"{origin} › pièce jointe « winmail.dat »")
             return
-        if sniff(data) not in _WANTED_IN_MAIL and not (filename or "").lower().endswith(_BOOKS):
+        kind, lowered = sniff(data), (filename or "").lower()
+        if kind not in _WANTED_IN_MAIL and not lowered.endswith(_BOOKS):
+            return
+        if kind == "apple" and lowered.endswith((".pages", ".key")):  # a document, not a return
             return
         name = clean_name(filename, fallback="pièce jointe sans nom")
         where = f"{origin} › pièce jointe « {name} »"
@@ -753,16 +756,13 @@ def _apple_folder(member: str) -> str | None:
     return None
 
 
-def _apple_app(name: str) -> str:
-    """Numbers, unless the name says Pages or Keynote."""
-    lowered = name.lower()
-    return (
-        "Pages"
-        if lowered.endswith(".pages")
-        else "Keynote"
-        if lowered.endswith(".key")
-        else ("Numbers")
-    )
+def _apple_problem(origin: str, name: str) -> Problem:
+    """An iWork document: a Numbers one (unless its name says Pages or Keynote) is a
+    return the tutor must export to .xlsx."""
+    for suffix, app in ((".pages", "Apple Pages"), (".key", "Apple Keynote")):
+        if name.lower().endswith(suffix):
+            return _problem("not_a_workbook", origin, what=f"un document {app}, pas un classeur")
+    return _problem("apple_document", origin)
 
 
 def _settle(queue: deque[_Item], jobs: int, *, flush: bool) -> Iterator[Found]:

@@ -305,6 +305,23 @@ def test_a_numbers_document_zipped_with_others__is_one_problem_not_one_per_part(
     ]
 
 
+def test_apple_documents__numbers_is_a_return_to_export_pages_is_not_a_workbook(
+    tmp_path: Path,
+) -> None:
+    message = mail()
+    message.add_attachment(numbers_document(), "application", "zip", filename="Grille.numbers")
+    message.add_attachment(numbers_document(), "application", "zip", filename="Convention.pages")
+    folder = write(
+        tmp_path / "r", {"m.eml": message.as_bytes(), "Lettre.pages": numbers_document()}
+    )
+    items = list(gather([folder]))
+    assert listing(items, tmp_path) == [
+        ("not_a_workbook", "r/Lettre.pages"),
+        ("apple_document", "r/m.eml › pièce jointe « Grille.numbers »"),
+    ]
+    assert "il contient un document Apple Pages, pas un classeur" in items[0].message  # type: ignore[union-attr]
+
+
 def test_an_empty_zip__is_a_warning_only_when_named_as_an_archive(tmp_path: Path) -> None:
     folder = write(tmp_path, {"retours.zip": zip_bytes({}), "dupont.xlsx": zip_bytes({})})
     found = [(p.code, p.severity, Path(p.file).name) for p in gather([folder])]  # type: ignore[union-attr]
