@@ -42,7 +42,8 @@ MiB = 1024 * 1024
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 CONVERSION_TIMEOUT = 60.0
 CONVERSION_MEMORY_MB = 2048
-_LOOKAHEAD = 16  # files read ahead of a conversion still running
+_LOOKAHEAD = 16  # files read ahead of a conversion still running…
+_LOOKAHEAD_BYTES = 100 * 1024 * 1024  # …and their bytes
 MAX_NAME_LENGTH = 120
 _MAX_ZIPS = 2  # an archive inside an archive, no deeper
 _MAX_DEPTH = 4  # containers of any kind (message, archive) inside each other
@@ -114,7 +115,7 @@ _LOOKS_LIKE = {
     "odf": "un document OpenDocument (texte, présentation…), pas un classeur",
 }
 _CONVERSION_WHY = {
-    "timeout": "conversion arrêtée au bout de {timeout:.0f} s",
+    "timeout": "conversion arrêtée au bout de {timeout:g} s",
     "memory": "LibreOffice a dépassé la mémoire permise",
     "failed": "LibreOffice n'a rien produit",
     "missing": "LibreOffice est introuvable",
@@ -769,15 +770,16 @@ def _settle(queue: deque[_Item], jobs: int, *, flush: bool) -> Iterator[Found]:
     """Yield the items at the head of `queue` that are ready, in order, keeping up to
     `jobs` conversions running; with `flush`, wait for every one."""
     while queue:
-        running = 0
+        conversions = 0  # in the queue: the first `jobs` run, the others wait their turn
         for item in queue:
             if isinstance(item, _Pending):
-                if not item.started and running < jobs:
+                if not item.started and conversions < jobs:
                     item.start()
-                running += 1
+                conversions += 1
         head = queue[0]
         if isinstance(head, _Pending):
-            crowded = running > jobs or len(queue) > _LOOKAHEAD
+            held = sum(len(item.data) for item in queue if not isinstance(item, Problem))
+            crowded = conversions > jobs or len(queue) > _LOOKAHEAD or held > _LOOKAHEAD_BYTES
             if not (flush or crowded or head.finished()):
                 return
         queue.popleft()
