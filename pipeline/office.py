@@ -16,6 +16,7 @@ own profile: two LibreOffice instances cannot share one).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -143,11 +144,16 @@ _running_lock = threading.Lock()
 
 
 def stop_all() -> None:
-    """Stop every conversion still running in this process and remove its folder."""
+    """Stop every conversion still running in this process and remove its folder (also
+    run at exit: a conversion whose owner was abandoned by an exception does not
+    outlive grille)."""
     with _running_lock:
         conversions = list(_running)
     for conversion in conversions:
         conversion.close()
+
+
+atexit.register(stop_all)
 
 
 class Conversion:
@@ -172,6 +178,7 @@ class Conversion:
         self.memory_mb = memory_mb
         self.extension = target_format.split(":", 1)[0].lower()
         self.process: subprocess.Popen[bytes] | None = None
+        self.owner = os.getpid()  # a forked worker must not touch its parent's conversions
         self.closed = False
         self.folder = Path(tempfile.mkdtemp(prefix="grille-office-"))
         self.names: list[str] = []
@@ -325,7 +332,7 @@ class Conversion:
 
     def close(self) -> None:
         """Stop LibreOffice (the whole group) and remove the folder; safe to call twice."""
-        if self.closed:
+        if self.closed or os.getpid() != self.owner:
             return
         self.closed = True
         try:

@@ -301,3 +301,27 @@ def test_grille_stopped_during_a_conversion__leaves_no_libreoffice_and_no_folder
             child.kill()
         for pid, _ in processes(str(tmp)):  # leave no LibreOffice behind, even on failure
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_conversion_left_running_when_grille_exits__is_stopped_at_exit(
+    tmp_path: Path, private_tmp: Path
+) -> None:
+    """An exception may leave a conversion without its owner (an abandoned generator):
+    grille's exit still stops LibreOffice and removes its folder."""
+    script = tmp_path / "soffice"
+    script.write_text("#!/bin/sh\nexec sleep 43.75\n")
+    script.chmod(0o755)
+    code = (
+        "import shutil; from pipeline import office\n"
+        f"shutil.which = lambda name: {str(script)!r}\n"
+        "abandoned = office.Conversion([('a.ods', b'x')], 'xlsx', timeout=600)\n"
+        "raise SystemExit(f'interrompu {abandoned.folder}')\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "TMPDIR": str(private_tmp)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert child.returncode == 1
+    assert child.stderr.startswith(f"interrompu {private_tmp}/grille-office-")
+    assert processes("sleep 43.75") == []
+    assert list(private_tmp.iterdir()) == []
