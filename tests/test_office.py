@@ -205,7 +205,7 @@ def test_a_conversion_that_outlives_its_time__is_killed_with_its_children(
     monkeypatch.setattr(office.shutil, "which", lambda name: str(script))
     conversion = office.Conversion([("a.ods", b"x")], "xlsx", timeout=0.5)
     with pytest.raises(office.OfficeError) as caught, conversion:
-        assert wait_until(lambda: len(processes("sleep 4")) == 2, 10)
+        assert wait_until(lambda: len(processes("sleep 41.25") + processes("sleep 42.25")) == 2, 10)
         conversion.wait()
     folder = conversion.folder
     assert (caught.value.code, str(caught.value)) == (
