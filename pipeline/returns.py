@@ -2,7 +2,9 @@
 
 A file's type is decided from its bytes, never from its name. Gathering yields one
 `Candidate` per workbook and one `Problem` per thing that cannot be used, and writes
-nothing (except LibreOffice's temporary files when converting .ods/.xls).
+nothing outside LibreOffice's own temporary folders (`office`) when it converts an
+.ods/.xls/.fods/Excel 2003 XML file; those conversions run on every core, in the
+background, while gathering goes on, and the results keep the order of the files.
 """
 
 from __future__ import annotations
@@ -15,26 +17,33 @@ import importlib
 import io
 import os
 import re
-import shutil
-import signal
 import stat
-import subprocess
-import tempfile
+import struct
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, iterparse
+
+from pipeline import office
 from pipeline.errors import Problem, french_os_error
 from pipeline.files import atomic_write_bytes
-from pipeline.safe_zip import SafeZip, UnsafeFile
+from pipeline.parallel import default_jobs
+from pipeline.safe_zip import SafeZip, UnsafeFile, check_xml
+from pipeline.xlsx import main_part
 
 MiB = 1024 * 1024
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-CONVERSION_TIMEOUT = 60
+CONVERSION_TIMEOUT = 60.0
+CONVERSION_MEMORY_MB = 2048
+_LOOKAHEAD = 16  # files read ahead of a conversion still running…
+_LOOKAHEAD_BYTES = 100 * 1024 * 1024  # …and their bytes
 MAX_NAME_LENGTH = 120
 _MAX_ZIPS = 2  # an archive inside an archive, no deeper
 _MAX_DEPTH = 4  # containers of any kind (message, archive) inside each other
@@ -46,20 +55,71 @@ _MAIL_HEADERS = {
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
 _MBOX_SEPARATOR = re.compile(rb"^From [^\n]*\n", re.MULTILINE)
 _TNEF_MAGIC = b"\x78\x9f\x3e\x22"
-_BOOKS = (".xlsx", ".xlsm", ".xls", ".ods", ".csv", ".zip", ".eml", ".msg")
-_WANTED_IN_MAIL = {"xlsx", "ods", "xls", "zip", "encrypted", "msg"}
+_BOOKS = (
+    ".xlsx", ".xlsm", ".xls", ".ods", ".fods", ".csv", ".zip", ".eml", ".msg", ".numbers",
+)  # fmt: skip
+_WANTED_IN_MAIL = {
+    "xlsx", "ods", "xls", "biff", "fods", "xml2003", "xlsb", "zip", "encrypted", "msg", "apple",
+}  # fmt: skip
+_WORKBOOK_NAMES = (".xlsx", ".xlsm", ".xltx", ".xls", ".ods", ".fods")
+# BIFF, the binary format of .xls: each record is (type, length) then data. A stream
+# starts with a BOF record (Excel 2.x 0x0009, 3.0 0x0209, 4.0 0x0409, 5.0 and later 0x0809)
+# whose data gives the substream type at offset 2; a FILEPASS record (0x002F) in the first
+# substream means a password.
+_BIFF_BOF = {0x0009: (4, 4), 0x0209: (6, 6), 0x0409: (6, 6), 0x0809: (8, 20)}
+_BIFF_SUBSTREAMS = {0x0005, 0x0006, 0x0010, 0x0020, 0x0040, 0x0100}
+_BIFF_FILEPASS = 0x002F
+_BIFF_EOF = 0x000A
+_ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
+_OFFICE_NS = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_VALUE_TYPE = f"{{{_OFFICE_NS}}}value-type"
+_EXCEL_2003 = re.compile(
+    r"""<\?mso-application\s+progid\s*=\s*["']Excel\.Sheet["']|"""
+    r"urn:schemas-microsoft-com:office:spreadsheet"
+)
+_FLAT_ODS = re.compile(
+    r"""mimetype\s*=\s*["']application/vnd\.oasis\.opendocument\.spreadsheet["']"""
+)
+_APPLE_SUFFIXES = (".numbers", ".pages", ".key")
+# LibreOffice expands repeated rows and cells up to its sheet size; past this many cells
+# with content, a spreadsheet is a trap (a 1 KB .ods can announce 10^18 of them).
+MAX_SHEET_ROWS = 1_048_576
+MAX_SHEET_COLUMNS = 16_384
+MAX_ANNOUNCED_CELLS = 2_000_000
 _BASE64_DEFECTS = (
     email.errors.InvalidBase64PaddingDefect,
     email.errors.InvalidBase64CharactersDefect,
     email.errors.InvalidBase64LengthDefect,
 )
-_FORMATS = {"ods": ".ods", "xls": ".xls (ancien format Excel)"}
+# Formats LibreOffice converts to .xlsx: the name shown, the suffix it is given under.
+_FORMATS = {
+    "ods": ".ods",
+    "xls": ".xls (ancien format Excel)",
+    "biff": ".xls d'Excel 4.0 ou plus ancien (ancien format Excel)",
+    "fods": ".fods (OpenDocument en un seul fichier XML)",
+    "xml2003": "XML Excel 2003 (« Feuille de calcul XML 2003 »)",
+}
+_SUFFIXES = {"ods": ".ods", "xls": ".xls", "biff": ".xls", "fods": ".fods", "xml2003": ".xml"}
+_STORED_AS = {
+    "xlsx": "xlsx", "ods": "ods", "xls": "xls", "biff": "xls", "fods": "fods", "xml2003": "xml",
+}  # fmt: skip
 _LOOKS_LIKE = {
     "text": "du texte (CSV ?)",
     "html": "une page web (HTML) ou du XML",
     "pdf": "un document PDF",
     "unknown": "des données d'un type inconnu",
-    "package": "un document Office ou OpenDocument, pas un classeur .xlsx (Word ? .xlsb ?)",
+    "package": "un document Office ou OpenDocument d'un type inconnu, pas un classeur .xlsx",
+    "docx": "un document Word, pas un classeur",
+    "pptx": "une présentation PowerPoint, pas un classeur",
+    "odf": "un document OpenDocument (texte, présentation…), pas un classeur",
+}
+_CONVERSION_WHY = {
+    "timeout": "conversion arrêtée au bout de {timeout:g} s",
+    "memory": "LibreOffice a dépassé la mémoire permise",
+    "failed": "LibreOffice n'a rien produit",
+    "missing": "LibreOffice est introuvable",
+    "not_xlsx": "le résultat n'est pas un classeur .xlsx",
 }
 _RESEND = "demandez au tuteur de renvoyer le classeur"
 _MESSAGES = {
@@ -74,8 +134,16 @@ _MESSAGES = {
     "encrypted": f"classeur protégé par un mot de passe : {_RESEND} sans mot de passe.",
     "needs_conversion": "ce classeur est au format {what} : ouvrez-le dans LibreOffice ou "
     "Excel et enregistrez-le en .xlsx, ou installez LibreOffice pour que grille le convertisse.",
-    "conversion_failed": "LibreOffice n'a pas pu convertir ce classeur au format {what} : "
+    "conversion_failed": "LibreOffice n'a pas pu convertir ce classeur au format {what} ({why}) : "
     f"ouvrez-le et enregistrez-le en .xlsx, ou {_RESEND} au format .xlsx.",
+    "too_many_cells": "ce classeur annonce plus de {limit} cellules remplies (lignes et cellules "
+    "répétées) : fichier refusé par sécurité, il n'est pas converti. "
+    f"{_RESEND.capitalize()} au format .xlsx.",
+    "xlsb": "classeur Excel binaire (.xlsb), que grille ne lit pas : ouvrez-le dans Excel et "
+    f"enregistrez-le en « Classeur Excel (*.xlsx) », ou {_RESEND} au format .xlsx.",
+    "apple_document": "document Apple Numbers : ce n'est pas un classeur Excel. Exportez-le "
+    "en .xlsx (Numbers › Fichier › Exporter vers › Excel), ou demandez au tuteur de le faire.",
+    "empty_workbook": f"fichier « classeur » qui n'est qu'une archive zip vide : {_RESEND}.",
     "unsafe_file": "{why}",
     "damaged_file": "{why}",
     "damaged_mail": "message illisible ou endommagé.",
@@ -109,42 +177,82 @@ Found = Candidate | Problem
 
 
 def sniff(data: bytes) -> str:
-    """The type of a file from its bytes: xlsx, ods, zip, xls, encrypted, eml, mbox, msg,
-    pdf, empty, text or unknown."""
+    """The type of a file from its bytes: xlsx, ods, fods, xls, biff (Excel 2.x to 4.0),
+    xml2003 (Excel 2003 XML), xlsb, encrypted, zip, docx, pptx, odf, package, apple
+    (Numbers, Pages, Keynote), eml, mbox, msg, pdf, empty, text or unknown."""
     if not data:
         return "empty"
     if data.startswith(b"PK"):
         return _sniff_zip(data)
     if data.startswith(OLE2_MAGIC):
         return _sniff_ole(data)
+    if _is_biff(data):
+        return "encrypted" if _biff_encrypted(data) else "biff"
     if data.startswith(b"%PDF-"):
         return "pdf"
     if data.startswith(b"From "):
         return "mbox"
     if _looks_like_mail(data):
         return "eml"
-    return "text" if _looks_like_text(data) else "unknown"
+    if not _looks_like_text(data):
+        return "unknown"
+    return _sniff_xml(data) or "text"
 
 
 def _sniff_zip(data: bytes) -> str:
     try:
         archive = SafeZip(data, "", strict_names=False)
         names = {name.lower() for name in archive.names()}
-        if "[content_types].xml" in names and "xl/workbook.xml" in names:
-            return "xlsx"
+        if "[content_types].xml" in names:
+            return "xlsx" if "xl/workbook.xml" in names else _sniff_package(archive)
         mime = archive.read_optional("mimetype", max_size=200) or b""
+        if mime.startswith(_ODS_MIME):
+            manifest = archive.read_optional("META-INF/manifest.xml", max_size=MiB) or b""
+            return "encrypted" if b"encryption-data" in manifest else "ods"
+        if mime.startswith(b"application/vnd.oasis.opendocument."):
+            return "odf"
     except (UnsafeFile, KeyError):
         return "zip"
-    return "ods" if mime.startswith(b"application/vnd.oasis.opendocument.spreadsheet") else "zip"
+    return "apple" if any(_is_apple_member(name) for name in names) else "zip"
+
+
+def _sniff_package(archive: SafeZip) -> str:
+    """An Office package whose parts have unusual names: its main part's content type."""
+    try:
+        main = main_part(archive)
+    except (UnsafeFile, KeyError):
+        return "package"
+    content_type = main[1].lower() if main is not None else ""
+    if "ms-excel" in content_type and "binary" in content_type:
+        return "xlsb"
+    if "spreadsheetml" in content_type or "ms-excel" in content_type:
+        return "xlsx"
+    if "wordprocessingml" in content_type or "ms-word" in content_type:
+        return "docx"
+    if "presentationml" in content_type or "ms-powerpoint" in content_type:
+        return "pptx"
+    return "package"
+
+
+def _is_apple_member(name: str) -> bool:
+    """A part of an iWork document (Numbers, Pages, Keynote), in the zip it is saved as."""
+    return (name.startswith("index/") and name.endswith(".iwa")) or name in (
+        "index.xml", "index.xml.gz", "index.apxl", "index.apxl.gz",
+    )  # fmt: skip
 
 
 def _sniff_ole(data: bytes) -> str:
-    """Encrypted OOXML, Outlook message or old .xls, from the OLE2 stream names."""
+    """Encrypted OOXML, Outlook message or .xls (Excel 5.0 to 2003), from the OLE2 streams."""
+    head = b""
     try:
         with importlib.import_module("olefile").OleFileIO(io.BytesIO(data)) as ole:
             names = {entry[0].lower() for entry in ole.listdir(True, True)}
+            stream = next((name for name in ("Workbook", "Book") if ole.exists(name)), None)
+            if stream is not None:
+                with ole.openstream(stream) as handle:
+                    head = handle.read(256 * 1024)
     except Exception:  # no olefile, or a damaged directory: search the UTF-16 names
-        names = {n.lower() for n in ("EncryptedPackage", "__substg1.0_", "Workbook")}
+        names = {n.lower() for n in ("EncryptedPackage", "__substg1.0_", "Workbook", "Book")}
         names = {n for n in names if n.encode("utf-16-le") in data.lower()}
     if "encryptedpackage" in names:
         return "encrypted"
@@ -152,11 +260,49 @@ def _sniff_ole(data: bytes) -> str:
         return "msg"
     if not names & {"workbook", "book"}:
         return "unknown"
-    try:  # an .xls with a password (FILEPASS record)
-        office = importlib.import_module("msoffcrypto").OfficeFile(io.BytesIO(data))
-        return "encrypted" if office.is_encrypted() else "xls"
-    except Exception:  # no msoffcrypto, or a damaged file
-        return "xls"
+    return "encrypted" if _biff_encrypted(head) else "xls"
+
+
+def _is_biff(data: bytes) -> bool:
+    """Whether `data` starts like a bare BIFF stream (Excel 2.x to 4.0 files are one)."""
+    if len(data) < 8:
+        return False
+    kind, length = struct.unpack_from("<HH", data)
+    shortest, longest = _BIFF_BOF.get(kind, (0, -1))
+    return shortest <= length <= longest and struct.unpack_from("<H", data, 6)[0] in (
+        _BIFF_SUBSTREAMS
+    )
+
+
+def _biff_encrypted(stream: bytes) -> bool:
+    """Whether the first substream of a BIFF stream has a FILEPASS record (a password)."""
+    position = 0
+    for count in range(10_000):
+        if position + 4 > len(stream):
+            break
+        kind, length = struct.unpack_from("<HH", stream, position)
+        if kind == _BIFF_FILEPASS:
+            return True
+        if kind == _BIFF_EOF and count:
+            break
+        position += 4 + length
+    return False
+
+
+def _sniff_xml(data: bytes) -> str | None:
+    """xml2003 or fods when a text file is a whole spreadsheet in XML."""
+    head = data[:16384]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head.decode("utf-16", errors="replace")
+    else:
+        text = head.decode("utf-8", errors="replace")
+    if not text.lstrip("\ufeff \t\r\n").startswith("<"):
+        return None
+    if _EXCEL_2003.search(text):
+        return "xml2003"
+    if _OFFICE_NS in text and _FLAT_ODS.search(text):
+        return "fods"
+    return None
 
 
 def _looks_like_mail(data: bytes) -> bool:
@@ -255,7 +401,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _or(found: Iterable[Iterable[Found]], problem: Problem | None) -> Iterator[Found]:
+def _or(found: Iterable[Iterable[_Item]], problem: Problem | None) -> Iterator[_Item]:
     """Everything `found` yields, or `problem` alone when that is nothing."""
     empty = True
     for items in found:
@@ -266,11 +412,136 @@ def _or(found: Iterable[Iterable[Found]], problem: Problem | None) -> Iterator[F
         yield problem
 
 
+class _Pending:
+    """A file LibreOffice converts in the background; `result()` gives what it became."""
+
+    def __init__(self, data: bytes, kind: str, origin: str, name: str) -> None:
+        self.data, self.kind, self.origin, self.name = data, kind, origin, name
+        self.conversion: office.Conversion | None = None
+        self.problem: Problem | None = None
+
+    def _failed(self, why: str) -> Problem:
+        what = _FORMATS[self.kind]
+        return _problem("conversion_failed", self.origin, what=what, why=why)
+
+    @property
+    def started(self) -> bool:
+        return self.conversion is not None or self.problem is not None
+
+    def start(self) -> None:
+        try:
+            self.conversion = office.Conversion(
+                [(f"retour{_SUFFIXES[self.kind]}", self.data)],
+                "xlsx",
+                timeout=CONVERSION_TIMEOUT,
+                memory_mb=CONVERSION_MEMORY_MB,
+            )
+        except office.OfficeError as exc:
+            self.problem = self._failed(_CONVERSION_WHY[exc.code].format(timeout=0))
+        except OSError as exc:  # no room for the temporary folder…
+            self.problem = self._failed(_why(exc))
+
+    def finished(self) -> bool:
+        return self.conversion is None or self.conversion.finished()
+
+    def result(self) -> Found:
+        """Wait for LibreOffice: the converted workbook, or the problem."""
+        if not self.started:
+            self.start()
+        if self.conversion is None:
+            assert self.problem is not None
+            return self.problem
+        try:
+            [produced] = self.conversion.wait()
+            converted = self.conversion.read(produced, 100 * MiB)
+        except office.OfficeError as exc:
+            why = _CONVERSION_WHY[exc.code].format(timeout=CONVERSION_TIMEOUT)
+            return self._failed(why)
+        except OSError as exc:
+            return self._failed(_why(exc))
+        finally:
+            self.cancel()
+        if sniff(converted) != "xlsx":
+            return self._failed(_CONVERSION_WHY["not_xlsx"])
+        data = self.data
+        return Candidate(self.origin, self.name, converted, _sha256(data), data, self.kind)
+
+    def cancel(self) -> None:
+        """Stop LibreOffice if it still runs; its temporary folder is removed."""
+        if self.conversion is not None:
+            self.conversion.close()
+
+
+_Item = Candidate | Problem | _Pending
+
+
+def announced_cells(stream: IO[bytes]) -> int:
+    """Cells with content (a value, formula or text) an OpenDocument spreadsheet's XML
+    announces, counting repeated rows and cells as LibreOffice expands them (up to its
+    sheet size); stops counting past `MAX_ANNOUNCED_CELLS`. A DTD raises ValueError."""
+    total = row_cells = 0
+    row_repeat = 1
+    rows_repeated, cells_repeated = (
+        f"{_TABLE}number-rows-repeated", f"{_TABLE}number-columns-repeated",
+    )  # fmt: skip
+    cells = (f"{_TABLE}table-cell", f"{_TABLE}covered-table-cell")
+    for event, element in iterparse(stream, events=("start", "end"), forbid_dtd=True):
+        if element.tag == f"{_TABLE}table-row":
+            if event == "start":
+                row_repeat, row_cells = min(_repeat(element.get(rows_repeated)), MAX_SHEET_ROWS), 0
+                continue
+            total += row_repeat * row_cells
+            element.clear()
+            if total > MAX_ANNOUNCED_CELLS:
+                break
+        elif event == "end" and element.tag in cells:
+            if len(element) or element.get(_VALUE_TYPE) or element.get(f"{_TABLE}formula"):
+                row_cells = min(row_cells + _repeat(element.get(cells_repeated)), MAX_SHEET_COLUMNS)
+            element.clear()
+    return total
+
+
+def _repeat(value: str | None) -> int:
+    """A repeat count as LibreOffice reads it: absent or unreadable is 1; huge stays huge."""
+    digits = (value or "").strip()
+    if not digits.isascii() or not digits.isdigit():
+        return 1
+    return max(1, int(digits)) if len(digits) <= 12 else 10**12
+
+
+def _conversion_refusal(data: bytes, kind: str, origin: str) -> Problem | None:
+    """Why a file must not reach LibreOffice, from a cheap look at it, or None."""
+    try:
+        if kind == "ods":
+            archive = SafeZip(data, origin)
+            for member in archive.names():
+                if member.lower().endswith(".xml"):
+                    check_xml(archive.read(member), origin, member)
+            content = io.BytesIO(archive.read("content.xml"))
+        elif kind in ("fods", "xml2003"):
+            check_xml(data, origin, "document")
+            content = io.BytesIO(data)
+        else:
+            return None
+        cells = announced_cells(content)
+    except UnsafeFile as exc:
+        return _unsafe(exc, origin)
+    except KeyError:
+        return _problem("damaged_file", origin, why="classeur .ods sans contenu (content.xml).")
+    except (ParseError, DefusedXmlException, ValueError):
+        return _problem("damaged_file", origin, why=f"XML illisible ou piégé : {_RESEND}.")
+    if cells > MAX_ANNOUNCED_CELLS:
+        return _problem(
+            "too_many_cells", origin, limit=f"{MAX_ANNOUNCED_CELLS:,}".replace(",", " ")
+        )
+    return None
+
+
 class _Gatherer:
     def __init__(self, max_file_size: int) -> None:
         self.limit = max_file_size
 
-    def path(self, path: Path, *, top: bool = False, mail: bool = False) -> Iterator[Found]:
+    def path(self, path: Path, *, top: bool = False, mail: bool = False) -> Iterator[_Item]:
         """A file or folder; symlinks are followed only when the user named them."""
         origin = _display(path)
         try:
@@ -296,10 +567,13 @@ class _Gatherer:
         else:
             yield from self.blob(data, origin, clean_name(os.fsdecode(path.name)))
 
-    def folder(self, path: Path) -> Iterator[Found]:
+    def folder(self, path: Path) -> Iterator[_Item]:
         """Every file, sorted; a Maildir (cur/ new/ tmp/) is read as messages."""
         if len(path.parts) > _MAX_FOLDERS:
             yield _problem("too_deep", _display(path))
+            return
+        if _is_apple_package(path):
+            yield _apple_problem(_display(path), path.name)
             return
         maildir = all(_is_dir(path / sub) for sub in ("cur", "new", "tmp"))
         names: list[str] = []
@@ -316,7 +590,7 @@ class _Gatherer:
 
     def blob(
         self, data: bytes, origin: str, name: str, depth: int = 0, zips: int = 0
-    ) -> Iterator[Found]:
+    ) -> Iterator[_Item]:
         """Bytes whose type is sniffed: a workbook, a container, or a problem."""
         kind = sniff(data)
         if kind == "xlsx":
@@ -325,46 +599,38 @@ class _Gatherer:
                 yield Candidate(origin, name, data, _sha256(data), data)
             except UnsafeFile as exc:
                 yield _unsafe(exc, origin)
-        elif kind in ("ods", "xls"):
+        elif kind in _FORMATS:
             yield self.convert(data, kind, origin, name)
         elif kind == "zip":
-            yield from self.archive(data, origin, depth, zips)
+            yield from self.archive(data, origin, depth, zips, name)
         elif kind == "eml":
             yield from self.message(data, origin, depth)
         elif kind == "mbox":
             yield from self.mbox(data, origin, depth)
         elif kind == "msg":
             yield from self.outlook(data, origin, depth)
-        elif kind in ("encrypted", "empty"):
-            yield _problem("encrypted" if kind == "encrypted" else "empty_file", origin)
+        elif kind in ("encrypted", "empty", "xlsb"):
+            yield _problem({"empty": "empty_file"}.get(kind, kind), origin)
+        elif kind == "apple":
+            yield _apple_problem(origin, name)
         else:
             if kind == "text" and data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
                 kind = "html"
             yield _problem("not_a_workbook", origin, what=_LOOKS_LIKE[kind])
 
-    def convert(self, data: bytes, kind: str, origin: str, name: str) -> Found:
-        """An .ods/.xls converted to .xlsx by LibreOffice, when it is installed."""
-        soffice = shutil.which("soffice")
-        if soffice is None:
+    def convert(self, data: bytes, kind: str, origin: str, name: str) -> _Item:
+        """A file LibreOffice will convert to .xlsx, once checked; a problem when it
+        is not installed or when a cheap look shows the file is a trap."""
+        if office.find_soffice() is None:
             return _problem("needs_conversion", origin, what=_FORMATS[kind])
-        try:
-            if kind == "ods":
-                SafeZip(data, origin)
-        except UnsafeFile as exc:
-            return _unsafe(exc, origin)
-        with tempfile.TemporaryDirectory(prefix="grille-") as tmp:
-            source = Path(tmp) / f"retour.{kind}"
-            source.write_bytes(data)
-            profile = f"-env:UserInstallation={(Path(tmp) / 'profile').as_uri()}"
-            command = [soffice, "--headless", "--norestore", profile, "--convert-to", "xlsx"]
-            command += ["--outdir", str(Path(tmp) / "out"), str(source)]
-            converted = _run_conversion(command, Path(tmp) / "out" / "retour.xlsx")
-        if converted is None or sniff(converted) != "xlsx":
-            return _problem("conversion_failed", origin, what=_FORMATS[kind])
-        return Candidate(origin, name, converted, _sha256(data), data, converted_from=kind)
+        refusal = _conversion_refusal(data, kind, origin)
+        return refusal if refusal is not None else _Pending(data, kind, origin, name)
 
-    def archive(self, data: bytes, origin: str, depth: int, zips: int) -> Iterator[Found]:
-        """Every member of a zip archive (names are display only: nothing is extracted)."""
+    def archive(
+        self, data: bytes, origin: str, depth: int, zips: int, name: str = ""
+    ) -> Iterator[_Item]:
+        """Every member of a zip archive (names are display only: nothing is extracted);
+        an iWork document folder inside is one problem, not one per part."""
         if zips >= _MAX_ZIPS or depth >= _MAX_DEPTH:
             yield _problem("too_deep", origin)
             return
@@ -376,12 +642,24 @@ class _Gatherer:
         if archive.has("[Content_Types].xml") or archive.has("mimetype"):
             yield _problem("not_a_workbook", origin, what=_LOOKS_LIKE["package"])
             return
-        found = (self.member(archive, m, origin, depth, zips) for m in sorted(set(archive.names())))
-        yield from _or(found, _problem("empty_archive", origin))
+        found: list[Iterable[_Item]] = []
+        packages: set[str] = set()  # iWork documents saved as a folder, zipped
+        for member in sorted(set(archive.names())):
+            package = _apple_folder(member)
+            if package is None:
+                found.append(self.member(archive, member, origin, depth, zips))
+            elif package not in packages:
+                packages.add(package)
+                where = f"{origin} › {printable(package)}"
+                found.append([_apple_problem(where, package)])
+        empty = _problem(
+            "empty_workbook" if name.lower().endswith(_WORKBOOK_NAMES) else "empty_archive", origin
+        )
+        yield from _or(found, empty)
 
     def member(
         self, archive: SafeZip, member: str, origin: str, depth: int, zips: int
-    ) -> Iterator[Found]:
+    ) -> Iterator[_Item]:
         parts = [part for part in re.split(r"[\\/]+", member) if part not in ("", ".", "..")]
         if member.endswith(("/", "\\")) or not parts or parts[0] == "__MACOSX":
             return
@@ -395,7 +673,7 @@ class _Gatherer:
             return
         yield from self.blob(content, where, clean_name(parts[-1]), depth + 1, zips + 1)
 
-    def mbox(self, data: bytes, origin: str, depth: int) -> Iterator[Found]:
+    def mbox(self, data: bytes, origin: str, depth: int) -> Iterator[_Item]:
         """Every message of a mailbox file (mbox format)."""
         mails = enumerate(_MBOX_SEPARATOR.split(data)[1:], start=1)
         found = (
@@ -405,7 +683,7 @@ class _Gatherer:
 
     def message(
         self, data: bytes, origin: str, depth: int, *, alone: bool = True
-    ) -> Iterator[Found]:
+    ) -> Iterator[_Item]:
         """The workbooks attached to a message, forwarded messages included."""
         if depth >= _MAX_DEPTH:
             yield _problem("too_deep", origin)
@@ -419,7 +697,7 @@ class _Gatherer:
         found = (self.part(part, origin, depth) for part in parts)
         yield from _or(found, _problem("no_workbook", origin) if alone else None)
 
-    def part(self, part: Message, origin: str, depth: int) -> Iterator[Found]:
+    def part(self, part: Message, origin: str, depth: int) -> Iterator[_Item]:
         payload = _safely(lambda: part.get_payload(decode=True), None)
         defects: list[object] = _safely(lambda: list(part.defects), [])
         damaged = any(isinstance(defect, _BASE64_DEFECTS) for defect in defects)
@@ -428,12 +706,15 @@ class _Gatherer:
 
     def attached(
         self, filename: str | None, data: bytes, damaged: bool, origin: str, depth: int
-    ) -> Iterator[Found]:
+    ) -> Iterator[_Item]:
         """An attachment, kept when its bytes or its name say workbook or archive."""
         if data.startswith(_TNEF_MAGIC):  # Outlook's winmail.dat hides the real attachments
             yield _problem("outlook_attachment", f"{origin} › pièce jointe « winmail.dat »")
             return
-        if sniff(data) not in _WANTED_IN_MAIL and not (filename or "").lower().endswith(_BOOKS):
+        kind, lowered = sniff(data), (filename or "").lower()
+        if kind not in _WANTED_IN_MAIL and not lowered.endswith(_BOOKS):
+            return
+        if kind == "apple" and lowered.endswith((".pages", ".key")):  # a document, not a return
             return
         name = clean_name(filename, fallback="pièce jointe sans nom")
         where = f"{origin} › pièce jointe « {name} »"
@@ -442,7 +723,7 @@ class _Gatherer:
         else:
             yield from self.blob(data, where, name, depth + 1)
 
-    def outlook(self, data: bytes, origin: str, depth: int) -> Iterator[Found]:
+    def outlook(self, data: bytes, origin: str, depth: int) -> Iterator[_Item]:
         """The attachments of an Outlook .msg, when the extract_msg module is installed."""
         try:
             items = importlib.import_module("extract_msg").openMsg(data).attachments
@@ -458,33 +739,75 @@ class _Gatherer:
                 yield from self.attached(filename, content, False, origin, depth)
 
 
-def _run_conversion(command: list[str], result: Path) -> bytes | None:
-    """Run LibreOffice within the time limit; the converted bytes, or None."""
-    posix = os.name == "posix"
-    devnull = subprocess.DEVNULL
-    try:
-        with subprocess.Popen(
-            command, stdin=devnull, stdout=devnull, stderr=devnull, start_new_session=posix
-        ) as process:
-            try:
-                process.wait(timeout=CONVERSION_TIMEOUT)
-            except subprocess.TimeoutExpired:  # kill soffice.bin too, not just the launcher
-                if posix:
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.kill()
-                return None
-        return _read_prefix(result, 100 * MiB, follow=False)
-    except OSError:
+def _is_apple_package(path: Path) -> bool:
+    """A folder that is an iWork document (macOS shows it as one file)."""
+    if (path / "Index.zip").is_file() or (path / "Index" / "Document.iwa").is_file():
+        return True
+    return path.name.lower().endswith(_APPLE_SUFFIXES) and (path / "Metadata").is_dir()
+
+
+def _apple_folder(member: str) -> str | None:
+    """The iWork document folder (« Budget.numbers ») a zip member is part of, if any."""
+    parts = [part for part in re.split(r"[\\/]+", member) if part]
+    if parts[:1] == ["__MACOSX"]:
         return None
+    for index, part in enumerate(parts[:-1]):
+        if part.lower().endswith(_APPLE_SUFFIXES):
+            return "/".join(parts[: index + 1])
+    return None
+
+
+def _apple_problem(origin: str, name: str) -> Problem:
+    """An iWork document: a Numbers one (unless its name says Pages or Keynote) is a
+    return the tutor must export to .xlsx."""
+    for suffix, app in ((".pages", "Apple Pages"), (".key", "Apple Keynote")):
+        if name.lower().endswith(suffix):
+            return _problem("not_a_workbook", origin, what=f"un document {app}, pas un classeur")
+    return _problem("apple_document", origin)
+
+
+def _settle(queue: deque[_Item], jobs: int, *, flush: bool) -> Iterator[Found]:
+    """Yield the items at the head of `queue` that are ready, in order, keeping up to
+    `jobs` conversions running; with `flush`, wait for every one."""
+    while queue:
+        conversions = 0  # in the queue: the first `jobs` run, the others wait their turn
+        for item in queue:
+            if isinstance(item, _Pending):
+                if not item.started and conversions < jobs:
+                    item.start()
+                conversions += 1
+        head = queue[0]
+        if isinstance(head, _Pending):
+            held = sum(len(item.data) for item in queue if not isinstance(item, Problem))
+            crowded = conversions > jobs or len(queue) > _LOOKAHEAD or held > _LOOKAHEAD_BYTES
+            if not (flush or crowded or head.finished()):
+                return
+        queue.popleft()
+        yield head.result() if isinstance(head, _Pending) else head
 
 
 def gather(
-    paths: Sequence[Path], *, max_file_size: int = 25 * MiB
+    paths: Sequence[Path], *, max_file_size: int = 25 * MiB, jobs: int | None = None
 ) -> Iterator[Candidate | Problem]:
-    """One Candidate per workbook found under `paths`, one Problem per unusable thing."""
+    """One Candidate per workbook found under `paths`, one Problem per unusable thing,
+    in the order of the files; up to `jobs` (default: every core) conversions at once.
+
+    While it runs, SIGTERM ends the process through SystemExit, so that on every way out
+    the conversions still running are stopped and their folders removed."""
     gatherer = _Gatherer(max_file_size)
-    for path in paths:
-        yield from gatherer.path(Path(path), top=True)
+    jobs = max(1, jobs or default_jobs())
+    queue: deque[_Item] = deque()
+    with office.sigterm_as_exit():
+        try:
+            for path in paths:
+                for item in gatherer.path(Path(path), top=True):
+                    queue.append(item)
+                    yield from _settle(queue, jobs, flush=False)
+            yield from _settle(queue, jobs, flush=True)
+        finally:
+            for item in queue:
+                if isinstance(item, _Pending):
+                    item.cancel()
 
 
 def store_original(candidate: Candidate, returns_dir: Path) -> tuple[Path, bool]:
@@ -492,9 +815,9 @@ def store_original(candidate: Candidate, returns_dir: Path) -> tuple[Path, bool]
     sha = _sha256(candidate.original)
     if sha != candidate.sha256:
         raise ValueError("store_original: sha256 does not match the original bytes")
-    kind = sniff(candidate.original)
+    kind = _STORED_AS.get(sniff(candidate.original), "bin")
     root = returns_dir.resolve()
-    target = root / sha[:2] / f"{sha}.{kind if kind in ('xlsx', 'ods', 'xls') else 'bin'}"
+    target = root / sha[:2] / f"{sha}.{kind}"
     if not target.resolve().is_relative_to(root):
         raise ValueError(f"store_original: {target} is outside {root}")
     try:

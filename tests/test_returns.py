@@ -25,10 +25,28 @@ import msoffcrypto.format.ooxml
 import openpyxl
 import pytest
 
-from pipeline import returns
+from pipeline import office, returns
 from pipeline.errors import Problem
 from pipeline.returns import Candidate, clean_name, gather, sniff, store_original
-from tests.hostile import MiB, bomb, lie_about_size, mail, xlsx_bytes, zip_bytes
+from tests import clients
+from tests.hostile import (
+    MiB,
+    bomb,
+    encrypted_ods,
+    excel4_sheet,
+    excel95_book,
+    excel97_workbook,
+    excel2003_xml,
+    flat_ods,
+    lie_about_size,
+    mail,
+    numbers_document,
+    ods_content,
+    ole_file,
+    xlsb_bytes,
+    xlsx_bytes,
+    zip_bytes,
+)
 
 ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 FAKE_ODS = zip_bytes({"mimetype": ODS_MIME, "content.xml": b"<x/>"}, zipfile.ZIP_STORED)
@@ -36,6 +54,7 @@ FAKE_XLS = returns.OLE2_MAGIC + bytes(600) + "Workbook".encode("utf-16-le")
 FAKE_MSG = returns.OLE2_MAGIC + bytes(600) + "__substg1.0_0037001F".encode("utf-16-le")
 RANDOM = random.Random(7).randbytes(3000)
 CSV = "Nom;Prénom\r\nDupont;Jean\r\n".encode()
+ROW = '<table:table-row><table:table-cell office:value-type="string"><text:p>Dupont</text:p></table:table-cell></table:table-row>'
 needs_soffice = pytest.mark.skipif(shutil.which("soffice") is None, reason="soffice absent")
 
 
@@ -65,7 +84,7 @@ def write(folder: Path, files: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(returns.shutil, "which", lambda name: None)
+    monkeypatch.setattr(office.shutil, "which", lambda name: None)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +92,7 @@ def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (xlsx_bytes(), "xlsx"),
         (FAKE_ODS, "ods"),
-        (zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.text"}), "zip"),
+        (zip_bytes({"mimetype": b"application/vnd.oasis.opendocument.text"}), "odf"),
         (zip_bytes({"dossier/dupont.xlsx": xlsx_bytes()}), "zip"),
         (xlsx_bytes()[:3000], "zip"),
         (FAKE_XLS, "xls"),
@@ -91,11 +110,29 @@ def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
         (b"<!DOCTYPE html><html><body>Grille</body></html>", "text"),
         (b"Nom: Dupont\nNote: 3\n", "text"),
         (RANDOM, "unknown"),
+        (encrypted_ods(ods_content(ROW)), "encrypted"),
+        (ole_file({"Book": excel95_book(password=False)}), "xls"),
+        (ole_file({"Book": excel95_book(password=True)}), "encrypted"),
+        (ole_file({"Workbook": excel97_workbook(password=False)}), "xls"),
+        (ole_file({"Workbook": excel97_workbook(password=True)}), "encrypted"),
+        (excel4_sheet({(0, 0): "Dupont", (0, 1): 3.0}), "biff"),
+        (excel4_sheet({(0, 0): "Dupont"}, version=3), "biff"),
+        (excel4_sheet({(0, 0): "Dupont"}, version=4), "biff"),
+        (clients.renamed_parts(xlsx_bytes()), "xlsx"),
+        (clients.excel_strict(xlsx_bytes(), []), "xlsx"),
+        (xlsb_bytes(), "xlsb"),
+        (numbers_document(), "apple"),
+        (excel2003_xml("Dupont"), "xml2003"),
+        (flat_ods(ROW), "fods"),
+        (b"<?xml version='1.0'?><note>3</note>", "text"),
+        (zip_bytes({}), "zip"),
     ],
     ids=[
         "xlsx", "ods", "odt", "zip", "truncated-xlsx", "xls", "ole-other", "encrypted", "msg", "eml",
         "eml-received-first", "mbox", "pdf", "empty", "csv", "csv-cp1252", "utf16-text",
-        "html", "header-like-text", "random",
+        "html", "header-like-text", "random", "ods-password", "excel95", "excel95-password",
+        "excel97", "excel97-password", "excel2", "excel3", "excel4", "renamed-parts",
+        "strict", "xlsb", "numbers", "excel2003-xml", "fods", "other-xml", "empty-zip",
     ],
 )  # fmt: skip
 def test_sniff__tells_the_type_from_the_bytes(data: bytes, kind: str) -> None:
@@ -175,6 +212,123 @@ def test_a_folder_of_hostile_files__one_problem_each__workbooks_kept(
     assert messages["vide.xlsx"] == (
         "fichier vide (0 octet) : demandez au tuteur de renvoyer le classeur."
     )
+
+
+def test_foreign_files__one_problem_each_naming_the_format_and_the_fix(
+    tmp_path: Path, no_soffice: None
+) -> None:
+    import docx
+
+    document = io.BytesIO()
+    docx.Document().save(document)
+    folder = write(
+        tmp_path / "retours",
+        {
+            "a_protege.ods": encrypted_ods(ods_content(ROW)),
+            "b_excel95_protege.xls": ole_file({"Book": excel95_book(password=True)}),
+            "c_excel4.xls": excel4_sheet({(0, 0): "Dupont"}),
+            "d_renomme.xlsx": clients.renamed_parts(xlsx_bytes()),
+            "e_Budget.numbers": numbers_document(),
+            "f_vide.xlsx": zip_bytes({}),
+            "g_grille.xml": excel2003_xml("Dupont"),
+            "h_grille.fods": flat_ods(ROW),
+            "i_grille.xlsb": xlsb_bytes(),
+            "j_convention.xlsx": document.getvalue(),
+        },
+    )
+    package = folder / "k_Grille.numbers"  # a Numbers document saved as a package folder
+    write(package, {"Index.zip": zip_bytes({"Index/Document.iwa": bytes(8)}), "preview.jpg": b""})
+    write(package / "Metadata", {"Properties.plist": b"bplist00"})
+    items = list(gather([folder]))
+    assert listing(items, tmp_path) == [
+        ("encrypted", "retours/a_protege.ods"),
+        ("encrypted", "retours/b_excel95_protege.xls"),
+        ("needs_conversion", "retours/c_excel4.xls"),
+        ("classeur", "retours/d_renomme.xlsx"),
+        ("apple_document", "retours/e_Budget.numbers"),
+        ("empty_workbook", "retours/f_vide.xlsx"),
+        ("needs_conversion", "retours/g_grille.xml"),
+        ("needs_conversion", "retours/h_grille.fods"),
+        ("xlsb", "retours/i_grille.xlsb"),
+        ("not_a_workbook", "retours/j_convention.xlsx"),
+        ("apple_document", "retours/k_Grille.numbers"),
+    ]
+    messages = {Path(p.file).name: p.message for p in items if isinstance(p, Problem)}
+    protected = (
+        "classeur protégé par un mot de passe : demandez au tuteur de renvoyer le classeur sans "
+        "mot de passe."
+    )
+    assert messages["a_protege.ods"] == messages["b_excel95_protege.xls"] == protected
+    assert messages["c_excel4.xls"] == (
+        "ce classeur est au format .xls d'Excel 4.0 ou plus ancien (ancien format Excel) : "
+        "ouvrez-le dans LibreOffice ou Excel et enregistrez-le en .xlsx, ou installez "
+        "LibreOffice pour que grille le convertisse."
+    )
+    assert (
+        messages["e_Budget.numbers"]
+        == messages["k_Grille.numbers"]
+        == (
+            "document Apple Numbers : ce n'est pas un classeur Excel. Exportez-le en .xlsx "
+            "(Numbers › Fichier › Exporter vers › Excel), ou demandez au tuteur de le faire."
+        )
+    )
+    assert messages["f_vide.xlsx"] == (
+        "fichier « classeur » qui n'est qu'une archive zip vide : demandez au tuteur de "
+        "renvoyer le classeur."
+    )
+    assert "au format XML Excel 2003 (« Feuille de calcul XML 2003 »)" in messages["g_grille.xml"]
+    assert "au format .fods (OpenDocument en un seul fichier XML)" in messages["h_grille.fods"]
+    assert messages["i_grille.xlsb"] == (
+        "classeur Excel binaire (.xlsb), que grille ne lit pas : ouvrez-le dans Excel et "
+        "enregistrez-le en « Classeur Excel (*.xlsx) », ou demandez au tuteur de renvoyer le "
+        "classeur au format .xlsx."
+    )
+    assert "il contient un document Word, pas un classeur" in messages["j_convention.xlsx"]
+    assert all(p.severity == "error" for p in items if isinstance(p, Problem))
+
+
+def test_a_numbers_document_zipped_with_others__is_one_problem_not_one_per_part(
+    tmp_path: Path,
+) -> None:
+    archive = zip_bytes(
+        {
+            "retours/Budget.numbers/Index.zip": zip_bytes({"Index/Document.iwa": bytes(8)}),
+            "retours/Budget.numbers/Metadata/Properties.plist": b"bplist00",
+            "retours/Budget.numbers/preview.jpg": b"\xff\xd8",
+            "retours/dupont.xlsx": xlsx_bytes(),
+        }
+    )
+    path = write(tmp_path, {"envoi.zip": archive}) / "envoi.zip"
+    assert listing(gather([path]), tmp_path) == [
+        ("apple_document", "envoi.zip › retours/Budget.numbers"),
+        ("classeur", "envoi.zip › retours/dupont.xlsx"),
+    ]
+
+
+def test_apple_documents__numbers_is_a_return_to_export_pages_is_not_a_workbook(
+    tmp_path: Path,
+) -> None:
+    message = mail()
+    message.add_attachment(numbers_document(), "application", "zip", filename="Grille.numbers")
+    message.add_attachment(numbers_document(), "application", "zip", filename="Convention.pages")
+    folder = write(
+        tmp_path / "r", {"m.eml": message.as_bytes(), "Lettre.pages": numbers_document()}
+    )
+    items = list(gather([folder]))
+    assert listing(items, tmp_path) == [
+        ("not_a_workbook", "r/Lettre.pages"),
+        ("apple_document", "r/m.eml › pièce jointe « Grille.numbers »"),
+    ]
+    assert "il contient un document Apple Pages, pas un classeur" in items[0].message  # type: ignore[union-attr]
+
+
+def test_an_empty_zip__is_a_warning_only_when_named_as_an_archive(tmp_path: Path) -> None:
+    folder = write(tmp_path, {"retours.zip": zip_bytes({}), "dupont.xlsx": zip_bytes({})})
+    found = [(p.code, p.severity, Path(p.file).name) for p in gather([folder])]  # type: ignore[union-attr]
+    assert found == [
+        ("empty_workbook", "error", "dupont.xlsx"),
+        ("empty_archive", "warning", "retours.zip"),
+    ]
 
 
 def test_every_problem__is_french_and_names_its_file(tmp_path: Path, no_soffice: None) -> None:
@@ -465,7 +619,7 @@ def test_a_conversion_that_fails_or_hangs__is_a_problem_and_leaves_no_process(
     fake = tmp_path / "soffice"
     fake.write_text("#!/bin/sh\nsleep 37.25 &\nwait\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(returns.shutil, "which", lambda name: str(fake))
+    monkeypatch.setattr(office.shutil, "which", lambda name: str(fake))
     monkeypatch.setattr(returns, "CONVERSION_TIMEOUT", 0.5)
     path = write(tmp_path, {"t.ods": FAKE_ODS}) / "t.ods"
     started = time.perf_counter()
