@@ -855,7 +855,7 @@ def test_season_on_the_second_grid__from_its_spreadsheet__no_code_change(
     reminded = run(root, "remind", "--dry-run")
     assert reminded.exit_code == 0, reminded.output
     assert (
-        "      • BERNARD Yanis : Relation client et négociation-vente › Conclusion de la vente "
-        "(cellule D17) : non renseigné."
+        "      • BERNARD Yanis : feuille « Prospection et vente », cellule D17 "
+        "(Conclusion de la vente) : non renseigné."
     ) in reminded.output.splitlines()
     assert "ABADIE" not in reminded.output
