@@ -178,7 +178,7 @@ def open_campaign(
 ) -> Iterator[Campaign]:
     """The opened campaign, closed after; library errors in French. With `lock` (commands
     that write): one command at a time on this campaign, leftovers of a killed run
-    removed, and the database backed up first."""
+    removed, and the database backed up before and after (when it changed)."""
     with (
         friendly_errors(workspace.output_dir),
         state.run_lock(workspace.output_dir) if lock else nullcontext(),
@@ -186,6 +186,8 @@ def open_campaign(
         opened = Campaign.open(workspace, grid_file, backup=lock, new_key=new_key)
         try:
             yield opened
+            if lock:  # the newest copy holds this command's work too
+                state.backup(workspace.db_path, workspace.backups_dir)
         finally:
             opened.close()
 
