@@ -552,6 +552,16 @@ def backup(db_path: Path, backups_dir: Path, *, keep: int = BACKUPS_KEPT) -> Pat
         tmp.unlink(missing_ok=True)
 
 
+def forget_backups(db: sqlite3.Connection, backups_dir: Path) -> int:
+    """After a purge: rewrite the database without the deleted rows' pages (VACUUM) and
+    delete every copy, which still hold them; the number of copies deleted."""
+    db.execute("VACUUM")
+    copies = backups(backups_dir)
+    for copy in copies:
+        copy.unlink(missing_ok=True)
+    return len(copies)
+
+
 def describe_backup(path: Path) -> Backup:
     """When a copy was made and how many students and returns it holds."""
     match = _BACKUP_NAME.match(path.name)

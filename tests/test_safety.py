@@ -380,6 +380,31 @@ def test_database_damaged__named_with_restore__never_start_over(campaign: Path) 
     assert run(campaign, "status").exit_code == 0
 
 
+def test_purge__no_backup_and_no_free_page_keeps_the_purged_class(
+    campaign: Path, tmp_path: Path
+) -> None:
+    fill(workbook_of(campaign, "Abadie"), tmp_path / "r" / "a.xlsx", _answers("Sophie Garnier"))
+    assert run(campaign, "collect", str(tmp_path / "r")).exit_code == 0
+    assert run(campaign, "report").exit_code == 0
+    archived = run(campaign, "archive", "--class", "BTS 2A", "--year", "2026-2027")
+    assert archived.exit_code == 0, archived.output
+    zipped = campaign / "output" / "archive" / "2026-2027" / "BTS_2A.zip"
+    assert run(campaign, "archive", "verify", str(zipped)).exit_code == 0
+    backups = campaign / "output" / ".sauvegardes"
+    assert any(b"Abadie" in p.read_bytes() for p in state.backups(backups))
+
+    result = run(campaign, "purge", "--class", "BTS 2A", "--oui")
+
+    assert result.exit_code == 0, result.output
+    copies = state.backups(backups)
+    assert len(copies) == 1  # the purged database, copied after the purge
+    assert state.describe_backup(copies[0]).students == 1
+    for path in [*copies, *(campaign / "output").glob("grille.sqlite*")]:
+        data = path.read_bytes()
+        assert b"Abadie" not in data and b"Bernard" not in data, path
+        assert b"Da Silva" in data or path.name != "grille.sqlite"
+
+
 def test_restore__unknown_name__usage_error_in_french(campaign: Path) -> None:
     result = run(campaign, "restore", "grille-19990101-000000.sqlite")
     assert result.exit_code == 2

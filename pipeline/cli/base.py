@@ -187,9 +187,23 @@ def open_campaign(
         try:
             yield opened
             if lock:  # the newest copy holds this command's work too
-                state.backup(workspace.db_path, workspace.backups_dir)
+                _backup_after(workspace)
         finally:
             opened.close()
+
+
+def _backup_after(workspace: Workspace) -> None:
+    """Copy the database once the command's work is done; a failure only warns: the work
+    itself is safe in the database."""
+    try:
+        state.backup(workspace.db_path, workspace.backups_dir)
+    except (GrilleError, OSError, sqlite3.Error) as exc:
+        reason = (
+            str(exc)
+            if isinstance(exc, GrilleError)
+            else storage_problem(exc, workspace.backups_dir) or str(exc)
+        )
+        click.echo(f"Attention — sauvegarde de la base non faite : {reason}", err=True)
 
 
 @contextmanager
