@@ -7,6 +7,7 @@ in a transaction, and recorded in `schema_migrations`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -21,7 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO
 
-from pipeline.errors import GrilleError, StorageError, storage_problem
+from pipeline.errors import GrilleError, StorageError, french_os_error, storage_problem
 from pipeline.parallel import closed_in_workers
 from pipeline.roster import Student
 
@@ -376,6 +377,14 @@ def _try_lock(handle: IO[bytes]) -> bool:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise GrilleError(
+                f"Le dossier de la campagne ne permet pas de verrou ({handle.name} : "
+                f"{french_os_error(exc)}) ; c'est le cas de certains partages réseau. Copiez "
+                "la campagne sur un disque de l'ordinateur, puis relancez la commande."
+            ) from exc
+        raise
     return True
 
 

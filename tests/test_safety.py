@@ -462,7 +462,9 @@ def test_disk_full__sqlite_or_file_hit_first__disque_plein_exit_1__nothing_lost(
             command, result.stderr,
         )  # fmt: skip
         assert "inattendue" not in result.stderr
-    assert _grille(tmp_path / "ailleurs", "init", str(small_disk / "nouvelle")).returncode == 1
+    created = _grille(tmp_path / "ailleurs", "init", str(small_disk / "nouvelle"))
+    assert created.returncode == 1
+    assert created.stderr.startswith("Erreur : disque plein"), created.stderr
 
     filler.unlink()
     again = _grille(root, "collect", str(returned))
@@ -491,6 +493,13 @@ def test_read_only_campaign__named_read_only__never_unreadable_or_start_over(
             assert result.returncode == 1, (command, result.stderr)
             assert "en lecture seule" in result.stderr, (command, result.stderr)
             assert "illisible" not in result.stderr and "zéro" not in result.stderr
+        try:
+            raise RuntimeError("essai")
+        except RuntimeError:
+            log = write_crash_log(root, ["status"])
+        assert log is not None and not log.is_relative_to(small_disk)
+        assert "RuntimeError: essai" in log.read_text(encoding="utf-8")
+        log.unlink()
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=False)
 
