@@ -108,7 +108,7 @@ def check_database_present(workspace: Workspace) -> None:
     )
 
 
-def _key_changed(workspace: Workspace) -> KeyChangedError:
+def _key_changed() -> KeyChangedError:
     return KeyChangedError(
         f"La clé secrète de la campagne ({KEY_NAME}) n'est plus celle qui a signé ses "
         "classeurs : elle a été remplacée ou recréée. Tous les retours des tuteurs seraient "
@@ -119,9 +119,7 @@ def _key_changed(workspace: Workspace) -> KeyChangedError:
     )
 
 
-def check_identity(
-    workspace: Workspace, db: sqlite3.Connection, config: CampaignConfig, key: bytes
-) -> None:
+def check_identity(db: sqlite3.Connection, config: CampaignConfig, key: bytes) -> None:
     """Refuse a key or campaign id that no longer matches the campaign's workbooks.
 
     The first time (a database made before this check), the key is compared with the
@@ -136,7 +134,7 @@ def check_identity(
             == r["signature"]
             for r in signed
         ):
-            raise _key_changed(workspace)
+            raise _key_changed()
         state.record_identity(db, config.campaign_id, fingerprint)
         return
     if recorded["campaign_id"] != config.campaign_id:
@@ -147,7 +145,7 @@ def check_identity(
             f'[campagne], remettez : identifiant = "{recorded["campaign_id"]}"'
         )
     if recorded["key_fingerprint"] != fingerprint:
-        raise _key_changed(workspace)
+        raise _key_changed()
 
 
 @dataclass(frozen=True)
@@ -230,7 +228,7 @@ def init_campaign(
             return InitResult(created, kept)
         key = workspace.load_key()
         if key_existed:
-            check_identity(workspace, db, config, key)
+            check_identity(db, config, key)
         else:  # no workbook was signed with a previous key (`_refuse_new_key`)
             state.record_identity(db, config.campaign_id, key_fingerprint(key))
     finally:
@@ -295,7 +293,7 @@ class Campaign:
         db = state.connect(workspace.db_path)
         try:
             if not new_key:
-                check_identity(workspace, db, config, key)
+                check_identity(db, config, key)
             grid = load_grid(grid_file)
             if grid_file is None:
                 row = db.execute(

@@ -24,8 +24,8 @@ def _list_backups(workspace: Workspace) -> None:
     copies = state.backups(workspace.backups_dir)
     if not copies:
         click.echo(
-            f"Aucune sauvegarde dans {folder} : grille en fait une avant chaque commande qui "
-            "modifie la base."
+            f"Aucune sauvegarde dans {folder} : grille en fait une avant et après chaque "
+            "commande qui modifie la base."
         )
         return
     click.echo(f"Sauvegardes de la base ({folder}), de la plus récente à la plus ancienne :")
@@ -62,8 +62,8 @@ def restore(ctx: Context, name: str | None, list_only: bool) -> None:
 
     Exemple : grille restore --list   puis   grille restore grille-20270315-101500.sqlite
 
-    Avant chaque commande qui modifie la base, grille la copie dans output/.sauvegardes/
-    (les 5 dernières versions sont gardées). Sans NOM, la liste des sauvegardes est
+    Avant et après chaque commande qui modifie la base, grille la copie dans
+    output/.sauvegardes/ (les 5 dernières versions sont gardées). Sans NOM, la liste des sauvegardes est
     affichée. La base remplacée est elle-même sauvegardée d'abord (ou mise de côté si
     elle est abîmée) : une restauration peut se défaire.
     """
@@ -76,6 +76,11 @@ def restore(ctx: Context, name: str | None, list_only: bool) -> None:
         chosen = _chosen(workspace, name)
         with state.run_lock(workspace.output_dir):
             done = state.restore(chosen, workspace.db_path, workspace.backups_dir)
+            try:  # do the key and the campaign id still match the restored database?
+                Campaign.open(workspace).close()
+                mismatch = ""
+            except GrilleError as exc:
+                mismatch = str(exc)
     restored = state.describe_backup(chosen) if chosen.parent == workspace.backups_dir else None
     counts = f" ({_counts(restored)})" if restored is not None else ""
     click.echo(f"Base de la campagne remise depuis {chosen.name}{counts}.")
@@ -83,9 +88,7 @@ def restore(ctx: Context, name: str | None, list_only: bool) -> None:
         click.echo(f"  La base remplacée est gardée dans la sauvegarde {done.saved_as.name}.")
     if done.set_aside is not None:
         click.echo(f"  La base remplacée, abîmée, est mise de côté : {done.set_aside.name}.")
-    try:
-        Campaign.open(workspace).close()  # the key and campaign id still match?
-    except GrilleError as exc:
-        click.echo(f"Attention — {exc}", err=True)
+    if mismatch:
+        click.echo(f"Attention — {mismatch}", err=True)
         return
     click.echo("Vérifiez l'état de la campagne : grille status")

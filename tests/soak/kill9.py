@@ -7,9 +7,10 @@ project folder:
     .venv/bin/python tests/soak/kill9.py --runs 30 --seed 7
 
 Each run makes a fresh demo campaign with `grille demo`, kills that process with SIGKILL
-at a random moment of the season (the moment is drawn over the duration of an
-uninterrupted demo, measured first), runs `grille demo` again to finish the season, then
-checks what must hold whatever the moment of the kill:
+at a random moment of the season (drawn over the duration of an uninterrupted demo,
+measured first, from its first step; one run in ten is killed while it starts), runs
+`grille demo` again to finish the season, then checks what must hold whatever the moment
+of the kill:
 
 - the second run succeeds (exit 0) and the run lock is free;
 - no return is lost: collecting the simulated replies again finds every one of them
@@ -140,8 +141,10 @@ def check(campaign: Path) -> list[str]:
     return broken
 
 
-def one_run(base: Path, index: int, delay: float) -> tuple[str, list[str]]:
-    """Kill a demo after `delay` seconds, finish the season, check; (step killed, broken)."""
+def one_run(base: Path, index: int, delay: float, at_start: bool) -> tuple[str, list[str]]:
+    """Kill a demo `delay` seconds after its first step began (`at_start`: after it was
+    launched, while Python starts and the campaign is made), finish the season, check;
+    (where it was killed, invariants broken)."""
     campaign = base / f"run{index:03d}"
     log = base / f"run{index:03d}.log"
     with log.open("wb") as out:
@@ -150,6 +153,9 @@ def one_run(base: Path, index: int, delay: float) -> tuple[str, list[str]]:
             cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the step reached, to the last line
         )  # fmt: skip
+        if not at_start:  # the season begins when the demo prints its first step
+            while child.poll() is None and not log.stat().st_size:
+                time.sleep(0.01)
         time.sleep(delay)
         finished = child.poll() is not None
         if not finished:
@@ -157,7 +163,7 @@ def one_run(base: Path, index: int, delay: float) -> tuple[str, list[str]]:
         child.wait()
     steps = [m.group(1) for line in log.read_text("utf-8", "replace").splitlines()
              if (m := STEP.match(line))]  # fmt: skip
-    moment = "after the end" if finished else f"step {steps[-1]}" if steps else "start"
+    moment = "after the end" if finished else f"step {steps[-1]}" if steps else "startup"
     rerun = subprocess.run(
         grille("demo", str(campaign)), capture_output=True, text=True, cwd=PROJECT, check=False
     )
@@ -183,16 +189,25 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
 
     start = time.monotonic()
-    calibration = subprocess.run(
-        grille("demo", str(base / "calibration")), capture_output=True, cwd=PROJECT, check=False
-    )
-    full = time.monotonic() - start
+    calibration = subprocess.Popen(
+        grille("demo", str(base / "calibration")),
+        cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert calibration.stdout is not None
+    calibration.stdout.readline()
+    first_step = time.monotonic() - start
+    calibration.communicate()
+    full = time.monotonic() - start - first_step
     if calibration.returncode != 0:
         print(f"the uninterrupted demo failed (exit {calibration.returncode})")
         return 1
     calibration_broken = check(base / "calibration")
     shutil.rmtree(base / "calibration")
-    print(f"seed {seed}; an uninterrupted demo takes {full:.1f} s; {args.runs} runs in {base}")
+    print(
+        f"seed {seed}; an uninterrupted demo: {first_step:.1f} s to its first step, then "
+        f"{full:.1f} s; {args.runs} runs in {base}"
+    )
     if calibration_broken:
         print(f"the uninterrupted demo already breaks: {calibration_broken}")
         return 1
@@ -201,16 +216,17 @@ def main() -> int:
     failures: list[tuple[int, str, list[str]]] = []
     began = time.monotonic()
     for index in range(args.runs):
-        delay = chance.uniform(0.0, full)
-        moment, broken = one_run(base, index, delay)
+        at_start = chance.random() < 0.1  # while starting: Python, then the campaign's init
+        delay = chance.uniform(0.0, first_step if at_start else full)
+        moment, broken = one_run(base, index, delay, at_start)
         moments[moment] += 1
         if broken:
             failures.append((index, moment, broken))
-            print(f"run {index}: killed at {delay:.2f} s ({moment}): BROKEN {broken}", flush=True)
+            print(f"run {index}: killed +{delay:.2f} s ({moment}): BROKEN {broken}", flush=True)
         else:
             shutil.rmtree(base / f"run{index:03d}", ignore_errors=True)
             (base / f"run{index:03d}.log").unlink(missing_ok=True)
-            print(f"run {index}: killed at {delay:.2f} s ({moment}): ok", flush=True)
+            print(f"run {index}: killed +{delay:.2f} s ({moment}): ok", flush=True)
     elapsed = time.monotonic() - began
     print(
         f"\n{args.runs} runs in {elapsed:.0f} s, {len(failures)} broke an invariant; "
