@@ -165,6 +165,11 @@ def friendly_errors(output_dir: Path | None = None) -> Iterator[None]:
         storage = storage_problem(exc, output_dir)
         if storage is not None:
             fail(storage)
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (5, 6):  # BUSY, LOCKED
+            fail(
+                "la base de la campagne (output/grille.sqlite) est occupée par un autre "
+                "programme depuis plus de 30 secondes : fermez-le, puis relancez la commande."
+            )
         raise  # anything else from SQLite is a bug: an internal error, with its log
 
 

@@ -63,9 +63,9 @@ def restore(ctx: Context, name: str | None, list_only: bool) -> None:
     Exemple : grille restore --list   puis   grille restore grille-20270315-101500.sqlite
 
     Avant et après chaque commande qui modifie la base, grille la copie dans
-    output/.sauvegardes/ (les 5 dernières versions sont gardées). Sans NOM, la liste des sauvegardes est
-    affichée. La base remplacée est elle-même sauvegardée d'abord (ou mise de côté si
-    elle est abîmée) : une restauration peut se défaire.
+    output/.sauvegardes/ (les 5 dernières versions sont gardées). Sans NOM, la liste
+    des sauvegardes est affichée. La base remplacée est elle-même sauvegardée d'abord
+    (ou mise de côté si elle est abîmée) : une restauration peut se défaire.
     """
     workspace = ctx.workspace
     with friendly_errors(workspace.output_dir):
