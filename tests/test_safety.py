@@ -702,7 +702,7 @@ def test_grille_killed_mid_generate__no_lock_left__next_run_completes_and_cleans
     assert run(root, "init").exit_code == 0
     header = ["Nom", "Prénom", "Classe", "Entreprise", "Tuteur", "Email tuteur", "Début", "Fin"]
     rows = [[f"Nom{i:03d}", "Élève", "BTS 2A", "Entreprise", f"Tuteur {i}", f"t{i}@ex.example",
-             "05/01/2026", "27/02/2026"] for i in range(120)]  # fmt: skip
+             "05/01/2026", "27/02/2026"] for i in range(300)]  # fmt: skip
     roster = write_csv(root / "liste.csv", [header, *rows])
     child = subprocess.Popen(
         [sys.executable, "-c", "from pipeline.cli import main; main()", "--dir", str(root),
@@ -720,7 +720,7 @@ def test_grille_killed_mid_generate__no_lock_left__next_run_completes_and_cleans
 
     assert again.exit_code == 0, again.output
     assert again.output.splitlines()[-1] == (
-        "120 classeur(s) créé(s), 0 régénéré(s), 0 inchangé(s), dans output/classeurs."
+        "300 classeur(s) créé(s), 0 régénéré(s), 0 inchangé(s), dans output/classeurs."
     )
-    assert _table_count(root, "workbooks") == 120
+    assert _table_count(root, "workbooks") == 300
     assert _leftovers(root) == []
