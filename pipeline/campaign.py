@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from pipeline import state
-from pipeline.errors import GridError, GrilleError
+from pipeline.errors import ConfigError, GridError, GrilleError
 from pipeline.files import atomic_write_bytes
 from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_text
 from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
@@ -24,10 +24,12 @@ from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
 from pipeline.roster import Student, write_roster_template
 from pipeline.settings import (
+    KEY_RELATIVE,
     CampaignConfig,
     Workspace,
     create_key,
     default_school_year,
+    key_fingerprint,
     new_campaign_id,
     render_config,
 )
@@ -36,9 +38,114 @@ from pipeline.workbook import (
     WorkbookStamper,
     build_template,
     identity_values,
+    sign_identity,
     student_file_name,
     template_bytes,
 )
+
+KEY_NAME = KEY_RELATIVE.as_posix()
+
+
+class KeyChangedError(GrilleError):
+    """The campaign's key is not the one that signed its workbooks."""
+
+
+class DatabaseLostError(GrilleError):
+    """The database is missing or blank while the campaign has files on disk."""
+
+
+def campaign_traces(workspace: Workspace) -> list[str]:
+    """What the campaign already made on disk, in French (« 12 classeur(s) dans … »)."""
+    output = workspace.output_dir
+    kinds = (
+        (workspace.workbooks_dir, "*.xlsx", "classeur(s)"),
+        (workspace.returns_dir, "*", "retour(s)"),
+        (output / "envoi", "*.eml", "message(s) aux tuteurs"),
+        (output / "courrier", "*.eml", "message(s) relevé(s)"),
+        (workspace.reports_dir, "*.docx", "bilan(s)"),
+        (output / "archive", "*.zip", "archive(s)"),
+    )
+    found = []
+    for folder, pattern, label in kinds:
+        if not folder.is_dir():
+            continue
+        count = sum(1 for p in folder.rglob(pattern) if p.is_file() and not p.name.startswith("."))
+        if count:
+            found.append(f"{count} {label} dans {folder.relative_to(workspace.root).as_posix()}")
+    return found
+
+
+def check_database_present(workspace: Workspace) -> None:
+    """Refuse to go on with a missing or blank database beside a campaign's files.
+
+    Starting again from an empty database would quietly redo everything: new workbooks,
+    every tutor mailed again, the returns forgotten.
+    """
+    blank = state.blank_database(workspace.db_path)
+    if blank is None:
+        return
+    traces = campaign_traces(workspace)
+    if not traces:
+        return
+    database = workspace.db_path.relative_to(workspace.root).as_posix()
+    saved = workspace.backups_dir.relative_to(workspace.root).as_posix()
+    copies = state.backups(workspace.backups_dir)
+    if copies:
+        recovery = (
+            f"Remettez la dernière sauvegarde de la base : « grille restore {copies[-1].name} » "
+            f"(« grille restore --list » montre les {len(copies)} sauvegarde(s) de {saved})."
+        )
+    else:
+        recovery = (
+            f"Aucune sauvegarde dans {saved} : remettez {database} depuis votre propre "
+            "sauvegarde du dossier de la campagne."
+        )
+    raise DatabaseLostError(
+        f"La base de la campagne ({database}) est {blank}, alors que la campagne a déjà "
+        f"{', '.join(traces)}. Repartir d'une base vide referait tout : nouveaux classeurs, "
+        f"tuteurs de nouveau sollicités, retours oubliés ; grille s'arrête donc. {recovery} "
+        "Pour vraiment recommencer une campagne, déplacez d'abord le dossier output ailleurs."
+    )
+
+
+def _key_changed() -> KeyChangedError:
+    return KeyChangedError(
+        f"La clé secrète de la campagne ({KEY_NAME}) n'est plus celle qui a signé ses "
+        "classeurs : elle a été remplacée ou recréée. Tous les retours des tuteurs seraient "
+        f"refusés. Restaurez {KEY_NAME} depuis votre sauvegarde de la campagne ; si elle est "
+        "perdue, refaites les classeurs avec la nouvelle clé (« grille generate --new-key ») "
+        "et envoyez-les aux tuteurs (« grille send ») : les classeurs déjà envoyés "
+        "ne pourront plus être reconnus, les retours déjà collectés sont conservés."
+    )
+
+
+def check_identity(db: sqlite3.Connection, config: CampaignConfig, key: bytes) -> None:
+    """Refuse a key or campaign id that no longer matches the campaign's workbooks.
+
+    The first time (a database made before this check), the key is compared with the
+    signatures of the latest workbooks, then its fingerprint is recorded.
+    """
+    fingerprint = key_fingerprint(key)
+    recorded = state.recorded_identity(db)
+    if recorded is None:
+        signed = state.latest_signatures(db)
+        if signed and not any(
+            sign_identity(key, config.campaign_id, r["student_id"], r["grid_id"], r["grid_version"])
+            == r["signature"]
+            for r in signed
+        ):
+            raise _key_changed()
+        state.record_identity(db, config.campaign_id, fingerprint)
+        return
+    if recorded["campaign_id"] != config.campaign_id:
+        raise KeyChangedError(
+            f"L'identifiant de la campagne dans grille.toml (« {config.campaign_id} ») n'est "
+            f"plus celui de ses classeurs (« {recorded['campaign_id']} ») : tous les retours "
+            "seraient refusés comme venant d'une autre campagne. Dans grille.toml, section "
+            f'[campagne], remettez : identifiant = "{recorded["campaign_id"]}"'
+        )
+    if recorded["key_fingerprint"] != fingerprint:
+        raise _key_changed()
 
 
 @dataclass(frozen=True)
@@ -59,10 +166,18 @@ def init_campaign(
     deadline: date | None = None,
     today: date | None = None,
 ) -> InitResult:
-    """Create the campaign folder; files that already exist are kept as they are."""
+    """Create the campaign folder; files that already exist are kept as they are.
+
+    Refuses (before writing anything) to start a blank database beside a campaign's files,
+    and to make a new key for a campaign whose workbooks were signed with the lost one.
+    Call it under the run lock (`state.run_lock(workspace.output_dir)`).
+    """
     created: list[str] = []
     kept: list[str] = []
     root = workspace.root
+    check_database_present(workspace)
+    if not workspace.key_path.exists():
+        _refuse_new_key(workspace)
     root.mkdir(parents=True, exist_ok=True)
     (workspace.output_dir).mkdir(exist_ok=True)
 
@@ -105,9 +220,41 @@ def init_campaign(
         else:
             atomic_write_bytes(target, (BUNDLED_TEMPLATES / name).read_bytes())
             note(target, True)
-    with state.connect(workspace.db_path):
-        pass
+    db = state.connect(workspace.db_path)
+    try:
+        try:
+            config = workspace.load_config()
+        except ConfigError:  # the teacher's file, kept as is; the next command names the fault
+            return InitResult(created, kept)
+        key = workspace.load_key()
+        if key_existed:
+            check_identity(db, config, key)
+        else:  # no workbook was signed with a previous key (`_refuse_new_key`)
+            state.record_identity(db, config.campaign_id, key_fingerprint(key))
+    finally:
+        db.close()
     return InitResult(created, kept)
+
+
+def _refuse_new_key(workspace: Workspace) -> None:
+    """A new key is refused once workbooks were signed: their returns would be refused."""
+    signed = 0
+    if workspace.db_path.is_file() and state.blank_database(workspace.db_path) is None:
+        db = state.connect(workspace.db_path)
+        try:
+            signed = len(state.latest_signatures(db, limit=1))
+        finally:
+            db.close()
+    on_disk = workspace.workbooks_dir.is_dir() and any(workspace.workbooks_dir.rglob("*.xlsx"))
+    if signed or on_disk:
+        raise KeyChangedError(
+            f"La clé secrète de la campagne ({KEY_NAME}) a disparu, alors que des classeurs "
+            "ont déjà été signés avec elle : une nouvelle clé ferait refuser tous les retours "
+            f"des tuteurs. grille n'en crée donc pas. Restaurez {KEY_NAME} depuis votre "
+            "sauvegarde de la campagne, puis relancez la commande. Si elle est perdue pour "
+            "de bon : « grille generate --new-key » crée une nouvelle clé et refait les "
+            "classeurs, à envoyer aux tuteurs (« grille send »)."
+        )
 
 
 @dataclass
@@ -121,21 +268,54 @@ class Campaign:
     db: sqlite3.Connection
 
     @classmethod
-    def open(cls, workspace: Workspace, grid_file: Path | None = None) -> Campaign:
-        """Open a campaign with `grid_file`, or else the grid its workbooks were made with."""
+    def open(
+        cls,
+        workspace: Workspace,
+        grid_file: Path | None = None,
+        *,
+        backup: bool = False,
+        new_key: bool = False,
+    ) -> Campaign:
+        """Open a campaign with `grid_file`, or else the grid its workbooks were made with.
+
+        Refuses a missing or blank database beside the campaign's files, and a key that
+        did not sign its workbooks (unless `new_key`: the caller makes them again). With
+        `backup` (commands that write), the database is first copied to
+        `output/.sauvegardes/`.
+        """
         config = workspace.load_config()
+        check_database_present(workspace)
+        if new_key:
+            create_key(workspace)
         key = workspace.load_key()
+        if backup:
+            state.backup(workspace.db_path, workspace.backups_dir)
         db = state.connect(workspace.db_path)
-        grid = load_grid(grid_file)
-        if grid_file is None:
-            row = db.execute(
-                "SELECT g.grid_id, g.grid_version, g.source FROM workbooks w JOIN grids g "
-                "ON g.grid_id = w.grid_id AND g.grid_version = w.grid_version "
-                "ORDER BY w.id DESC LIMIT 1"
-            ).fetchone()
-            if row is not None and (row[0], row[1]) != (grid.id, grid.version):
-                grid = parse_grid_text(row[2], f"{row[0]} v{row[1]}")
+        try:
+            if not new_key:
+                check_identity(db, config, key)
+            grid = load_grid(grid_file)
+            if grid_file is None:
+                row = db.execute(
+                    "SELECT g.grid_id, g.grid_version, g.source FROM workbooks w JOIN grids g "
+                    "ON g.grid_id = w.grid_id AND g.grid_version = w.grid_version "
+                    "ORDER BY w.id DESC LIMIT 1"
+                ).fetchone()
+                if row is not None and (row[0], row[1]) != (grid.id, grid.version):
+                    grid = parse_grid_text(row[2], f"{row[0]} v{row[1]}")
+        except BaseException:
+            db.close()
+            raise
         return cls(workspace, config, key, grid, db)
+
+    def key_matches(self) -> bool:
+        """True when the database records this campaign's key as the one that signs."""
+        recorded = state.recorded_identity(self.db)
+        return recorded is not None and recorded["key_fingerprint"] == key_fingerprint(self.key)
+
+    def adopt_key(self) -> None:
+        """Record the current key as the one that signs this campaign's workbooks."""
+        state.record_identity(self.db, self.config.campaign_id, key_fingerprint(self.key))
 
     def remember_grid(self, grid_file: Path | None) -> None:
         """Keep the grid's text (TOML, even from a spreadsheet) in the database: returns are

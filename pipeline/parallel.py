@@ -1,13 +1,23 @@
-"""Run a batch on every core when it pays, in order, with progress callbacks."""
+"""Run a batch on every core when it pays, in order, with progress callbacks.
+
+Worker processes never outlive the command: each one dies with its parent (Linux:
+`PR_SET_PDEATHSIG`; elsewhere a thread watching the parent), and closes the file
+descriptors the parent asked workers not to keep (the campaign's run lock).
+"""
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +30,59 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_not_for_workers: set[int] = set()  # file descriptors a forked worker closes at once
+
+
+@contextmanager
+def closed_in_workers(fd: int) -> Iterator[None]:
+    """While inside, worker processes forked from here close `fd` when they start.
+
+    A lock held through `fd` then belongs to this process alone: it is released when this
+    process ends, whatever its workers do.
+    """
+    _not_for_workers.add(fd)
+    try:
+        yield
+    finally:
+        _not_for_workers.discard(fd)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit at once when the parent process is gone (the portable fallback)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this (worker) process end when `parent` ends, however it ends."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _start_worker(
+    parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
+) -> None:
+    """Worker-side start: tie the worker to its parent, drop the parent's lock, then init."""
+    die_with_parent(parent)
+    for fd in list(_not_for_workers):
+        with suppress(OSError):
+            os.close(fd)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -63,7 +126,10 @@ def map_batches(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=initializer, initargs=initargs
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(os.getpid(), initializer, initargs),
     ) as pool:
         pending: deque[tuple[list[T], Future[list[R]]]] = deque()
         for chunk in chunks:

@@ -10,6 +10,8 @@ A campaign folder is made by `grille init DIR`:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import tomllib
 import uuid
@@ -23,6 +25,8 @@ from pipeline.files import atomic_write_bytes
 
 CONFIG_NAME = "grille.toml"
 KEY_RELATIVE = Path(".grille") / "cle_secrete"
+BACKUPS_RELATIVE = Path("output") / ".sauvegardes"
+_FINGERPRINT_MESSAGE = b"grille: empreinte de la cle de campagne"
 
 
 SECURITY_CHOICES = ("starttls", "ssl", "aucune")
@@ -130,6 +134,16 @@ class Workspace:
     def db_path(self) -> Path:
         return self.output_dir / "grille.sqlite"
 
+    @property
+    def backups_dir(self) -> Path:
+        """Rolling copies of the database, made before each command that writes."""
+        return self.root / BACKUPS_RELATIVE
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where the details of an internal error are written, one file per error."""
+        return self.output_dir / "journal"
+
     def load_config(self) -> CampaignConfig:
         """Read `grille.toml`; a French `ConfigError` names the key at fault."""
         if not self.config_path.is_file():
@@ -155,8 +169,11 @@ class Workspace:
             key = bytes.fromhex(text)
         except (OSError, ValueError) as exc:
             raise ConfigError(
-                f"Clé de la campagne illisible ou absente ({self.key_path}). Elle est créée par "
-                "« grille init » ; sans elle, les classeurs retournés ne peuvent être authentifiés."
+                f"Clé de la campagne illisible ou absente ({self.key_path}) : sans elle, les "
+                "classeurs retournés ne peuvent être authentifiés. Restaurez le fichier "
+                f"{KEY_RELATIVE.as_posix()} depuis votre sauvegarde de la campagne (une campagne "
+                "qui n'a encore produit aucun classeur peut en recevoir une nouvelle avec "
+                "« grille init »)."
             ) from exc
         if len(key) < 16:
             raise ConfigError(f"Clé de la campagne trop courte ({self.key_path}).")
@@ -337,6 +354,11 @@ dossier = "INBOX"
 
 def new_campaign_id() -> str:
     return f"campagne-{uuid.uuid4().hex[:12]}"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What the database remembers of the key: an HMAC of a fixed text, never the key."""
+    return hmac.new(key, _FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()
 
 
 def create_key(workspace: Workspace) -> None:

@@ -7,17 +7,25 @@ in a transaction, and recorded in `schema_migrations`.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import itertools
 import os
+import re
+import shutil
 import sqlite3
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
+from typing import IO
 
-from pipeline.errors import GrilleError
+from pipeline.errors import GrilleError, StorageError, french_os_error, storage_problem
 from pipeline.files import safe_name
+from pipeline.parallel import closed_in_workers
 from pipeline.roster import Student
 
 
@@ -306,6 +314,15 @@ def _008_teacher_notes(db: sqlite3.Connection) -> None:
     )
 
 
+def _010_campaign_identity(db: sqlite3.Connection) -> None:
+    """Which campaign this database belongs to, and a fingerprint of the key that signs its
+    workbooks (an HMAC of a fixed text, never the key): a replaced key is named as such."""
+    db.execute(
+        "CREATE TABLE campaign_identity (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "campaign_id TEXT NOT NULL, key_fingerprint TEXT NOT NULL, recorded_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -316,6 +333,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("007_class_folders", _007_class_folders),
     ("008_teacher_notes", _008_teacher_notes),
     ("009_return_confirmation", _009_return_confirmation),
+    ("010_campaign_identity", _010_campaign_identity),
 ]
 
 
@@ -347,20 +365,42 @@ def migrate(db: sqlite3.Connection) -> list[str]:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and migrate) the campaign database."""
+    """Open (and migrate) the campaign database; a French `GrilleError` says why not."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    db: sqlite3.Connection | None = None
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db)
-    except sqlite3.DatabaseError as exc:
-        raise GrilleError(
-            f"Base de suivi « {path} » illisible ({exc}). Restaurez-la depuis une sauvegarde "
-            "ou déplacez-la pour repartir de zéro."
-        ) from exc
+    except sqlite3.Error as exc:
+        if db is not None:
+            db.close()
+        raise database_error(path, exc) from exc
     return db
+
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def database_error(path: Path, exc: sqlite3.Error) -> GrilleError:
+    """The French error for a database that cannot be opened or written."""
+    storage = storage_problem(exc, path.parent)
+    if storage is not None:
+        return StorageError(f"Base de suivi « {path.name} » : {storage}")
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    damaged = "malformed" in str(exc) or "not a database" in str(exc)
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or damaged:
+        return GrilleError(
+            f"Base de suivi « {path} » abîmée ({exc}). Remettez la dernière sauvegarde : "
+            "« grille restore --list » montre les sauvegardes, « grille restore NOM » en "
+            "remet une (l'actuelle est mise de côté, rien n'est effacé)."
+        )
+    return GrilleError(
+        f"Base de suivi « {path} » inaccessible ({exc}). Fermez les programmes qui l'utilisent, "
+        "puis relancez la commande."
+    )
 
 
 def student_from_row(row: sqlite3.Row) -> Student:
@@ -705,40 +745,366 @@ def purged_classes(db: sqlite3.Connection) -> set[str]:
     }
 
 
-def _stale(lock: Path) -> bool:
-    """True when the lock's process is gone (checked on POSIX only)."""
-    if os.name != "posix":
-        return False
+# ------------------------------------------------------------------ campaign identity
+
+
+def recorded_identity(db: sqlite3.Connection) -> sqlite3.Row | None:
+    """The campaign id and key fingerprint this database was made with, if recorded."""
+    row: sqlite3.Row | None = db.execute(
+        "SELECT campaign_id, key_fingerprint, recorded_at FROM campaign_identity WHERE id = 1"
+    ).fetchone()
+    return row
+
+
+def record_identity(db: sqlite3.Connection, campaign_id: str, key_fingerprint: str) -> None:
+    """Remember (or replace) the campaign id and the fingerprint of its key."""
+    with transaction(db):
+        db.execute(
+            "INSERT INTO campaign_identity VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "campaign_id = excluded.campaign_id, key_fingerprint = excluded.key_fingerprint, "
+            "recorded_at = excluded.recorded_at",
+            (campaign_id, key_fingerprint, now()),
+        )
+
+
+def latest_signatures(db: sqlite3.Connection, limit: int = 20) -> list[sqlite3.Row]:
+    """The identity fields and signatures of the latest workbooks generated."""
+    return db.execute(
+        "SELECT student_id, grid_id, grid_version, signature FROM workbooks "
+        "ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+
+
+def blank_database(path: Path) -> str | None:
+    """« absente » or « vide » when `path` holds no campaign yet, else None.
+
+    Blank: no file, an empty file, or a database where no campaign was ever recorded
+    (neither its identity nor a workbook). A file SQLite cannot read is not called blank:
+    `connect` names that fault.
+    """
+    if not path.exists():
+        return "absente"
+    if path.stat().st_size == 0:
+        wal = path.with_name(path.name + "-wal")
+        return None if wal.is_file() and wal.stat().st_size > 0 else "vide"
     try:
-        pid = int(lock.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return False
+        db = sqlite3.connect(path, timeout=30)
+    except sqlite3.Error:
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if (
+            "campaign_identity" in tables
+            and db.execute("SELECT 1 FROM campaign_identity").fetchone()
+        ):
+            return None
+        if "workbooks" in tables and db.execute("SELECT 1 FROM workbooks LIMIT 1").fetchone():
+            return None
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return "vide"
+
+
+# ------------------------------------------------------------------ one command at a time
+
+LOCK_NAME = ".grille.lock"
+# What `files.atomic_write_*` (mkstemp) and `tempfile.mkdtemp` leave when a run is killed:
+# « .NAME.8 random characters.tmp », and a temp database's own journal beside it.
+_LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(?:-journal|-wal|-shm)?$")
+
+
+def _try_lock(handle: IO[bytes]) -> bool:
+    """Take the exclusive lock on `handle` without waiting; False when another has it."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle.seek(0)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
         return True
-    except PermissionError:
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return False
-    return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise GrilleError(
+                f"Le dossier de la campagne ne permet pas de verrou ({handle.name} : "
+                f"{french_os_error(exc)}) ; c'est le cas de certains partages réseau. Copiez "
+                "la campagne sur un disque de l'ordinateur, puis relancez la commande."
+            ) from exc
+        raise
+    return True
+
+
+def _unlock(handle: IO[bytes]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _holder(lock: Path) -> str:
+    """« (processus 1234) » from the lock file, when it can be read."""
+    try:
+        pid = lock.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f", processus {pid}" if pid.isdigit() else ""
 
 
 @contextmanager
 def run_lock(output_dir: Path) -> Iterator[None]:
-    """One grille command at a time per campaign (a lock file in `output/`)."""
+    """One grille command at a time per campaign: an exclusive lock on `output/.grille.lock`.
+
+    The system holds the lock for the open file, so it is free again the moment the
+    command ends, even killed; the file itself stays. Once the lock is taken, what a
+    killed run left behind (temp files and folders) is removed.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
-    lock = output_dir / ".grille.lock"
-    if _stale(lock):
-        lock.unlink(missing_ok=True)
+    lock = output_dir / LOCK_NAME
+    handle = lock.open("a+b")  # never truncated before it is ours
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise GrilleError(
-            f"Une autre commande grille travaille déjà sur cette campagne ({lock}). "
-            "Attendez qu'elle se termine ; si aucune ne tourne, supprimez ce fichier."
-        ) from None
-    try:
-        os.write(fd, str(os.getpid()).encode("ascii"))
-        os.close(fd)
-        yield
+        if not _try_lock(handle):
+            raise GrilleError(
+                f"Une autre commande grille travaille déjà sur cette campagne ({lock}"
+                f"{_holder(lock)}). Attendez qu'elle se termine, puis relancez la vôtre."
+            )
+        try:
+            if sys.platform != "win32":  # on Windows the locked byte cannot be rewritten
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()).encode("ascii"))
+                handle.flush()
+            with closed_in_workers(handle.fileno()):
+                remove_leftovers(output_dir)
+                yield
+        finally:
+            _unlock(handle)
     finally:
-        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temp files and folders a killed run left under `folder`; the paths.
+
+    Call it only under the run lock. Another campaign kept inside `folder` (a folder with
+    its own grille.toml, e.g. a demo) is left alone.
+    """
+    removed: list[Path] = []
+    for current, dirs, files in os.walk(folder):
+        here = Path(current)
+        for name in list(dirs):
+            if _LEFTOVER.match(name):
+                shutil.rmtree(here / name, ignore_errors=True)
+                removed.append(here / name)
+                dirs.remove(name)
+            elif (here / name / "grille.toml").exists():
+                dirs.remove(name)
+        for name in files:
+            if _LEFTOVER.match(name):
+                try:
+                    (here / name).unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(here / name)
+    return removed
+
+
+# ------------------------------------------------------------------ backups
+
+BACKUPS_KEPT = 5
+_BACKUP_NAME = re.compile(r"^grille-(\d{8})-(\d{6})(?:-(\d+))?\.sqlite$")
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A copy of the database in `output/.sauvegardes/`, and what it holds."""
+
+    path: Path
+    made_at: datetime
+    size: int
+    students: int | None  # None: the copy cannot be read
+    returns: int | None
+
+
+def backups(backups_dir: Path) -> list[Path]:
+    """The database copies in `backups_dir`, oldest first."""
+    if not backups_dir.is_dir():
+        return []
+    found = [p for p in backups_dir.iterdir() if _BACKUP_NAME.match(p.name) and p.is_file()]
+    return sorted(found, key=_backup_order)
+
+
+def _backup_order(path: Path) -> tuple[str, str, int]:
+    match = _BACKUP_NAME.match(path.name)
+    assert match is not None
+    return match.group(1), match.group(2), int(match.group(3) or 1)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_database(source: sqlite3.Connection, target: Path) -> None:
+    """Write a consistent copy of `source` to the (new, empty) file `target`, fsynced."""
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    finally:
+        copy.close()
+    with target.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def backup(db_path: Path, backups_dir: Path, *, keep: int = BACKUPS_KEPT) -> Path | None:
+    """Copy the database into `backups_dir` (SQLite's online backup); keep the `keep` newest.
+
+    Returns the copy that holds the database as it is now: the new one, or the newest
+    copy when nothing changed since. Nothing is copied (None) when there is no database,
+    or when SQLite finds it damaged: the older copies are then the good ones.
+    """
+    if not db_path.is_file() or db_path.stat().st_size == 0:
+        return None
+    backups_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=backups_dir, prefix=".grille.sqlite.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        source = sqlite3.connect(db_path, timeout=30)
+        try:
+            if source.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                return None
+            _copy_database(source, tmp)
+        except sqlite3.Error as exc:
+            storage = storage_problem(exc, backups_dir)
+            if storage is not None:
+                raise StorageError(f"Sauvegarde de la base : {storage}") from exc
+            return None
+        finally:
+            source.close()
+        existing = backups(backups_dir)
+        if existing and _sha256(existing[-1]) == _sha256(tmp):
+            return existing[-1]
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = backups_dir / f"grille-{stamp}.sqlite"
+        serial = 1
+        while target.exists():
+            serial += 1
+            target = backups_dir / f"grille-{stamp}-{serial}.sqlite"
+        os.replace(tmp, target)
+        for old in backups(backups_dir)[:-keep]:
+            old.unlink(missing_ok=True)
+        return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def forget_backups(db: sqlite3.Connection, backups_dir: Path) -> int:
+    """After a purge: rewrite the database without the deleted rows' pages (VACUUM) and
+    delete every copy, which still hold them; the number of copies deleted."""
+    db.execute("VACUUM")
+    copies = backups(backups_dir)
+    for copy in copies:
+        copy.unlink(missing_ok=True)
+    return len(copies)
+
+
+def describe_backup(path: Path) -> Backup:
+    """When a copy was made and how many students and returns it holds."""
+    match = _BACKUP_NAME.match(path.name)
+    assert match is not None
+    made_at = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
+    students: int | None = None
+    returns: int | None = None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            students = db.execute("SELECT COUNT(*) FROM students").fetchone()[0]
+            returns = db.execute("SELECT COUNT(*) FROM returns").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        pass
+    return Backup(path, made_at, path.stat().st_size, students, returns)
+
+
+def check_backup(path: Path) -> str | None:
+    """Why the copy `path` cannot be restored (French), or None when it is sound."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"illisible ({exc})"
+    if verdict != "ok":
+        return f"abîmée ({verdict})"
+    if "schema_migrations" not in tables:
+        return "ce n'est pas une base de grille"
+    return None
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What `restore` did with the database it replaced."""
+
+    saved_as: Path | None  # the backup that holds the replaced database
+    set_aside: Path | None  # the replaced database, when damaged, moved aside
+
+
+def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
+    """Put the backup `copy` back as the campaign database; the current one is kept.
+
+    A readable current database is backed up first (so a restore can be undone); a
+    damaged one is moved aside as `grille.sqlite.abimee-AAAAMMJJ-hhmmss`. Call it under
+    the run lock.
+    """
+    fault = check_backup(copy)
+    if fault is not None:
+        raise GrilleError(f"Sauvegarde « {copy.name} » {fault} : choisissez-en une autre.")
+    saved_as: Path | None = None
+    set_aside: Path | None = None
+    if db_path.is_file() and db_path.stat().st_size > 0:
+        saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
+        if saved_as is None:  # damaged: keep it aside, untouched, for an expert
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                side = db_path.with_name(db_path.name + suffix)
+                if side.exists():
+                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source = sqlite3.connect(f"{copy.resolve().as_uri()}?mode=ro", uri=True)
+        target = sqlite3.connect(db_path, timeout=30)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+    except sqlite3.Error as exc:
+        raise database_error(db_path, exc) from exc
+    return Restored(saved_as, set_aside)

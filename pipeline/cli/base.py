@@ -15,7 +15,7 @@ import click
 
 from pipeline import state, tracking
 from pipeline.campaign import Campaign
-from pipeline.errors import GrilleError, Problem, french_os_error
+from pipeline.errors import GrilleError, Problem, french_os_error, storage_problem
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
 
@@ -109,11 +109,27 @@ class FlowGroup(click.Group):
         return sorted(self.commands, key=lambda name: (rank.get(name, len(FLOW)), name))
 
 
+_campaign_root: list[Path] = []  # the campaign of this command, for the crash log
+
+
+def remember_campaign(root: Path) -> None:
+    """Note the campaign folder this command works on (its crash log goes there)."""
+    _campaign_root[:] = [root]
+
+
+def current_campaign() -> Path | None:
+    """The campaign folder of the running command, if known."""
+    return _campaign_root[0] if _campaign_root else None
+
+
 @dataclass
 class Context:
     """Shared by every command: the campaign folder."""
 
     root: Path
+
+    def __post_init__(self) -> None:
+        remember_campaign(self.root)
 
     @property
     def workspace(self) -> Workspace:
@@ -130,8 +146,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def friendly_errors() -> Iterator[None]:
-    """Turn library errors into French messages and exit codes, never a traceback."""
+def friendly_errors(output_dir: Path | None = None) -> Iterator[None]:
+    """Turn library errors into French messages and exit codes, never a traceback.
+
+    A full disk or a read-only campaign (whoever hits it first: SQLite or a file write)
+    is named as such, exit code 1. `output_dir` is where the command writes.
+    """
     try:
         yield
     except GrilleError as exc:
@@ -139,22 +159,59 @@ def friendly_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         fail("interrompu par l'utilisateur.", 130)
     except OSError as exc:
+        storage = storage_problem(exc, output_dir)
+        if storage is not None:
+            fail(storage)
         where = f" ({exc.filename})" if exc.filename else ""
         fail(f"accès au fichier impossible{where} : {french_os_error(exc)}.")
+    except sqlite3.Error as exc:
+        storage = storage_problem(exc, output_dir)
+        if storage is not None:
+            fail(storage)
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (5, 6):  # BUSY, LOCKED
+            fail(
+                "la base de la campagne (output/grille.sqlite) est occupée par un autre "
+                "programme depuis plus de 30 secondes : fermez-le, puis relancez la commande."
+            )
+        raise  # anything else from SQLite is a bug: an internal error, with its log
 
 
 @contextmanager
 def open_campaign(
-    workspace: Workspace, grid_file: Path | None = None, *, lock: bool = True
+    workspace: Workspace,
+    grid_file: Path | None = None,
+    *,
+    lock: bool = True,
+    new_key: bool = False,
 ) -> Iterator[Campaign]:
-    """The opened campaign, closed after; library errors in French; with `lock`, one
-    command at a time on this campaign."""
-    with friendly_errors(), state.run_lock(workspace.output_dir) if lock else nullcontext():
-        opened = Campaign.open(workspace, grid_file)
+    """The opened campaign, closed after; library errors in French. With `lock` (commands
+    that write): one command at a time on this campaign, leftovers of a killed run
+    removed, and the database backed up before and after (when it changed)."""
+    with (
+        friendly_errors(workspace.output_dir),
+        state.run_lock(workspace.output_dir) if lock else nullcontext(),
+    ):
+        opened = Campaign.open(workspace, grid_file, backup=lock, new_key=new_key)
         try:
             yield opened
+            if lock:  # the newest copy holds this command's work too
+                _backup_after(workspace)
         finally:
             opened.close()
+
+
+def _backup_after(workspace: Workspace) -> None:
+    """Copy the database once the command's work is done; a failure only warns: the work
+    itself is safe in the database."""
+    try:
+        state.backup(workspace.db_path, workspace.backups_dir)
+    except (GrilleError, OSError, sqlite3.Error) as exc:
+        reason = (
+            str(exc)
+            if isinstance(exc, GrilleError)
+            else storage_problem(exc, workspace.backups_dir) or str(exc)
+        )
+        click.echo(f"Attention — sauvegarde de la base non faite : {reason}", err=True)
 
 
 @contextmanager
@@ -270,5 +327,6 @@ def cli(ctx: click.Context, root: Path) -> None:
       grille archive      archive chaque classe : bilans, retours, suivi, manifeste vérifiable
       grille purge        supprime les données personnelles d'une classe archivée et vérifiée
       grille demo         démonstration complète sur une classe fictive
+      grille restore      remet une sauvegarde de la base de la campagne
     """
     ctx.obj = Context(root)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline import archive
+from pipeline import archive, state
 from pipeline.cli.base import (
     Context,
     class_option,
@@ -236,6 +236,7 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
             click.echo("Purge annulée : rien n'a été supprimé.")
             sys.exit(1)
         archive.purge(opened, plan)
+        state.forget_backups(opened.db, workspace.backups_dir)  # they hold the purged data
         refresh_tracking(workspace, opened.db)
     click.echo(f"Données personnelles supprimées : {', '.join(plan.classes)}.")
     if plan.refused:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline import campaign as campaign_ops
+from pipeline import state
 from pipeline.cli.base import (
     Context,
     cli,
@@ -20,6 +21,7 @@ from pipeline.cli.base import (
     print_problems,
     progress_bar,
     refresh_tracking,
+    remember_campaign,
 )
 from pipeline.roster import RosterError, read_rosters
 from pipeline.settings import Workspace
@@ -57,10 +59,12 @@ def init(
 
     Exemple : grille init campagne-2027 --school "Lycée Jean Moulin"
 
-    Les fichiers existants ne sont jamais remplacés.
+    Les fichiers existants ne sont jamais remplacés. Une campagne qui a déjà des
+    classeurs ne reçoit jamais une nouvelle clé secrète, ni une base vide.
     """
     workspace = Workspace(directory if directory is not None else ctx.root)
-    with friendly_errors():
+    remember_campaign(workspace.root)
+    with friendly_errors(workspace.output_dir), state.run_lock(workspace.output_dir):
         result = campaign_ops.init_campaign(
             workspace,
             school=school,
@@ -86,10 +90,17 @@ def _run_generate(
     grid_path: Path | None,
     force: bool,
     jobs: int,
+    new_key: bool = False,
 ) -> None:
     paths = list(roster_paths) or [workspace.roster_path]
     label = ", ".join(f"« {path.name or path} »" for path in paths)
-    with open_campaign(workspace, grid_path) as opened:
+    with open_campaign(workspace, grid_path, new_key=new_key) as opened:
+        if new_key and opened.key_matches():
+            fail(
+                "--new-key : la clé secrète de la campagne est toujours celle de ses classeurs ; "
+                "rien n'est à refaire.",
+                2,
+            )
         try:
             roster = read_rosters(paths)
         except RosterError as exc:
@@ -115,14 +126,17 @@ def _run_generate(
         opened.remember_grid(grid_path)
         with progress_bar(len(roster.students), "Classeurs") as advance:
             result = campaign_ops.generate(
-                opened, roster.students, force=force, jobs=jobs, progress=advance
+                opened, roster.students, force=force or new_key, jobs=jobs, progress=advance
             )
+        if new_key:  # only once every workbook is signed with it
+            opened.adopt_key()
         refresh_tracking(workspace, opened.db)
     for student in result.created:
         path = result.files[student.student_id].relative_to(workspace.root)
         click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")
     for student, reason in result.updated:
         path = result.files[student.student_id].relative_to(workspace.root)
+        reason = "nouvelle clé secrète" if new_key else reason
         click.echo(
             f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}"
         )
@@ -138,6 +152,12 @@ def _run_generate(
         f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
         f"{len(result.unchanged)} inchangé(s), dans {folder}."
     )
+    if new_key:
+        click.echo(
+            "Nouvelle clé secrète adoptée : sauvegardez .grille/cle_secrete. Les classeurs "
+            "signés avec l'ancienne clé ne sont plus reconnus : envoyez les nouveaux aux "
+            "tuteurs (« grille send » ; --class ou --student pour choisir lesquels)."
+        )
 
 
 @cli.command()
@@ -160,10 +180,21 @@ def _run_generate(
     "grille déjà utilisée par la campagne, sinon la grille BTS MUC fournie.",
 )
 @click.option("--force", is_flag=True, help="Refait aussi les classeurs inchangés.")
+@click.option(
+    "--new-key",
+    is_flag=True,
+    help="Seulement si la clé secrète (.grille/cle_secrete) est perdue sans sauvegarde : "
+    "adopte une nouvelle clé et refait tous les classeurs, à renvoyer aux tuteurs.",
+)
 @jobs_option
 @pass_context
 def generate(
-    ctx: Context, roster_paths: tuple[Path, ...], grid_path: Path | None, force: bool, jobs: int
+    ctx: Context,
+    roster_paths: tuple[Path, ...],
+    grid_path: Path | None,
+    force: bool,
+    jobs: int,
+    new_key: bool = False,
 ) -> None:
     """Fabrique un classeur Excel d'évaluation par stagiaire de la liste.
 
@@ -175,4 +206,4 @@ def generate(
     Les classeurs vont dans output/classeurs/<classe>/. Relancer la commande ne refait
     que les classeurs dont la ligne a changé.
     """
-    _run_generate(ctx.workspace, roster_paths, grid_path, force, jobs)
+    _run_generate(ctx.workspace, roster_paths, grid_path, force, jobs, new_key)
