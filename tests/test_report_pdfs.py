@@ -141,7 +141,7 @@ def test_archive__bilan_edited_after_its_pdf__pdf_left_out__then_rebuilt_with_pd
     assert "Attention" not in rebuilt.output
     zip_path = campaign / "output/archive" / YEAR / "BTS_2B_v2.zip"
     pdfs = sorted(i["path"] for i in _manifest(zip_path)["files"] if i["kind"] == "pdf")
-    assert pdfs == ["rapports/bilan_classe_BTS_2B.pdf", f"rapports/{bilan.stem}.pdf"]
+    assert pdfs == sorted(["rapports/bilan_classe_BTS_2B.pdf", f"rapports/{bilan.stem}.pdf"])
     if shutil.which("pdftotext"):
         with zipfile.ZipFile(zip_path) as package:
             text = _pdf_text(package.read(f"rapports/{bilan.stem}.pdf"), tmp_path)
