@@ -42,6 +42,8 @@ from pipeline.tracking import StudentStatus, student_statuses, team_appreciation
 from pipeline.validation import Evaluation
 
 _CORE_PROPERTIES = "docProps/core.xml"  # creation and modification times
+PDF_TIMEOUT = 120.0  # seconds for LibreOffice to convert a folder's bilans…
+PDF_TIMEOUT_PER_FILE = 10.0  # … plus this per bilan
 NO_LIBREOFFICE = (
     "PDF non produits : LibreOffice (soffice) n'est pas installé. Installez-le "
     "(https://fr.libreoffice.org) ou ouvrez les bilans dans Word › Enregistrer en PDF."
@@ -256,7 +258,8 @@ def convert_to_pdf(campaign: Campaign, documents: Sequence[Path]) -> tuple[list[
     for folder, files in by_folder.items():
         sources = {document: file_sha256(document) for document in files}  # before converting
         try:
-            pdfs = office.convert_all(files, "pdf", folder, timeout=120 + 10 * len(files))
+            timeout = PDF_TIMEOUT + PDF_TIMEOUT_PER_FILE * len(files)
+            pdfs = office.convert_all(files, "pdf", folder, timeout=timeout)
         except office.OfficeError as exc:
             if exc.code == "missing":
                 return made, NO_LIBREOFFICE
