@@ -124,9 +124,9 @@ def _report_entries(
             kind = "pdf"
             fault = pdf_fault(campaign, record)
             if fault:
-                warnings.append(
-                    f"{fault} : laissé hors de l'archive ; « grille archive --pdf » le refait."
-                )
+                remade = path.with_suffix(".docx").is_file()
+                advice = " ; « grille archive --pdf » le refait" if remade else ""
+                warnings.append(f"{fault} : laissé hors de l'archive{advice}.")
                 continue
         elif student_id is None and path.stem.startswith("bilan_classe_"):
             kind = "bilan_classe"

@@ -161,6 +161,37 @@ def test_report_without_pdf__bilan_changed__the_stale_pdf_is_removed_and_never_a
 
 @pytest.mark.soffice
 @needs_soffice
+def test_report_without_pdf__stale_pdf_replaced_by_the_teacher__kept_but_never_archived(
+    campaign: Path, tmp_path: Path
+) -> None:
+    student_pdf = next(_folder(campaign).glob("bilan_DA_SILVA_*.pdf"))
+    theirs = b"%PDF-1.7 exported from Word by the teacher"
+    student_pdf.write_bytes(theirs)
+    fill(
+        workbook_of(campaign, "Da Silva"),
+        tmp_path / "r2" / "d.xlsx",
+        _answers_for("Julien Lemaître", appreciation="Appréciation corrigée par le tuteur."),
+    )
+    assert run(campaign, "collect", str(tmp_path / "r2")).exit_code == 0
+
+    result = run(campaign, "report", "--class", CLASS)
+
+    assert result.exit_code == 0, result.output
+    assert (
+        f"  Attention — {student_pdf.relative_to(campaign).as_posix()} ne correspond plus au "
+        "bilan Word réécrit et a été modifié hors de grille : conservé tel quel, mais plus "
+        "archivé ; « grille report --pdf » le remplacerait par le PDF du bilan Word.\n"
+    ) in result.output
+    assert student_pdf.read_bytes() == theirs
+    assert run(campaign, "archive", "--year", YEAR, "--class", CLASS).exit_code == 0
+    kinds = [
+        i["kind"] for i in _manifest(campaign / "output/archive" / YEAR / "BTS_2B.zip")["files"]
+    ]
+    assert "pdf" not in kinds
+
+
+@pytest.mark.soffice
+@needs_soffice
 def test_report_without_pdf__bilan_unchanged__its_pdf_is_kept_and_archived(
     campaign: Path,
 ) -> None:

@@ -54,8 +54,8 @@ def run_reports(
     for path in result.stale_kept:
         click.echo(
             f"  Attention — {path.relative_to(workspace.root).as_posix()} ne correspond plus au "
-            "bilan Word réécrit et a été modifié hors de grille : conservé, mais il ne sera pas "
-            "archivé.",
+            "bilan Word réécrit et a été modifié hors de grille : conservé tel quel, mais plus "
+            "archivé ; « grille report --pdf » le remplacerait par le PDF du bilan Word.",
             err=True,
         )
     if result.pdf_problem:
