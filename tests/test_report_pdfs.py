@@ -24,6 +24,7 @@ import docx
 import pytest
 
 from pipeline import report_files, state
+from tests.test_class_folders import database_before
 from tests.test_collect import ROWS, _answers_for
 from tests.tutors import fill, make_campaign, run, workbook_of
 
@@ -67,6 +68,16 @@ def campaign(returned: Path) -> Path:
     result = run(returned, "report", "--pdf", "--class", CLASS)
     assert result.exit_code == 0, result.output
     return returned
+
+
+def _corrected_return(root: Path, tmp_path: Path) -> None:
+    """The tutor sends a corrected workbook: Da Silva's bilan changes."""
+    fill(
+        workbook_of(root, "Da Silva"),
+        tmp_path / "r2" / "d.xlsx",
+        _answers_for("Julien Lemaître", appreciation="Appréciation corrigée par le tuteur."),
+    )
+    assert run(root, "collect", str(tmp_path / "r2")).exit_code == 0
 
 
 def _processes(marker: str) -> list[str]:
@@ -135,12 +146,7 @@ def test_report_without_pdf__bilan_changed__the_stale_pdf_is_removed_and_never_a
     student_pdf = next(_folder(campaign).glob("bilan_DA_SILVA_*.pdf"))
     class_pdf = _folder(campaign) / "bilan_classe_BTS_2B.pdf"
     assert student_pdf.is_file() and class_pdf.is_file()
-    fill(  # the tutor sends a corrected workbook: the bilan changes
-        workbook_of(campaign, "Da Silva"),
-        tmp_path / "r2" / "d.xlsx",
-        _answers_for("Julien Lemaître", appreciation="Appréciation corrigée par le tuteur."),
-    )
-    assert run(campaign, "collect", str(tmp_path / "r2")).exit_code == 0
+    _corrected_return(campaign, tmp_path)
 
     result = run(campaign, "report", "--class", CLASS)
 
@@ -167,12 +173,7 @@ def test_report_without_pdf__stale_pdf_replaced_by_the_teacher__kept_but_never_a
     student_pdf = next(_folder(campaign).glob("bilan_DA_SILVA_*.pdf"))
     theirs = b"%PDF-1.7 exported from Word by the teacher"
     student_pdf.write_bytes(theirs)
-    fill(
-        workbook_of(campaign, "Da Silva"),
-        tmp_path / "r2" / "d.xlsx",
-        _answers_for("Julien Lemaître", appreciation="Appréciation corrigée par le tuteur."),
-    )
-    assert run(campaign, "collect", str(tmp_path / "r2")).exit_code == 0
+    _corrected_return(campaign, tmp_path)
 
     result = run(campaign, "report", "--class", CLASS)
 
@@ -256,14 +257,7 @@ def test_migration_011__a_pdf_recorded_before__gets_its_docx_sha_only_if_made_af
     tmp_path: Path,
 ) -> None:
     """PDFs recorded before 011: made from their .docx as it was when they were recorded."""
-    db = sqlite3.connect(tmp_path / "grille.sqlite", isolation_level=None)
-    db.row_factory = sqlite3.Row
-    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    for name, migration in state.MIGRATIONS:
-        if name >= "011":
-            break
-        migration(db)
-        db.execute("INSERT INTO schema_migrations VALUES (?, '2027-01-01')", (name,))
+    db = database_before(tmp_path / "grille.sqlite", "011")
     folder = "output/rapports/BTS_2A"
     for file, sha, written_at in (
         ("bilan_A.docx", "sha-a", "2027-03-01 10:00:00"),
