@@ -1,23 +1,18 @@
-"""Reports of the campaign → files under `output/rapports/<classe>/`, PDF, and the archive.
+"""`grille archive`: one archive per class and school year, and `grille archive verify`.
 
-`<classe>` is the class's own folder name (`state.class_folder`): two classes never share
-one. Each written report is recorded (path, SHA-256, class, student) in the database; its
-SHA-256 is recorded before the file is renamed into place, so that a crash in between
-leaves a file grille still knows as its own. A report that the teacher edited by hand
-since grille wrote it is never overwritten: the new version is written beside it and the
-teacher is told. `--pdf` converts through LibreOffice.
+An archive is a folder `output/archive/<année>/<classe>/` and the same content zipped beside
+it in `<classe>.zip`: the class's recorded bilans (and those of their PDFs that match their
+.docx, see `report_files.pdf_fault`; with `--pdf` the missing or stale ones are made
+first), the returned files as received, the class's tracking workbook, the grids, a French
+readme, `manifeste.json` (SHA-256, size, student and date of every file) and
+`manifeste.sig` (HMAC-SHA256 of the manifest with the campaign key). An archive is never
+overwritten (`_v2`, `_v3`…) and never half written; it holds no database and never the
+secret key. Each archive is recorded (zip's SHA-256, manifest's SHA-256) in the database.
 
-The archive (`grille archive`) is made per class and school year: a folder
-`output/archive/<année>/<classe>/` and the same content zipped beside it in `<classe>.zip`:
-the class's recorded reports, the returned files as received, the class's tracking
-workbook, the grid, a French readme, `manifeste.json` (SHA-256, size, student and date of
-every file) and `manifeste.sig` (HMAC-SHA256 of the manifest with the campaign key).
-`grille archive verify` checks the files against the manifest anywhere, years later; in
-the campaign's folder it also checks the signature and the zip's SHA-256 recorded at its
-creation, and it says what it could not check. An archive is never overwritten (`_v2`,
-`_v3`…) and never half written. It holds no database and never the secret key.
-`grille purge` then deletes the class's personal data from the campaign, once its latest
-archive has been verified: only the files the database records for that class.
+`verify_archive` checks the files against the manifest anywhere, years later; in the
+campaign's folder it also checks the signature and the zip's SHA-256 recorded at its
+creation, says what it could not check, and records an intact archive as verified (which
+`purge` requires).
 """
 
 from __future__ import annotations
@@ -33,26 +28,19 @@ import os
 import shutil
 import sqlite3
 import stat
-import subprocess
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
 from pipeline import state
 from pipeline.campaign import Campaign
+from pipeline.classes import select_classes
 from pipeline.errors import GrilleError, french_os_error
-from pipeline.files import atomic_write_bytes, atomic_write_with, safe_name
-from pipeline.report import (
-    StudentReportData,
-    build_class_report,
-    build_student_report,
-    document_bytes,
-)
-from pipeline.roster import Student
+from pipeline.files import atomic_write_with, safe_name
+from pipeline.report_files import class_report_files, ensure_pdfs, file_sha256, pdf_fault
 from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
 from pipeline.settings import Workspace, default_school_year
 from pipeline.tracking import (
@@ -60,232 +48,7 @@ from pipeline.tracking import (
     build_tracking,
     read_teacher_columns,
     student_statuses,
-    team_appreciations,
 )
-from pipeline.validation import Evaluation
-
-
-@dataclass
-class ReportResult:
-    """What `write_reports` wrote, kept or skipped."""
-
-    written: list[Path] = field(default_factory=list)
-    kept_edited: list[tuple[Path, Path]] = field(default_factory=list)  # (teacher's, new one)
-    without_return: list[str] = field(default_factory=list)
-    pdfs: list[Path] = field(default_factory=list)
-    pdf_problem: str = ""
-
-
-def report_data(
-    campaign: Campaign, statuses: list[StudentStatus]
-) -> tuple[list[StudentReportData], list[StudentStatus]]:
-    """(data of every student with a recognised return, students without one)."""
-    team = team_appreciations(campaign.db, campaign.workspace.tracking_path)
-    with_return, without = [], []
-    for status in statuses:
-        if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
-            without.append(status)
-            continue
-        problems = [*status.missing, *status.invalid]
-        if status.to_confirm:
-            problems.insert(0, status.match_note)
-        with_return.append(
-            StudentReportData(
-                student=status.student,
-                evaluation=Evaluation.from_json(status.evaluation),
-                status=status.status,
-                problems=tuple(problems),
-                team_appreciation=team.get(status.student_id, ""),
-                to_confirm=status.to_confirm,
-                returned_on=date.fromisoformat(status.returned_at[:10])
-                if status.returned_at
-                else None,
-            )
-        )
-    return with_return, without
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def report_stem(student: Student) -> str:
-    """File name of a student's report, without extension: `bilan_NOM_Prenom_id`."""
-    return (
-        f"bilan_{safe_name(student.last_name).upper()}_"
-        f"{safe_name(student.first_name)}_{safe_name(student.student_id)}"
-    )
-
-
-def _grille_wrote(campaign: Campaign, path: Path) -> bool:
-    """True when `path` holds bytes grille wrote there: the last ones recorded, or the ones
-    it was writing when it was stopped (recorded before the file is renamed into place)."""
-    relative = path.relative_to(campaign.workspace.root).as_posix()
-    row = campaign.db.execute(
-        "SELECT sha256, pending_sha256 FROM reports WHERE file = ?", (relative,)
-    ).fetchone()
-    return row is not None and _file_sha(path) in (row["sha256"], row["pending_sha256"])
-
-
-def _report_target(campaign: Campaign, path: Path) -> Path:
-    """`path`, unless the teacher edited it: then the first of `<nom>_nouveau`,
-    `<nom>_nouveau_2`… that is free or still holds grille's own bytes."""
-    for number in itertools.count(1):
-        suffix = "" if number == 1 else "_nouveau" + ("" if number == 2 else f"_{number - 1}")
-        candidate = path.with_name(f"{path.stem}{suffix}{path.suffix}")
-        if not os.path.lexists(candidate) or (
-            candidate.is_file() and _grille_wrote(campaign, candidate)
-        ):
-            return candidate
-    raise AssertionError("unreachable")
-
-
-def _write_report(
-    campaign: Campaign,
-    path: Path,
-    data: bytes,
-    result: ReportResult,
-    class_name: str,
-    student_id: str | None,
-) -> Path:
-    """Write a report unless the teacher edited the previous one; record it.
-
-    The bytes' SHA-256 is recorded as pending before the file is renamed into place, so a
-    crash in between leaves a file grille still recognises as its own.
-    """
-    target = _report_target(campaign, path)
-    if target != path:
-        result.kept_edited.append((path, target))
-    relative = target.relative_to(campaign.workspace.root).as_posix()
-    with state.transaction(campaign.db) as db:
-        db.execute(
-            "INSERT INTO reports (file, sha256, written_at, class_name, student_id, "
-            "pending_sha256) VALUES (?, '', ?, ?, ?, ?) ON CONFLICT(file) DO UPDATE SET "
-            "class_name = excluded.class_name, student_id = excluded.student_id, "
-            "pending_sha256 = excluded.pending_sha256",
-            (relative, state.now(), class_name, student_id, _sha(data)),
-        )
-    atomic_write_bytes(target, data)
-    with state.transaction(campaign.db) as db:
-        db.execute(
-            "UPDATE reports SET sha256 = pending_sha256, pending_sha256 = NULL, written_at = ? "
-            "WHERE file = ?",
-            (state.now(), relative),
-        )
-    result.written.append(target)
-    return target
-
-
-def _record_pdfs(campaign: Campaign, pdfs: Sequence[Path]) -> None:
-    """Record the PDFs made beside reports, each with the class and student of its report."""
-    root = campaign.workspace.root
-    with state.transaction(campaign.db) as db:
-        for pdf in pdfs:
-            source = pdf.with_suffix(".docx").relative_to(root).as_posix()
-            owner = db.execute(
-                "SELECT class_name, student_id FROM reports WHERE file = ?", (source,)
-            ).fetchone()
-            db.execute(
-                "INSERT INTO reports (file, sha256, written_at, class_name, student_id) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(file) DO UPDATE SET sha256 = "
-                "excluded.sha256, written_at = excluded.written_at, class_name = "
-                "excluded.class_name, student_id = excluded.student_id, pending_sha256 = NULL",
-                (
-                    pdf.relative_to(root).as_posix(),
-                    _file_sha(pdf),
-                    state.now(),
-                    owner["class_name"] if owner else None,
-                    owner["student_id"] if owner else None,
-                ),
-            )
-
-
-def write_reports(
-    campaign: Campaign,
-    *,
-    student_ids: set[str] | None = None,
-    class_name: str | None = None,
-    pdf: bool = False,
-    today: date | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> ReportResult:
-    """Write the per-student and per-class reports of the latest returns."""
-    ws = campaign.workspace
-    template = ws.report_template_path if ws.report_template_path.is_file() else None
-    grids = campaign.grids()
-    result = ReportResult()
-    statuses = student_statuses(campaign.db)  # read once: the query parses every return
-    data, without = report_data(campaign, statuses)
-    by_class: dict[str, list[StudentReportData]] = {}
-    grid_of = {s.student_id: (s.grid_id, s.grid_version) for s in statuses}
-    for item in data:
-        if class_name and item.student.class_name != class_name:
-            continue
-        by_class.setdefault(item.student.class_name, []).append(item)
-    for status in without:
-        if class_name and status.class_name != class_name:
-            continue
-        if student_ids and status.student_id not in student_ids:
-            continue
-        result.without_return.append(f"{status.student.display_name} ({status.class_name})")
-    for klass, items in sorted(by_class.items()):
-        folder_name = state.class_folder(campaign.db, klass)
-        folder = ws.reports_dir / folder_name
-        for item in items:
-            student_id = item.student.student_id
-            if student_ids and student_id not in student_ids:
-                continue
-            grid = grids.get(grid_of[student_id], campaign.grid)
-            doc = build_student_report(grid, campaign.config, item, template)
-            name = f"{report_stem(item.student)}.docx"
-            _write_report(campaign, folder / name, document_bytes(doc), result, klass, student_id)
-            if progress:
-                progress(1)
-        if not student_ids:
-            late = [st.student for st in without if st.class_name == klass and st.in_roster]
-            doc = build_class_report(
-                campaign.grid, campaign.config, klass, items, template, today=today,
-                without_return=late,
-            )  # fmt: skip
-            name = f"bilan_classe_{folder_name}.docx"
-            _write_report(campaign, folder / name, document_bytes(doc), result, klass, None)
-    if pdf and result.written:
-        result.pdf_problem = convert_to_pdf(result.written, result.pdfs)
-        _record_pdfs(campaign, result.pdfs)
-    return result
-
-
-def convert_to_pdf(documents: Sequence[Path], written: list[Path]) -> str:
-    """PDF beside each document through LibreOffice; a French problem text, or ""."""
-    soffice = shutil.which("soffice") or shutil.which("libreoffice")
-    if soffice is None:
-        return (
-            "PDF non produits : LibreOffice (soffice) n'est pas installé. Installez-le "
-            "(https://fr.libreoffice.org) ou ouvrez les bilans dans Word › Enregistrer en PDF."
-        )
-    by_folder: dict[Path, list[Path]] = {}
-    for document in documents:
-        by_folder.setdefault(document.parent, []).append(document)
-    for files in by_folder.values():
-        with tempfile.TemporaryDirectory() as tmp:
-            profile = Path(tmp, "profil").as_uri()
-            try:
-                subprocess.run(
-                    [soffice, "--headless", "--norestore", f"-env:UserInstallation={profile}",
-                     "--convert-to", "pdf", "--outdir", tmp, *map(str, files)],
-                    check=True, capture_output=True, timeout=120 + 10 * len(files),
-                )  # fmt: skip
-            except (subprocess.SubprocessError, OSError) as exc:
-                return f"PDF non produits : LibreOffice a échoué ({exc})."
-            for document in files:
-                produced = Path(tmp, document.stem + ".pdf")
-                if not produced.is_file():
-                    return f"PDF non produit pour {document.name} : LibreOffice n'a rien écrit."
-                target = document.with_suffix(".pdf")
-                atomic_write_bytes(target, produced.read_bytes())
-                written.append(target)
-    return ""
-
 
 # ------------------------------------------------------------------ the archive
 
@@ -330,9 +93,8 @@ class ArchivedClass:
     warnings: list[str] = field(default_factory=list)
 
 
-def _file_sha(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _grille_version() -> str:
@@ -342,64 +104,30 @@ def _grille_version() -> str:
         return "inconnue"
 
 
-def _class_reports(campaign: Campaign, class_name: str) -> list[tuple[Path, sqlite3.Row]]:
-    """The reports (.docx, .pdf) recorded for the class that are still on disk, with their
-    row; a file grille did not write is never taken."""
-    root = campaign.workspace.root
-    rows = campaign.db.execute(
-        "SELECT file, written_at, student_id FROM reports WHERE class_name = ? ORDER BY file",
-        (class_name,),
-    )
-    return [
-        (root / row["file"], row)
-        for row in rows
-        if os.path.lexists(root / row["file"])
-        and PurePosixPath(row["file"]).suffix.lower() in (".docx", ".pdf")
-    ]
-
-
 def _modified_at(path: Path) -> str:
     """When a file was last changed, as `state.now()`."""
     return datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0).isoformat(sep=" ")
 
 
-def _ensure_pdfs(campaign: Campaign, class_name: str) -> str:
-    """PDF of each report of the class that has no recorded PDF or an older one; a French
-    problem text, or ""."""
-    reports = _class_reports(campaign, class_name)
-    recorded = {path for path, _ in reports}
-    stale = []
-    for document, _ in reports:
-        pdf = document.with_suffix(".pdf")
-        if document.suffix.lower() == ".docx" and (
-            pdf not in recorded
-            or not pdf.is_file()
-            or pdf.stat().st_mtime < document.stat().st_mtime
-        ):
-            stale.append(document)
-    if not stale:
-        return ""
-    made: list[Path] = []
-    problem = convert_to_pdf(stale, made)
-    _record_pdfs(campaign, made)
-    return problem
-
-
 def _report_entries(
-    campaign: Campaign, class_name: str, statuses: list[StudentStatus]
+    campaign: Campaign, class_name: str, statuses: list[StudentStatus], warnings: list[str]
 ) -> list[_Entry]:
-    """The class's recorded reports and their PDF, each tied to its student when it has one."""
+    """The class's recorded reports and those of their PDFs that match them, each tied to
+    its student when it has one; a PDF left out is said in `warnings`."""
     grid_of = {s.student_id: (s.grid_id or None, s.grid_version or None) for s in statuses}
-    names = {
-        row["student_id"]: state.student_from_row(row).display_name
-        for row in campaign.db.execute("SELECT * FROM students")
-    }
+    students = state.students_by_id(campaign.db)
     entries: list[_Entry] = []
     used: set[str] = set()
-    for path, row in _class_reports(campaign, class_name):
-        student_id = row["student_id"]
+    for path, record in class_report_files(campaign, class_name):
+        student_id = record.student_id
         if path.suffix.lower() == ".pdf":
             kind = "pdf"
+            fault = pdf_fault(campaign, record)
+            if fault:
+                remade = path.with_suffix(".docx").is_file()
+                advice = " ; « grille archive --pdf » le refait" if remade else ""
+                warnings.append(f"{fault} : laissé hors de l'archive{advice}.")
+                continue
         elif student_id is None and path.stem.startswith("bilan_classe_"):
             kind = "bilan_classe"
         else:
@@ -412,14 +140,15 @@ def _report_entries(
         if archived in used:  # a report written before 007 in another folder
             archived = f"rapports/{path.parent.name}/{path.name}"
         used.add(archived)
+        student = students.get(student_id) if student_id else None
         entries.append(
             _Entry(
                 archived,
                 kind,
                 path,
                 student_id,
-                names.get(student_id) if student_id else None,
-                row["written_at"] or _modified_at(path),
+                student.display_name if student else None,
+                record.written_at or _modified_at(path),
                 grid_id,
                 grid_version,
             )
@@ -429,13 +158,8 @@ def _report_entries(
 
 def _return_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
     """Every return recorded for the class's students, earlier ones too, as collected."""
-    rows = campaign.db.execute(
-        "SELECT r.*, s.last_name, s.first_name FROM returns r "
-        "JOIN students s ON s.student_id = r.student_id WHERE s.class_name = ? ORDER BY r.id",
-        (class_name,),
-    )
     entries = []
-    for row in rows:
+    for row in state.class_returns(campaign.db, class_name):
         stored = campaign.workspace.root / row["stored_file"]
         name = (
             f"{safe_name(row['last_name']).upper()}_{safe_name(row['first_name'])}_"
@@ -459,29 +183,17 @@ def _return_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
 
 def _grid_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
     """The grids the class's workbooks and returns were made with (every grid if none)."""
-    used = {
-        (row[0], row[1])
-        for row in campaign.db.execute(
-            "SELECT grid_id, grid_version FROM workbooks WHERE student_id IN "
-            "(SELECT student_id FROM students WHERE class_name = ?) UNION "
-            "SELECT grid_id, grid_version FROM returns WHERE student_id IN "
-            "(SELECT student_id FROM students WHERE class_name = ?)",
-            (class_name, class_name),
-        )
-    }
-    rows = campaign.db.execute(
-        "SELECT grid_id, grid_version, source FROM grids ORDER BY grid_id, grid_version"
-    ).fetchall()
+    used = state.class_grid_versions(campaign.db, class_name)
     return [
         _Entry(
-            f"grilles/{safe_name(row['grid_id'], 60)}-v{safe_name(row['grid_version'])}.toml",
+            f"grilles/{safe_name(grid_id, 60)}-v{safe_name(grid_version)}.toml",
             "grille",
-            row["source"].encode("utf-8"),
-            grid_id=row["grid_id"],
-            grid_version=row["grid_version"],
+            source.encode("utf-8"),
+            grid_id=grid_id,
+            grid_version=grid_version,
         )
-        for row in rows
-        if not used or (row["grid_id"], row["grid_version"]) in used
+        for grid_id, grid_version, source in state.stored_grids(campaign.db)
+        if not used or (grid_id, grid_version) in used
     ]
 
 
@@ -538,7 +250,7 @@ def _free_name(folder: Path, base: str) -> str:
 def _manifest_item(entry: _Entry, copied: Path) -> dict[str, Any]:
     return {
         "path": entry.path,
-        "sha256": _file_sha(copied),
+        "sha256": file_sha256(copied),
         "size": copied.stat().st_size,
         "kind": entry.kind,
         "student_id": entry.student_id,
@@ -635,9 +347,10 @@ def _archive_class(
     name = _free_name(year_dir, state.class_folder(campaign.db, class_name))
     now = state.now()
     readme = _readme(campaign, class_name, school_year, name, now).encode("utf-8")
+    warnings: list[str] = []
     entries = [
         _Entry(README_NAME, "lisezmoi", readme, date=now),
-        *_report_entries(campaign, class_name, statuses),
+        *_report_entries(campaign, class_name, statuses, warnings),
         *_return_entries(campaign, class_name),
         _Entry("suivi.xlsx", "suivi", _tracking_bytes(campaign, statuses), date=now),
         *_grid_entries(campaign, class_name),
@@ -657,39 +370,29 @@ def _archive_class(
     folder, zip_path, manifest_digest = _write_archive(
         year_dir, name, entries, header, ws.root, campaign.key
     )
-    digest = _file_sha(zip_path)
-    with state.transaction(campaign.db) as db:
-        db.execute(
-            "INSERT INTO archives (path, sha256, class_name, school_year, created_at, "
-            "manifest_sha256) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                zip_path.relative_to(ws.root).as_posix(),
-                digest,
-                class_name,
-                school_year,
-                now,
-                manifest_digest,
-            ),
-        )
+    digest = file_sha256(zip_path)
+    state.record_archive(
+        campaign.db,
+        zip_path.relative_to(ws.root).as_posix(),
+        digest,
+        class_name,
+        school_year,
+        now,
+        manifest_digest,
+    )
     counts: dict[str, int] = {}
     for entry in entries:
         counts[entry.kind] = counts.get(entry.kind, 0) + 1
-    return ArchivedClass(class_name, school_year, folder, zip_path, digest, counts)
+    return ArchivedClass(class_name, school_year, folder, zip_path, digest, counts, warnings)
 
 
-def _classes(campaign: Campaign, class_name: str | None, unknown: str) -> list[str]:
-    """The campaign's classes, or only `class_name`; a French error when it has no such class."""
-    classes = sorted(
-        row[0] for row in campaign.db.execute("SELECT DISTINCT class_name FROM students")
-    )
-    if class_name is None:
-        return classes
-    if class_name not in classes:
-        raise GrilleError(
-            f"Classe « {class_name} » {unknown}. Classes de la campagne : "
-            f"{', '.join(classes) or 'aucune'}."
-        )
-    return [class_name]
+@dataclass
+class ArchiveResult:
+    """What `build_archives` wrote: one archive per class, and what the teacher should know
+    (each warning once)."""
+
+    archives: list[ArchivedClass] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def build_archives(
@@ -699,33 +402,36 @@ def build_archives(
     school_year: str | None = None,
     pdf: bool = False,
     today: date | None = None,
-) -> list[ArchivedClass]:
-    """One archive per class with reports (or only `class_name`), for `school_year`."""
+) -> ArchiveResult:
+    """One archive per class with reports (or only the class `class_name` names, see
+    `select_classes`), for `school_year`; with `pdf`, the missing or stale PDFs are made
+    first."""
     year = school_year or campaign.config.school_year or default_school_year(today or date.today())
-    classes = _classes(campaign, class_name, "inconnue")
+    classes = select_classes(campaign, class_name)
 
     def has_reports(klass: str) -> bool:
-        return any(p.suffix.lower() == ".docx" for p, _ in _class_reports(campaign, klass))
+        return any(p.suffix.lower() == ".docx" for p, _ in class_report_files(campaign, klass))
 
     ready = [klass for klass in classes if has_reports(klass)]
     if not ready:
         if class_name is not None:
             raise GrilleError(
-                f"Aucun bilan à archiver pour la classe « {class_name} » : lancez d'abord "
-                f'« grille report --class "{class_name}" ».'
+                f"Aucun bilan à archiver pour la classe « {classes[0]} » : lancez d'abord "
+                f'« grille report --class "{classes[0]}" ».'
             )
         raise GrilleError("Aucun bilan à archiver : lancez d'abord « grille report ».")
     statuses = student_statuses(campaign.db)
-    archived = []
+    result = ArchiveResult()
     for klass in ready:
-        warning = _ensure_pdfs(campaign, klass) if pdf else ""
-        result = _archive_class(
+        problem = ensure_pdfs(campaign, klass) if pdf else ""
+        archived = _archive_class(
             campaign, klass, year, [s for s in statuses if s.class_name == klass]
         )
-        if warning:
-            result.warnings.append(f"{warning} L'archive est faite sans ces PDF.")
-        archived.append(result)
-    return archived
+        if problem:
+            archived.warnings.insert(0, f"{problem} L'archive est faite sans ces PDF.")
+        result.archives.append(archived)
+        result.warnings += [w for w in archived.warnings if w not in result.warnings]
+    return result
 
 
 # ------------------------------------------------------------------ verification
@@ -801,6 +507,8 @@ class Verification:
     files: int | None = None  # files checked against the manifest; None: manifest unread
     signature: str = "non vérifiée (hors de la campagne)"
     fingerprint: str = "non comparée (hors de la campagne)"
+    verified_classes: list[str] = field(default_factory=list)  # recorded as verified
+    record_problem: str = ""  # why an intact archive could not be recorded as verified
 
     def summary(self) -> str:
         """One French line: what was checked and what could not be ("" if nothing was)."""
@@ -842,7 +550,7 @@ def _campaign_view(workspace: Workspace | None) -> _CampaignView | None:
     try:
         db = state.connect(workspace.db_path)
         try:
-            view.archives = db.execute("SELECT * FROM archives ORDER BY id").fetchall()
+            view.archives = state.archives(db)
         finally:
             db.close()
     except (GrilleError, sqlite3.Error, OSError):
@@ -1005,7 +713,19 @@ def verify_archive(path: Path, workspace: Workspace | None = None) -> Verificati
     """Check every file of an archive (zip or folder) against its manifest: missing, altered
     or added files, unreadable or empty manifest, links in a folder. In the folder of the
     campaign that made it (`workspace`), also the manifest's signature with the campaign key
-    and the SHA-256 recorded when the archive was made. No problem: intact."""
+    and the SHA-256 recorded when the archive was made. No problem: intact, and the
+    campaign's archives identical to that zip are recorded as verified."""
+    result = _check_archive(path, workspace)
+    if not result.problems and workspace is not None:
+        try:
+            result.verified_classes = _record_verification(workspace, path)
+        except (GrilleError, OSError, sqlite3.Error) as exc:
+            result.record_problem = str(exc)
+    return result
+
+
+def _check_archive(path: Path, workspace: Workspace | None) -> Verification:
+    """What `verify_archive` checks; nothing is recorded."""
     result = Verification(path.name)
     try:
         members = _Members(path)
@@ -1076,196 +796,16 @@ def verify_archive(path: Path, workspace: Workspace | None = None) -> Verificati
     return result
 
 
-def record_verification(workspace: Workspace, path: Path) -> list[str]:
+def _record_verification(workspace: Workspace, path: Path) -> list[str]:
     """Mark the campaign's archives identical to the zip `path` as verified; their classes.
 
     Does nothing (returns []) without a campaign in `workspace`: verifying needs none.
     """
     if not path.is_file() or not workspace.config_path.is_file() or not workspace.db_path.is_file():
         return []
-    digest = _file_sha(path)
+    digest = file_sha256(path)
     db = state.connect(workspace.db_path)
     try:
-        with state.transaction(db):
-            classes = [
-                row[0]
-                for row in db.execute(
-                    "SELECT DISTINCT class_name FROM archives WHERE sha256 = ?", (digest,)
-                )
-            ]
-            db.execute(
-                "UPDATE archives SET verified_at = ? WHERE sha256 = ?", (state.now(), digest)
-            )
+        return state.mark_archives_verified(db, digest)
     finally:
         db.close()
-    return classes
-
-
-# ------------------------------------------------------------------ purge
-
-
-@dataclass
-class PurgePlan:
-    """What `purge` deletes: the classes whose latest archive is verified, and their files."""
-
-    classes: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)  # French: a class and why not
-    archives: list[str] = field(default_factory=list)  # the verified archives, kept
-    students: int = 0
-    workbooks: set[Path] = field(default_factory=set)
-    returns: set[Path] = field(default_factory=set)
-    reports: set[Path] = field(default_factory=set)
-    messages: set[Path] = field(default_factory=set)  # .eml written or fetched: theirs only
-    folders: list[Path] = field(default_factory=list)  # removed once empty
-    unknown: list[Path] = field(default_factory=list)  # in their folders, not grille's: kept
-
-
-def _purge_refusal(campaign: Campaign, class_name: str) -> tuple[str, str]:
-    """(why the class cannot be purged yet, "") or ("", its latest verified archive)."""
-    db = campaign.db
-    latest = db.execute(
-        "SELECT * FROM archives WHERE class_name = ? ORDER BY id DESC LIMIT 1", (class_name,)
-    ).fetchone()
-    if latest is None:
-        return (
-            f'{class_name} : aucune archive. Lancez « grille archive --class "{class_name}" » '
-            "puis « grille archive verify <archive.zip> ».",
-            "",
-        )
-    zip_path = latest["path"]
-    if latest["verified_at"] is None:
-        return (
-            f"{class_name} : sa dernière archive n'a pas été vérifiée. Lancez d'abord "
-            f"« grille archive verify {zip_path} ».",
-            "",
-        )
-    if not (campaign.workspace.root / zip_path).is_file():
-        return f"{class_name} : sa dernière archive {zip_path} est introuvable.", ""
-    newer = db.execute(
-        "SELECT COUNT(*) FROM returns WHERE collected_at > ? AND student_id IN "
-        "(SELECT student_id FROM students WHERE class_name = ?)",
-        (latest["created_at"], class_name),
-    ).fetchone()[0]
-    if newer:
-        return (
-            f"{class_name} : {newer} retour(s) collecté(s) après sa dernière archive ({zip_path}). "
-            f'Archivez de nouveau (« grille archive --class "{class_name}" ») et vérifiez.',
-            "",
-        )
-    return "", zip_path
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve().is_relative_to(folder.resolve())
-
-
-def plan_purge(campaign: Campaign, class_name: str | None = None) -> PurgePlan:
-    """What purging `class_name` (or every class) would delete; nothing is deleted."""
-    ws = campaign.workspace
-    db = campaign.db
-    classes = _classes(campaign, class_name, "inconnue ou déjà purgée")
-    if not classes:
-        raise GrilleError("Aucune donnée personnelle à purger : la campagne n'a aucun stagiaire.")
-    plan = PurgePlan()
-    protected = ws.output_dir / ARCHIVE_DIR
-    for klass in classes:
-        refusal, archive_path = _purge_refusal(campaign, klass)
-        if refusal:
-            plan.refused.append(refusal)
-            continue
-        plan.classes.append(klass)
-        plan.archives.append(archive_path)
-        ids = "SELECT student_id FROM students WHERE class_name = ?"
-        plan.students += db.execute(f"SELECT COUNT(*) FROM ({ids})", (klass,)).fetchone()[0]
-        folder = state.class_folder(db, klass)
-        workbooks_dir, reports_dir = ws.workbooks_dir / folder, ws.reports_dir / folder
-        plan.workbooks |= {
-            ws.root / row[0]
-            for row in db.execute(
-                f"SELECT file FROM workbooks WHERE student_id IN ({ids})", (klass,)
-            )
-            if (ws.root / row[0]).is_file()
-        }
-        plan.returns |= {
-            ws.root / row[0]
-            for row in db.execute(
-                f"SELECT stored_file FROM returns WHERE student_id IN ({ids})", (klass,)
-            )
-            if (ws.root / row[0]).is_file()
-        }
-        plan.reports |= {
-            ws.root / row[0]
-            for row in db.execute("SELECT file FROM reports WHERE class_name = ?", (klass,))
-            if (ws.root / row[0]).is_file()
-        }
-        plan.folders += [f for f in (workbooks_dir, reports_dir) if f.is_dir()]
-    plan.messages = _messages_of(campaign, plan.classes)
-    for files in (plan.workbooks, plan.returns, plan.reports, plan.messages):  # output/ only
-        files -= {p for p in files if not _inside(p, ws.output_dir) or _inside(p, protected)}
-    leaving = plan.workbooks | plan.reports
-    plan.unknown = sorted(
-        Path(top, name)
-        for folder in plan.folders
-        for top, dirs, files in os.walk(folder)
-        for name in [*files, *(d for d in dirs if Path(top, d).is_symlink())]
-        if Path(top, name) not in leaving
-    )
-    return plan
-
-
-def _messages_of(campaign: Campaign, classes: list[str]) -> set[Path]:
-    """The .eml files (outbox, fetched mail) about students of `classes` only.
-
-    A message that also concerns a student of another class is kept.
-    """
-    db, root = campaign.db, campaign.workspace.root
-    marks = ", ".join("?" for _ in classes)
-    leaving = {
-        row[0]
-        for row in db.execute(
-            f"SELECT student_id FROM students WHERE class_name IN ({marks})", classes
-        )
-    }
-    concerned: dict[str, set[str | None]] = {}
-    for file, student in db.execute("SELECT file, student_id FROM sendings WHERE file != ''"):
-        concerned.setdefault(file, set()).add(student)
-    fetched = [r[0] for r in db.execute("SELECT stored_file FROM fetched_messages")]
-    for file in filter(None, fetched):
-        concerned[file] = {
-            row[0] for row in db.execute("SELECT student_id, origin FROM returns") if file in row[1]
-        }
-    return {
-        root / file
-        for file, students in concerned.items()
-        if students and students <= leaving and (root / file).is_file()
-    }
-
-
-def purge(campaign: Campaign, plan: PurgePlan) -> None:
-    """Delete the files, then the database rows, of the classes of `plan` (archives kept)."""
-    ws = campaign.workspace
-    for path in sorted(plan.workbooks | plan.returns | plan.reports | plan.messages):
-        path.unlink(missing_ok=True)
-    for path in plan.returns:  # output/retours/ab/ folders left empty
-        if (
-            path.parent != ws.returns_dir
-            and path.parent.is_dir()
-            and not any(path.parent.iterdir())
-        ):
-            path.parent.rmdir()
-    for folder in plan.folders:  # only the emptied ones: files grille did not write stay
-        for top, _, _ in sorted(os.walk(folder), key=lambda walked: -len(walked[0])):
-            if not any(Path(top).iterdir()):
-                Path(top).rmdir()
-    ids = "SELECT student_id FROM students WHERE class_name = ?"
-    with state.transaction(campaign.db) as db:
-        for klass in plan.classes:
-            db.execute(
-                "DELETE FROM answers WHERE return_id IN "
-                f"(SELECT id FROM returns WHERE student_id IN ({ids}))",
-                (klass,),
-            )
-            for table in ("returns", "sendings", "workbooks"):
-                db.execute(f"DELETE FROM {table} WHERE student_id IN ({ids})", (klass,))
-            db.execute("DELETE FROM reports WHERE class_name = ?", (klass,))
-            db.execute("DELETE FROM students WHERE class_name = ?", (klass,))

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -323,6 +323,23 @@ def _010_campaign_identity(db: sqlite3.Connection) -> None:
     )
 
 
+def _011_archive_split(db: sqlite3.Connection) -> None:
+    """Each PDF of a bilan records the SHA-256 of the .docx it was made from, so that a PDF
+    older than its Word file is told apart (`source_sha256`).
+
+    A PDF recorded before: it was made right after its .docx was written, from that .docx,
+    so it gets the .docx's recorded SHA-256 when it was recorded no earlier than the .docx;
+    otherwise the .docx was rewritten since, and its source stays unknown (NULL: stale).
+    """
+    db.execute("ALTER TABLE reports ADD COLUMN source_sha256 TEXT")
+    db.execute(
+        "UPDATE reports SET source_sha256 = (SELECT d.sha256 FROM reports d "
+        "WHERE d.file = substr(reports.file, 1, length(reports.file) - 4) || '.docx' "
+        "AND d.written_at <= reports.written_at) "
+        "WHERE file LIKE '%.pdf'"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -334,6 +351,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("008_teacher_notes", _008_teacher_notes),
     ("009_return_confirmation", _009_return_confirmation),
     ("010_campaign_identity", _010_campaign_identity),
+    ("011_archive_split", _011_archive_split),
 ]
 
 
@@ -1108,3 +1126,259 @@ def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
     except sqlite3.Error as exc:
         raise database_error(db_path, exc) from exc
     return Restored(saved_as, set_aside)
+
+
+# ------------------------------------------------------------------ reports, archives, purge
+# The SQL of closing the season: the bilans grille writes and records (`report_files`), the
+# class archives (`archive`) and the deletion of a class's personal data (`purge`).
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A report grille wrote (a .docx bilan or its PDF), as the `reports` table records it."""
+
+    file: str  # relative to the campaign folder, POSIX
+    sha256: str  # of the bytes last written ("" until the first write is confirmed)
+    written_at: str
+    class_name: str | None
+    student_id: str | None  # None: a class report
+    pending_sha256: str | None  # bytes being written (recorded before the rename)
+    source_sha256: str | None  # a PDF: SHA-256 of the .docx it was made from
+
+
+def _report_record(row: sqlite3.Row) -> ReportRecord:
+    return ReportRecord(**{column.name: row[column.name] for column in fields(ReportRecord)})
+
+
+def report_record(db: sqlite3.Connection, file: str) -> ReportRecord | None:
+    """The record of the report at `file` (relative, POSIX), or None."""
+    row = db.execute("SELECT * FROM reports WHERE file = ?", (file,)).fetchone()
+    return _report_record(row) if row is not None else None
+
+
+def class_reports(db: sqlite3.Connection, class_name: str) -> list[ReportRecord]:
+    """Every report recorded for a class, by file name."""
+    rows = db.execute("SELECT * FROM reports WHERE class_name = ? ORDER BY file", (class_name,))
+    return [_report_record(row) for row in rows]
+
+
+def begin_report_write(
+    db: sqlite3.Connection,
+    file: str,
+    sha256: str,
+    class_name: str,
+    student_id: str | None,
+) -> None:
+    """Record the bytes about to be written at `file` as pending (before the rename)."""
+    with _within_transaction(db):
+        db.execute(
+            "INSERT INTO reports (file, sha256, written_at, class_name, student_id, "
+            "pending_sha256) VALUES (?, '', ?, ?, ?, ?) ON CONFLICT(file) DO UPDATE SET "
+            "class_name = excluded.class_name, student_id = excluded.student_id, "
+            "pending_sha256 = excluded.pending_sha256",
+            (file, now(), class_name, student_id, sha256),
+        )
+
+
+def finish_report_write(db: sqlite3.Connection, file: str) -> None:
+    """The pending bytes of `file` are in place: they become its recorded SHA-256."""
+    with _within_transaction(db):
+        db.execute(
+            "UPDATE reports SET sha256 = pending_sha256, pending_sha256 = NULL, written_at = ? "
+            "WHERE file = ?",
+            (now(), file),
+        )
+
+
+def record_pdf(
+    db: sqlite3.Connection, file: str, sha256: str, source: str, source_sha256: str
+) -> None:
+    """Record the PDF at `file`, made from the .docx at `source` whose bytes had
+    `source_sha256`; it belongs to the class and student of that .docx."""
+    with _within_transaction(db):
+        owner = db.execute(
+            "SELECT class_name, student_id FROM reports WHERE file = ?", (source,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO reports (file, sha256, written_at, class_name, student_id, "
+            "source_sha256) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(file) DO UPDATE SET "
+            "sha256 = excluded.sha256, written_at = excluded.written_at, class_name = "
+            "excluded.class_name, student_id = excluded.student_id, pending_sha256 = NULL, "
+            "source_sha256 = excluded.source_sha256",
+            (
+                file,
+                sha256,
+                now(),
+                owner["class_name"] if owner else None,
+                owner["student_id"] if owner else None,
+                source_sha256,
+            ),
+        )
+
+
+def forget_report(db: sqlite3.Connection, file: str) -> None:
+    """Drop the record of the report at `file`: grille no longer takes it as its own."""
+    with _within_transaction(db):
+        db.execute("DELETE FROM reports WHERE file = ?", (file,))
+
+
+def class_names(db: sqlite3.Connection) -> list[str]:
+    """The classes of the campaign's students, sorted."""
+    return sorted(row[0] for row in db.execute("SELECT DISTINCT class_name FROM students"))
+
+
+def students_by_id(db: sqlite3.Connection) -> dict[str, Student]:
+    """Every student of the campaign, by id."""
+    return {
+        row["student_id"]: student_from_row(row) for row in db.execute("SELECT * FROM students")
+    }
+
+
+def class_returns(db: sqlite3.Connection, class_name: str) -> list[sqlite3.Row]:
+    """Every return recorded for a class's students (earlier ones too), oldest first, with
+    the student's `last_name` and `first_name`."""
+    return db.execute(
+        "SELECT r.*, s.last_name, s.first_name FROM returns r "
+        "JOIN students s ON s.student_id = r.student_id WHERE s.class_name = ? ORDER BY r.id",
+        (class_name,),
+    ).fetchall()
+
+
+def class_grid_versions(db: sqlite3.Connection, class_name: str) -> set[tuple[str, str]]:
+    """The (grid id, version) pairs a class's workbooks and returns were made with."""
+    students = "SELECT student_id FROM students WHERE class_name = ?"
+    return {
+        (row[0], row[1])
+        for row in db.execute(
+            f"SELECT grid_id, grid_version FROM workbooks WHERE student_id IN ({students}) "
+            f"UNION SELECT grid_id, grid_version FROM returns WHERE student_id IN ({students})",
+            (class_name, class_name),
+        )
+    }
+
+
+def stored_grids(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """(id, version, TOML source) of every grid stored in the campaign, in order."""
+    rows = db.execute(
+        "SELECT grid_id, grid_version, source FROM grids ORDER BY grid_id, grid_version"
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def record_archive(
+    db: sqlite3.Connection,
+    path: str,
+    sha256: str,
+    class_name: str,
+    school_year: str,
+    created_at: str,
+    manifest_sha256: str,
+) -> None:
+    """Record a class archive just written (its zip's path, relative, and SHA-256)."""
+    with _within_transaction(db):
+        db.execute(
+            "INSERT INTO archives (path, sha256, class_name, school_year, created_at, "
+            "manifest_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+            (path, sha256, class_name, school_year, created_at, manifest_sha256),
+        )
+
+
+def archives(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every archive the campaign wrote, oldest first."""
+    return db.execute("SELECT * FROM archives ORDER BY id").fetchall()
+
+
+def latest_archive(db: sqlite3.Connection, class_name: str) -> sqlite3.Row | None:
+    """The latest archive written for a class, or None."""
+    row: sqlite3.Row | None = db.execute(
+        "SELECT * FROM archives WHERE class_name = ? ORDER BY id DESC LIMIT 1", (class_name,)
+    ).fetchone()
+    return row
+
+
+def mark_archives_verified(db: sqlite3.Connection, sha256: str) -> list[str]:
+    """Mark every archive whose zip has `sha256` as verified now; their classes."""
+    with _within_transaction(db):
+        classes = [
+            row[0]
+            for row in db.execute(
+                "SELECT DISTINCT class_name FROM archives WHERE sha256 = ?", (sha256,)
+            )
+        ]
+        db.execute("UPDATE archives SET verified_at = ? WHERE sha256 = ?", (now(), sha256))
+    return classes
+
+
+_CLASS_STUDENTS = "SELECT student_id FROM students WHERE class_name = ?"
+
+
+def returns_collected_since(db: sqlite3.Connection, class_name: str, since: str) -> int:
+    """How many returns of a class's students were collected after `since`."""
+    count: int = db.execute(
+        "SELECT COUNT(*) FROM returns WHERE collected_at > ? "
+        f"AND student_id IN ({_CLASS_STUDENTS})",
+        (since, class_name),
+    ).fetchone()[0]
+    return count
+
+
+def class_student_ids(db: sqlite3.Connection, classes: list[str]) -> set[str]:
+    """The ids of the students of `classes`."""
+    marks = ", ".join("?" for _ in classes)
+    return {
+        row[0]
+        for row in db.execute(
+            f"SELECT student_id FROM students WHERE class_name IN ({marks})", classes
+        )
+    }
+
+
+def class_workbook_files(db: sqlite3.Connection, class_name: str) -> list[str]:
+    """The workbook files generated for a class's students (relative paths)."""
+    return [
+        row[0]
+        for row in db.execute(
+            f"SELECT file FROM workbooks WHERE student_id IN ({_CLASS_STUDENTS})", (class_name,)
+        )
+    ]
+
+
+def class_return_files(db: sqlite3.Connection, class_name: str) -> list[str]:
+    """The stored copies of the returns of a class's students (relative paths)."""
+    return [
+        row[0]
+        for row in db.execute(
+            f"SELECT stored_file FROM returns WHERE student_id IN ({_CLASS_STUDENTS})",
+            (class_name,),
+        )
+    ]
+
+
+def message_students(db: sqlite3.Connection) -> dict[str, set[str | None]]:
+    """Each stored .eml file (written for sending, or fetched from a mailbox) and the
+    students it concerns; a fetched message concerns the students of the returns it held."""
+    concerned: dict[str, set[str | None]] = {}
+    for file, student in db.execute("SELECT file, student_id FROM sendings WHERE file != ''"):
+        concerned.setdefault(file, set()).add(student)
+    origins = db.execute("SELECT student_id, origin FROM returns").fetchall()
+    for (file,) in db.execute("SELECT stored_file FROM fetched_messages WHERE stored_file != ''"):
+        concerned[file] = {student for student, origin in origins if file in origin}
+    return concerned
+
+
+def delete_classes(db: sqlite3.Connection, classes: list[str]) -> None:
+    """Delete every row about the students of `classes` (answers, returns, sendings,
+    workbooks, reports, the students), in one transaction; their archives stay."""
+    with _within_transaction(db):
+        for class_name in classes:
+            db.execute(
+                "DELETE FROM answers WHERE return_id IN "
+                f"(SELECT id FROM returns WHERE student_id IN ({_CLASS_STUDENTS}))",
+                (class_name,),
+            )
+            for table in ("returns", "sendings", "workbooks"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE student_id IN ({_CLASS_STUDENTS})", (class_name,)
+                )
+            db.execute("DELETE FROM reports WHERE class_name = ?", (class_name,))
+            db.execute("DELETE FROM students WHERE class_name = ?", (class_name,))

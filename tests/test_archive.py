@@ -236,6 +236,37 @@ def test_archive__class_option_restricts_to_that_class(campaign: Path) -> None:
     )
 
 
+def test_class_option__any_case_and_spaces__report_archive_and_purge_find_the_class(
+    campaign: Path,
+) -> None:
+    report = run(campaign, "report", "--class", "  bts   2b ")
+    assert report.exit_code == 0, report.output
+    assert "écrit : output/rapports/BTS_2B/bilan_classe_BTS_2B.docx" in report.output
+    assert "BTS_2A" not in report.output
+
+    archive = run(campaign, "archive", "--year", YEAR, "--class", "Bts 2B")
+    assert archive.exit_code == 0, archive.output
+    assert sorted(p.name for p in _year_dir(campaign).iterdir()) == ["BTS_2B", "BTS_2B.zip"]
+
+    purge = run(campaign, "purge", "--class", "bts2b", "--oui")
+    assert purge.exit_code == 1
+    assert purge.output.startswith(
+        "  Refusé — BTS 2B : sa dernière archive n'a pas été vérifiée. Lancez d'abord "
+        f"« grille archive verify output/archive/{YEAR}/BTS_2B.zip ».\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["report", "archive", "purge"])
+def test_class_option__unknown_class__the_same_french_message_lists_the_classes(
+    campaign: Path, command: str
+) -> None:
+    result = run(campaign, command, "--class", "BTS 3C")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Erreur : Classe « BTS 3C » inconnue. Classes de la campagne : BTS 2A, BTS 2B.\n"
+    )
+
+
 def test_archive__second_run_writes_v2_and_leaves_the_first_identical(campaign: Path) -> None:
     _archive(campaign, "--class", "BTS 2A")
     year_dir = _year_dir(campaign)
@@ -736,6 +767,11 @@ def test_purge__refused_before_verification__then_deletes_exactly_that_class(
     assert {row[3].value for row in tracking.iter_rows(min_row=2)} == {"BTS 2B"}
     assert archived.is_file() and _verify(str(archived)).exit_code == 0
     assert (campaign / "grille.toml").is_file()
+    purged = run(campaign, "purge", "--class", "bts 2a", "--oui")
+    assert purged.exit_code == 1
+    assert purged.output == (
+        "Erreur : Classe « bts 2a » déjà purgée. Classes de la campagne : BTS 2B.\n"
+    )
     again = run(campaign, "purge", "--oui")  # BTS 2B has no archive: refused, with the way out
     assert again.exit_code == 1
     assert again.output == (

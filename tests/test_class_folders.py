@@ -209,19 +209,25 @@ def test_class_folder__same_file_name__suffix__case_insensitive__stable_across_c
     again.close()
 
 
+def database_before(path: Path, first_missing: str) -> sqlite3.Connection:
+    """A campaign database as grille left it before migration `first_missing` (its number)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    for name, migration in state.MIGRATIONS:
+        if name >= first_missing:
+            break
+        migration(db)
+        db.execute("INSERT INTO schema_migrations VALUES (?, '2027-01-01')", (name,))
+    return db
+
+
 def test_migration__legacy_campaign_with_a_shared_folder__first_class_keeps_it(
     tmp_path: Path,
 ) -> None:
     """A campaign made before 007: the class first generated keeps its folder, the other
     class's files keep their recorded paths and its reports are told apart by student."""
-    db = sqlite3.connect(tmp_path / "grille.sqlite", isolation_level=None)
-    db.row_factory = sqlite3.Row
-    db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    for name, migration in state.MIGRATIONS:
-        if name >= "007":
-            break
-        migration(db)
-        db.execute("INSERT INTO schema_migrations VALUES (?, '2027-01-01')", (name,))
+    db = database_before(tmp_path / "grille.sqlite", "007")
     for sid, last, klass in (("E1", "Abadie", FIRST), ("E2", "Colin", SECOND)):
         db.execute(
             "INSERT INTO students (student_id, last_name, first_name, class_name, company, "

@@ -36,17 +36,17 @@ KILL_AFTER_FIRST_BILAN = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from pipeline import archive
+    from pipeline import report_files
     from pipeline.cli import cli
 
-    write = archive.atomic_write_bytes
+    write = report_files.atomic_write_bytes
 
     def write_then_die(path: Path, data: bytes, **options: object) -> None:
         write(path, data, **options)
         if path.name.startswith("bilan_") and path.suffix == ".docx":
             os.kill(os.getpid(), signal.SIGKILL)  # renamed into place, not yet recorded
 
-    archive.atomic_write_bytes = write_then_die
+    report_files.atomic_write_bytes = write_then_die
     cli.main(["--dir", sys.argv[1], "report"])
     """
 )

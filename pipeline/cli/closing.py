@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
-from pipeline import archive, state
+from pipeline import archive, report_files
+from pipeline import purge as purge_step
 from pipeline.cli.base import (
     Context,
     class_option,
@@ -21,7 +21,6 @@ from pipeline.cli.base import (
     refresh_tracking,
     student_option,
 )
-from pipeline.errors import GrilleError
 from pipeline.settings import Workspace
 
 
@@ -32,7 +31,7 @@ def run_reports(
     pdf: bool,
 ) -> None:
     with open_campaign(workspace) as opened, progress_counter("Bilans écrits") as advance:
-        result = archive.write_reports(
+        result = report_files.write_reports(
             opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
             progress=advance,
         )  # fmt: skip
@@ -47,13 +46,25 @@ def run_reports(
         click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
     for path in result.pdfs:
         click.echo(f"  PDF : {path.relative_to(workspace.root)}")
+    for path in result.stale_pdfs:
+        click.echo(
+            f"  PDF supprimé : {path.relative_to(workspace.root).as_posix()} : il ne correspond "
+            "plus au bilan Word réécrit ; « grille report --pdf » le refait."
+        )
+    for path in result.stale_kept:
+        click.echo(
+            f"  Attention — {path.relative_to(workspace.root).as_posix()} ne correspond plus au "
+            "bilan Word réécrit et a été modifié hors de grille : conservé tel quel, mais plus "
+            "archivé ; « grille report --pdf » le remplacerait par le PDF du bilan Word.",
+            err=True,
+        )
     if result.pdf_problem:
         click.echo(f"Attention — {result.pdf_problem}", err=True)
     click.echo(
         f"{len(result.written)} bilan(s) écrit(s) dans "
         f"{workspace.reports_dir.relative_to(workspace.root)}."
     )
-    if not result.written and not result.without_return:
+    if result.matched_nobody:
         fail("aucun stagiaire ne correspond à ces critères (--student, --class).")
 
 
@@ -97,14 +108,15 @@ def _verify_archive(workspace: Workspace, path: Path) -> None:
     if result.problems:
         fail(f"{path.name} : {len(result.problems)} problème(s) ; l'archive n'est pas intègre.")
     click.echo(f"{path.name} : archive intègre, chaque fichier correspond au manifeste.")
-    try:
-        classes = archive.record_verification(workspace, path)
-    except (GrilleError, OSError, sqlite3.Error) as exc:
-        click.echo(f"Attention — vérification non enregistrée dans la campagne : {exc}", err=True)
-        return
-    if classes:
+    if result.record_problem:
         click.echo(
-            f"Vérification enregistrée pour {', '.join(classes)} : « grille purge » est possible."
+            f"Attention — vérification non enregistrée dans la campagne : {result.record_problem}",
+            err=True,
+        )
+    elif result.verified_classes:
+        click.echo(
+            f"Vérification enregistrée pour {', '.join(result.verified_classes)} : "
+            "« grille purge » est possible."
         )
 
 
@@ -155,8 +167,7 @@ def archive_command(
         built = archive.build_archives(
             opened, class_name=class_name, school_year=school_year, pdf=pdf
         )
-    warnings: list[str] = []
-    for item in built:
+    for item in built.archives:
         click.echo(f"Classe {item.class_name}, année {item.school_year} :")
         click.echo(f"  dossier : {item.folder.relative_to(workspace.root)}")
         click.echo(f"  archive : {item.zip_path.relative_to(workspace.root)}")
@@ -167,8 +178,7 @@ def archive_command(
             if item.counts.get(kind)
         )
         click.echo(f"  {counts} ; {sum(item.counts.values())} fichier(s) au manifeste.")
-        warnings += [w for w in item.warnings if w not in warnings]
-    for warning in warnings:
+    for warning in built.warnings:
         click.echo(f"Attention — {warning}", err=True)
     click.echo("Contrôlez chaque archive : grille archive verify <archive.zip>")
 
@@ -213,7 +223,7 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
     """
     workspace = ctx.workspace
     with open_campaign(workspace) as opened:
-        plan = archive.plan_purge(opened, class_name)
+        plan = purge_step.plan_purge(opened, class_name)
         for reason in plan.refused:
             click.echo(f"  Refusé — {reason}", err=True)
         if not plan.classes:
@@ -235,9 +245,8 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
         if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
             click.echo("Purge annulée : rien n'a été supprimé.")
             sys.exit(1)
-        archive.purge(opened, plan)
-        state.forget_backups(opened.db, workspace.backups_dir)  # they hold the purged data
+        purged = purge_step.purge(opened, plan)
         refresh_tracking(workspace, opened.db)
-    click.echo(f"Données personnelles supprimées : {', '.join(plan.classes)}.")
+    click.echo(f"Données personnelles supprimées : {', '.join(purged.classes)}.")
     if plan.refused:
         sys.exit(1)

@@ -1,0 +1,158 @@
+"""`grille purge`: delete a class's personal data from the campaign, once archived.
+
+A class can be purged once its latest archive (`archive`) has been verified and no return
+of its students was collected since. `plan_purge` says what would go, deleting nothing;
+`purge` then deletes exactly that: the files the database records for the class (its
+workbooks, stored returns, bilans and the .eml messages that concern it alone) under
+`output/`, the folders they leave empty, and its rows of the database. A file grille did
+not write is only listed (`PurgePlan.unknown`), never deleted; the archives stay.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import state
+from pipeline.archive import ARCHIVE_DIR
+from pipeline.campaign import Campaign
+from pipeline.classes import select_classes
+from pipeline.errors import GrilleError
+
+
+@dataclass
+class PurgePlan:
+    """What `purge` deletes: the classes whose latest archive is verified, and their files."""
+
+    classes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # French: a class and why not
+    archives: list[str] = field(default_factory=list)  # the verified archives, kept
+    students: int = 0
+    workbooks: set[Path] = field(default_factory=set)
+    returns: set[Path] = field(default_factory=set)
+    reports: set[Path] = field(default_factory=set)
+    messages: set[Path] = field(default_factory=set)  # .eml written or fetched: theirs only
+    folders: list[Path] = field(default_factory=list)  # removed once empty
+    unknown: list[Path] = field(default_factory=list)  # in their folders, not grille's: kept
+
+
+@dataclass
+class PurgeResult:
+    """What `purge` deleted."""
+
+    classes: list[str]
+    files: int  # files deleted
+    folders: int  # folders removed, left empty
+
+
+def _purge_refusal(campaign: Campaign, class_name: str) -> tuple[str, str]:
+    """(why the class cannot be purged yet, "") or ("", its latest verified archive)."""
+    latest = state.latest_archive(campaign.db, class_name)
+    if latest is None:
+        return (
+            f'{class_name} : aucune archive. Lancez « grille archive --class "{class_name}" » '
+            "puis « grille archive verify <archive.zip> ».",
+            "",
+        )
+    zip_path: str = latest["path"]
+    if latest["verified_at"] is None:
+        return (
+            f"{class_name} : sa dernière archive n'a pas été vérifiée. Lancez d'abord "
+            f"« grille archive verify {zip_path} ».",
+            "",
+        )
+    if not (campaign.workspace.root / zip_path).is_file():
+        return f"{class_name} : sa dernière archive {zip_path} est introuvable.", ""
+    newer = state.returns_collected_since(campaign.db, class_name, latest["created_at"])
+    if newer:
+        return (
+            f"{class_name} : {newer} retour(s) collecté(s) après sa dernière archive ({zip_path}). "
+            f'Archivez de nouveau (« grille archive --class "{class_name}" ») et vérifiez.',
+            "",
+        )
+    return "", zip_path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def plan_purge(campaign: Campaign, class_name: str | None = None) -> PurgePlan:
+    """What purging `class_name` (or every class) would delete; nothing is deleted."""
+    ws = campaign.workspace
+    db = campaign.db
+    classes = select_classes(campaign, class_name)
+    if not classes:
+        raise GrilleError("Aucune donnée personnelle à purger : la campagne n'a aucun stagiaire.")
+    plan = PurgePlan()
+    protected = ws.output_dir / ARCHIVE_DIR
+
+    def on_disk(files: list[str]) -> set[Path]:
+        return {ws.root / file for file in files if (ws.root / file).is_file()}
+
+    for klass in classes:
+        refusal, archive_path = _purge_refusal(campaign, klass)
+        if refusal:
+            plan.refused.append(refusal)
+            continue
+        plan.classes.append(klass)
+        plan.archives.append(archive_path)
+        plan.students += len(state.class_student_ids(db, [klass]))
+        folder = state.class_folder(db, klass)
+        workbooks_dir, reports_dir = ws.workbooks_dir / folder, ws.reports_dir / folder
+        plan.workbooks |= on_disk(state.class_workbook_files(db, klass))
+        plan.returns |= on_disk(state.class_return_files(db, klass))
+        plan.reports |= on_disk([record.file for record in state.class_reports(db, klass)])
+        plan.folders += [f for f in (workbooks_dir, reports_dir) if f.is_dir()]
+    plan.messages = _messages_of(campaign, plan.classes)
+    for files in (plan.workbooks, plan.returns, plan.reports, plan.messages):  # output/ only
+        files -= {p for p in files if not _inside(p, ws.output_dir) or _inside(p, protected)}
+    leaving = plan.workbooks | plan.reports
+    plan.unknown = sorted(
+        Path(top, name)
+        for folder in plan.folders
+        for top, dirs, files in os.walk(folder)
+        for name in [*files, *(d for d in dirs if Path(top, d).is_symlink())]
+        if Path(top, name) not in leaving
+    )
+    return plan
+
+
+def _messages_of(campaign: Campaign, classes: list[str]) -> set[Path]:
+    """The .eml files (outbox, fetched mail) about students of `classes` only.
+
+    A message that also concerns a student of another class is kept.
+    """
+    root = campaign.workspace.root
+    leaving = state.class_student_ids(campaign.db, classes)
+    return {
+        root / file
+        for file, students in state.message_students(campaign.db).items()
+        if students and students <= leaving and (root / file).is_file()
+    }
+
+
+def purge(campaign: Campaign, plan: PurgePlan) -> PurgeResult:
+    """Delete the files, then the database rows, of the classes of `plan` (archives kept)."""
+    ws = campaign.workspace
+    files = sorted(plan.workbooks | plan.returns | plan.reports | plan.messages)
+    for path in files:
+        path.unlink(missing_ok=True)
+    removed = 0
+    for path in plan.returns:  # output/retours/ab/ folders left empty
+        if (
+            path.parent != ws.returns_dir
+            and path.parent.is_dir()
+            and not any(path.parent.iterdir())
+        ):
+            path.parent.rmdir()
+            removed += 1
+    for folder in plan.folders:  # only the emptied ones: files grille did not write stay
+        for top, _, _ in sorted(os.walk(folder), key=lambda walked: -len(walked[0])):
+            if not any(Path(top).iterdir()):
+                Path(top).rmdir()
+                removed += 1
+    state.delete_classes(campaign.db, plan.classes)
+    state.forget_backups(campaign.db, ws.backups_dir)  # the copies still hold the purged data
+    return PurgeResult(list(plan.classes), len(files), removed)

@@ -1,0 +1,327 @@
+"""The bilans as files: written under `output/rapports/<classe>/`, recorded, and their PDF.
+
+`report` builds the Word documents; this module writes and records them (`grille report`).
+`<classe>` is the class's own folder name (`state.class_folder`): two classes never share
+one. Each written bilan is recorded (path, SHA-256, class, student) in the database; its
+SHA-256 is recorded before the file is renamed into place, so that a crash in between
+leaves a file grille still knows as its own. A bilan that the teacher edited by hand since
+grille wrote it is never overwritten: the new version is written beside it and the teacher
+is told.
+
+PDFs are made through `office` (the one LibreOffice runner) and recorded with the SHA-256
+of the .docx they were made from, so that a PDF is never older than its Word file: a
+bilan rewritten without `--pdf` loses the PDF it made stale, and `pdf_fault` tells the
+archive which recorded PDF no longer matches its .docx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pipeline import office, state
+from pipeline.campaign import Campaign
+from pipeline.classes import select_classes
+from pipeline.errors import french_os_error
+from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.report import (
+    StudentReportData,
+    build_class_report,
+    build_student_report,
+    document_bytes,
+)
+from pipeline.roster import Student
+from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
+from pipeline.validation import Evaluation
+
+_CORE_PROPERTIES = "docProps/core.xml"  # creation and modification times
+PDF_TIMEOUT = 120.0  # seconds for LibreOffice to convert a folder's bilans…
+PDF_TIMEOUT_PER_FILE = 10.0  # … plus this per bilan
+NO_LIBREOFFICE = (
+    "PDF non produits : LibreOffice (soffice) n'est pas installé. Installez-le "
+    "(https://fr.libreoffice.org) ou ouvrez les bilans dans Word › Enregistrer en PDF."
+)
+
+
+@dataclass
+class ReportResult:
+    """What `write_reports` wrote, kept, removed or skipped."""
+
+    written: list[Path] = field(default_factory=list)
+    kept_edited: list[tuple[Path, Path]] = field(default_factory=list)  # (teacher's, new one)
+    without_return: list[str] = field(default_factory=list)
+    pdfs: list[Path] = field(default_factory=list)
+    pdf_problem: str = ""
+    stale_pdfs: list[Path] = field(default_factory=list)  # made stale by a rewrite: deleted
+    stale_kept: list[Path] = field(default_factory=list)  # stale, not grille's bytes: kept
+
+    @property
+    def matched_nobody(self) -> bool:
+        """True when no student matched the criteria (--student, --class)."""
+        return not self.written and not self.without_return
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def report_data(
+    campaign: Campaign, statuses: list[StudentStatus]
+) -> tuple[list[StudentReportData], list[StudentStatus]]:
+    """(data of every student with a recognised return, students without one)."""
+    team = team_appreciations(campaign.db, campaign.workspace.tracking_path)
+    with_return, without = [], []
+    for status in statuses:
+        if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
+            without.append(status)
+            continue
+        problems = [*status.missing, *status.invalid]
+        if status.to_confirm:
+            problems.insert(0, status.match_note)
+        with_return.append(
+            StudentReportData(
+                student=status.student,
+                evaluation=Evaluation.from_json(status.evaluation),
+                status=status.status,
+                problems=tuple(problems),
+                team_appreciation=team.get(status.student_id, ""),
+                to_confirm=status.to_confirm,
+                returned_on=date.fromisoformat(status.returned_at[:10])
+                if status.returned_at
+                else None,
+            )
+        )
+    return with_return, without
+
+
+def report_stem(student: Student) -> str:
+    """File name of a student's report, without extension: `bilan_NOM_Prenom_id`."""
+    return (
+        f"bilan_{safe_name(student.last_name).upper()}_"
+        f"{safe_name(student.first_name)}_{safe_name(student.student_id)}"
+    )
+
+
+def _relative(campaign: Campaign, path: Path) -> str:
+    return path.relative_to(campaign.workspace.root).as_posix()
+
+
+def _grille_wrote(campaign: Campaign, path: Path) -> bool:
+    """True when `path` holds bytes grille wrote there: the last ones recorded, or the ones
+    it was writing when it was stopped (recorded before the file is renamed into place)."""
+    record = state.report_record(campaign.db, _relative(campaign, path))
+    return record is not None and file_sha256(path) in (record.sha256, record.pending_sha256)
+
+
+def _report_target(campaign: Campaign, path: Path) -> Path:
+    """`path`, unless the teacher edited it: then the first of `<nom>_nouveau`,
+    `<nom>_nouveau_2`… that is free or still holds grille's own bytes."""
+    for number in itertools.count(1):
+        suffix = "" if number == 1 else "_nouveau" + ("" if number == 2 else f"_{number - 1}")
+        candidate = path.with_name(f"{path.stem}{suffix}{path.suffix}")
+        if not os.path.lexists(candidate) or (
+            candidate.is_file() and _grille_wrote(campaign, candidate)
+        ):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def _write_report(
+    campaign: Campaign,
+    path: Path,
+    data: bytes,
+    result: ReportResult,
+    class_name: str,
+    student_id: str | None,
+) -> Path:
+    """Write a report unless the teacher edited the previous one; record it; drop the PDF
+    this rewrite made stale.
+
+    The bytes' SHA-256 is recorded as pending before the file is renamed into place, so a
+    crash in between leaves a file grille still recognises as its own.
+    """
+    target = _report_target(campaign, path)
+    if target != path:
+        result.kept_edited.append((path, target))
+    if target.is_file() and _same_document(previous := target.read_bytes(), data):
+        data = previous  # the same bilan: its bytes, and so its PDF, stay valid
+    relative = _relative(campaign, target)
+    digest = hashlib.sha256(data).hexdigest()
+    state.begin_report_write(campaign.db, relative, digest, class_name, student_id)
+    atomic_write_bytes(target, data)
+    state.finish_report_write(campaign.db, relative)
+    result.written.append(target)
+    _drop_stale_pdf(campaign, target, digest, result)
+    return target
+
+
+def _same_document(old: bytes, new: bytes) -> bool:
+    """Whether two .docx hold the same document: the same parts with the same bytes, the
+    time stamps aside (of the zip entries and of `docProps/core.xml`, set on every write)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(old)) as first, zipfile.ZipFile(io.BytesIO(new)) as second:
+            names = first.namelist()
+            return names == second.namelist() and all(
+                name == _CORE_PROPERTIES or first.read(name) == second.read(name) for name in names
+            )
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False
+
+
+def _drop_stale_pdf(campaign: Campaign, document: Path, digest: str, result: ReportResult) -> None:
+    """Delete the recorded PDF of `document` unless it was made from these bytes (`digest`);
+    a PDF whose bytes are not grille's is kept, but no longer recorded (never archived)."""
+    pdf = document.with_suffix(".pdf")
+    record = state.report_record(campaign.db, _relative(campaign, pdf))
+    if record is None or record.source_sha256 == digest:
+        return
+    if pdf.is_file() and file_sha256(pdf) != record.sha256:
+        result.stale_kept.append(pdf)
+    elif os.path.lexists(pdf):
+        pdf.unlink()
+        result.stale_pdfs.append(pdf)
+    state.forget_report(campaign.db, record.file)
+
+
+def write_reports(
+    campaign: Campaign,
+    *,
+    student_ids: set[str] | None = None,
+    class_name: str | None = None,
+    pdf: bool = False,
+    today: date | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReportResult:
+    """Write the per-student and per-class reports of the latest returns (only the class
+    `class_name` names, see `select_classes`), and their PDF with `pdf`."""
+    ws = campaign.workspace
+    wanted = set(select_classes(campaign, class_name)) if class_name is not None else None
+    template = ws.report_template_path if ws.report_template_path.is_file() else None
+    grids = campaign.grids()
+    result = ReportResult()
+    statuses = student_statuses(campaign.db)  # read once: the query parses every return
+    data, without = report_data(campaign, statuses)
+    by_class: dict[str, list[StudentReportData]] = {}
+    grid_of = {s.student_id: (s.grid_id, s.grid_version) for s in statuses}
+    for item in data:
+        if wanted is None or item.student.class_name in wanted:
+            by_class.setdefault(item.student.class_name, []).append(item)
+    for status in without:
+        if wanted is not None and status.class_name not in wanted:
+            continue
+        if student_ids and status.student_id not in student_ids:
+            continue
+        result.without_return.append(f"{status.student.display_name} ({status.class_name})")
+    for klass, items in sorted(by_class.items()):
+        folder_name = state.class_folder(campaign.db, klass)
+        folder = ws.reports_dir / folder_name
+        for item in items:
+            student_id = item.student.student_id
+            if student_ids and student_id not in student_ids:
+                continue
+            grid = grids.get(grid_of[student_id], campaign.grid)
+            doc = build_student_report(grid, campaign.config, item, template)
+            name = f"{report_stem(item.student)}.docx"
+            _write_report(campaign, folder / name, document_bytes(doc), result, klass, student_id)
+            if progress:
+                progress(1)
+        if not student_ids:
+            late = [st.student for st in without if st.class_name == klass and st.in_roster]
+            doc = build_class_report(
+                campaign.grid, campaign.config, klass, items, template, today=today,
+                without_return=late,
+            )  # fmt: skip
+            name = f"bilan_classe_{folder_name}.docx"
+            _write_report(campaign, folder / name, document_bytes(doc), result, klass, None)
+    if pdf and result.written:
+        result.pdfs, result.pdf_problem = convert_to_pdf(campaign, result.written)
+        result.stale_pdfs = [path for path in result.stale_pdfs if path not in result.pdfs]
+    return result
+
+
+def convert_to_pdf(campaign: Campaign, documents: Sequence[Path]) -> tuple[list[Path], str]:
+    """A PDF beside each .docx through LibreOffice, each recorded with the SHA-256 of the
+    .docx it was made from: (the PDFs made, a French problem text or "")."""
+    by_folder: dict[Path, list[Path]] = {}
+    for document in documents:
+        by_folder.setdefault(document.parent, []).append(document)
+    made: list[Path] = []
+    for folder, files in by_folder.items():
+        sources = {document: file_sha256(document) for document in files}  # before converting
+        try:
+            timeout = PDF_TIMEOUT + PDF_TIMEOUT_PER_FILE * len(files)
+            pdfs = office.convert_all(files, "pdf", folder, timeout=timeout)
+        except office.OfficeError as exc:
+            if exc.code == "missing":
+                return made, NO_LIBREOFFICE
+            return made, f"PDF non produits : {exc.reason}"
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            return made, f"PDF non produits{where} : {french_os_error(exc)}."
+        for document, produced in zip(files, pdfs, strict=True):
+            state.record_pdf(
+                campaign.db,
+                _relative(campaign, produced),
+                file_sha256(produced),
+                _relative(campaign, document),
+                sources[document],
+            )
+            made.append(produced)
+    return made, ""
+
+
+def pdf_fault(campaign: Campaign, record: state.ReportRecord) -> str:
+    """Why the recorded PDF `record` does not match the .docx beside it (French, naming the
+    files), or "" when it was made from that .docx as it is now."""
+    root = campaign.workspace.root
+    pdf = root / record.file
+    document = pdf.with_suffix(".docx")
+    if not document.is_file():
+        return f"{pdf.name} : son bilan Word {document.name} est introuvable"
+    if not pdf.is_file() or file_sha256(pdf) != record.sha256:
+        return f"{pdf.name} : PDF modifié ou remplacé depuis que grille l'a écrit"
+    if record.source_sha256 != file_sha256(document):
+        return f"{pdf.name} : PDF plus ancien que son bilan Word ({document.name} a changé depuis)"
+    return ""
+
+
+def class_report_files(
+    campaign: Campaign, class_name: str
+) -> list[tuple[Path, state.ReportRecord]]:
+    """The reports (.docx, .pdf) recorded for the class that are still on disk, with their
+    record; a file grille did not write is never taken."""
+    root = campaign.workspace.root
+    return [
+        (root / record.file, record)
+        for record in state.class_reports(campaign.db, class_name)
+        if os.path.lexists(root / record.file)
+        and Path(record.file).suffix.lower() in (".docx", ".pdf")
+    ]
+
+
+def ensure_pdfs(campaign: Campaign, class_name: str) -> str:
+    """A PDF of each bilan of the class that has none, or one that does not match it
+    (`pdf_fault`); a French problem text, or ""."""
+    reports = class_report_files(campaign, class_name)
+    current = {
+        path
+        for path, record in reports
+        if path.suffix.lower() == ".pdf" and not pdf_fault(campaign, record)
+    }
+    stale = [
+        document
+        for document, _ in reports
+        if document.suffix.lower() == ".docx" and document.with_suffix(".pdf") not in current
+    ]
+    if not stale:
+        return ""
+    return convert_to_pdf(campaign, stale)[1]
