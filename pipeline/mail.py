@@ -32,6 +32,7 @@ from pipeline import state
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings, Workspace
+from pipeline.text import is_email
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # only for the type checker; no runtime dependency
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 ODS_TYPE = ("application", "vnd.oasis.opendocument.spreadsheet")
 XLS_TYPE = ("application", "vnd.ms-excel")
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 _FIX_CONFIG = f"Vérifiez la section [envoi] de {CONFIG_NAME}."
 SEND, REMIND = "envoi", "relance"  # the two kinds of message, as recorded in `sendings`
 TEMPLATE_NAMES = {SEND: "email_envoi.txt", REMIND: "email_relance.txt"}
@@ -313,7 +310,7 @@ def template_values(config: CampaignConfig, message: TutorMessage) -> dict[str, 
 
 def _address(name: str, email: str, fault: str) -> Address:
     """An `Address` for exactly one dot-atom email; otherwise `MailError(fault)`."""
-    if not _EMAIL.fullmatch(email) or ".." in email:  # no CR/LF, comma, space, quotes
+    if not is_email(email):  # no CR/LF, comma, space, quotes
         raise MailError(fault)
     return Address(display_name=_clean(name), addr_spec=email)
 

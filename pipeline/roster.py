@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import functools
 import hashlib
 import io
 import itertools
@@ -38,6 +37,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from pipeline.errors import Problem, RosterError, french_os_error
 from pipeline.files import atomic_save
+from pipeline.text import fold, is_email
 
 __all__ = [
     "DEMO_ROSTER",
@@ -364,11 +364,6 @@ class _Table:
 _SPACE_CHARS = " \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 _EDGE_SPACES = re.compile(f"\\A[{_SPACE_CHARS}]+|[{_SPACE_CHARS}]+\\Z")
 _SPACE_RUN = re.compile(f"[{_SPACE_CHARS}]+")
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "´": "'"})
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _DMY = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?)?")
 _ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?)?")
@@ -381,24 +376,9 @@ def _strip(text: str) -> str:
     return _EDGE_SPACES.sub("", text)
 
 
-def _fold(text: str) -> str:
-    """Casefold, strip accents, unify apostrophes and collapse spaces: for comparisons."""
-    if text.isascii():  # the usual case: no accent, apostrophe or space but " " to unify
-        folded = text.lower()
-        return (_SPACE_RUN.sub(" ", folded) if "  " in folded else folded).strip()
-    return _fold_unicode(text)
-
-
-@functools.lru_cache(maxsize=4096)  # classes and first names repeat down a roster
-def _fold_unicode(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACE_RUN.sub(" ", bare.casefold()).strip()
-
-
 def _header_key(text: str) -> str:
     """Normalised header: case, accents, spaces and a trailing « * » or « : » ignored."""
-    return _fold(text).rstrip("*: ").strip()
+    return fold(text).rstrip("*: ").strip()
 
 
 _HEADER_LOOKUP: dict[str, str] = {
@@ -455,7 +435,7 @@ def derive_student_id(class_name: str, last_name: str, first_name: str) -> str:
     Case, accents, apostrophe style and repeated spaces do not change it; nor do the row
     order or the other columns.
     """
-    key = "|".join(_fold(part) for part in (class_name, last_name, first_name))
+    key = "|".join(fold(part) for part in (class_name, last_name, first_name))
     return "E" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
@@ -1005,7 +985,7 @@ class _RowChecker:
                 column.header,
                 _MESSAGES["bad_email_invisible"].format(value=_show(value)),
             )
-        elif not _EMAIL.fullmatch(value) or ".." in value:
+        elif not is_email(value):
             self.problem(
                 "bad_email", column.header, _MESSAGES["bad_email"].format(value=_show(value))
             )
@@ -1108,7 +1088,7 @@ class _RosterChecker:
         """The student of one line, or None; the line's problems go to `result`."""
         result = self.result
         checker = _RowChecker(table, record, name)
-        if _fold(_cell_text(checker.raw("last_name"))) == _EXAMPLE_KEY:
+        if fold(_cell_text(checker.raw("last_name"))) == _EXAMPLE_KEY:
             checker.problem("example_row", "Nom", _MESSAGES["example_row"], severity="warning")
             result.problems.extend(checker.problems)
             return None
@@ -1147,7 +1127,7 @@ class _RosterChecker:
         student_id = explicit_id or (derive_student_id(*identity) if all(identity) else "")
         here = _Seen(name, record.row, explicit_id)
         if all(identity):
-            name_key = "|".join(_fold(part) for part in identity)
+            name_key = "|".join(fold(part) for part in identity)
             first = self.names.get(name_key)
             first_id = self.ids.get(student_id.casefold()) if student_id else None
             if first and not (

@@ -48,6 +48,7 @@ from pipeline.state import (
     pending_returns,
     student_from_row,
 )
+from pipeline.text import fold as fold_text  # student_statuses; the rest: validation.fold
 from pipeline.validation import STATUS_LABELS, fold, sort_problems
 
 SHEET = "Suivi"
@@ -242,7 +243,9 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 grid_version=row["grid_version"] or "",
             )
         )
-    statuses.sort(key=lambda s: (fold(s.class_name), fold(s.last_name), fold(s.first_name)))
+    statuses.sort(
+        key=lambda s: (fold_text(s.class_name), fold_text(s.last_name), fold_text(s.first_name))
+    )
     return statuses
 
 
