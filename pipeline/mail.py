@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from pipeline import state
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.kinds import Channel, SendingKind
 from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings, Workspace
 from pipeline.text import is_email
 
@@ -41,7 +42,7 @@ XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.she
 ODS_TYPE = ("application", "vnd.oasis.opendocument.spreadsheet")
 XLS_TYPE = ("application", "vnd.ms-excel")
 _FIX_CONFIG = f"Vérifiez la section [envoi] de {CONFIG_NAME}."
-SEND, REMIND = "envoi", "relance"  # the two kinds of message, as recorded in `sendings`
+SEND, REMIND = SendingKind.SEND, SendingKind.REMIND  # the two kinds of message
 TEMPLATE_NAMES = {SEND: "email_envoi.txt", REMIND: "email_relance.txt"}
 BUNDLED_TEMPLATES = Path(__file__).parent / "data"
 OUTBOX = "envoi"  # folder of output/ where messages go when no SMTP server is set
@@ -83,7 +84,7 @@ class TutorMessage:
     tutor_name: str
     tutor_email: str
     workbooks: tuple[WorkbookToSend, ...]
-    kind: str = SEND
+    kind: SendingKind = SEND
 
 
 @dataclass
@@ -111,7 +112,7 @@ _PENDING_SQL = """
 
 
 def group_by_tutor(
-    items: Sequence[tuple[str, str, WorkbookToSend]], kind: str = SEND
+    items: Sequence[tuple[str, str, WorkbookToSend]], kind: SendingKind = SEND
 ) -> list[TutorMessage]:
     """(tutor name, tutor email, workbook) → one message per tutor email, by tutor name."""
     groups: dict[str, tuple[str, str, list[WorkbookToSend]]] = {}
@@ -195,7 +196,7 @@ class MessageTemplate:
         return _clean(subject), body.rstrip() + "\n"
 
 
-def load_template(workspace: Workspace | None, kind: str) -> MessageTemplate:
+def load_template(workspace: Workspace | None, kind: SendingKind) -> MessageTemplate:
     """The campaign's `input_templates/email_*.txt`, or grille's own; French errors."""
     name = TEMPLATE_NAMES[kind]
     source = BUNDLED_TEMPLATES / name
@@ -607,7 +608,7 @@ def record_sending(
     message_id: str,
     sent_at: str,
     *,
-    channel: str = "smtp",
+    channel: Channel = Channel.SMTP,
     file: str = "",
     uncertain: bool = False,
 ) -> None:
@@ -692,7 +693,7 @@ def deliver(
     day = today or date.today()
 
     def prefix(message: TutorMessage) -> str:
-        return f"{'relance' if message.kind == REMIND else 'envoi'}_{day:%Y-%m-%d}"
+        return f"{message.kind}_{day:%Y-%m-%d}"
 
     if smtp.configured:
         emails = {str(email["Message-ID"]): email for _, email in built}
@@ -715,11 +716,11 @@ def deliver(
         )
     report = SendReport()
     for message, email in built:
-        name = prefix(message) if message.kind == REMIND else "envoi"
+        name = prefix(message) if message.kind == REMIND else SEND
         path = write_eml(email, eml_path(email, folder, name))
         relative = path.relative_to(workspace.root).as_posix()
         record_sending(
-            db, message, str(email["Message-ID"]), state.now(), channel="fichier", file=relative
+            db, message, str(email["Message-ID"]), state.now(), channel=Channel.FILE, file=relative
         )
         report.written.append((message, path))
     return report

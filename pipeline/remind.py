@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pipeline.kinds import ReturnStatus
 from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
 from pipeline.tracking import StudentStatus, student_statuses
 
-TO_REMIND = ("prepared", "sent", "incomplete", "invalid")
+TO_REMIND = (
+    ReturnStatus.PREPARED, ReturnStatus.SENT, ReturnStatus.INCOMPLETE, ReturnStatus.INVALID,
+)  # fmt: skip
 
 
 @dataclass
@@ -72,7 +75,7 @@ def pending_reminders(
             continue
         if wanted_class is not None and status.class_name.strip().casefold() != wanted_class:
             continue
-        if status.status == "generated":
+        if status.status == ReturnStatus.GENERATED:
             result.skipped.append(
                 f"{_display(status)} : classeur jamais envoyé au tuteur ; lancez « grille send »."
             )

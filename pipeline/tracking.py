@@ -40,6 +40,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from pipeline import state
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
+from pipeline.kinds import ReturnStatus
 from pipeline.roster import Student
 from pipeline.state import (
     STANDING_LABELS,
@@ -211,13 +212,13 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
             json.loads(row["problems"]) if row["problems"] else []
         )
         if row["return_status"]:
-            status = row["return_status"]
+            status = ReturnStatus(row["return_status"])
         elif row["sent_for_sure"]:  # over SMTP, or marked sent by the teacher
-            status = "sent"
+            status = ReturnStatus.SENT
         elif row["sent_at"]:
-            status = "prepared"  # written to the outbox: the teacher sends it herself
+            status = ReturnStatus.PREPARED  # written to the outbox: the teacher sends it herself
         else:
-            status = "generated"
+            status = ReturnStatus.GENERATED
         statuses.append(
             StudentStatus(
                 student=student_from_row(row),

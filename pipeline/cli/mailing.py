@@ -18,6 +18,7 @@ from pipeline.cli.base import (
     refresh_tracking,
     student_option,
 )
+from pipeline.kinds import SendingKind
 from pipeline.settings import SmtpSettings, Workspace
 
 
@@ -34,7 +35,7 @@ def _deliver(
     workspace: Workspace,
     opened: campaign_ops.Campaign,
     pending: list[mail.TutorMessage],
-    kind: str,
+    kind: SendingKind,
     dry_run: bool,
 ) -> int:
     """Build, then send or write, the messages of `pending`; print each; return failures."""
