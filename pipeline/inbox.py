@@ -20,7 +20,6 @@ import email.policy
 import imaplib
 import os
 import re
-import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.network import network_fault
 from pipeline.returns import MiB, printable
 from pipeline.settings import CONFIG_NAME, ImapSettings
 
@@ -56,17 +56,6 @@ _CHUNK = 200  # UIDs per FETCH or STORE command
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*"|\S+) (?P<name>.*)$')
-_NETWORK_FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (ssl.SSLCertVerificationError, "certificat du serveur non reconnu (nom du serveur exact ?)"),
-    ((ssl.SSLEOFError, ssl.SSLZeroReturnError), "connexion coupée par le serveur"),
-    (ssl.SSLError, "échec de la négociation TLS (« securite » et « port » cohérents ?)"),
-    (TimeoutError, "le serveur ne répond pas (délai dépassé)"),
-    (socket.gaierror, "nom de serveur inconnu"),
-    (ConnectionRefusedError, "connexion refusée (serveur arrêté, ou mauvais port)"),
-    (ConnectionError, "connexion coupée par le serveur"),
-    (EOFError, "connexion coupée par le serveur"),
-    (imaplib.IMAP4.abort, "connexion coupée par le serveur"),
-)
 _LOST = (OSError, EOFError, imaplib.IMAP4.abort)
 
 
@@ -181,9 +170,11 @@ def collect_mailbox(
 
 def _reason(exc: BaseException) -> str:
     """A short French description of a network or IMAP failure."""
-    for kind, text in _NETWORK_FAULTS:
-        if isinstance(exc, kind):
-            return text
+    network = network_fault(exc)
+    if network is not None:
+        return network
+    if isinstance(exc, imaplib.IMAP4.abort):
+        return "connexion coupée par le serveur"
     if isinstance(exc, imaplib.IMAP4.error):
         return f"réponse du serveur : « {_server_text(exc)} »"
     if isinstance(exc, OSError) and exc.strerror:

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import re
 import smtplib
-import socket
 import sqlite3
 import ssl
 import time
@@ -32,6 +31,7 @@ from pipeline import state
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.kinds import Channel, SendingKind
+from pipeline.network import network_fault
 from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings, Workspace
 from pipeline.text import is_email
 
@@ -409,13 +409,6 @@ def build_messages(
 
 # ------------------------------------------------------------------ SMTP
 
-_NETWORK_FAULTS: tuple[tuple[type[OSError], str], ...] = (
-    (TimeoutError, "le serveur ne répond pas (délai dépassé)"),
-    (socket.gaierror, "nom de serveur inconnu"),
-    (ConnectionRefusedError, "connexion refusée (serveur arrêté, ou mauvais port)"),
-    (ssl.SSLError, "échec de la négociation TLS (« securite » et port cohérents ?)"),
-)
-
 
 def _reason(exc: BaseException) -> str:
     """A short French description of an SMTP or network failure."""
@@ -429,14 +422,9 @@ def _reason(exc: BaseException) -> str:
         return 'STARTTLS ou authentification non proposés (essayez securite = "ssl", port 465)'
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "le serveur a coupé la connexion"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"certificat du serveur refusé ({_clean(exc.verify_message or '')}) : vérifiez le "
-            "nom du serveur, celui que donne votre service informatique"
-        )
-    for kind, text in _NETWORK_FAULTS:
-        if isinstance(exc, kind):
-            return text
+    network = network_fault(exc)
+    if network is not None:
+        return network
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return _clean(str(exc)) or type(exc).__name__
