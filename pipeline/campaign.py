@@ -22,7 +22,8 @@ from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_t
 from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
-from pipeline.roster import Student, write_roster_template
+from pipeline.roster import Student
+from pipeline.roster_template import write_roster_template
 from pipeline.settings import (
     KEY_RELATIVE,
     CampaignConfig,

@@ -45,3 +45,8 @@ def _fold_unicode(text: str) -> str:
 def is_email(text: str) -> bool:
     """True for exactly one plain e-mail address (dot-atom, a domain with a dot)."""
     return _EMAIL.fullmatch(text) is not None and ".." not in text
+
+
+def french_count(number: int) -> str:
+    """100000 → « 100 000 » (non-breaking space), as French texts write numbers."""
+    return f"{number:,}".replace(",", "\u00a0")
