@@ -297,11 +297,7 @@ class Campaign:
                 check_identity(db, config, key)
             grid = load_grid(grid_file)
             if grid_file is None:
-                row = db.execute(
-                    "SELECT g.grid_id, g.grid_version, g.source FROM workbooks w JOIN grids g "
-                    "ON g.grid_id = w.grid_id AND g.grid_version = w.grid_version "
-                    "ORDER BY w.id DESC LIMIT 1"
-                ).fetchone()
+                row = state.latest_generation_grid(db)
                 if row is not None and (row[0], row[1]) != (grid.id, grid.version):
                     grid = parse_grid_text(row[2], f"{row[0]} v{row[1]}")
         except BaseException:
@@ -322,55 +318,38 @@ class Campaign:
         """Keep the grid's text (TOML, even from a spreadsheet) in the database: returns are
         read with it, even years later. An edit of a grid already stored under the same id
         and version replaces it, unless `check_grid_edit` refuses it."""
-        key = (self.grid.id, self.grid.version)
-        row = self.db.execute(
-            "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
-        ).fetchone()
-        if row is not None and parse_grid_text(row[0], f"{key[0]} v{key[1]}") == self.grid:
+        grid = self.grid
+        stored = state.stored_grid_source(self.db, grid.id, grid.version)
+        if stored is not None and parse_grid_text(stored, f"{grid.id} v{grid.version}") == grid:
             return
-        self.check_grid_edit(self.grid)
-        with state.transaction(self.db) as db:
-            db.execute(
-                "INSERT OR REPLACE INTO grids VALUES (?, ?, ?, ?)",
-                (*key, grid_source(grid_file), state.now()),
-            )
+        self.check_grid_edit(grid)
+        state.store_grid(self.db, grid.id, grid.version, grid_source(grid_file))
 
     def check_grid_edit(self, grid: Grid) -> None:
         """Refuse (French `GridError`) a grid that changes, under the same id and version, a
         stored grid whose workbooks have left (sent, prepared or returned) in a way that
         would misread their returns: a criterion or dimension gone or renamed, or an answer
         cell moved. A new version is always accepted: old returns keep the old one."""
-        key = (grid.id, grid.version)
-        row = self.db.execute(
-            "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
-        ).fetchone()
-        if row is None:
+        stored = state.stored_grid_source(self.db, grid.id, grid.version)
+        if stored is None:
             return
-        used = self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM sendings s JOIN workbooks w ON w.id = s.workbook_id "
-            "WHERE w.grid_id = ?1 AND w.grid_version = ?2) OR EXISTS (SELECT 1 FROM returns "
-            "WHERE grid_id = ?1 AND grid_version = ?2)",
-            key,
-        ).fetchone()[0]
-        if used:
-            fault = edit_fault(parse_grid_text(row[0], f"{key[0]} v{key[1]}"), grid)
+        if state.grid_in_use(self.db, grid.id, grid.version):
+            fault = edit_fault(parse_grid_text(stored, f"{grid.id} v{grid.version}"), grid)
             if fault:
                 raise GridError(fault)
 
     def stored_grids(self) -> list[tuple[Grid, str]]:
         """The grids kept in the database, with when each was stored, oldest first."""
         return [
-            (parse_grid_text(row[2], f"{row[0]} v{row[1]}"), row[3])
-            for row in self.db.execute(
-                "SELECT grid_id, grid_version, source, stored_at FROM grids "
-                "ORDER BY stored_at, rowid"
-            )
-        ]
+            (parse_grid_text(row["source"], f"{row['grid_id']} v{row['grid_version']}"),
+             row["stored_at"])
+            for row in state.stored_grids(self.db)
+        ]  # fmt: skip
 
     def grids(self) -> dict[tuple[str, str], Grid]:
         """Every grid this campaign generated workbooks with, by (id, version)."""
         found = {(self.grid.id, self.grid.version): self.grid}
-        for row in self.db.execute("SELECT grid_id, grid_version, source FROM grids"):
+        for row in state.stored_grids(self.db):
             key = (row["grid_id"], row["grid_version"])
             if key not in found:
                 found[key] = parse_grid_text(row["source"], f"{key[0]} v{key[1]}")
@@ -400,7 +379,7 @@ class GenerateResult:
     created: list[Student] = field(default_factory=list)
     updated: list[tuple[Student, str]] = field(default_factory=list)  # with the reason
     unchanged: list[Student] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # display names no longer in the roster
+    removed: list[Student] = field(default_factory=list)  # no longer in the roster
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -459,14 +438,7 @@ def generate(
     template = template_bytes(build_template(grid, campaign.template_options()))
     template_digest = WorkbookStamper(template).digest
     result = GenerateResult()
-    previous = {
-        row["student_id"]: row
-        for row in campaign.db.execute(
-            "SELECT w.student_id, w.file, w.fingerprint, w.template_digest, w.grid_id, "
-            "w.grid_version FROM workbooks w "
-            "WHERE w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = w.student_id)"
-        )
-    }
+    previous = state.latest_workbooks(campaign.db)
     todo: list[tuple[Student, Path, str]] = []
     for student in students:
         fingerprint = student.fingerprint()
@@ -485,13 +457,9 @@ def generate(
         todo.append((student, path, fingerprint))
 
     roster_ids = {s.student_id for s in students}
-    for row in campaign.db.execute(
-        "SELECT student_id, last_name, first_name, class_name FROM students WHERE in_roster = 1"
-    ):
-        if row["student_id"] not in roster_ids:
-            result.removed.append(
-                f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
-            )
+    result.removed = [
+        s for s in state.roster_students(campaign.db) if s.student_id not in roster_ids
+    ]
 
     batch = [
         (str(path), identity_values(student, grid, campaign.config.campaign_id, campaign.key))
@@ -511,59 +479,19 @@ def generate(
         )
         for digest in chunk_digests
     ]
-    stamp = state.now()
-    with state.transaction(campaign.db) as db:
-        db.execute("UPDATE students SET in_roster = 0")
-        db.executemany(
-            "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
-            "tutor_name, tutor_email, tutor_phone, student_email, referent, start_date, "
-            "end_date, in_roster, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1,?) "
-            "ON CONFLICT(student_id) DO UPDATE SET last_name=excluded.last_name, "
-            "first_name=excluded.first_name, class_name=excluded.class_name, "
-            "company=excluded.company, tutor_name=excluded.tutor_name, "
-            "tutor_email=excluded.tutor_email, tutor_phone=excluded.tutor_phone, "
-            "student_email=excluded.student_email, referent=excluded.referent, "
-            "start_date=excluded.start_date, end_date=excluded.end_date, in_roster=1, "
-            "updated_at=excluded.updated_at",
-            [
-                (
-                    s.student_id,
-                    s.last_name,
-                    s.first_name,
-                    s.class_name,
-                    s.company,
-                    s.tutor_name,
-                    s.tutor_email,
-                    s.tutor_phone,
-                    s.student_email,
-                    s.referent,
-                    s.start.isoformat(),
-                    s.end.isoformat(),
-                    stamp,
-                )
-                for s in students
-            ],
-        )
-        db.executemany(
-            "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
-            "fingerprint, template_digest, generated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    student.student_id,
-                    path.relative_to(ws.root).as_posix(),
-                    digest,
-                    values["signature"],
-                    grid.id,
-                    grid.version,
-                    fingerprint,
-                    template_digest,
-                    stamp,
-                )
-                for (student, path, fingerprint), (_, values), digest in zip(
-                    todo, batch, digests, strict=True
-                )
-            ],
-        )
+    state.record_generation(
+        campaign.db,
+        students,
+        [
+            state.NewWorkbook(
+                student.student_id, path.relative_to(ws.root).as_posix(), digest,
+                values["signature"], grid.id, grid.version, fingerprint, template_digest,
+            )
+            for (student, path, fingerprint), (_, values), digest in zip(
+                todo, batch, digests, strict=True
+            )
+        ],
+    )  # fmt: skip
     return result
 
 

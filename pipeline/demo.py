@@ -22,6 +22,7 @@ from pathlib import Path
 
 import openpyxl
 
+from pipeline import state
 from pipeline.files import atomic_save, atomic_write_bytes
 from pipeline.grid import Grid
 from pipeline.roster import DEMO_ROSTER
@@ -67,14 +68,18 @@ class DemoStudent:
 
 def latest_workbooks(db: sqlite3.Connection, root: Path) -> list[DemoStudent]:
     """Every student's latest workbook, by class and name."""
-    rows = db.execute(
-        "SELECT w.file, s.last_name, s.first_name, s.tutor_name, s.tutor_email FROM students s "
-        "JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
-        " ORDER BY s.class_name, s.last_name, s.first_name"
-    )
-    return [
-        DemoStudent(f"{row[1].upper()} {row[2]}", root / row[0], row[3], row[4]) for row in rows
-    ]
+    demo = []
+    for row in state.students_with_workbooks(db):
+        student = state.student_from_row(row)
+        demo.append(
+            DemoStudent(
+                student.display_name,
+                root / row["workbook_file"],
+                student.tutor_name,
+                student.tutor_email,
+            )
+        )
+    return demo
 
 
 # What each simulated tutor does, by the student's place in the class list.

@@ -483,17 +483,10 @@ def _known(
 ) -> tuple[set[int], set[str]]:
     """UIDs already processed in this folder (same UIDVALIDITY), and their Message-IDs."""
     key = _mailbox_key(settings)
-    uids = campaign.db.execute(
-        "SELECT uid FROM fetched_messages "
-        "WHERE server = ? AND user_name = ? AND folder = ? AND uidvalidity = ?",
-        (*key, uidvalidity),
+    return (
+        state.fetched_uids(campaign.db, key, uidvalidity),
+        state.fetched_message_ids(campaign.db, key),
     )
-    ids = campaign.db.execute(
-        "SELECT message_id FROM fetched_messages "
-        "WHERE server = ? AND user_name = ? AND folder = ? AND message_id != ''",
-        key,
-    )
-    return {row[0] for row in uids}, {row[0] for row in ids}
 
 
 def _fetch_new(
@@ -614,14 +607,7 @@ def _account(
         and r.outcome.match != collect_ops.MATCH_REJECTED
         and r.origin.split(" › ", 1)[0] in by_origin
     )
-    stamp = state.now()
-    key = (*_mailbox_key(settings), fetch.uidvalidity)
-    with state.transaction(campaign.db) as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO fetched_messages (server, user_name, folder, uidvalidity, "
-            "uid, message_id, outcome, stored_file, fetched_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            [(*key, *row, stamp) for row in rows],
-        )
+    state.record_fetched_messages(campaign.db, _mailbox_key(settings), fetch.uidvalidity, rows)
     return result
 
 

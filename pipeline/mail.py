@@ -99,17 +99,6 @@ class SendReport:
 
 # ------------------------------------------------------------------ what to send
 
-_PENDING_SQL = """
-    SELECT s.student_id, s.last_name, s.first_name, s.class_name, s.company,
-           s.tutor_name, s.tutor_email, w.id AS workbook_id, w.file, w.sha256
-    FROM students s
-    JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
-    WHERE s.in_roster = 1
-      AND (:resend OR NOT EXISTS (
-          SELECT 1 FROM sendings d WHERE d.workbook_id = w.id AND d.kind = 'envoi'))
-    ORDER BY s.last_name, s.first_name, s.student_id
-"""
-
 
 def group_by_tutor(
     items: Sequence[tuple[str, str, WorkbookToSend]], kind: SendingKind = SEND
@@ -137,17 +126,17 @@ def pending_messages(
     """
     wanted_class = class_name.strip().casefold() if class_name is not None else None
     items: list[tuple[str, str, WorkbookToSend]] = []
-    for row in db.execute(_PENDING_SQL, {"resend": resend}):
-        if student_ids is not None and row["student_id"] not in student_ids:
+    for row in state.workbooks_to_send(db, resend=resend):
+        student = state.student_from_row(row)
+        if student_ids is not None and student.student_id not in student_ids:
             continue
-        if wanted_class is not None and row["class_name"].strip().casefold() != wanted_class:
+        if wanted_class is not None and student.class_name.strip().casefold() != wanted_class:
             continue
         book = WorkbookToSend(
-            row["student_id"], f"{row['last_name'].upper()} {row['first_name']}",
-            row["class_name"], row["company"], row["workbook_id"], root / row["file"],
-            row["sha256"],
+            student.student_id, student.display_name, student.class_name, student.company,
+            row["workbook_id"], root / row["workbook_file"], row["workbook_sha256"],
         )  # fmt: skip
-        items.append((row["tutor_name"], row["tutor_email"], book))
+        items.append((student.tutor_name, student.tutor_email, book))
     return group_by_tutor(items)
 
 
@@ -601,13 +590,15 @@ def record_sending(
     uncertain: bool = False,
 ) -> None:
     """Store one `sendings` row per workbook of the message, in one transaction."""
-    with state.transaction(db):
-        db.executemany(
-            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
-            "kind, channel, file, uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(b.student_id, b.workbook_id, message.tutor_email, message_id, sent_at,
-              message.kind, channel, file, int(uncertain)) for b in message.workbooks],
-        )  # fmt: skip
+    state.record_sendings(
+        db,
+        [
+            state.Sending(b.student_id, b.workbook_id, message.tutor_email, message_id,
+                          message.kind, channel, file, uncertain)
+            for b in message.workbooks
+        ],
+        sent_at,
+    )  # fmt: skip
 
 
 def mark_sent_by_hand(
@@ -617,18 +608,7 @@ def mark_sent_by_hand(
 
     Only latest workbooks written to the outbox and not yet sent are marked.
     """
-    rows = db.execute(
-        """
-        SELECT d.student_id, d.workbook_id, d.recipient, d.message_id, d.file,
-               s.last_name, s.first_name, s.class_name
-        FROM sendings d JOIN students s ON s.student_id = d.student_id
-        WHERE d.kind = 'envoi' AND d.channel = 'fichier'
-          AND d.workbook_id = (SELECT MAX(id) FROM workbooks WHERE student_id = d.student_id)
-          AND NOT EXISTS (SELECT 1 FROM sendings o WHERE o.workbook_id = d.workbook_id
-                          AND o.kind = 'envoi' AND o.channel != 'fichier')
-        GROUP BY d.student_id ORDER BY s.class_name, s.last_name, s.first_name
-        """
-    ).fetchall()
+    rows = state.outbox_only_sendings(db)
     wanted_class = class_name.strip().casefold() if class_name is not None else None
     chosen = [
         row
@@ -636,14 +616,16 @@ def mark_sent_by_hand(
         if (student_ids is None or row["student_id"] in student_ids)
         and (wanted_class is None or row["class_name"].strip().casefold() == wanted_class)
     ]
-    with state.transaction(db):
-        db.executemany(
-            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
-            "kind, channel, file) VALUES (?, ?, ?, ?, ?, 'envoi', 'manuel', ?)",
-            [(r["student_id"], r["workbook_id"], r["recipient"], r["message_id"], state.now(),
-              r["file"]) for r in chosen],
-        )  # fmt: skip
-    return [f"{r['last_name'].upper()} {r['first_name']} ({r['class_name']})" for r in chosen]
+    state.record_sendings(
+        db,
+        [
+            state.Sending(r["student_id"], r["workbook_id"], r["recipient"], r["message_id"],
+                          SEND, Channel.BY_HAND, r["file"])
+            for r in chosen
+        ],
+    )  # fmt: skip
+    students = [state.student_from_row(r) for r in chosen]
+    return [f"{s.display_name} ({s.class_name})" for s in students]
 
 
 def eml_path(message: EmailMessage, folder: Path, prefix: str) -> Path:

@@ -10,13 +10,13 @@ recorded in `sendings` with the kind `relance`.
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pipeline import state
 from pipeline.kinds import ReturnStatus
 from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
 from pipeline.tracking import StudentStatus, student_statuses
@@ -59,11 +59,8 @@ def pending_reminders(
     """
     moment = now or datetime.now()
     latest = {
-        row["student_id"]: (row["id"], row["sha256"])
-        for row in db.execute(
-            "SELECT id, student_id, sha256 FROM workbooks w "
-            "WHERE id = (SELECT MAX(id) FROM workbooks WHERE student_id = w.student_id)"
-        )
+        student_id: (row["id"], row["sha256"])
+        for student_id, row in state.latest_workbooks(db).items()
     }
     wanted_class = class_name.strip().casefold() if class_name is not None else None
     result = Reminders()
@@ -123,10 +120,8 @@ def _problems(db: sqlite3.Connection, return_id: int | None) -> list[dict[str, s
     """The blocking problems of a return (missing or wrong answers), in workbook order."""
     if return_id is None:
         return []
-    row = db.execute("SELECT problems FROM returns WHERE id = ?", (return_id,)).fetchone()
-    problems: list[dict[str, str]] = json.loads(row["problems"]) if row and row["problems"] else []
     return [
-        p for p in problems if p.get("severity", "error") == "error" and
+        p for p in state.return_problems(db, return_id) if p.get("severity", "error") == "error" and
         p["code"].startswith(("missing", "invalid"))
     ]  # fmt: skip
 

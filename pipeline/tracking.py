@@ -146,25 +146,6 @@ class StudentStatus:
         }
 
 
-_STATUS_QUERY = """
-SELECT s.*,
-       w.file AS workbook_file, w.generated_at,
-       (SELECT MAX(sent_at) FROM sendings
-        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_at,
-       (SELECT MAX(channel != 'fichier') FROM sendings
-        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_for_sure,
-       (SELECT MAX(sent_at) FROM sendings
-        WHERE student_id = s.student_id AND kind = 'relance') AS reminded_at,
-       r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match, r.match_note,
-       r.status AS return_status, r.problems, r.evaluation, r.grid_id, r.grid_version,
-       c.standing
-FROM students s
-LEFT JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
-LEFT JOIN counted_returns c ON c.student_id = s.student_id
-LEFT JOIN returns r ON r.id = c.return_id
-"""
-
-
 def waiting_note(pending: ReturnStanding, counted_id: int | None, counted_standing: str) -> str:
     """How a return « à confirmer » stands beside the student's return that counts."""
     if counted_id is None or pending.return_id == counted_id:
@@ -206,7 +187,7 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
     for waiting_return in pending_returns(db):
         waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
     statuses = []
-    for row in db.execute(_STATUS_QUERY):
+    for row in state.student_status_rows(db):
         pending = waiting.get(row["student_id"], [])
         missing, invalid, warnings = sort_problems(
             json.loads(row["problems"]) if row["problems"] else []

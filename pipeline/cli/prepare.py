@@ -140,8 +140,11 @@ def _run_generate(
         click.echo(
             f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}"
         )
-    for name in result.removed:
-        click.echo(f"  Attention — {name} n'est plus dans la liste : son classeur est conservé.")
+    for student in result.removed:
+        click.echo(
+            f"  Attention — {student.display_name} ({student.class_name}) n'est plus dans la "
+            "liste : son classeur est conservé."
+        )
     if result.removed:
         click.echo(
             "  Si votre liste est répartie en plusieurs fichiers, donnez-les tous : "
