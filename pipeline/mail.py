@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import state
+from pipeline.classes import resolve_class
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.kinds import Channel, SendingKind
@@ -124,13 +125,13 @@ def pending_messages(
 
     Written to the outbox counts as delivered: the teacher may have sent it already.
     """
-    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    wanted_class = resolve_class(db, class_name) if class_name is not None else None
     items: list[tuple[str, str, WorkbookToSend]] = []
     for row in state.workbooks_to_send(db, resend=resend):
         student = state.student_from_row(row)
         if student_ids is not None and student.student_id not in student_ids:
             continue
-        if wanted_class is not None and student.class_name.strip().casefold() != wanted_class:
+        if wanted_class is not None and student.class_name != wanted_class:
             continue
         book = WorkbookToSend(
             student.student_id, student.display_name, student.class_name, student.company,
@@ -609,12 +610,12 @@ def mark_sent_by_hand(
     Only latest workbooks written to the outbox and not yet sent are marked.
     """
     rows = state.outbox_only_sendings(db)
-    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    wanted_class = resolve_class(db, class_name) if class_name is not None else None
     chosen = [
         row
         for row in rows
         if (student_ids is None or row["student_id"] in student_ids)
-        and (wanted_class is None or row["class_name"].strip().casefold() == wanted_class)
+        and (wanted_class is None or row["class_name"] == wanted_class)
     ]
     state.record_sendings(
         db,

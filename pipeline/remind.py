@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline import state
+from pipeline.classes import resolve_class
 from pipeline.kinds import ReturnStatus
 from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
 from pipeline.tracking import StudentStatus, student_statuses
@@ -62,7 +63,7 @@ def pending_reminders(
         student_id: (row["id"], row["sha256"])
         for student_id, row in state.latest_workbooks(db).items()
     }
-    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    wanted_class = resolve_class(db, class_name) if class_name is not None else None
     result = Reminders()
     items: list[tuple[str, str, WorkbookToSend]] = []
     for status in student_statuses(db):
@@ -70,7 +71,7 @@ def pending_reminders(
             continue
         if student_ids is not None and status.student_id not in student_ids:
             continue
-        if wanted_class is not None and status.class_name.strip().casefold() != wanted_class:
+        if wanted_class is not None and status.class_name != wanted_class:
             continue
         if status.status == ReturnStatus.GENERATED:
             result.skipped.append(

@@ -1174,6 +1174,11 @@ def workbooks_to_send(db: sqlite3.Connection, *, resend: bool = False) -> list[s
     ).fetchall()
 
 
+def class_names(db: sqlite3.Connection) -> list[str]:
+    """The classes of the campaign's students, in alphabetical order."""
+    return [row[0] for row in db.execute("SELECT DISTINCT class_name FROM students ORDER BY 1")]
+
+
 def roster_students(db: sqlite3.Connection) -> list[Student]:
     """The students of the roster last used by `generate`."""
     return [

@@ -217,7 +217,7 @@ def friendly_errors(output_dir: Path | None = None) -> Iterator[None]:
     try:
         yield
     except GrilleError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         fail("interrompu par l'utilisateur.", 130)
     except OSError as exc:
