@@ -1,8 +1,11 @@
-"""Campaign-level operations behind the CLI: create a campaign, generate workbooks.
+"""The campaign (`Campaign`: folder, configuration, key, grid, database) and the steps that
+make it: `init_campaign`, `generate_workbooks`, `restore_backup`.
 
-Each function takes a `Workspace`, does one step of the flow by calling the step's
-module, records it in the state database and returns a result object; the CLI only
-prints that result.
+A step takes the opened campaign (`generate_workbooks(campaign, …)`), or its `Workspace`
+when there is none to open yet or the database is what is repaired (`init_campaign`,
+`list_backups`, `restore_backup`); it does its work through the modules of the flow,
+records it in the state database and returns a result object, which the front end (the
+CLI, later a web interface) only shows.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from datetime import date
 from pathlib import Path
 
 from pipeline import state
-from pipeline.errors import ConfigError, GridError, GrilleError
+from pipeline.errors import ConfigError, GridError, GrilleError, RequestError
 from pipeline.files import atomic_write_bytes
 from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_text
-from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
-from pipeline.roster import Student
+from pipeline.roster import RosterResult, Student, read_rosters
 from pipeline.roster_template import write_roster_template
 from pipeline.settings import (
+    BUNDLED_TEMPLATES,
     KEY_RELATIVE,
+    TEMPLATE_NAMES,
     CampaignConfig,
     Workspace,
     create_key,
@@ -171,8 +175,30 @@ def init_campaign(
 
     Refuses (before writing anything) to start a blank database beside a campaign's files,
     and to make a new key for a campaign whose workbooks were signed with the lost one.
-    Call it under the run lock (`state.run_lock(workspace.output_dir)`).
+    Takes the campaign's run lock (`state.run_lock`) while it works.
     """
+    with state.run_lock(workspace.output_dir):
+        return _init_campaign(
+            workspace,
+            school=school,
+            session=session,
+            teacher_name=teacher_name,
+            teacher_email=teacher_email,
+            deadline=deadline,
+            today=today,
+        )
+
+
+def _init_campaign(
+    workspace: Workspace,
+    *,
+    school: str,
+    session: str,
+    teacher_name: str,
+    teacher_email: str,
+    deadline: date | None,
+    today: date | None,
+) -> InitResult:
     created: list[str] = []
     kept: list[str] = []
     root = workspace.root
@@ -256,6 +282,49 @@ def _refuse_new_key(workspace: Workspace) -> None:
             "de bon : « grille generate --new-key » crée une nouvelle clé et refait les "
             "classeurs, à envoyer aux tuteurs (« grille send »)."
         )
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What `restore_backup` did."""
+
+    restored: Path  # the copy put back
+    described: state.Backup | None  # what it holds, when it is one of the campaign's copies
+    saved_as: Path | None  # the backup that holds the replaced database
+    set_aside: Path | None  # the replaced database, damaged, moved aside
+    mismatch: str  # why the restored database does not fit the key or grille.toml ("": it does)
+
+
+def list_backups(workspace: Workspace) -> list[state.Backup]:
+    """The copies of the campaign's database (`output/.sauvegardes/`), newest first, with
+    what each holds. Raises `ConfigError` when `workspace` is no campaign."""
+    workspace.load_config()
+    return [state.describe_backup(path) for path in reversed(state.backups(workspace.backups_dir))]
+
+
+def restore_backup(workspace: Workspace, name: str) -> RestoreResult:
+    """`grille restore NAME`: put back the backup called `name` (a name from
+    `list_backups`, or the path of a copy), under the run lock; the replaced database is
+    itself backed up first (or set aside when damaged). Then say whether the campaign's key
+    and grille.toml still fit the restored database (`mismatch`)."""
+    workspace.load_config()  # a campaign folder, or say so
+    chosen = workspace.backups_dir / name
+    if not chosen.is_file():
+        chosen = Path(name)
+    if not chosen.is_file():
+        raise RequestError(
+            f"sauvegarde « {name} » introuvable. « grille restore --list » montre celles de la "
+            "campagne."
+        )
+    with state.run_lock(workspace.output_dir):
+        done = state.restore(chosen, workspace.db_path, workspace.backups_dir)
+        try:
+            Campaign.open(workspace).close()
+            mismatch = ""
+        except GrilleError as exc:
+            mismatch = str(exc)
+    described = state.describe_backup(chosen) if chosen.parent == workspace.backups_dir else None
+    return RestoreResult(chosen, described, done.saved_as, done.set_aside, mismatch)
 
 
 @dataclass
@@ -374,13 +443,67 @@ class Campaign:
 
 @dataclass
 class GenerateResult:
-    """Per student, what `generate` did."""
+    """Per student, what `generate` did; with `generate_workbooks`, the roster it read.
+
+    Nothing was generated when the roster has errors or no student (`generated` is False).
+    """
 
     created: list[Student] = field(default_factory=list)
     updated: list[tuple[Student, str]] = field(default_factory=list)  # with the reason
     unchanged: list[Student] = field(default_factory=list)
     removed: list[Student] = field(default_factory=list)  # no longer in the roster
     files: dict[str, Path] = field(default_factory=dict)
+    roster: RosterResult = field(default_factory=RosterResult)
+    generated: bool = False
+    new_key: bool = False  # the campaign adopted a new key: every workbook was made again
+
+
+def generate_workbooks(
+    campaign: Campaign,
+    rosters: Sequence[Path] = (),
+    *,
+    grid_file: Path | None = None,
+    force: bool = False,
+    new_key: bool = False,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> GenerateResult:
+    """`grille generate`: read the roster (`rosters`, files or folders read as one; by
+    default input_templates/roster.xlsx) and, when it has no error and some students, keep
+    the grid and write the workbooks that changed (`generate`).
+
+    `grid_file` is the grid the campaign was opened with (its text is kept in the
+    database). `new_key` (the campaign was opened with `new_key`): every workbook is made
+    again and signed with the new key, which is adopted once they all are; refused
+    (`RequestError`) when the key did not change. `progress(done, total)` follows the
+    workbooks written. Raises `RosterError` when a roster file cannot be read at all.
+    """
+    if new_key and campaign.key_matches():
+        raise RequestError(
+            "--new-key : la clé secrète de la campagne est toujours celle de ses classeurs ; "
+            "rien n'est à refaire."
+        )
+    roster = read_rosters(list(rosters) or [campaign.workspace.roster_path])
+    if not roster.valid or not roster.students:
+        return GenerateResult(roster=roster)
+    campaign.remember_grid(grid_file)
+    total = len(roster.students)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    result = generate(
+        campaign, roster.students, force=force or new_key, jobs=jobs, progress=advance
+    )
+    if new_key:  # only once every workbook is signed with it
+        campaign.adopt_key()
+        result.updated = [(student, "nouvelle clé secrète") for student, _ in result.updated]
+    result.roster, result.generated, result.new_key = roster, True, new_key
+    return result
 
 
 _stamper: WorkbookStamper | None = None
@@ -500,6 +623,10 @@ __all__ = [
     "GenerateResult",
     "GrilleError",
     "InitResult",
+    "RestoreResult",
     "generate",
+    "generate_workbooks",
     "init_campaign",
+    "list_backups",
+    "restore_backup",
 ]

@@ -43,7 +43,9 @@ class ConfigError(GrilleError):
 
 
 class RosterError(GrilleError):
-    """The roster cannot be read at all (wrong file type, no header)."""
+    """The roster cannot be read at all (wrong file type, no header): exit code 2."""
+
+    exit_code = 2
 
 
 class StorageError(GrilleError):

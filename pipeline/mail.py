@@ -28,12 +28,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import state
+from pipeline.campaign import Campaign
 from pipeline.classes import resolve_class
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
 from pipeline.kinds import Channel, SendingKind
 from pipeline.network import network_fault
-from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings, Workspace
+from pipeline.roster import Student
+from pipeline.settings import (
+    BUNDLED_TEMPLATES,
+    CONFIG_NAME,
+    TEMPLATE_NAMES,
+    CampaignConfig,
+    SmtpSettings,
+    Workspace,
+)
 from pipeline.text import is_email
 
 if TYPE_CHECKING:
@@ -44,8 +53,6 @@ ODS_TYPE = ("application", "vnd.oasis.opendocument.spreadsheet")
 XLS_TYPE = ("application", "vnd.ms-excel")
 _FIX_CONFIG = f"Vérifiez la section [envoi] de {CONFIG_NAME}."
 SEND, REMIND = SendingKind.SEND, SendingKind.REMIND  # the two kinds of message
-TEMPLATE_NAMES = {SEND: "email_envoi.txt", REMIND: "email_relance.txt"}
-BUNDLED_TEMPLATES = Path(__file__).parent / "data"
 OUTBOX = "envoi"  # folder of output/ where messages go when no SMTP server is set
 SENT_COPIES = "envoyes"  # under OUTBOX: a copy of each message sent over SMTP
 
@@ -114,17 +121,18 @@ def group_by_tutor(
 
 
 def pending_messages(
-    db: sqlite3.Connection,
-    root: Path,
+    campaign: Campaign,
     *,
     resend: bool = False,
     student_ids: set[str] | None = None,
     class_name: str | None = None,
 ) -> list[TutorMessage]:
-    """Latest workbooks not delivered yet (all with `resend`), one message per tutor.
+    """Latest workbooks not delivered yet (all with `resend`), one message per tutor; only
+    the students of `student_ids` and of the class `class_name` (`resolve_class`) if given.
 
     Written to the outbox counts as delivered: the teacher may have sent it already.
     """
+    db, root = campaign.db, campaign.workspace.root
     wanted_class = resolve_class(db, class_name) if class_name is not None else None
     items: list[tuple[str, str, WorkbookToSend]] = []
     for row in state.workbooks_to_send(db, resend=resend):
@@ -603,12 +611,18 @@ def record_sending(
 
 
 def mark_sent_by_hand(
-    db: sqlite3.Connection, *, student_ids: set[str] | None = None, class_name: str | None = None
-) -> list[str]:
-    """Record that the teacher sent the outbox messages herself; the students' names.
+    campaign: Campaign,
+    *,
+    student_ids: set[str] | None = None,
+    class_name: str | None = None,
+) -> list[Student]:
+    """`grille send --mark-sent`: record that the teacher sent the outbox messages herself
+    (only the students of `student_ids` and of the class `class_name` if given); the
+    students marked.
 
     Only latest workbooks written to the outbox and not yet sent are marked.
     """
+    db = campaign.db
     rows = state.outbox_only_sendings(db)
     wanted_class = resolve_class(db, class_name) if class_name is not None else None
     chosen = [
@@ -625,8 +639,7 @@ def mark_sent_by_hand(
             for r in chosen
         ],
     )  # fmt: skip
-    students = [state.student_from_row(r) for r in chosen]
-    return [f"{s.display_name} ({s.class_name})" for s in students]
+    return [state.student_from_row(r) for r in chosen]
 
 
 def eml_path(message: EmailMessage, folder: Path, prefix: str) -> Path:
@@ -647,9 +660,7 @@ def write_eml(message: EmailMessage, path: Path, *, draft: bool = True) -> Path:
 
 
 def deliver(
-    db: sqlite3.Connection,
-    workspace: Workspace,
-    smtp: SmtpSettings,
+    campaign: Campaign,
     password: str | None,
     built: Sequence[tuple[TutorMessage, EmailMessage]],
     *,
@@ -660,6 +671,7 @@ def deliver(
 
     Each delivery is recorded at once, so an interrupted run resumes where it stopped.
     """
+    db, workspace, smtp = campaign.db, campaign.workspace, campaign.config.smtp
     folder = workspace.output_dir / OUTBOX
     day = today or date.today()
 
@@ -695,3 +707,64 @@ def deliver(
         )
         report.written.append((message, path))
     return report
+
+
+# ------------------------------------------------------------------ the step
+
+
+@dataclass
+class DeliveryResult:
+    """What `deliver_messages` did: the messages built (or not), and how each left."""
+
+    kind: SendingKind
+    dry_run: bool
+    smtp: SmtpSettings  # configured: sent over the server; else written to `outbox`
+    outbox: Path  # output/envoi/
+    built: list[tuple[TutorMessage, EmailMessage]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # messages that could not be built
+    report: SendReport = field(default_factory=SendReport)  # empty for a dry run
+    fault: str = ""  # why nothing could be sent: the server cannot be reached or logged in
+
+    @property
+    def failures(self) -> int:
+        """Messages not built, refused, or perhaps not delivered (uncertain); one more when
+        the server could not be used at all."""
+        report = self.report
+        return len(self.errors) + len(report.failed) + len(report.uncertain) + bool(self.fault)
+
+    @property
+    def ok(self) -> bool:
+        """True when every message was built and delivered (for a dry run: built)."""
+        return self.failures == 0
+
+
+def deliver_messages(
+    campaign: Campaign,
+    pending: Sequence[TutorMessage],
+    kind: SendingKind,
+    *,
+    dry_run: bool = False,
+    password: str | None = None,
+    today: date | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryResult:
+    """`grille send` and `grille remind`: build the messages of `pending` from the
+    campaign's text for `kind`, then (unless `dry_run`) send them over the SMTP server of
+    grille.toml (logged in with `password`) or write them to the outbox; each delivery is
+    recorded as it happens.
+
+    A message that cannot be built (a bad address, a workbook changed on disk) is reported
+    in `errors` and the others go on; a server that cannot be reached or refuses the login
+    is named in `fault`, before any message left. A wrong teacher address raises
+    `MailError`.
+    """
+    workspace = campaign.workspace
+    result = DeliveryResult(kind, dry_run, campaign.config.smtp, workspace.output_dir / OUTBOX)
+    template = load_template(workspace, kind)
+    result.built, result.errors = build_messages(campaign.config, pending, template)
+    if not dry_run:
+        try:
+            result.report = deliver(campaign, password, result.built, today=today, sleep=sleep)
+        except MailError as exc:
+            result.fault = str(exc)
+    return result

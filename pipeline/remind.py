@@ -3,9 +3,9 @@
 A student is reminded about when the workbook was delivered (sent, or written to the
 outbox) and no complete return has come back. The message lists, per student, exactly
 what is missing or wrong (the problems `collect` found) and attaches the workbook to
-complete: the one the tutor returned if any, else the one grille generated. It goes
-through the same machinery as `send` (`mail.build_messages`, `mail.deliver`) and is
-recorded in `sendings` with the kind `relance`.
+complete: the one the tutor returned if any, else the one grille generated.
+`pending_reminders` gives those messages; they leave as `send`'s do
+(`mail.deliver_messages`), recorded in `sendings` with the kind `relance`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline import state
+from pipeline.campaign import Campaign
 from pipeline.classes import resolve_class
 from pipeline.kinds import ReturnStatus
 from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
@@ -44,8 +45,7 @@ def _french_day(stamp: str) -> str:
 
 
 def pending_reminders(
-    db: sqlite3.Connection,
-    root: Path,
+    campaign: Campaign,
     *,
     student_ids: set[str] | None = None,
     class_name: str | None = None,
@@ -53,11 +53,13 @@ def pending_reminders(
     again: bool = False,
     now: datetime | None = None,
 ) -> Reminders:
-    """One reminder per tutor with students to remind.
+    """`grille remind`: one reminder per tutor with students to remind (only the students
+    of `student_ids` and of the class `class_name` if given), for `mail.deliver_messages`.
 
     A student reminded less than `interval_days` ago, with no new return since, is left
     out unless `again`; so is a student whose workbook was never delivered (`send` first).
     """
+    db, root = campaign.db, campaign.workspace.root
     moment = now or datetime.now()
     latest = {
         student_id: (row["id"], row["sha256"])

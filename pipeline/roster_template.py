@@ -18,7 +18,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from pipeline.errors import RosterError, french_os_error
+from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_save
 from pipeline.roster import (
     EXAMPLE_LAST_NAME,
@@ -31,6 +31,11 @@ from pipeline.roster import (
     TEMPLATE_SHEET,
 )
 from pipeline.text import french_count
+
+
+class RosterTemplateError(GrilleError):
+    """The roster template cannot be written (exit code 1: not a fault of a roster)."""
+
 
 _REQUIRED_FILL = PatternFill("solid", fgColor="1F4E78")
 _OPTIONAL_FILL = PatternFill("solid", fgColor="DDEBF7")
@@ -193,14 +198,14 @@ def _write_instructions(sheet: Any) -> None:
 def write_roster_template(path: Path) -> None:
     """Write the roster template to `path` (.xlsx) atomically (temp file, then rename).
 
-    Raises `RosterError` (French) when the file cannot be written.
+    Raises `RosterTemplateError` (French) when the file cannot be written.
     """
     path = Path(path)
     workbook = build_roster_template()
     try:
         atomic_save(path, workbook.save)
     except OSError as exc:
-        raise RosterError(
+        raise RosterTemplateError(
             f"{path} : écriture impossible ({french_os_error(exc)}) ; vérifiez le dossier et "
             "fermez le fichier s'il est ouvert dans Excel."
         ) from None

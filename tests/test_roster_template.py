@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from pipeline.errors import RosterError
 from pipeline.roster import MAX_DATA_ROWS, REQUIRED_HEADERS, ROSTER_COLUMNS, read_roster
-from pipeline.roster_template import write_roster_template
+from pipeline.roster_template import RosterTemplateError, write_roster_template
 
 
 def test_template__read_back_unchanged__no_student_and_one_warning(tmp_path: Path) -> None:
@@ -97,8 +96,8 @@ def test_template__data_validations__on_email_and_date_columns(tmp_path: Path) -
     assert email.error.startswith("Une seule adresse par cellule")
 
 
-def test_template__unwritable_folder__roster_error_in_french(tmp_path: Path) -> None:
+def test_template__unwritable_folder__french_error(tmp_path: Path) -> None:
     (tmp_path / "fichier").write_text("pas un dossier")
 
-    with pytest.raises(RosterError, match="écriture impossible"):
+    with pytest.raises(RosterTemplateError, match="écriture impossible"):
         write_roster_template(tmp_path / "fichier" / "modele.xlsx")

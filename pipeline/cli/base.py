@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -277,13 +277,25 @@ def _backup_after(workspace: Workspace) -> None:
 
 
 @contextmanager
-def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr for long work (silent when there is little to do)."""
-    if total < 20 or not sys.stderr.isatty():
-        yield lambda n: None
-        return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for a step that says how far it is, `(done, total)`: shown
+    once the step knows its total, if there is much to do (silent otherwise)."""
+    bar: Any = None
+    with ExitStack() as stack:
+
+        def show(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                if total < 20 or not sys.stderr.isatty():
+                    bar = False
+                else:
+                    bar = stack.enter_context(
+                        click.progressbar(length=total, label=label, file=sys.stderr)
+                    )
+            if bar:
+                bar.update(done - bar.pos)
+
+        yield show
 
 
 @contextmanager
