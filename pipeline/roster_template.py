@@ -56,6 +56,21 @@ _EXAMPLE_ROW: dict[str, Any] = {
 }
 
 
+def _check(title: str, error: str, prompt: str, **rule: Any) -> DataValidation:
+    """An Excel check of the cells (blank allowed): `prompt` shown on entering a cell,
+    « `title` invalide » and `error` on a refused value."""
+    return DataValidation(
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle=f"{title} invalide",
+        error=error,
+        showInputMessage=True,
+        promptTitle=title,
+        prompt=prompt,
+        **rule,
+    )
+
+
 def build_roster_template() -> Workbook:
     """The roster template: a « Stagiaires » sheet to fill and an « Instructions » sheet.
 
@@ -102,35 +117,27 @@ def build_roster_template() -> Workbook:
     for key in ("tutor_email", "student_email"):
         letter = letters[key]
         top = f"{letter}2"
-        validation = DataValidation(
+        validation = _check(
+            "Adresse e-mail",
+            "Une seule adresse par cellule, sans espace (ex. : prenom.nom@entreprise.fr).",
+            "Une seule adresse par cellule (exemple : prenom.nom@entreprise.fr).",
             type="custom",
             formula1=(
                 f'AND(ISNUMBER(SEARCH("@",{top})),ISERROR(SEARCH(" ",{top})),'
                 f'ISERROR(SEARCH(",",{top})),ISERROR(SEARCH(";",{top})))'
             ),
-            allow_blank=True,
-            showErrorMessage=True,
-            errorTitle="Adresse e-mail invalide",
-            error="Une seule adresse par cellule, sans espace (ex. : prenom.nom@entreprise.fr).",
-            showInputMessage=True,
-            promptTitle="Adresse e-mail",
-            prompt="Une seule adresse par cellule (exemple : prenom.nom@entreprise.fr).",
         )
         validation.add(f"{top}:{letter}{last_row}")
         sheet.add_data_validation(validation)
 
-    dates = DataValidation(
+    dates = _check(
+        "Date",
+        "Saisissez une date au format jj/mm/aaaa, entre 2000 et 2100 (exemple : 04/01/2027).",
+        "Date au format jj/mm/aaaa",
         type="date",
         operator="between",
         formula1=str(int(to_excel(date(FIRST_YEAR, 1, 1)))),
         formula2=str(int(to_excel(date(LAST_YEAR, 12, 31)))),
-        allow_blank=True,
-        showErrorMessage=True,
-        errorTitle="Date invalide",
-        error="Saisissez une date au format jj/mm/aaaa, entre 2000 et 2100 (exemple : 04/01/2027).",
-        showInputMessage=True,
-        promptTitle="Date",
-        prompt="Date au format jj/mm/aaaa",
     )
     for key in ("start", "end"):
         dates.add(f"{letters[key]}2:{letters[key]}{last_row}")

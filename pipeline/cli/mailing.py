@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -181,14 +182,7 @@ def run_remind(
 @student_option
 @class_option
 @pass_context
-def send(
-    ctx: Context,
-    dry_run: bool,
-    resend: bool,
-    mark_sent: bool,
-    student_ids: tuple[str, ...],
-    class_name: str | None,
-) -> None:
+def send(ctx: Context, /, **options: Any) -> None:
     """Envoie à chaque tuteur, en un seul message, les classeurs de ses stagiaires.
 
     Exemple : grille send --dry-run   (puis, après relecture : grille send)
@@ -201,14 +195,7 @@ def send(
     (sauf --resend), même après une interruption. Après avoir envoyé vous-même les
     messages préparés : grille send --mark-sent.
     """
-    run_send(
-        ctx.workspace,
-        dry_run=dry_run,
-        resend=resend,
-        mark_sent=mark_sent,
-        student_ids=student_ids,
-        class_name=class_name,
-    )
+    run_send(ctx.workspace, **options)
 
 
 @cli.command("remind")
@@ -225,14 +212,7 @@ def send(
 )
 @click.option("--again", is_flag=True, help="Relance même les tuteurs relancés récemment.")
 @pass_context
-def remind_command(
-    ctx: Context,
-    dry_run: bool,
-    student_ids: tuple[str, ...],
-    class_name: str | None,
-    interval: int,
-    again: bool,
-) -> None:
+def remind_command(ctx: Context, /, **options: Any) -> None:
     """Relance les tuteurs dont une évaluation manque, est incomplète ou invalide.
 
     Exemple : grille remind --dry-run   (puis : grille remind)
@@ -242,11 +222,4 @@ def remind_command(
     l'original). Même envoi que « grille send » ; texte modifiable dans
     input_templates/email_relance.txt.
     """
-    run_remind(
-        ctx.workspace,
-        dry_run=dry_run,
-        student_ids=student_ids,
-        class_name=class_name,
-        interval=interval,
-        again=again,
-    )
+    run_remind(ctx.workspace, **options)
