@@ -35,6 +35,7 @@ from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.kinds import MatchKind
 from pipeline.network import network_fault
 from pipeline.returns import MiB, printable
 from pipeline.settings import CONFIG_NAME, ImapSettings
@@ -604,7 +605,7 @@ def _account(
         1
         for r in collected.recorded
         if r.outcome is not None
-        and r.outcome.match != collect_ops.MATCH_REJECTED
+        and r.outcome.match != MatchKind.REJECTED
         and r.origin.split(" › ", 1)[0] in by_origin
     )
     state.record_fetched_messages(campaign.db, _mailbox_key(settings), fetch.uidvalidity, rows)
