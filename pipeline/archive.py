@@ -192,7 +192,7 @@ def _grid_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
             grid_id=grid_id,
             grid_version=grid_version,
         )
-        for grid_id, grid_version, source in state.stored_grids(campaign.db)
+        for grid_id, grid_version, source in state.grid_sources(campaign.db)
         if not used or (grid_id, grid_version) in used
     ]
 

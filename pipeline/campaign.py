@@ -1,8 +1,11 @@
-"""Campaign-level operations behind the CLI: create a campaign, generate workbooks.
+"""The campaign (`Campaign`: folder, configuration, key, grid, database) and the steps that
+make it: `init_campaign`, `generate_workbooks`, `restore_backup`.
 
-Each function takes a `Workspace`, does one step of the flow by calling the step's
-module, records it in the state database and returns a result object; the CLI only
-prints that result.
+A step takes the opened campaign (`generate_workbooks(campaign, …)`), or its `Workspace`
+when there is none to open yet or the database is what is repaired (`init_campaign`,
+`list_backups`, `restore_backup`); it does its work through the modules of the flow,
+records it in the state database and returns a result object, which the front end (the
+CLI, later a web interface) only shows.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from datetime import date
 from pathlib import Path
 
 from pipeline import state
-from pipeline.errors import ConfigError, GridError, GrilleError
+from pipeline.errors import ConfigError, GridError, GrilleError, RequestError
 from pipeline.files import atomic_write_bytes
 from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_text
-from pipeline.mail import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
-from pipeline.roster import Student, write_roster_template
+from pipeline.roster import RosterResult, Student, read_rosters
+from pipeline.roster_template import write_roster_template
 from pipeline.settings import (
+    BUNDLED_TEMPLATES,
     KEY_RELATIVE,
+    TEMPLATE_NAMES,
     CampaignConfig,
     Workspace,
     create_key,
@@ -170,8 +175,30 @@ def init_campaign(
 
     Refuses (before writing anything) to start a blank database beside a campaign's files,
     and to make a new key for a campaign whose workbooks were signed with the lost one.
-    Call it under the run lock (`state.run_lock(workspace.output_dir)`).
+    Takes the campaign's run lock (`state.run_lock`) while it works.
     """
+    with state.run_lock(workspace.output_dir):
+        return _init_campaign(
+            workspace,
+            school=school,
+            session=session,
+            teacher_name=teacher_name,
+            teacher_email=teacher_email,
+            deadline=deadline,
+            today=today,
+        )
+
+
+def _init_campaign(
+    workspace: Workspace,
+    *,
+    school: str,
+    session: str,
+    teacher_name: str,
+    teacher_email: str,
+    deadline: date | None,
+    today: date | None,
+) -> InitResult:
     created: list[str] = []
     kept: list[str] = []
     root = workspace.root
@@ -257,6 +284,49 @@ def _refuse_new_key(workspace: Workspace) -> None:
         )
 
 
+@dataclass(frozen=True)
+class RestoreResult:
+    """What `restore_backup` did."""
+
+    restored: Path  # the copy put back
+    described: state.Backup | None  # what it holds, when it is one of the campaign's copies
+    saved_as: Path | None  # the backup that holds the replaced database
+    set_aside: Path | None  # the replaced database, damaged, moved aside
+    mismatch: str  # why the restored database does not fit the key or grille.toml ("": it does)
+
+
+def list_backups(workspace: Workspace) -> list[state.Backup]:
+    """The copies of the campaign's database (`output/.sauvegardes/`), newest first, with
+    what each holds. Raises `ConfigError` when `workspace` is no campaign."""
+    workspace.load_config()
+    return [state.describe_backup(path) for path in reversed(state.backups(workspace.backups_dir))]
+
+
+def restore_backup(workspace: Workspace, name: str) -> RestoreResult:
+    """`grille restore NAME`: put back the backup called `name` (a name from
+    `list_backups`, or the path of a copy), under the run lock; the replaced database is
+    itself backed up first (or set aside when damaged). Then say whether the campaign's key
+    and grille.toml still fit the restored database (`mismatch`)."""
+    workspace.load_config()  # a campaign folder, or say so
+    chosen = workspace.backups_dir / name
+    if not chosen.is_file():
+        chosen = Path(name)
+    if not chosen.is_file():
+        raise RequestError(
+            f"sauvegarde « {name} » introuvable. « grille restore --list » montre celles de la "
+            "campagne."
+        )
+    with state.run_lock(workspace.output_dir):
+        done = state.restore(chosen, workspace.db_path, workspace.backups_dir)
+        try:
+            Campaign.open(workspace).close()
+            mismatch = ""
+        except GrilleError as exc:
+            mismatch = str(exc)
+    described = state.describe_backup(chosen) if chosen.parent == workspace.backups_dir else None
+    return RestoreResult(chosen, described, done.saved_as, done.set_aside, mismatch)
+
+
 @dataclass
 class Campaign:
     """An opened campaign: its folder, configuration, key, grid and database."""
@@ -296,11 +366,7 @@ class Campaign:
                 check_identity(db, config, key)
             grid = load_grid(grid_file)
             if grid_file is None:
-                row = db.execute(
-                    "SELECT g.grid_id, g.grid_version, g.source FROM workbooks w JOIN grids g "
-                    "ON g.grid_id = w.grid_id AND g.grid_version = w.grid_version "
-                    "ORDER BY w.id DESC LIMIT 1"
-                ).fetchone()
+                row = state.latest_generation_grid(db)
                 if row is not None and (row[0], row[1]) != (grid.id, grid.version):
                     grid = parse_grid_text(row[2], f"{row[0]} v{row[1]}")
         except BaseException:
@@ -321,55 +387,38 @@ class Campaign:
         """Keep the grid's text (TOML, even from a spreadsheet) in the database: returns are
         read with it, even years later. An edit of a grid already stored under the same id
         and version replaces it, unless `check_grid_edit` refuses it."""
-        key = (self.grid.id, self.grid.version)
-        row = self.db.execute(
-            "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
-        ).fetchone()
-        if row is not None and parse_grid_text(row[0], f"{key[0]} v{key[1]}") == self.grid:
+        grid = self.grid
+        stored = state.stored_grid_source(self.db, grid.id, grid.version)
+        if stored is not None and parse_grid_text(stored, f"{grid.id} v{grid.version}") == grid:
             return
-        self.check_grid_edit(self.grid)
-        with state.transaction(self.db) as db:
-            db.execute(
-                "INSERT OR REPLACE INTO grids VALUES (?, ?, ?, ?)",
-                (*key, grid_source(grid_file), state.now()),
-            )
+        self.check_grid_edit(grid)
+        state.store_grid(self.db, grid.id, grid.version, grid_source(grid_file))
 
     def check_grid_edit(self, grid: Grid) -> None:
         """Refuse (French `GridError`) a grid that changes, under the same id and version, a
         stored grid whose workbooks have left (sent, prepared or returned) in a way that
         would misread their returns: a criterion or dimension gone or renamed, or an answer
         cell moved. A new version is always accepted: old returns keep the old one."""
-        key = (grid.id, grid.version)
-        row = self.db.execute(
-            "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
-        ).fetchone()
-        if row is None:
+        stored = state.stored_grid_source(self.db, grid.id, grid.version)
+        if stored is None:
             return
-        used = self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM sendings s JOIN workbooks w ON w.id = s.workbook_id "
-            "WHERE w.grid_id = ?1 AND w.grid_version = ?2) OR EXISTS (SELECT 1 FROM returns "
-            "WHERE grid_id = ?1 AND grid_version = ?2)",
-            key,
-        ).fetchone()[0]
-        if used:
-            fault = edit_fault(parse_grid_text(row[0], f"{key[0]} v{key[1]}"), grid)
+        if state.grid_in_use(self.db, grid.id, grid.version):
+            fault = edit_fault(parse_grid_text(stored, f"{grid.id} v{grid.version}"), grid)
             if fault:
                 raise GridError(fault)
 
     def stored_grids(self) -> list[tuple[Grid, str]]:
         """The grids kept in the database, with when each was stored, oldest first."""
         return [
-            (parse_grid_text(row[2], f"{row[0]} v{row[1]}"), row[3])
-            for row in self.db.execute(
-                "SELECT grid_id, grid_version, source, stored_at FROM grids "
-                "ORDER BY stored_at, rowid"
-            )
-        ]
+            (parse_grid_text(row["source"], f"{row['grid_id']} v{row['grid_version']}"),
+             row["stored_at"])
+            for row in state.stored_grids(self.db)
+        ]  # fmt: skip
 
     def grids(self) -> dict[tuple[str, str], Grid]:
         """Every grid this campaign generated workbooks with, by (id, version)."""
         found = {(self.grid.id, self.grid.version): self.grid}
-        for row in self.db.execute("SELECT grid_id, grid_version, source FROM grids"):
+        for row in state.stored_grids(self.db):
             key = (row["grid_id"], row["grid_version"])
             if key not in found:
                 found[key] = parse_grid_text(row["source"], f"{key[0]} v{key[1]}")
@@ -394,13 +443,67 @@ class Campaign:
 
 @dataclass
 class GenerateResult:
-    """Per student, what `generate` did."""
+    """Per student, what `generate` did; with `generate_workbooks`, the roster it read.
+
+    Nothing was generated when the roster has errors or no student (`generated` is False).
+    """
 
     created: list[Student] = field(default_factory=list)
     updated: list[tuple[Student, str]] = field(default_factory=list)  # with the reason
     unchanged: list[Student] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # display names no longer in the roster
+    removed: list[Student] = field(default_factory=list)  # no longer in the roster
     files: dict[str, Path] = field(default_factory=dict)
+    roster: RosterResult = field(default_factory=RosterResult)
+    generated: bool = False
+    new_key: bool = False  # the campaign adopted a new key: every workbook was made again
+
+
+def generate_workbooks(
+    campaign: Campaign,
+    rosters: Sequence[Path] = (),
+    *,
+    grid_file: Path | None = None,
+    force: bool = False,
+    new_key: bool = False,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> GenerateResult:
+    """`grille generate`: read the roster (`rosters`, files or folders read as one; by
+    default input_templates/roster.xlsx) and, when it has no error and some students, keep
+    the grid and write the workbooks that changed (`generate`).
+
+    `grid_file` is the grid the campaign was opened with (its text is kept in the
+    database). `new_key` (the campaign was opened with `new_key`): every workbook is made
+    again and signed with the new key, which is adopted once they all are; refused
+    (`RequestError`) when the key did not change. `progress(done, total)` follows the
+    workbooks written. Raises `RosterError` when a roster file cannot be read at all.
+    """
+    if new_key and campaign.key_matches():
+        raise RequestError(
+            "--new-key : la clé secrète de la campagne est toujours celle de ses classeurs ; "
+            "rien n'est à refaire."
+        )
+    roster = read_rosters(list(rosters) or [campaign.workspace.roster_path])
+    if not roster.valid or not roster.students:
+        return GenerateResult(roster=roster)
+    campaign.remember_grid(grid_file)
+    total = len(roster.students)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    result = generate(
+        campaign, roster.students, force=force or new_key, jobs=jobs, progress=advance
+    )
+    if new_key:  # only once every workbook is signed with it
+        campaign.adopt_key()
+        result.updated = [(student, "nouvelle clé secrète") for student, _ in result.updated]
+    result.roster, result.generated, result.new_key = roster, True, new_key
+    return result
 
 
 _stamper: WorkbookStamper | None = None
@@ -458,14 +561,7 @@ def generate(
     template = template_bytes(build_template(grid, campaign.template_options()))
     template_digest = WorkbookStamper(template).digest
     result = GenerateResult()
-    previous = {
-        row["student_id"]: row
-        for row in campaign.db.execute(
-            "SELECT w.student_id, w.file, w.fingerprint, w.template_digest, w.grid_id, "
-            "w.grid_version FROM workbooks w "
-            "WHERE w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = w.student_id)"
-        )
-    }
+    previous = state.latest_workbooks(campaign.db)
     todo: list[tuple[Student, Path, str]] = []
     for student in students:
         fingerprint = student.fingerprint()
@@ -484,13 +580,9 @@ def generate(
         todo.append((student, path, fingerprint))
 
     roster_ids = {s.student_id for s in students}
-    for row in campaign.db.execute(
-        "SELECT student_id, last_name, first_name, class_name FROM students WHERE in_roster = 1"
-    ):
-        if row["student_id"] not in roster_ids:
-            result.removed.append(
-                f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
-            )
+    result.removed = [
+        s for s in state.roster_students(campaign.db) if s.student_id not in roster_ids
+    ]
 
     batch = [
         (str(path), identity_values(student, grid, campaign.config.campaign_id, campaign.key))
@@ -510,59 +602,19 @@ def generate(
         )
         for digest in chunk_digests
     ]
-    stamp = state.now()
-    with state.transaction(campaign.db) as db:
-        db.execute("UPDATE students SET in_roster = 0")
-        db.executemany(
-            "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
-            "tutor_name, tutor_email, tutor_phone, student_email, referent, start_date, "
-            "end_date, in_roster, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1,?) "
-            "ON CONFLICT(student_id) DO UPDATE SET last_name=excluded.last_name, "
-            "first_name=excluded.first_name, class_name=excluded.class_name, "
-            "company=excluded.company, tutor_name=excluded.tutor_name, "
-            "tutor_email=excluded.tutor_email, tutor_phone=excluded.tutor_phone, "
-            "student_email=excluded.student_email, referent=excluded.referent, "
-            "start_date=excluded.start_date, end_date=excluded.end_date, in_roster=1, "
-            "updated_at=excluded.updated_at",
-            [
-                (
-                    s.student_id,
-                    s.last_name,
-                    s.first_name,
-                    s.class_name,
-                    s.company,
-                    s.tutor_name,
-                    s.tutor_email,
-                    s.tutor_phone,
-                    s.student_email,
-                    s.referent,
-                    s.start.isoformat(),
-                    s.end.isoformat(),
-                    stamp,
-                )
-                for s in students
-            ],
-        )
-        db.executemany(
-            "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
-            "fingerprint, template_digest, generated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    student.student_id,
-                    path.relative_to(ws.root).as_posix(),
-                    digest,
-                    values["signature"],
-                    grid.id,
-                    grid.version,
-                    fingerprint,
-                    template_digest,
-                    stamp,
-                )
-                for (student, path, fingerprint), (_, values), digest in zip(
-                    todo, batch, digests, strict=True
-                )
-            ],
-        )
+    state.record_generation(
+        campaign.db,
+        students,
+        [
+            state.NewWorkbook(
+                student.student_id, path.relative_to(ws.root).as_posix(), digest,
+                values["signature"], grid.id, grid.version, fingerprint, template_digest,
+            )
+            for (student, path, fingerprint), (_, values), digest in zip(
+                todo, batch, digests, strict=True
+            )
+        ],
+    )  # fmt: skip
     return result
 
 
@@ -571,6 +623,10 @@ __all__ = [
     "GenerateResult",
     "GrilleError",
     "InitResult",
+    "RestoreResult",
     "generate",
+    "generate_workbooks",
     "init_campaign",
+    "list_backups",
+    "restore_backup",
 ]

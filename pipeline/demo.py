@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.message import EmailMessage
@@ -22,9 +21,12 @@ from pathlib import Path
 
 import openpyxl
 
+from pipeline import state
+from pipeline.campaign import Campaign, init_campaign
 from pipeline.files import atomic_save, atomic_write_bytes
 from pipeline.grid import Grid
 from pipeline.roster import DEMO_ROSTER
+from pipeline.settings import Workspace
 from pipeline.workbook import Layout, plan_layout
 
 APPRECIATIONS = [
@@ -65,16 +67,43 @@ class DemoStudent:
     tutor_email: str
 
 
-def latest_workbooks(db: sqlite3.Connection, root: Path) -> list[DemoStudent]:
-    """Every student's latest workbook, by class and name."""
-    rows = db.execute(
-        "SELECT w.file, s.last_name, s.first_name, s.tutor_name, s.tutor_email FROM students s "
-        "JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
-        " ORDER BY s.class_name, s.last_name, s.first_name"
+def start_demo(workspace: Workspace, today: date) -> Path:
+    """Create the demonstration campaign (what exists is kept) and write its roster, with
+    internships that ended a week before `today`; the roster's path."""
+    init_campaign(
+        workspace,
+        school="Lycée de démonstration",
+        session="BTS MUC — session de démonstration",
+        teacher_name="Mme Claire Martin",
+        teacher_email="claire.martin@lycee-demo.example",
+        deadline=today + timedelta(days=14),
     )
-    return [
-        DemoStudent(f"{row[1].upper()} {row[2]}", root / row[0], row[3], row[4]) for row in rows
-    ]
+    return demo_roster(workspace.templates_dir / "demo_roster.csv", today)
+
+
+def latest_workbooks(campaign: Campaign) -> list[DemoStudent]:
+    """Every student's latest workbook, by class and name."""
+    root = campaign.workspace.root
+    demo = []
+    for row in state.students_with_workbooks(campaign.db):
+        student = state.student_from_row(row)
+        demo.append(
+            DemoStudent(
+                student.display_name,
+                root / row["workbook_file"],
+                student.tutor_name,
+                student.tutor_email,
+            )
+        )
+    return demo
+
+
+def simulate_returns(campaign: Campaign, folder: Path, today: date) -> list[tuple[str, str]]:
+    """The tutors' simulated returns of every student's latest workbook, written into
+    `folder`; (student, what the tutor did)."""
+    return simulate_tutors(
+        campaign.grid, latest_workbooks(campaign), folder, today, campaign.config.teacher_email
+    )
 
 
 # What each simulated tutor does, by the student's place in the class list.

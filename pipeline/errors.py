@@ -15,7 +15,23 @@ from pathlib import Path
 
 
 class GrilleError(Exception):
-    """A fault the user can fix; its message is French and shown as is."""
+    """A fault the user can fix; its message is French and shown as is.
+
+    `exit_code` is the command's exit code when it stops on this fault.
+    """
+
+    exit_code = 1
+
+
+class RequestError(GrilleError):
+    """What was asked cannot be done as asked: it names something the campaign does not
+    have (a class, a student), or contradicts itself. Exit code 2, as a wrong option."""
+
+    exit_code = 2
+
+
+class UnknownClassError(RequestError):
+    """A class name (`--class`) that is none of the campaign's classes."""
 
 
 class GridError(GrilleError):
@@ -27,7 +43,9 @@ class ConfigError(GrilleError):
 
 
 class RosterError(GrilleError):
-    """The roster cannot be read at all (wrong file type, no header)."""
+    """The roster cannot be read at all (wrong file type, no header): exit code 2."""
+
+    exit_code = 2
 
 
 class StorageError(GrilleError):

@@ -20,7 +20,6 @@ import email.policy
 import imaplib
 import os
 import re
-import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,8 @@ from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, Problem, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.kinds import MatchKind
+from pipeline.network import network_fault
 from pipeline.returns import MiB, printable
 from pipeline.settings import CONFIG_NAME, ImapSettings
 
@@ -56,17 +57,6 @@ _CHUNK = 200  # UIDs per FETCH or STORE command
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*"|\S+) (?P<name>.*)$')
-_NETWORK_FAULTS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (ssl.SSLCertVerificationError, "certificat du serveur non reconnu (nom du serveur exact ?)"),
-    ((ssl.SSLEOFError, ssl.SSLZeroReturnError), "connexion coupée par le serveur"),
-    (ssl.SSLError, "échec de la négociation TLS (« securite » et « port » cohérents ?)"),
-    (TimeoutError, "le serveur ne répond pas (délai dépassé)"),
-    (socket.gaierror, "nom de serveur inconnu"),
-    (ConnectionRefusedError, "connexion refusée (serveur arrêté, ou mauvais port)"),
-    (ConnectionError, "connexion coupée par le serveur"),
-    (EOFError, "connexion coupée par le serveur"),
-    (imaplib.IMAP4.abort, "connexion coupée par le serveur"),
-)
 _LOST = (OSError, EOFError, imaplib.IMAP4.abort)
 
 
@@ -181,9 +171,11 @@ def collect_mailbox(
 
 def _reason(exc: BaseException) -> str:
     """A short French description of a network or IMAP failure."""
-    for kind, text in _NETWORK_FAULTS:
-        if isinstance(exc, kind):
-            return text
+    network = network_fault(exc)
+    if network is not None:
+        return network
+    if isinstance(exc, imaplib.IMAP4.abort):
+        return "connexion coupée par le serveur"
     if isinstance(exc, imaplib.IMAP4.error):
         return f"réponse du serveur : « {_server_text(exc)} »"
     if isinstance(exc, OSError) and exc.strerror:
@@ -492,17 +484,10 @@ def _known(
 ) -> tuple[set[int], set[str]]:
     """UIDs already processed in this folder (same UIDVALIDITY), and their Message-IDs."""
     key = _mailbox_key(settings)
-    uids = campaign.db.execute(
-        "SELECT uid FROM fetched_messages "
-        "WHERE server = ? AND user_name = ? AND folder = ? AND uidvalidity = ?",
-        (*key, uidvalidity),
+    return (
+        state.fetched_uids(campaign.db, key, uidvalidity),
+        state.fetched_message_ids(campaign.db, key),
     )
-    ids = campaign.db.execute(
-        "SELECT message_id FROM fetched_messages "
-        "WHERE server = ? AND user_name = ? AND folder = ? AND message_id != ''",
-        key,
-    )
-    return {row[0] for row in uids}, {row[0] for row in ids}
 
 
 def _fetch_new(
@@ -620,17 +605,10 @@ def _account(
         1
         for r in collected.recorded
         if r.outcome is not None
-        and r.outcome.match != collect_ops.MATCH_REJECTED
+        and r.outcome.match != MatchKind.REJECTED
         and r.origin.split(" › ", 1)[0] in by_origin
     )
-    stamp = state.now()
-    key = (*_mailbox_key(settings), fetch.uidvalidity)
-    with state.transaction(campaign.db) as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO fetched_messages (server, user_name, folder, uidvalidity, "
-            "uid, message_id, outcome, stored_file, fetched_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            [(*key, *row, stamp) for row in rows],
-        )
+    state.record_fetched_messages(campaign.db, _mailbox_key(settings), fetch.uidvalidity, rows)
     return result
 
 

@@ -5,7 +5,9 @@
 when `[envoi] serveur` is set (`send_messages`: one connection, a pause between messages,
 retries of transient failures), otherwise as ready-to-send .eml files in `output/envoi/`.
 Every delivery is recorded in the `sendings` table as soon as it happens, so an
-interrupted run resumes without sending anything twice.
+interrupted run resumes without sending anything twice. `deliver_messages` is the step
+`grille send` and `grille remind` call: build, then (unless a dry run) deliver, with a
+`DeliveryResult` to show; `mark_sent_by_hand` is `grille send --mark-sent`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import contextlib
 import hashlib
 import re
 import smtplib
-import socket
 import sqlite3
 import ssl
 import time
@@ -29,9 +30,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import state
+from pipeline.campaign import Campaign
+from pipeline.classes import resolve_class
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
-from pipeline.settings import CONFIG_NAME, CampaignConfig, SmtpSettings, Workspace
+from pipeline.kinds import Channel, SendingKind
+from pipeline.network import network_fault
+from pipeline.roster import Student
+from pipeline.settings import (
+    BUNDLED_TEMPLATES,
+    CONFIG_NAME,
+    TEMPLATE_NAMES,
+    CampaignConfig,
+    SmtpSettings,
+    Workspace,
+)
+from pipeline.text import is_email
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # only for the type checker; no runtime dependency
@@ -39,14 +53,8 @@ if TYPE_CHECKING:
 XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 ODS_TYPE = ("application", "vnd.oasis.opendocument.spreadsheet")
 XLS_TYPE = ("application", "vnd.ms-excel")
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 _FIX_CONFIG = f"Vérifiez la section [envoi] de {CONFIG_NAME}."
-SEND, REMIND = "envoi", "relance"  # the two kinds of message, as recorded in `sendings`
-TEMPLATE_NAMES = {SEND: "email_envoi.txt", REMIND: "email_relance.txt"}
-BUNDLED_TEMPLATES = Path(__file__).parent / "data"
+SEND, REMIND = SendingKind.SEND, SendingKind.REMIND  # the two kinds of message
 OUTBOX = "envoi"  # folder of output/ where messages go when no SMTP server is set
 SENT_COPIES = "envoyes"  # under OUTBOX: a copy of each message sent over SMTP
 
@@ -86,7 +94,7 @@ class TutorMessage:
     tutor_name: str
     tutor_email: str
     workbooks: tuple[WorkbookToSend, ...]
-    kind: str = SEND
+    kind: SendingKind = SEND
 
 
 @dataclass
@@ -101,20 +109,9 @@ class SendReport:
 
 # ------------------------------------------------------------------ what to send
 
-_PENDING_SQL = """
-    SELECT s.student_id, s.last_name, s.first_name, s.class_name, s.company,
-           s.tutor_name, s.tutor_email, w.id AS workbook_id, w.file, w.sha256
-    FROM students s
-    JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
-    WHERE s.in_roster = 1
-      AND (:resend OR NOT EXISTS (
-          SELECT 1 FROM sendings d WHERE d.workbook_id = w.id AND d.kind = 'envoi'))
-    ORDER BY s.last_name, s.first_name, s.student_id
-"""
-
 
 def group_by_tutor(
-    items: Sequence[tuple[str, str, WorkbookToSend]], kind: str = SEND
+    items: Sequence[tuple[str, str, WorkbookToSend]], kind: SendingKind = SEND
 ) -> list[TutorMessage]:
     """(tutor name, tutor email, workbook) → one message per tutor email, by tutor name."""
     groups: dict[str, tuple[str, str, list[WorkbookToSend]]] = {}
@@ -126,30 +123,31 @@ def group_by_tutor(
 
 
 def pending_messages(
-    db: sqlite3.Connection,
-    root: Path,
+    campaign: Campaign,
     *,
     resend: bool = False,
     student_ids: set[str] | None = None,
     class_name: str | None = None,
 ) -> list[TutorMessage]:
-    """Latest workbooks not delivered yet (all with `resend`), one message per tutor.
+    """Latest workbooks not delivered yet (all with `resend`), one message per tutor; only
+    the students of `student_ids` and of the class `class_name` (`resolve_class`) if given.
 
     Written to the outbox counts as delivered: the teacher may have sent it already.
     """
-    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    db, root = campaign.db, campaign.workspace.root
+    wanted_class = resolve_class(db, class_name) if class_name is not None else None
     items: list[tuple[str, str, WorkbookToSend]] = []
-    for row in db.execute(_PENDING_SQL, {"resend": resend}):
-        if student_ids is not None and row["student_id"] not in student_ids:
+    for row in state.workbooks_to_send(db, resend=resend):
+        student = state.student_from_row(row)
+        if student_ids is not None and student.student_id not in student_ids:
             continue
-        if wanted_class is not None and row["class_name"].strip().casefold() != wanted_class:
+        if wanted_class is not None and student.class_name != wanted_class:
             continue
         book = WorkbookToSend(
-            row["student_id"], f"{row['last_name'].upper()} {row['first_name']}",
-            row["class_name"], row["company"], row["workbook_id"], root / row["file"],
-            row["sha256"],
+            student.student_id, student.display_name, student.class_name, student.company,
+            row["workbook_id"], root / row["workbook_file"], row["workbook_sha256"],
         )  # fmt: skip
-        items.append((row["tutor_name"], row["tutor_email"], book))
+        items.append((student.tutor_name, student.tutor_email, book))
     return group_by_tutor(items)
 
 
@@ -198,7 +196,7 @@ class MessageTemplate:
         return _clean(subject), body.rstrip() + "\n"
 
 
-def load_template(workspace: Workspace | None, kind: str) -> MessageTemplate:
+def load_template(workspace: Workspace | None, kind: SendingKind) -> MessageTemplate:
     """The campaign's `input_templates/email_*.txt`, or grille's own; French errors."""
     name = TEMPLATE_NAMES[kind]
     source = BUNDLED_TEMPLATES / name
@@ -313,7 +311,7 @@ def template_values(config: CampaignConfig, message: TutorMessage) -> dict[str, 
 
 def _address(name: str, email: str, fault: str) -> Address:
     """An `Address` for exactly one dot-atom email; otherwise `MailError(fault)`."""
-    if not _EMAIL.fullmatch(email) or ".." in email:  # no CR/LF, comma, space, quotes
+    if not is_email(email):  # no CR/LF, comma, space, quotes
         raise MailError(fault)
     return Address(display_name=_clean(name), addr_spec=email)
 
@@ -411,13 +409,6 @@ def build_messages(
 
 # ------------------------------------------------------------------ SMTP
 
-_NETWORK_FAULTS: tuple[tuple[type[OSError], str], ...] = (
-    (TimeoutError, "le serveur ne répond pas (délai dépassé)"),
-    (socket.gaierror, "nom de serveur inconnu"),
-    (ConnectionRefusedError, "connexion refusée (serveur arrêté, ou mauvais port)"),
-    (ssl.SSLError, "échec de la négociation TLS (« securite » et port cohérents ?)"),
-)
-
 
 def _reason(exc: BaseException) -> str:
     """A short French description of an SMTP or network failure."""
@@ -431,14 +422,9 @@ def _reason(exc: BaseException) -> str:
         return 'STARTTLS ou authentification non proposés (essayez securite = "ssl", port 465)'
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "le serveur a coupé la connexion"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"certificat du serveur refusé ({_clean(exc.verify_message or '')}) : vérifiez le "
-            "nom du serveur, celui que donne votre service informatique"
-        )
-    for kind, text in _NETWORK_FAULTS:
-        if isinstance(exc, kind):
-            return text
+    network = network_fault(exc)
+    if network is not None:
+        return network
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return _clean(str(exc)) or type(exc).__name__
@@ -610,54 +596,52 @@ def record_sending(
     message_id: str,
     sent_at: str,
     *,
-    channel: str = "smtp",
+    channel: Channel = Channel.SMTP,
     file: str = "",
     uncertain: bool = False,
 ) -> None:
     """Store one `sendings` row per workbook of the message, in one transaction."""
-    with state.transaction(db):
-        db.executemany(
-            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
-            "kind, channel, file, uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(b.student_id, b.workbook_id, message.tutor_email, message_id, sent_at,
-              message.kind, channel, file, int(uncertain)) for b in message.workbooks],
-        )  # fmt: skip
+    state.record_sendings(
+        db,
+        [
+            state.Sending(b.student_id, b.workbook_id, message.tutor_email, message_id,
+                          message.kind, channel, file, uncertain)
+            for b in message.workbooks
+        ],
+        sent_at,
+    )  # fmt: skip
 
 
 def mark_sent_by_hand(
-    db: sqlite3.Connection, *, student_ids: set[str] | None = None, class_name: str | None = None
-) -> list[str]:
-    """Record that the teacher sent the outbox messages herself; the students' names.
+    campaign: Campaign,
+    *,
+    student_ids: set[str] | None = None,
+    class_name: str | None = None,
+) -> list[Student]:
+    """`grille send --mark-sent`: record that the teacher sent the outbox messages herself
+    (only the students of `student_ids` and of the class `class_name` if given); the
+    students marked.
 
     Only latest workbooks written to the outbox and not yet sent are marked.
     """
-    rows = db.execute(
-        """
-        SELECT d.student_id, d.workbook_id, d.recipient, d.message_id, d.file,
-               s.last_name, s.first_name, s.class_name
-        FROM sendings d JOIN students s ON s.student_id = d.student_id
-        WHERE d.kind = 'envoi' AND d.channel = 'fichier'
-          AND d.workbook_id = (SELECT MAX(id) FROM workbooks WHERE student_id = d.student_id)
-          AND NOT EXISTS (SELECT 1 FROM sendings o WHERE o.workbook_id = d.workbook_id
-                          AND o.kind = 'envoi' AND o.channel != 'fichier')
-        GROUP BY d.student_id ORDER BY s.class_name, s.last_name, s.first_name
-        """
-    ).fetchall()
-    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    db = campaign.db
+    rows = state.outbox_only_sendings(db)
+    wanted_class = resolve_class(db, class_name) if class_name is not None else None
     chosen = [
         row
         for row in rows
         if (student_ids is None or row["student_id"] in student_ids)
-        and (wanted_class is None or row["class_name"].strip().casefold() == wanted_class)
+        and (wanted_class is None or row["class_name"] == wanted_class)
     ]
-    with state.transaction(db):
-        db.executemany(
-            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
-            "kind, channel, file) VALUES (?, ?, ?, ?, ?, 'envoi', 'manuel', ?)",
-            [(r["student_id"], r["workbook_id"], r["recipient"], r["message_id"], state.now(),
-              r["file"]) for r in chosen],
-        )  # fmt: skip
-    return [f"{r['last_name'].upper()} {r['first_name']} ({r['class_name']})" for r in chosen]
+    state.record_sendings(
+        db,
+        [
+            state.Sending(r["student_id"], r["workbook_id"], r["recipient"], r["message_id"],
+                          SEND, Channel.BY_HAND, r["file"])
+            for r in chosen
+        ],
+    )  # fmt: skip
+    return [state.student_from_row(r) for r in chosen]
 
 
 def eml_path(message: EmailMessage, folder: Path, prefix: str) -> Path:
@@ -678,9 +662,7 @@ def write_eml(message: EmailMessage, path: Path, *, draft: bool = True) -> Path:
 
 
 def deliver(
-    db: sqlite3.Connection,
-    workspace: Workspace,
-    smtp: SmtpSettings,
+    campaign: Campaign,
     password: str | None,
     built: Sequence[tuple[TutorMessage, EmailMessage]],
     *,
@@ -691,11 +673,12 @@ def deliver(
 
     Each delivery is recorded at once, so an interrupted run resumes where it stopped.
     """
+    db, workspace, smtp = campaign.db, campaign.workspace, campaign.config.smtp
     folder = workspace.output_dir / OUTBOX
     day = today or date.today()
 
     def prefix(message: TutorMessage) -> str:
-        return f"{'relance' if message.kind == REMIND else 'envoi'}_{day:%Y-%m-%d}"
+        return f"{message.kind}_{day:%Y-%m-%d}"
 
     if smtp.configured:
         emails = {str(email["Message-ID"]): email for _, email in built}
@@ -718,11 +701,72 @@ def deliver(
         )
     report = SendReport()
     for message, email in built:
-        name = prefix(message) if message.kind == REMIND else "envoi"
+        name = prefix(message) if message.kind == REMIND else SEND
         path = write_eml(email, eml_path(email, folder, name))
         relative = path.relative_to(workspace.root).as_posix()
         record_sending(
-            db, message, str(email["Message-ID"]), state.now(), channel="fichier", file=relative
+            db, message, str(email["Message-ID"]), state.now(), channel=Channel.FILE, file=relative
         )
         report.written.append((message, path))
     return report
+
+
+# ------------------------------------------------------------------ the step
+
+
+@dataclass
+class DeliveryResult:
+    """What `deliver_messages` did: the messages built (or not), and how each left."""
+
+    kind: SendingKind
+    dry_run: bool
+    smtp: SmtpSettings  # configured: sent over the server; else written to `outbox`
+    outbox: Path  # output/envoi/
+    built: list[tuple[TutorMessage, EmailMessage]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # messages that could not be built
+    report: SendReport = field(default_factory=SendReport)  # empty for a dry run
+    fault: str = ""  # why nothing could be sent: the server cannot be reached or logged in
+
+    @property
+    def failures(self) -> int:
+        """Messages not built, refused, or perhaps not delivered (uncertain); one more when
+        the server could not be used at all."""
+        report = self.report
+        return len(self.errors) + len(report.failed) + len(report.uncertain) + bool(self.fault)
+
+    @property
+    def ok(self) -> bool:
+        """True when every message was built and delivered (for a dry run: built)."""
+        return self.failures == 0
+
+
+def deliver_messages(
+    campaign: Campaign,
+    pending: Sequence[TutorMessage],
+    kind: SendingKind,
+    *,
+    dry_run: bool = False,
+    password: str | None = None,
+    today: date | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryResult:
+    """`grille send` and `grille remind`: build the messages of `pending` from the
+    campaign's text for `kind`, then (unless `dry_run`) send them over the SMTP server of
+    grille.toml (logged in with `password`) or write them to the outbox; each delivery is
+    recorded as it happens.
+
+    A message that cannot be built (a bad address, a workbook changed on disk) is reported
+    in `errors` and the others go on; a server that cannot be reached or refuses the login
+    is named in `fault`, before any message left. A wrong teacher address raises
+    `MailError`.
+    """
+    workspace = campaign.workspace
+    result = DeliveryResult(kind, dry_run, campaign.config.smtp, workspace.output_dir / OUTBOX)
+    template = load_template(workspace, kind)
+    result.built, result.errors = build_messages(campaign.config, pending, template)
+    if not dry_run:
+        try:
+            result.report = deliver(campaign, password, result.built, today=today, sleep=sleep)
+        except MailError as exc:
+            result.fault = str(exc)
+    return result

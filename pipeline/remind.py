@@ -3,24 +3,29 @@
 A student is reminded about when the workbook was delivered (sent, or written to the
 outbox) and no complete return has come back. The message lists, per student, exactly
 what is missing or wrong (the problems `collect` found) and attaches the workbook to
-complete: the one the tutor returned if any, else the one grille generated. It goes
-through the same machinery as `send` (`mail.build_messages`, `mail.deliver`) and is
-recorded in `sendings` with the kind `relance`.
+complete: the one the tutor returned if any, else the one grille generated.
+`pending_reminders` gives those messages; they leave as `send`'s do
+(`mail.deliver_messages`), recorded in `sendings` with the kind `relance`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from pipeline import state
+from pipeline.campaign import Campaign
+from pipeline.classes import resolve_class
+from pipeline.kinds import ReturnStatus
 from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
 from pipeline.tracking import StudentStatus, student_statuses
 
-TO_REMIND = ("prepared", "sent", "incomplete", "invalid")
+TO_REMIND = (
+    ReturnStatus.PREPARED, ReturnStatus.SENT, ReturnStatus.INCOMPLETE, ReturnStatus.INVALID,
+)  # fmt: skip
 
 
 @dataclass
@@ -40,8 +45,7 @@ def _french_day(stamp: str) -> str:
 
 
 def pending_reminders(
-    db: sqlite3.Connection,
-    root: Path,
+    campaign: Campaign,
     *,
     student_ids: set[str] | None = None,
     class_name: str | None = None,
@@ -49,20 +53,19 @@ def pending_reminders(
     again: bool = False,
     now: datetime | None = None,
 ) -> Reminders:
-    """One reminder per tutor with students to remind.
+    """`grille remind`: one reminder per tutor with students to remind (only the students
+    of `student_ids` and of the class `class_name` if given), for `mail.deliver_messages`.
 
     A student reminded less than `interval_days` ago, with no new return since, is left
     out unless `again`; so is a student whose workbook was never delivered (`send` first).
     """
+    db, root = campaign.db, campaign.workspace.root
     moment = now or datetime.now()
     latest = {
-        row["student_id"]: (row["id"], row["sha256"])
-        for row in db.execute(
-            "SELECT id, student_id, sha256 FROM workbooks w "
-            "WHERE id = (SELECT MAX(id) FROM workbooks WHERE student_id = w.student_id)"
-        )
+        student_id: (row["id"], row["sha256"])
+        for student_id, row in state.latest_workbooks(db).items()
     }
-    wanted_class = class_name.strip().casefold() if class_name is not None else None
+    wanted_class = resolve_class(db, class_name) if class_name is not None else None
     result = Reminders()
     items: list[tuple[str, str, WorkbookToSend]] = []
     for status in student_statuses(db):
@@ -70,9 +73,9 @@ def pending_reminders(
             continue
         if student_ids is not None and status.student_id not in student_ids:
             continue
-        if wanted_class is not None and status.class_name.strip().casefold() != wanted_class:
+        if wanted_class is not None and status.class_name != wanted_class:
             continue
-        if status.status == "generated":
+        if status.status == ReturnStatus.GENERATED:
             result.skipped.append(
                 f"{_display(status)} : classeur jamais envoyé au tuteur ; lancez « grille send »."
             )
@@ -120,10 +123,8 @@ def _problems(db: sqlite3.Connection, return_id: int | None) -> list[dict[str, s
     """The blocking problems of a return (missing or wrong answers), in workbook order."""
     if return_id is None:
         return []
-    row = db.execute("SELECT problems FROM returns WHERE id = ?", (return_id,)).fetchone()
-    problems: list[dict[str, str]] = json.loads(row["problems"]) if row and row["problems"] else []
     return [
-        p for p in problems if p.get("severity", "error") == "error" and
+        p for p in state.return_problems(db, return_id) if p.get("severity", "error") == "error" and
         p["code"].startswith(("missing", "invalid"))
     ]  # fmt: skip
 

@@ -6,15 +6,14 @@ row (`ROSTER_COLUMNS`, case/accents/spaces ignored), checks every line and retur
 file, row (as Excel numbers it) and column (the template's header). `read_rosters` reads
 several files, or folders of them, as one roster (duplicates are sought across files).
 Files are streamed line by line, so memory grows with the students kept, not with the
-file. Files that cannot be read at all raise `RosterError`. `write_roster_template`
-writes the .xlsx template to fill.
+file. Files that cannot be read at all raise `RosterError`. The template to fill is
+written by `roster_template`.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import functools
 import hashlib
 import io
 import itertools
@@ -29,18 +28,18 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.comments import Comment
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.utils.datetime import from_excel, to_excel
-from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl import load_workbook
+from openpyxl.utils.datetime import from_excel
 
 from pipeline.errors import Problem, RosterError, french_os_error
-from pipeline.files import atomic_save
+from pipeline.text import fold, french_count, is_email
 
 __all__ = [
     "DEMO_ROSTER",
+    "EXAMPLE_LAST_NAME",
+    "FIRST_YEAR",
+    "INSTRUCTIONS_SHEET",
+    "LAST_YEAR",
     "MAX_DATA_ROWS",
     "REQUIRED_HEADERS",
     "ROSTER_COLUMNS",
@@ -51,12 +50,10 @@ __all__ = [
     "RosterError",
     "RosterResult",
     "Student",
-    "build_roster_template",
     "derive_student_id",
     "read_roster",
     "read_rosters",
     "roster_files",
-    "write_roster_template",
 ]
 
 
@@ -241,6 +238,7 @@ ROSTER_SUFFIXES = (".xlsx", ".csv")  # the files read from a roster folder
 MAX_EMPTY_RUN = 50
 HEADER_SEARCH_ROWS = 10
 DEMO_ROSTER = Path(__file__).parent / "data" / "demo_roster.csv"
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # the dates a roster may hold
 
 _T = TypeVar("_T")
 _EXAMPLE_KEY = EXAMPLE_LAST_NAME.casefold()
@@ -251,7 +249,6 @@ _CHUNK_BYTES = 1024 * 1024
 _CSV_SAMPLE_CHARS = 64 * 1024  # text searched for the header and the delimiter
 _MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
 _SHEET_NAMES = {"stagiaires", "stagiaire", "liste des stagiaires", "etudiants", "eleves"}
-_FIRST_YEAR, _LAST_YEAR = 2000, 2100
 
 _MESSAGES = {
     "missing_column": (
@@ -364,11 +361,6 @@ class _Table:
 _SPACE_CHARS = " \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 _EDGE_SPACES = re.compile(f"\\A[{_SPACE_CHARS}]+|[{_SPACE_CHARS}]+\\Z")
 _SPACE_RUN = re.compile(f"[{_SPACE_CHARS}]+")
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "´": "'"})
-_EMAIL = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _DMY = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?)?")
 _ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]0{1,2}:00(?::00(?:\.0+)?)?)?")
@@ -381,24 +373,9 @@ def _strip(text: str) -> str:
     return _EDGE_SPACES.sub("", text)
 
 
-def _fold(text: str) -> str:
-    """Casefold, strip accents, unify apostrophes and collapse spaces: for comparisons."""
-    if text.isascii():  # the usual case: no accent, apostrophe or space but " " to unify
-        folded = text.lower()
-        return (_SPACE_RUN.sub(" ", folded) if "  " in folded else folded).strip()
-    return _fold_unicode(text)
-
-
-@functools.lru_cache(maxsize=4096)  # classes and first names repeat down a roster
-def _fold_unicode(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACE_RUN.sub(" ", bare.casefold()).strip()
-
-
 def _header_key(text: str) -> str:
     """Normalised header: case, accents, spaces and a trailing « * » or « : » ignored."""
-    return _fold(text).rstrip("*: ").strip()
+    return fold(text).rstrip("*: ").strip()
 
 
 _HEADER_LOOKUP: dict[str, str] = {
@@ -455,7 +432,7 @@ def derive_student_id(class_name: str, last_name: str, first_name: str) -> str:
     Case, accents, apostrophe style and repeated spaces do not change it; nor do the row
     order or the other columns.
     """
-    key = "|".join(_fold(part) for part in (class_name, last_name, first_name))
+    key = "|".join(fold(part) for part in (class_name, last_name, first_name))
     return "E" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
@@ -580,7 +557,7 @@ def _read_head(path: Path, name: str) -> bytes:
         if size > _MAX_FILE_BYTES:
             raise RosterError(
                 f"{name} pèse {size // (1024 * 1024)} Mo : même "
-                f"{_french_count(MAX_DATA_ROWS)} stagiaires tiennent en quelques dizaines de "
+                f"{french_count(MAX_DATA_ROWS)} stagiaires tiennent en quelques dizaines de "
                 "Mo ; vérifiez que c'est le bon fichier."
             )
         with path.open("rb") as handle:
@@ -1005,7 +982,7 @@ class _RowChecker:
                 column.header,
                 _MESSAGES["bad_email_invisible"].format(value=_show(value)),
             )
-        elif not _EMAIL.fullmatch(value) or ".." in value:
+        elif not is_email(value):
             self.problem(
                 "bad_email", column.header, _MESSAGES["bad_email"].format(value=_show(value))
             )
@@ -1046,7 +1023,7 @@ def _parse_date(value: Any) -> date | None:
                 parsed = date(int(match[1]), int(match[2]), int(match[3]))
         except ValueError:
             return None
-    if parsed is None or not _FIRST_YEAR <= parsed.year <= _LAST_YEAR:
+    if parsed is None or not FIRST_YEAR <= parsed.year <= LAST_YEAR:
         return None
     return parsed
 
@@ -1062,11 +1039,6 @@ class _Seen:
     def where(self, name: str) -> str:
         """« 3 », or « 3 de « a.xlsx » » when first met in another file than `name`."""
         return str(self.row) if self.file == name else f"{self.row} de « {self.file} »"
-
-
-def _french_count(number: int) -> str:
-    """100000 → « 100 000 » (non-breaking space), as French texts write numbers."""
-    return f"{number:,}".replace(",", "\u00a0")
 
 
 class _RosterChecker:
@@ -1090,7 +1062,7 @@ class _RosterChecker:
                 self.result.problems.append(
                     Problem(
                         "too_many_rows",
-                        _MESSAGES["too_many_rows"].format(limit=_french_count(self.max_rows)),
+                        _MESSAGES["too_many_rows"].format(limit=french_count(self.max_rows)),
                         file=name,
                         sheet=table.sheet,
                         row=record.row,
@@ -1108,7 +1080,7 @@ class _RosterChecker:
         """The student of one line, or None; the line's problems go to `result`."""
         result = self.result
         checker = _RowChecker(table, record, name)
-        if _fold(_cell_text(checker.raw("last_name"))) == _EXAMPLE_KEY:
+        if fold(_cell_text(checker.raw("last_name"))) == _EXAMPLE_KEY:
             checker.problem("example_row", "Nom", _MESSAGES["example_row"], severity="warning")
             result.problems.extend(checker.problems)
             return None
@@ -1147,7 +1119,7 @@ class _RosterChecker:
         student_id = explicit_id or (derive_student_id(*identity) if all(identity) else "")
         here = _Seen(name, record.row, explicit_id)
         if all(identity):
-            name_key = "|".join(_fold(part) for part in identity)
+            name_key = "|".join(fold(part) for part in identity)
             first = self.names.get(name_key)
             first_id = self.ids.get(student_id.casefold()) if student_id else None
             if first and not (
@@ -1188,179 +1160,3 @@ class _RosterChecker:
                 row=record.row,
             )
         return None
-
-
-# --------------------------------------------------------------------------- template
-
-_REQUIRED_FILL = PatternFill("solid", fgColor="1F4E78")
-_OPTIONAL_FILL = PatternFill("solid", fgColor="DDEBF7")
-_DATE_FORMAT = "DD/MM/YYYY"
-_EXAMPLE_ROW: dict[str, Any] = {
-    "last_name": EXAMPLE_LAST_NAME,
-    "first_name": "Camille",
-    "class_name": "BTS MUC 2A",
-    "company": "Agence Exemple Immobilier",
-    "tutor_name": "Dominique Martin",
-    "tutor_email": "dominique.martin@agence-exemple.example",
-    "start": date(2027, 1, 4),
-    "end": date(2027, 2, 26),
-    "student_id": None,
-    "student_email": "camille.exemple@lycee.example",
-    "tutor_phone": "01 99 00 00 00",
-    "referent": "Mme Lambert",
-}
-
-
-def build_roster_template() -> Workbook:
-    """The roster template: a « Stagiaires » sheet to fill and an « Instructions » sheet.
-
-    Row 1 holds the French headers (required ones in dark blue), row 2 one example line
-    (Nom « EXEMPLE ») that `read_roster` ignores with a warning if left in place.
-    """
-    workbook = Workbook()
-    workbook.properties.creator = "grille"
-    sheet = workbook.active
-    sheet.title = TEMPLATE_SHEET
-    last_row = MAX_DATA_ROWS + 1
-    letters = {c.key: get_column_letter(i) for i, c in enumerate(ROSTER_COLUMNS, 1)}
-    for index, column in enumerate(ROSTER_COLUMNS, 1):
-        letter = letters[column.key]
-        header = sheet.cell(row=1, column=index, value=column.header)
-        header.font = Font(bold=True, color="FFFFFF" if column.required else "1F4E78")
-        header.fill = _REQUIRED_FILL if column.required else _OPTIONAL_FILL
-        header.alignment = Alignment(vertical="center")
-        status = "Obligatoire" if column.required else "Facultatif"
-        header.comment = Comment(f"{status} : {column.hint}.", "grille", width=260, height=90)
-        dimension = sheet.column_dimensions[letter]
-        dimension.width = column.width
-        example = sheet.cell(row=2, column=index, value=_EXAMPLE_ROW[column.key])
-        if column.key in ("start", "end"):
-            dimension.number_format = _DATE_FORMAT
-            example.number_format = _DATE_FORMAT
-        elif column.key in ("student_id", "tutor_phone"):
-            dimension.number_format = "@"  # text: keeps leading zeros
-            example.number_format = "@"
-    sheet.row_dimensions[1].height = 22
-    sheet.freeze_panes = "A2"
-    sheet.print_title_rows = "1:1"
-    sheet.page_setup.orientation = "landscape"
-    sheet.page_setup.fitToHeight = 0
-    sheet.sheet_properties.pageSetUpPr.fitToPage = True
-    sheet["A2"].comment = Comment(
-        "Ligne d'exemple : remplacez-la par votre premier stagiaire ou supprimez-la. "
-        "Laissée telle quelle (Nom EXEMPLE), elle est ignorée.",
-        "grille",
-        width=260,
-        height=90,
-    )
-
-    for key in ("tutor_email", "student_email"):
-        letter = letters[key]
-        top = f"{letter}2"
-        validation = DataValidation(
-            type="custom",
-            formula1=(
-                f'AND(ISNUMBER(SEARCH("@",{top})),ISERROR(SEARCH(" ",{top})),'
-                f'ISERROR(SEARCH(",",{top})),ISERROR(SEARCH(";",{top})))'
-            ),
-            allow_blank=True,
-            showErrorMessage=True,
-            errorTitle="Adresse e-mail invalide",
-            error="Une seule adresse par cellule, sans espace (ex. : prenom.nom@entreprise.fr).",
-            showInputMessage=True,
-            promptTitle="Adresse e-mail",
-            prompt="Une seule adresse par cellule (exemple : prenom.nom@entreprise.fr).",
-        )
-        validation.add(f"{top}:{letter}{last_row}")
-        sheet.add_data_validation(validation)
-
-    dates = DataValidation(
-        type="date",
-        operator="between",
-        formula1=str(int(to_excel(date(_FIRST_YEAR, 1, 1)))),
-        formula2=str(int(to_excel(date(_LAST_YEAR, 12, 31)))),
-        allow_blank=True,
-        showErrorMessage=True,
-        errorTitle="Date invalide",
-        error="Saisissez une date au format jj/mm/aaaa, entre 2000 et 2100 (exemple : 04/01/2027).",
-        showInputMessage=True,
-        promptTitle="Date",
-        prompt="Date au format jj/mm/aaaa",
-    )
-    for key in ("start", "end"):
-        dates.add(f"{letters[key]}2:{letters[key]}{last_row}")
-    sheet.add_data_validation(dates)
-
-    _write_instructions(workbook.create_sheet(INSTRUCTIONS_SHEET))
-    workbook.active = 0
-    return workbook
-
-
-def _write_instructions(sheet: Any) -> None:
-    required = ", ".join(REQUIRED_HEADERS)
-    lines: list[tuple[str, ...]] = [
-        ("Liste des stagiaires : mode d'emploi",),
-        (),
-        (f"1. Remplissez la feuille « {TEMPLATE_SHEET} » : une ligne par stagiaire.",),
-        (
-            "2. La ligne 2 (Nom « EXEMPLE ») est un exemple : remplacez-la par votre premier "
-            "stagiaire ou supprimez-la. Laissée telle quelle, elle est ignorée.",
-        ),
-        (f"3. Colonnes obligatoires (en-têtes bleu foncé) : {required}.",),
-        (
-            "4. Dates au format jj/mm/aaaa (exemple : 04/01/2027) ; la date de fin doit être "
-            "après la date de début.",
-        ),
-        ("5. Une seule adresse e-mail par cellule, sans espace.",),
-        (
-            "6. Deux homonymes dans la même classe : remplissez la colonne Identifiant "
-            "(un code différent pour chacun, ex. MUC2A-07). Sinon, laissez-la vide.",
-        ),
-        (
-            "7. Ne renommez pas les en-têtes (majuscules et accents sont tolérés) ; les "
-            "colonnes supplémentaires sont ignorées.",
-        ),
-        (
-            "8. Un fichier CSV est accepté aussi : séparateur « ; » (ou « , »), encodage UTF-8 "
-            "ou Windows, avec la même ligne d'en-tête.",
-        ),
-        (
-            f"9. Jusqu'à {_french_count(MAX_DATA_ROWS)} stagiaires. Une liste répartie en "
-            "plusieurs fichiers (un par classe, par exemple) se lit en une fois : "
-            "grille generate --roster DOSSIER, ou --roster fichier1.xlsx --roster fichier2.csv.",
-        ),
-        (),
-        ("Colonne", "Obligatoire", "À indiquer", "Exemple"),
-    ]
-    table_header = len(lines)
-    lines += [
-        (c.header, "oui" if c.required else "non", c.hint[0].upper() + c.hint[1:], c.example)
-        for c in ROSTER_COLUMNS
-    ]
-    for values in lines:
-        sheet.append(list(values))
-    sheet["A1"].font = Font(bold=True, size=14, color="1F4E78")
-    for cell in sheet[table_header]:
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = _REQUIRED_FILL
-    for row in range(table_header + 1, table_header + 1 + len(ROSTER_COLUMNS)):
-        if sheet.cell(row=row, column=2).value == "oui":
-            sheet.cell(row=row, column=1).font = Font(bold=True)
-    for letter, width in (("A", 22), ("B", 12), ("C", 70), ("D", 36)):
-        sheet.column_dimensions[letter].width = width
-
-
-def write_roster_template(path: Path) -> None:
-    """Write the roster template to `path` (.xlsx) atomically (temp file, then rename).
-
-    Raises `RosterError` (French) when the file cannot be written.
-    """
-    path = Path(path)
-    workbook = build_roster_template()
-    try:
-        atomic_save(path, workbook.save)
-    except OSError as exc:
-        raise RosterError(
-            f"{path} : écriture impossible ({french_os_error(exc)}) ; vérifiez le dossier et "
-            "fermez le fichier s'il est ouvert dans Excel."
-        ) from None

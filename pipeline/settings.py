@@ -22,10 +22,14 @@ from typing import Any
 
 from pipeline.errors import ConfigError, toml_position
 from pipeline.files import atomic_write_bytes
+from pipeline.kinds import SendingKind
 
 CONFIG_NAME = "grille.toml"
 KEY_RELATIVE = Path(".grille") / "cle_secrete"
 BACKUPS_RELATIVE = Path("output") / ".sauvegardes"
+BUNDLED_TEMPLATES = Path(__file__).parent / "data"  # grille's own texts, copied by init
+# The tutors' messages, editable in input_templates/ (grille's own text when absent).
+TEMPLATE_NAMES = {SendingKind.SEND: "email_envoi.txt", SendingKind.REMIND: "email_relance.txt"}
 _FINGERPRINT_MESSAGE = b"grille: empreinte de la cle de campagne"
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import itertools
+import json
 import os
 import re
 import shutil
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -25,6 +26,7 @@ from typing import IO
 
 from pipeline.errors import GrilleError, StorageError, french_os_error, storage_problem
 from pipeline.files import safe_name
+from pipeline.kinds import Channel, SendingKind
 from pipeline.parallel import closed_in_workers
 from pipeline.roster import Student
 
@@ -340,6 +342,15 @@ def _011_archive_split(db: sqlite3.Connection) -> None:
     )
 
 
+def _013_latest_workbook(db: sqlite3.Connection) -> None:
+    """`latest_workbooks`: each student's latest workbook, the one that is sent, reminded
+    about and expected back (`latest_workbooks` is the one place that says which)."""
+    db.execute(
+        "CREATE VIEW latest_workbooks AS SELECT w.* FROM workbooks w "
+        "WHERE w.id IN (SELECT MAX(id) FROM workbooks GROUP BY student_id)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -352,6 +363,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("009_return_confirmation", _009_return_confirmation),
     ("010_campaign_identity", _010_campaign_identity),
     ("011_archive_split", _011_archive_split),
+    ("013_latest_workbook", _013_latest_workbook),
 ]
 
 
@@ -1257,7 +1269,7 @@ def class_grid_versions(db: sqlite3.Connection, class_name: str) -> set[tuple[st
     }
 
 
-def stored_grids(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+def grid_sources(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
     """(id, version, TOML source) of every grid stored in the campaign, in order."""
     rows = db.execute(
         "SELECT grid_id, grid_version, source FROM grids ORDER BY grid_id, grid_version"
@@ -1382,3 +1394,265 @@ def delete_classes(db: sqlite3.Connection, classes: list[str]) -> None:
                 )
             db.execute("DELETE FROM reports WHERE class_name = ?", (class_name,))
             db.execute("DELETE FROM students WHERE class_name = ?", (class_name,))
+
+
+# ------------------------------------------------------------------ the steps' queries
+# What `campaign` (generate), `mail` (send), `remind`, `demo`, `inbox` and
+# `tracking.student_statuses` read and write, by name. Each student's latest workbook
+# comes from the `latest_workbooks` view (migration 013).
+
+
+@dataclass(frozen=True)
+class NewWorkbook:
+    """A workbook `generate` just wrote, as `record_generation` stores it."""
+
+    student_id: str
+    file: str  # relative to the campaign folder, with « / »
+    sha256: str
+    signature: str
+    grid_id: str
+    grid_version: str
+    fingerprint: str
+    template_digest: str
+
+
+def latest_workbooks(db: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+    """Each student's latest workbook (every column of `workbooks`), by student id."""
+    return {row["student_id"]: row for row in db.execute("SELECT * FROM latest_workbooks")}
+
+
+_WITH_WORKBOOK = """
+SELECT s.*, w.id AS workbook_id, w.file AS workbook_file, w.sha256 AS workbook_sha256,
+       w.grid_id AS workbook_grid_id, w.grid_version AS workbook_grid_version
+FROM students s JOIN latest_workbooks w ON w.student_id = s.student_id
+"""
+
+
+def students_with_workbooks(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every student who has a workbook, with the latest one (`workbook_id`,
+    `workbook_file`, `workbook_sha256`, `workbook_grid_id`, `workbook_grid_version`), by
+    class and name."""
+    return db.execute(
+        _WITH_WORKBOOK + "ORDER BY s.class_name, s.last_name, s.first_name, s.student_id"
+    ).fetchall()
+
+
+def workbooks_to_send(db: sqlite3.Connection, *, resend: bool = False) -> list[sqlite3.Row]:
+    """The roster's students whose latest workbook was never sent nor written to the outbox
+    (every one with `resend`), as `students_with_workbooks` gives them, by name."""
+    return db.execute(
+        _WITH_WORKBOOK + "WHERE s.in_roster = 1 AND (:resend OR NOT EXISTS (SELECT 1 FROM "
+        "sendings d WHERE d.workbook_id = w.id AND d.kind = :send)) "
+        "ORDER BY s.last_name, s.first_name, s.student_id",
+        {"resend": resend, "send": SendingKind.SEND},
+    ).fetchall()
+
+
+def roster_students(db: sqlite3.Connection) -> list[Student]:
+    """The students of the roster last used by `generate`."""
+    return [
+        student_from_row(row) for row in db.execute("SELECT * FROM students WHERE in_roster = 1")
+    ]
+
+
+def record_generation(
+    db: sqlite3.Connection, roster: Sequence[Student], workbooks: Sequence[NewWorkbook]
+) -> None:
+    """In one transaction: `roster` becomes the campaign's roster (its students added or
+    updated, the others kept but out of it), and `workbooks` are recorded."""
+    stamp = now()
+    with transaction(db):
+        db.execute("UPDATE students SET in_roster = 0")
+        db.executemany(
+            "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
+            "tutor_name, tutor_email, tutor_phone, student_email, referent, start_date, "
+            "end_date, in_roster, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1,?) "
+            "ON CONFLICT(student_id) DO UPDATE SET last_name=excluded.last_name, "
+            "first_name=excluded.first_name, class_name=excluded.class_name, "
+            "company=excluded.company, tutor_name=excluded.tutor_name, "
+            "tutor_email=excluded.tutor_email, tutor_phone=excluded.tutor_phone, "
+            "student_email=excluded.student_email, referent=excluded.referent, "
+            "start_date=excluded.start_date, end_date=excluded.end_date, in_roster=1, "
+            "updated_at=excluded.updated_at",
+            [
+                (s.student_id, s.last_name, s.first_name, s.class_name, s.company,
+                 s.tutor_name, s.tutor_email, s.tutor_phone, s.student_email, s.referent,
+                 s.start.isoformat(), s.end.isoformat(), stamp)
+                for s in roster
+            ],
+        )  # fmt: skip
+        db.executemany(
+            "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
+            "fingerprint, template_digest, generated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (w.student_id, w.file, w.sha256, w.signature, w.grid_id, w.grid_version,
+                 w.fingerprint, w.template_digest, stamp)
+                for w in workbooks
+            ],
+        )  # fmt: skip
+
+
+def latest_generation_grid(db: sqlite3.Connection) -> sqlite3.Row | None:
+    """(grid_id, grid_version, source) of the grid the last workbook was made with."""
+    row: sqlite3.Row | None = db.execute(
+        "SELECT g.grid_id, g.grid_version, g.source FROM workbooks w JOIN grids g "
+        "ON g.grid_id = w.grid_id AND g.grid_version = w.grid_version "
+        "ORDER BY w.id DESC LIMIT 1"
+    ).fetchone()
+    return row
+
+
+def stored_grid_source(db: sqlite3.Connection, grid_id: str, grid_version: str) -> str | None:
+    """The TOML text kept for a grid, or None when it was never stored."""
+    row = db.execute(
+        "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", (grid_id, grid_version)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def stored_grids(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every grid kept (grid_id, grid_version, source, stored_at), oldest first."""
+    return db.execute(
+        "SELECT grid_id, grid_version, source, stored_at FROM grids ORDER BY stored_at, rowid"
+    ).fetchall()
+
+
+def store_grid(db: sqlite3.Connection, grid_id: str, grid_version: str, source: str) -> None:
+    """Keep (or replace) the TOML text of a grid."""
+    with transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO grids VALUES (?, ?, ?, ?)",
+            (grid_id, grid_version, source, now()),
+        )
+
+
+def grid_in_use(db: sqlite3.Connection, grid_id: str, grid_version: str) -> bool:
+    """True once a workbook made with this grid has left (sent or written to the outbox)
+    or a return was read with it."""
+    return bool(
+        db.execute(
+            "SELECT EXISTS (SELECT 1 FROM sendings s JOIN workbooks w ON w.id = s.workbook_id "
+            "WHERE w.grid_id = ?1 AND w.grid_version = ?2) OR EXISTS (SELECT 1 FROM returns "
+            "WHERE grid_id = ?1 AND grid_version = ?2)",
+            (grid_id, grid_version),
+        ).fetchone()[0]
+    )
+
+
+@dataclass(frozen=True)
+class Sending:
+    """One workbook that left in a message, as `record_sendings` stores it."""
+
+    student_id: str
+    workbook_id: int
+    recipient: str
+    message_id: str
+    kind: SendingKind
+    channel: Channel
+    file: str = ""  # the message's copy, relative to the campaign folder
+    uncertain: bool = False  # the connection was lost after the data went out
+
+
+def record_sendings(
+    db: sqlite3.Connection, sendings: Sequence[Sending], sent_at: str | None = None
+) -> None:
+    """Store the workbooks of one message, in one transaction, stamped `sent_at` (now)."""
+    stamp = sent_at or now()
+    with transaction(db):
+        db.executemany(
+            "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, "
+            "kind, channel, file, uncertain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(s.student_id, s.workbook_id, s.recipient, s.message_id, stamp, s.kind,
+              s.channel, s.file, int(s.uncertain)) for s in sendings],
+        )  # fmt: skip
+
+
+def outbox_only_sendings(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Latest workbooks written to the outbox and not sent otherwise since: one row per
+    student (the `sendings` columns and the student's), by class and name."""
+    return db.execute(
+        "SELECT d.student_id, d.workbook_id, d.recipient, d.message_id, d.file, s.* "
+        "FROM sendings d JOIN students s ON s.student_id = d.student_id "
+        "JOIN latest_workbooks w ON w.id = d.workbook_id "
+        "WHERE d.kind = :send AND d.channel = :file AND NOT EXISTS (SELECT 1 FROM sendings o "
+        "WHERE o.workbook_id = d.workbook_id AND o.kind = :send AND o.channel != :file) "
+        "GROUP BY d.student_id ORDER BY s.class_name, s.last_name, s.first_name",
+        {"send": SendingKind.SEND, "file": Channel.FILE},
+    ).fetchall()
+
+
+def return_problems(db: sqlite3.Connection, return_id: int) -> list[dict[str, str]]:
+    """The problems validation found in a return, as stored (JSON objects)."""
+    row = db.execute("SELECT problems FROM returns WHERE id = ?", (return_id,)).fetchone()
+    problems: list[dict[str, str]] = json.loads(row[0]) if row and row[0] else []
+    return problems
+
+
+def student_status_rows(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Per student (every column of `students`): the latest workbook (`workbook_file`,
+    `generated_at`), the first and reminder sendings (`sent_at`, `sent_for_sure`: over SMTP
+    or marked sent; `reminded_at`), and the return that counts with its standing."""
+    return db.execute(
+        """
+        SELECT s.*,
+               w.file AS workbook_file, w.generated_at,
+               (SELECT MAX(sent_at) FROM sendings
+                WHERE student_id = s.student_id AND kind = :send) AS sent_at,
+               (SELECT MAX(channel != :file) FROM sendings
+                WHERE student_id = s.student_id AND kind = :send) AS sent_for_sure,
+               (SELECT MAX(sent_at) FROM sendings
+                WHERE student_id = s.student_id AND kind = :remind) AS reminded_at,
+               r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match,
+               r.match_note, r.status AS return_status, r.problems, r.evaluation, r.grid_id,
+               r.grid_version, c.standing
+        FROM students s
+        LEFT JOIN latest_workbooks w ON w.student_id = s.student_id
+        LEFT JOIN counted_returns c ON c.student_id = s.student_id
+        LEFT JOIN returns r ON r.id = c.return_id
+        """,
+        {"send": SendingKind.SEND, "remind": SendingKind.REMIND, "file": Channel.FILE},
+    ).fetchall()
+
+
+def fetched_uids(
+    db: sqlite3.Connection, mailbox: tuple[str, str, str], uidvalidity: int
+) -> set[int]:
+    """UIDs of the messages of a mailbox folder (server, user, folder) already processed,
+    under this UIDVALIDITY."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT uid FROM fetched_messages "
+            "WHERE server = ? AND user_name = ? AND folder = ? AND uidvalidity = ?",
+            (*mailbox, uidvalidity),
+        )
+    }
+
+
+def fetched_message_ids(db: sqlite3.Connection, mailbox: tuple[str, str, str]) -> set[str]:
+    """Message-IDs of the messages of a mailbox folder already processed, whatever their UID."""
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT message_id FROM fetched_messages "
+            "WHERE server = ? AND user_name = ? AND folder = ? AND message_id != ''",
+            mailbox,
+        )
+    }
+
+
+def record_fetched_messages(
+    db: sqlite3.Connection,
+    mailbox: tuple[str, str, str],
+    uidvalidity: int,
+    messages: Sequence[tuple[int, str, str, str]],
+) -> None:
+    """Remember the messages processed from a mailbox folder: (uid, Message-ID, outcome,
+    stored .eml file), in one transaction."""
+    stamp = now()
+    with transaction(db):
+        db.executemany(
+            "INSERT OR REPLACE INTO fetched_messages (server, user_name, folder, uidvalidity, "
+            "uid, message_id, outcome, stored_file, fetched_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(*mailbox, uidvalidity, *message, stamp) for message in messages],
+        )

@@ -40,6 +40,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from pipeline import state
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
+from pipeline.kinds import ReturnStatus
 from pipeline.roster import Student
 from pipeline.state import (
     STANDING_LABELS,
@@ -48,6 +49,7 @@ from pipeline.state import (
     pending_returns,
     student_from_row,
 )
+from pipeline.text import fold as fold_text  # student_statuses; the rest: validation.fold
 from pipeline.validation import STATUS_LABELS, fold, sort_problems
 
 SHEET = "Suivi"
@@ -144,25 +146,6 @@ class StudentStatus:
         }
 
 
-_STATUS_QUERY = """
-SELECT s.*,
-       w.file AS workbook_file, w.generated_at,
-       (SELECT MAX(sent_at) FROM sendings
-        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_at,
-       (SELECT MAX(channel != 'fichier') FROM sendings
-        WHERE student_id = s.student_id AND kind = 'envoi') AS sent_for_sure,
-       (SELECT MAX(sent_at) FROM sendings
-        WHERE student_id = s.student_id AND kind = 'relance') AS reminded_at,
-       r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match, r.match_note,
-       r.status AS return_status, r.problems, r.evaluation, r.grid_id, r.grid_version,
-       c.standing
-FROM students s
-LEFT JOIN workbooks w ON w.id = (SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)
-LEFT JOIN counted_returns c ON c.student_id = s.student_id
-LEFT JOIN returns r ON r.id = c.return_id
-"""
-
-
 def waiting_note(pending: ReturnStanding, counted_id: int | None, counted_standing: str) -> str:
     """How a return « à confirmer » stands beside the student's return that counts."""
     if counted_id is None or pending.return_id == counted_id:
@@ -204,19 +187,19 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
     for waiting_return in pending_returns(db):
         waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
     statuses = []
-    for row in db.execute(_STATUS_QUERY):
+    for row in state.student_status_rows(db):
         pending = waiting.get(row["student_id"], [])
         missing, invalid, warnings = sort_problems(
             json.loads(row["problems"]) if row["problems"] else []
         )
         if row["return_status"]:
-            status = row["return_status"]
+            status = ReturnStatus(row["return_status"])
         elif row["sent_for_sure"]:  # over SMTP, or marked sent by the teacher
-            status = "sent"
+            status = ReturnStatus.SENT
         elif row["sent_at"]:
-            status = "prepared"  # written to the outbox: the teacher sends it herself
+            status = ReturnStatus.PREPARED  # written to the outbox: the teacher sends it herself
         else:
-            status = "generated"
+            status = ReturnStatus.GENERATED
         statuses.append(
             StudentStatus(
                 student=student_from_row(row),
@@ -242,7 +225,9 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 grid_version=row["grid_version"] or "",
             )
         )
-    statuses.sort(key=lambda s: (fold(s.class_name), fold(s.last_name), fold(s.first_name)))
+    statuses.sort(
+        key=lambda s: (fold_text(s.class_name), fold_text(s.last_name), fold_text(s.first_name))
+    )
     return statuses
 
 

@@ -230,9 +230,10 @@ def test_archive__class_option_restricts_to_that_class(campaign: Path) -> None:
         None,
     }
     unknown = run(campaign, "archive", "--class", "BTS 3C")
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2
     assert unknown.output == (
-        "Erreur : Classe « BTS 3C » inconnue. Classes de la campagne : BTS 2A, BTS 2B.\n"
+        "Erreur : classe « BTS 3C » inconnue de la campagne. Ses classes : « BTS 2A », "
+        "« BTS 2B ».\n"
     )
 
 
@@ -261,9 +262,10 @@ def test_class_option__unknown_class__the_same_french_message_lists_the_classes(
     campaign: Path, command: str
 ) -> None:
     result = run(campaign, command, "--class", "BTS 3C")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output == (
-        "Erreur : Classe « BTS 3C » inconnue. Classes de la campagne : BTS 2A, BTS 2B.\n"
+        "Erreur : classe « BTS 3C » inconnue de la campagne. Ses classes : « BTS 2A », "
+        "« BTS 2B ».\n"
     )
 
 
@@ -768,9 +770,9 @@ def test_purge__refused_before_verification__then_deletes_exactly_that_class(
     assert archived.is_file() and _verify(str(archived)).exit_code == 0
     assert (campaign / "grille.toml").is_file()
     purged = run(campaign, "purge", "--class", "bts 2a", "--oui")
-    assert purged.exit_code == 1
+    assert purged.exit_code == 2
     assert purged.output == (
-        "Erreur : Classe « bts 2a » déjà purgée. Classes de la campagne : BTS 2B.\n"
+        "Erreur : classe « bts 2a » déjà purgée. Classes de la campagne : « BTS 2B ».\n"
     )
     again = run(campaign, "purge", "--oui")  # BTS 2B has no archive: refused, with the way out
     assert again.exit_code == 1

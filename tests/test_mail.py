@@ -21,6 +21,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipeline import state
+from pipeline.campaign import Campaign
+from pipeline.grid import load_grid
 from pipeline.mail import (
     SEND,
     MailError,
@@ -33,7 +35,7 @@ from pipeline.mail import (
     send_messages,
     write_eml,
 )
-from pipeline.settings import CampaignConfig, SmtpSettings
+from pipeline.settings import CampaignConfig, SmtpSettings, Workspace
 from tests.conftest import write_xlsx
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -169,6 +171,11 @@ def three_students(db: sqlite3.Connection, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def opened(db: sqlite3.Connection, root: Path) -> Campaign:
+    """The campaign of folder `root` on database `db`, as `Campaign.open` gives it."""
+    return Campaign(Workspace(root), config(), b"k" * 32, load_grid(), db)
+
+
 def names(messages: list[TutorMessage]) -> list[tuple[str, list[str]]]:
     return [(m.tutor_email.casefold(), [w.student_name for w in m.workbooks]) for m in messages]
 
@@ -178,7 +185,7 @@ def test_two_students_of_the_same_tutor__arrive_in_one_message_with_both_workboo
 ) -> None:
     mailbox = Mailbox()
     smtp = start_server(mailbox)
-    pending = pending_messages(db, three_students)
+    pending = pending_messages(opened(db, three_students))
     assert names(pending) == [
         ("md@solvea.example", ["BERNARD Yanis"]),
         ("sg@horizon.example", ["ABADIE Chloé", "CHEVALLIER Inès"]),
@@ -209,7 +216,7 @@ def test_two_students_of_the_same_tutor__arrive_in_one_message_with_both_workboo
 def test_message__french_subject_body_and_headers(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    bernard, garnier = pending_messages(db, three_students)
+    bernard, garnier = pending_messages(opened(db, three_students))
 
     single = build(config(), bernard, message_id_domain="lycee.example")
     several = build(config(), garnier)
@@ -242,7 +249,7 @@ def test_message__french_subject_body_and_headers(
 def test_message__sender_from_the_envoi_section__replies_still_go_to_the_teacher(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    message = pending_messages(db, three_students)[0]
+    message = pending_messages(opened(db, three_students))[0]
     smtp = SmtpSettings(sender="stages@lycee.example")
 
     built = build(config(smtp, deadline=None), message)
@@ -259,7 +266,7 @@ def test_recorded_sending__nothing_pending__resend_gives_them_again(
     db: sqlite3.Connection, three_students: Path, start_server: Callable[..., SmtpSettings]
 ) -> None:
     smtp = start_server(Mailbox())
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     report = send_messages(
         smtp, None, built, timeout=5,
@@ -273,18 +280,20 @@ def test_recorded_sending__nothing_pending__resend_gives_them_again(
         ("E2", "md@solvea.example", sent_ids["md@solvea.example"]),
         ("E3", "sg@horizon.example", sent_ids["sg@horizon.example"]),
     ]
-    assert pending_messages(db, three_students) == []
-    assert names(pending_messages(db, three_students, resend=True)) == names([m for m, _ in built])
+    assert pending_messages(opened(db, three_students)) == []
+    assert names(pending_messages(opened(db, three_students), resend=True)) == names(
+        [m for m, _ in built]
+    )
 
 
 def test_regenerated_workbook__makes_the_student_pending_again(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    for message in pending_messages(db, three_students):
+    for message in pending_messages(opened(db, three_students)):
         record_sending(db, message, "<x@grille.local>", state.now())
     new_id = add_workbook(db, three_students, "E3", "CHEVALLIER_Ines_E3_v2")
 
-    (pending,) = pending_messages(db, three_students)
+    (pending,) = pending_messages(opened(db, three_students))
 
     assert names([pending]) == [("sg@horizon.example", ["CHEVALLIER Inès"])]
     assert pending.workbooks[0].workbook_id == new_id
@@ -296,8 +305,8 @@ def test_regenerated_workbook__makes_the_student_pending_again(
 def test_pending__filtered_by_student_or_class(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    by_student = pending_messages(db, three_students, student_ids={"E3", "E4"})
-    by_class = pending_messages(db, three_students, class_name="bts mco 2b")
+    by_student = pending_messages(opened(db, three_students), student_ids={"E3", "E4"})
+    by_class = pending_messages(opened(db, three_students), class_name="bts mco 2b")
 
     assert names(by_student) == [("sg@horizon.example", ["CHEVALLIER Inès"])]
     assert names(by_class) == [("md@solvea.example", ["BERNARD Yanis"])]
@@ -308,7 +317,7 @@ def test_refused_recipient__failed_in_french__other_tutors_still_receive(
 ) -> None:
     mailbox = Mailbox(refuse="md@solvea.example")
     smtp = start_server(mailbox)
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
     recorded: list[str] = []
 
     report = send_messages(
@@ -329,7 +338,7 @@ def test_refused_recipient__failed_in_french__other_tutors_still_receive(
 def test_server_down__mail_error_in_french(db: sqlite3.Connection, three_students: Path) -> None:
     port = free_port()  # nothing listens there
     smtp = SmtpSettings(host="127.0.0.1", port=port, security="aucune")
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     with pytest.raises(MailError) as error:
         send_messages(smtp, None, built, timeout=5)
@@ -352,7 +361,7 @@ def test_login__wrong_password__mail_error__right_password__sent(
     mailbox = Mailbox()
     smtp = start_server(mailbox, authenticator=authenticate, auth_require_tls=False)
     smtp = replace(smtp, user="claire")
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     with pytest.raises(MailError, match=r"^Connexion au serveur d'envoi 127\.0\.0\.1:\d+ refusée "):
         send_messages(smtp, "faux", built, timeout=5)
@@ -372,7 +381,7 @@ def test_tutor_address_with_comma_or_line_break__mail_error_naming_the_tutor(
     db: sqlite3.Connection, tmp_path: Path, address: str
 ) -> None:
     add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), ("Sophie Garnier", address))
-    (message,) = pending_messages(db, tmp_path)
+    (message,) = pending_messages(opened(db, tmp_path))
 
     with pytest.raises(MailError) as error:
         build(config(), message)
@@ -392,7 +401,7 @@ def test_line_break_in_a_tutor_or_student_name__never_becomes_a_header(
         ("Abadie\r\nBcc: x@evil.example", "Chloé"),
         ("Sophie\nGarnier", GARNIER[1]),
     )
-    (message,) = pending_messages(db, tmp_path)
+    (message,) = pending_messages(opened(db, tmp_path))
 
     parsed = BytesParser(policy=policy.default).parsebytes(build(config(), message).as_bytes())
 
@@ -405,7 +414,7 @@ def test_missing_workbook_file__mail_error_naming_the_student(
     db: sqlite3.Connection, tmp_path: Path
 ) -> None:
     add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), GARNIER)
-    (message,) = pending_messages(db, tmp_path)
+    (message,) = pending_messages(opened(db, tmp_path))
     message.workbooks[0].path.unlink()
 
     with pytest.raises(MailError, match=r"^Classeur de ABADIE Chloé introuvable ou illisible"):
@@ -415,7 +424,7 @@ def test_missing_workbook_file__mail_error_naming_the_student(
 def test_write_eml__a_parseable_draft_that_outlook_opens_ready_to_send(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    garnier = pending_messages(db, three_students)[1]
+    garnier = pending_messages(opened(db, three_students))[1]
     folder = three_students / "output" / "apercu"
 
     email = build(config(), garnier)
@@ -438,7 +447,7 @@ def test_transient_refusal__retried_after_a_pause__delivered_once(
 ) -> None:
     mailbox = Mailbox(data_replies=["451 4.3.0 Réessayez plus tard", "421 4.3.2 Fermeture"])
     smtp = replace(start_server(mailbox), pause_seconds=1.0)
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
     pauses: list[float] = []
 
     report = send_messages(smtp, None, built, timeout=5, sleep=pauses.append)
@@ -457,7 +466,7 @@ def test_permanent_refusal__not_retried__the_next_tutor_still_receives(
 ) -> None:
     mailbox = Mailbox(data_replies=["554 5.7.1 Message refusé"])
     smtp = replace(start_server(mailbox), pause_seconds=1.0)
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
     pauses: list[float] = []
 
     report = send_messages(smtp, None, built, timeout=5, sleep=pauses.append)
@@ -474,7 +483,7 @@ def test_transient_refusal_every_time__failed_after_the_retries(
 ) -> None:
     mailbox = Mailbox(data_replies=["452 4.3.1 Espace insuffisant"] * 4)
     smtp = start_server(mailbox)
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     report = send_messages(
         smtp, None, built, timeout=5, retry_delays=(0, 0, 0), sleep=lambda s: None
@@ -491,7 +500,7 @@ def test_connection_cut_after_the_data__uncertain__recorded__never_sent_again(
 ) -> None:
     mailbox = Mailbox(drop_after_data="md@solvea.example")
     smtp = start_server(mailbox)
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     report = send_messages(
         smtp, None, built, timeout=5, sleep=lambda s: None,
@@ -506,7 +515,7 @@ def test_connection_cut_after_the_data__uncertain__recorded__never_sent_again(
     assert len(mailbox.received) == 2
     rows = db.execute("SELECT student_id, uncertain FROM sendings ORDER BY student_id")
     assert [tuple(r) for r in rows] == [("E1", 0), ("E2", 1), ("E3", 0)]
-    assert pending_messages(db, three_students) == []
+    assert pending_messages(opened(db, three_students)) == []
 
 
 def test_workbook_replaced_on_disk__not_attached__mail_error_naming_the_student(
@@ -514,9 +523,9 @@ def test_workbook_replaced_on_disk__not_attached__mail_error_naming_the_student(
 ) -> None:
     add_student(db, tmp_path, "E1", ("Abadie", "Chloé"), GARNIER)
     add_student(db, tmp_path, "E2", ("Bernard", "Yanis"), GARNIER)
-    abadie, bernard = pending_messages(db, tmp_path)[0].workbooks
+    abadie, bernard = pending_messages(opened(db, tmp_path))[0].workbooks
     abadie.path.write_bytes(bernard.path.read_bytes())  # another student's file in its place
-    (message,) = pending_messages(db, tmp_path)
+    (message,) = pending_messages(opened(db, tmp_path))
 
     with pytest.raises(MailError) as error:
         build(config(), message)
@@ -540,7 +549,7 @@ def test_campaign_template__used_for_subject_and_body(
         "merci de renvoyer {nombre} grille(s) {delai}.\n{stagiaires}\n",
         encoding="utf-8",
     )
-    garnier = pending_messages(db, three_students)[1]
+    garnier = pending_messages(opened(db, three_students))[1]
 
     email = build_message(config(), garnier, load_template(workspace, SEND))
 
@@ -597,7 +606,7 @@ def reparsed(email: EmailMessage) -> tuple[EmailMessage, str]:
 def test_message__one_student__singular_throughout__tutor_greeted_by_name(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    bernard = pending_messages(db, three_students)[0]
+    bernard = pending_messages(opened(db, three_students))[0]
 
     _, text = reparsed(build(config(), bernard))
 
@@ -632,7 +641,7 @@ def test_message__one_student__singular_throughout__tutor_greeted_by_name(
 def test_message__several_students__plural_throughout(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    garnier = pending_messages(db, three_students)[1]
+    garnier = pending_messages(opened(db, three_students))[1]
 
     _, text = reparsed(build(config(), garnier))
 
@@ -653,7 +662,7 @@ def test_message__several_students__plural_throughout(
 def test_message__paragraphs_are_single_lines__not_rewrapped_on_the_way(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    garnier = pending_messages(db, three_students)[1]
+    garnier = pending_messages(opened(db, three_students))[1]
     email = build(config(), garnier)
 
     _, text = reparsed(email)
@@ -671,7 +680,7 @@ def test_message__paragraphs_are_single_lines__not_rewrapped_on_the_way(
 def test_message__tutor_name_unknown__madame_monsieur(
     db: sqlite3.Connection, three_students: Path
 ) -> None:
-    bernard = pending_messages(db, three_students)[0]
+    bernard = pending_messages(opened(db, three_students))[0]
     anonymous = replace(bernard, tutor_name="  ")
 
     _, text = reparsed(build(config(), anonymous))
@@ -684,7 +693,7 @@ def test_message__date_header_in_the_teachers_time_zone(
 ) -> None:
     import time
 
-    bernard = pending_messages(db, three_students)[0]
+    bernard = pending_messages(opened(db, three_students))[0]
     monkeypatch.setenv("TZ", "America/Cayenne")  # UTC-3 all year: no daylight saving
     time.tzset()
     try:
@@ -711,7 +720,7 @@ def test_campaign_template__from_an_earlier_season__old_fields_still_work(
     for kind in ("envoi", "relance"):
         source = data / f"email_{kind}_saison_2026.txt"
         (workspace.templates_dir / f"email_{kind}.txt").write_bytes(source.read_bytes())
-    garnier = pending_messages(db, three_students)[1]
+    garnier = pending_messages(opened(db, three_students))[1]
 
     _, sent = reparsed(build_message(config(), garnier, load_template(workspace, SEND)))
     reminder = replace(garnier, kind=REMIND)
@@ -736,7 +745,7 @@ def test_campaign_template__singular_plural_choice__follows_the_number_of_studen
         encoding="utf-8",
     )
     template = load_template(workspace, SEND)
-    bernard, garnier = pending_messages(db, three_students)
+    bernard, garnier = pending_messages(opened(db, three_students))
 
     one, one_text = reparsed(build_message(config(), bernard, template))
     two, two_text = reparsed(build_message(config(), garnier, template))
@@ -752,14 +761,15 @@ def test_template_values__de_elided_before_a_vowel(
 ) -> None:
     from pipeline.mail import template_values
 
-    garnier = pending_messages(db, three_students)[1]
+    garnier = pending_messages(opened(db, three_students))[1]
     abadie = replace(garnier, workbooks=garnier.workbooks[:1])
 
     assert template_values(config(), abadie)["les_evaluations"] == ("l'évaluation d'ABADIE Chloé")
 
 
 def test_bundled_templates__the_repository_copies_are_the_same() -> None:
-    from pipeline.mail import BUNDLED_TEMPLATES, REMIND, TEMPLATE_NAMES
+    from pipeline.mail import REMIND
+    from pipeline.settings import BUNDLED_TEMPLATES, TEMPLATE_NAMES
 
     repository = Path(__file__).parent.parent / "input_templates"
     for name in TEMPLATE_NAMES.values():
@@ -837,7 +847,7 @@ def test_tls__starttls_or_implicit__certificate_checked__delivered(
         else {"ssl_context": context}
     )
     smtp = replace(start_server(mailbox, **options), security=security)
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     report = send_messages(smtp, None, built, timeout=5)
 
@@ -856,7 +866,7 @@ def test_tls__certificate_not_trusted__refused_before_anything_is_sent(
     smtp = replace(
         start_server(mailbox, tls_context=context, require_starttls=True), security="starttls"
     )
-    built = [(m, build(config(), m)) for m in pending_messages(db, three_students)]
+    built = [(m, build(config(), m)) for m in pending_messages(opened(db, three_students))]
 
     with pytest.raises(MailError) as error:
         send_messages(smtp, None, built, timeout=5)

@@ -1,12 +1,13 @@
 """The `grille` command line: a thin French layer over the library, one command per step.
 
-Each command opens the campaign, calls one library function and prints its result.
-Library errors (`GrilleError`) become a French message and a non-zero exit code;
-no traceback reaches the teacher.
+A command opens the campaign, calls the library's step (`step(campaign, …) -> Result`,
+e.g. `campaign.generate_workbooks`, `mail.deliver_messages`) and prints its result; only
+`grille demo` chains steps. Library errors (`GrilleError`) become a French message and
+their exit code (`GrilleError.exit_code`); no traceback reaches the teacher.
 
 The commands live in one module per stage of the season (`prepare`, `mailing`,
-`returns`, `closing`, `demo`), over what they share (`base`); `grille --help` lists
-them in the order of the flow.
+`returns`, `closing`, `grid`, `recovery`, `demo`), over what they share (`base`);
+`grille --help` lists them in the order of the flow.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""`grille demo`: the whole season on the bundled class, through the real commands."""
+"""`grille demo`: the whole season on the bundled class, step after step, each run and
+printed as its own command does (`run_generate`, `run_send`, …)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import click
 
-from pipeline import campaign as campaign_ops
 from pipeline import demo as demo_data
 from pipeline import mail
 from pipeline.cli.base import (
@@ -17,8 +17,8 @@ from pipeline.cli.base import (
     open_campaign,
 )
 from pipeline.cli.closing import archive_command, run_reports
-from pipeline.cli.mailing import remind_command, send
-from pipeline.cli.prepare import generate
+from pipeline.cli.mailing import run_remind, run_send
+from pipeline.cli.prepare import run_generate
 from pipeline.cli.returns import collect, status
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
@@ -50,34 +50,23 @@ def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> Non
     click_ctx.obj = Context(workspace.root)  # the commands below work on the demo campaign
     today = date.today()
     with friendly_errors():
-        campaign_ops.init_campaign(
-            workspace,
-            school="Lycée de démonstration",
-            session="BTS MUC — session de démonstration",
-            teacher_name="Mme Claire Martin",
-            teacher_email="claire.martin@lycee-demo.example",
-            deadline=today + timedelta(days=14),
-        )
-        roster = demo_data.demo_roster(workspace.templates_dir / "demo_roster.csv", today)
+        roster = demo_data.start_demo(workspace, today)
 
     def step(title: str) -> None:
         click.echo(click.style(f"\n== {title}", bold=True))
 
     step(f"1. Campagne de démonstration dans « {workspace.root} »")
     step("2. Un classeur par stagiaire (grille generate)")
-    click_ctx.invoke(generate, roster_paths=(roster,), grid_path=None, force=False, jobs=jobs)
+    run_generate(workspace, (roster,), jobs=jobs)
     step("3. Un message par tuteur, prêt à partir (grille send)")
-    click_ctx.invoke(send, dry_run=False, resend=False, student_ids=(), class_name=None)
+    run_send(workspace)
     step("4. Les tuteurs répondent (simulation)")
     replies = workspace.root / "retours_simules"
     if replies.is_dir() and any(replies.iterdir()):
         click.echo(f"Réponses simulées déjà présentes dans {replies.name}/.")
     else:
         with open_campaign(workspace, lock=False) as opened:
-            students = demo_data.latest_workbooks(opened.db, workspace.root)
-            simulated = demo_data.simulate_tutors(
-                opened.grid, students, replies, today, opened.config.teacher_email
-            )
+            simulated = demo_data.simulate_returns(opened, replies, today)
         for name, what in simulated:
             click.echo(f"  {name} : {what}")
     step(f"5. Collecte des retours (grille collect {replies.name})")
@@ -85,9 +74,7 @@ def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> Non
     step("6. Où en est chaque stagiaire (grille status)")
     click_ctx.invoke(status, output_format="table", class_name=None)
     step("7. Relances des tuteurs (grille remind)")
-    click_ctx.invoke(
-        remind_command, dry_run=False, student_ids=(), class_name=None, interval=7, again=False
-    )
+    run_remind(workspace)
     step("8. Bilans Word (grille report)")
     run_reports(workspace, None, None, pdf)
     step("9. Archive de chaque classe (grille archive)")

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
-from pipeline import campaign as campaign_ops
 from pipeline import mail, remind
+from pipeline.campaign import Campaign
 from pipeline.cli.base import (
     Context,
     class_option,
     cli,
+    fail,
     open_campaign,
     pass_context,
     refresh_tracking,
     student_option,
 )
+from pipeline.kinds import SendingKind
 from pipeline.settings import SmtpSettings, Workspace
 
 
@@ -30,23 +33,15 @@ def _smtp_password(smtp: SmtpSettings) -> str | None:
     )
 
 
-def _deliver(
-    workspace: Workspace,
-    opened: campaign_ops.Campaign,
-    pending: list[mail.TutorMessage],
-    kind: str,
-    dry_run: bool,
-) -> int:
-    """Build, then send or write, the messages of `pending`; print each; return failures."""
-    template = mail.load_template(workspace, kind)
-    built, errors = mail.build_messages(opened.config, pending, template)
-    for error in errors:
+def _print_delivery(workspace: Workspace, delivery: mail.DeliveryResult) -> None:
+    """What `mail.deliver_messages` built, sent or wrote, message by message, then in sum."""
+    for error in delivery.errors:
         click.echo(f"  Erreur — {error}", err=True)
-    smtp = opened.config.smtp
-    outbox = (workspace.output_dir / mail.OUTBOX).relative_to(workspace.root)
-    where = f"serveur {smtp.host}:{smtp.port}" if smtp.configured else f"dossier {outbox}/"
-    if dry_run:
-        for message, email in built:
+    smtp = delivery.smtp
+    outbox = delivery.outbox.relative_to(workspace.root)
+    if delivery.dry_run:
+        where = f"serveur {smtp.host}:{smtp.port}" if smtp.configured else f"dossier {outbox}/"
+        for message, email in delivery.built:
             names = ", ".join(part.get_filename() or "?" for part in email.iter_attachments())
             click.echo(
                 f"  à envoyer : {message.tutor_name} <{message.tutor_email}> — "
@@ -56,10 +51,13 @@ def _deliver(
                 for item in book.todo:
                     click.echo(f"      • {book.student_name} : {item}")
         click.echo(
-            f"{len(built)} message(s) prêt(s) pour le {where} ; rien n'a été fait (--dry-run)."
+            f"{len(delivery.built)} message(s) prêt(s) pour le {where} ; rien n'a été fait "
+            "(--dry-run)."
         )
-        return len(errors)
-    report = mail.deliver(opened.db, workspace, smtp, _smtp_password(smtp), built)
+        return
+    if delivery.fault:
+        fail(delivery.fault)
+    report = delivery.report
     for message, _ in report.sent:
         click.echo(
             f"  envoyé : {message.tutor_name} <{message.tutor_email}>, "
@@ -79,7 +77,6 @@ def _deliver(
         )
     for message, reason in report.failed:
         click.echo(f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}", err=True)
-    refresh_tracking(workspace, opened.db)
     if smtp.configured:
         click.echo(
             f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec"
@@ -91,7 +88,87 @@ def _deliver(
             "d'envoi dans grille.toml [envoi]) : ouvrez chaque fichier .eml avec Thunderbird "
             "ou Outlook et envoyez-le."
         )
-    return len(errors) + len(report.failed) + len(report.uncertain)
+
+
+def _deliver(
+    workspace: Workspace,
+    opened: Campaign,
+    pending: list[mail.TutorMessage],
+    kind: SendingKind,
+    dry_run: bool,
+) -> mail.DeliveryResult:
+    """Ask the password when it is needed, deliver `pending` (`mail.deliver_messages`),
+    print what happened and refresh the tracking workbook."""
+    password = None if dry_run else _smtp_password(opened.config.smtp)
+    delivery = mail.deliver_messages(opened, pending, kind, dry_run=dry_run, password=password)
+    if not dry_run and not delivery.fault:
+        refresh_tracking(workspace, opened.db)
+    _print_delivery(workspace, delivery)
+    return delivery
+
+
+def run_send(
+    workspace: Workspace,
+    *,
+    dry_run: bool = False,
+    resend: bool = False,
+    mark_sent: bool = False,
+    student_ids: tuple[str, ...] = (),
+    class_name: str | None = None,
+) -> None:
+    """`grille send` (also run by `grille demo`): exits 1 when a message failed."""
+    if mark_sent and (dry_run or resend):
+        raise click.UsageError("--mark-sent ne s'emploie ni avec --dry-run ni avec --resend.")
+    chosen = set(student_ids) or None
+    with open_campaign(workspace) as opened:
+        if mark_sent:
+            marked = mail.mark_sent_by_hand(opened, student_ids=chosen, class_name=class_name)
+            refresh_tracking(workspace, opened.db)
+            for student in marked:
+                click.echo(f"  envoyé par vous : {student.display_name} ({student.class_name})")
+            click.echo(
+                f"{len(marked)} classeur(s) notés comme envoyés."
+                if marked
+                else "Aucun message préparé en attente : rien à noter."
+            )
+            return
+        pending = mail.pending_messages(
+            opened, resend=resend, student_ids=chosen, class_name=class_name
+        )
+        if not pending:
+            click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
+            return
+        delivery = _deliver(workspace, opened, pending, mail.SEND, dry_run)
+    if not delivery.ok:
+        sys.exit(1)
+
+
+def run_remind(
+    workspace: Workspace,
+    *,
+    dry_run: bool = False,
+    student_ids: tuple[str, ...] = (),
+    class_name: str | None = None,
+    interval: int = 7,
+    again: bool = False,
+) -> None:
+    """`grille remind` (also run by `grille demo`): exits 1 when a message failed."""
+    with open_campaign(workspace) as opened:
+        reminders = remind.pending_reminders(
+            opened,
+            student_ids=set(student_ids) or None,
+            class_name=class_name,
+            interval_days=interval,
+            again=again,
+        )
+        for note in reminders.skipped:
+            click.echo(f"  pas de relance : {note}")
+        if not reminders.messages:
+            click.echo("Aucun tuteur à relancer.")
+            return
+        delivery = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
+    if not delivery.ok:
+        sys.exit(1)
 
 
 @cli.command()
@@ -105,14 +182,7 @@ def _deliver(
 @student_option
 @class_option
 @pass_context
-def send(
-    ctx: Context,
-    dry_run: bool,
-    resend: bool,
-    mark_sent: bool,
-    student_ids: tuple[str, ...],
-    class_name: str | None,
-) -> None:
+def send(ctx: Context, /, **options: Any) -> None:
     """Envoie à chaque tuteur, en un seul message, les classeurs de ses stagiaires.
 
     Exemple : grille send --dry-run   (puis, après relecture : grille send)
@@ -125,37 +195,7 @@ def send(
     (sauf --resend), même après une interruption. Après avoir envoyé vous-même les
     messages préparés : grille send --mark-sent.
     """
-    workspace = ctx.workspace
-    failures = 0
-    if mark_sent and (dry_run or resend):
-        raise click.UsageError("--mark-sent ne s'emploie ni avec --dry-run ni avec --resend.")
-    with open_campaign(workspace) as opened:
-        if mark_sent:
-            marked = mail.mark_sent_by_hand(
-                opened.db, student_ids=set(student_ids) or None, class_name=class_name
-            )
-            for name in marked:
-                click.echo(f"  envoyé par vous : {name}")
-            refresh_tracking(workspace, opened.db)
-            click.echo(
-                f"{len(marked)} classeur(s) notés comme envoyés."
-                if marked
-                else "Aucun message préparé en attente : rien à noter."
-            )
-            return
-        pending = mail.pending_messages(
-            opened.db,
-            workspace.root,
-            resend=resend,
-            student_ids=set(student_ids) or None,
-            class_name=class_name,
-        )
-        if not pending:
-            click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
-            return
-        failures = _deliver(workspace, opened, pending, mail.SEND, dry_run)
-    if failures:
-        sys.exit(1)
+    run_send(ctx.workspace, **options)
 
 
 @cli.command("remind")
@@ -172,14 +212,7 @@ def send(
 )
 @click.option("--again", is_flag=True, help="Relance même les tuteurs relancés récemment.")
 @pass_context
-def remind_command(
-    ctx: Context,
-    dry_run: bool,
-    student_ids: tuple[str, ...],
-    class_name: str | None,
-    interval: int,
-    again: bool,
-) -> None:
+def remind_command(ctx: Context, /, **options: Any) -> None:
     """Relance les tuteurs dont une évaluation manque, est incomplète ou invalide.
 
     Exemple : grille remind --dry-run   (puis : grille remind)
@@ -189,22 +222,4 @@ def remind_command(
     l'original). Même envoi que « grille send » ; texte modifiable dans
     input_templates/email_relance.txt.
     """
-    workspace = ctx.workspace
-    failures = 0
-    with open_campaign(workspace) as opened:
-        reminders = remind.pending_reminders(
-            opened.db,
-            workspace.root,
-            student_ids=set(student_ids) or None,
-            class_name=class_name,
-            interval_days=interval,
-            again=again,
-        )
-        for note in reminders.skipped:
-            click.echo(f"  pas de relance : {note}")
-        if not reminders.messages:
-            click.echo("Aucun tuteur à relancer.")
-            return
-        failures = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
-    if failures:
-        sys.exit(1)
+    run_remind(ctx.workspace, **options)

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from pipeline import campaign as campaign_ops
-from pipeline import state
 from pipeline.cli.base import (
     Context,
     cli,
@@ -23,7 +22,6 @@ from pipeline.cli.base import (
     refresh_tracking,
     remember_campaign,
 )
-from pipeline.roster import RosterError, read_rosters
 from pipeline.settings import Workspace
 
 
@@ -64,7 +62,7 @@ def init(
     """
     workspace = Workspace(directory if directory is not None else ctx.root)
     remember_campaign(workspace.root)
-    with friendly_errors(workspace.output_dir), state.run_lock(workspace.output_dir):
+    with friendly_errors(workspace.output_dir):
         result = campaign_ops.init_campaign(
             workspace,
             school=school,
@@ -84,64 +82,64 @@ def init(
     )
 
 
-def _run_generate(
+def run_generate(
     workspace: Workspace,
-    roster_paths: tuple[Path, ...],
-    grid_path: Path | None,
-    force: bool,
-    jobs: int,
+    roster_paths: tuple[Path, ...] = (),
+    grid_path: Path | None = None,
+    force: bool = False,
+    jobs: int = 1,
     new_key: bool = False,
 ) -> None:
+    """`grille generate` (also run by `grille demo`): exits 2 on a roster to correct."""
     paths = list(roster_paths) or [workspace.roster_path]
-    label = ", ".join(f"« {path.name or path} »" for path in paths)
-    with open_campaign(workspace, grid_path, new_key=new_key) as opened:
-        if new_key and opened.key_matches():
-            fail(
-                "--new-key : la clé secrète de la campagne est toujours celle de ses classeurs ; "
-                "rien n'est à refaire.",
-                2,
-            )
-        try:
-            roster = read_rosters(paths)
-        except RosterError as exc:
-            fail(str(exc), 2)
-        warnings = [p for p in roster.problems if p.severity == "warning"]
-        if not roster.valid:
-            errors = [p for p in roster.problems if p.severity != "warning"]
-            click.echo(
-                f"Liste des stagiaires {label} : {len(errors)} problème(s) "
-                "à corriger ; aucun classeur n'a été produit.",
-                err=True,
-            )
-            print_problems(roster.problems)
-            sys.exit(2)
-        print_problems(warnings)
-        if not roster.students:
-            fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
-        if len(roster.files) > 1:
-            click.echo(
-                f"Liste des stagiaires : {len(roster.students)} stagiaire(s) dans "
-                f"{len(roster.files)} fichier(s)."
-            )
-        opened.remember_grid(grid_path)
-        with progress_bar(len(roster.students), "Classeurs") as advance:
-            result = campaign_ops.generate(
-                opened, roster.students, force=force or new_key, jobs=jobs, progress=advance
-            )
-        if new_key:  # only once every workbook is signed with it
-            opened.adopt_key()
-        refresh_tracking(workspace, opened.db)
+    with (
+        open_campaign(workspace, grid_path, new_key=new_key) as opened,
+        progress_bar("Classeurs") as progress,
+    ):
+        result = campaign_ops.generate_workbooks(
+            opened, paths, grid_file=grid_path, force=force, new_key=new_key, jobs=jobs,
+            progress=progress,
+        )  # fmt: skip
+        if result.generated:
+            refresh_tracking(workspace, opened.db)
+    _print_generation(workspace, result, ", ".join(f"« {path.name or path} »" for path in paths))
+
+
+def _print_generation(
+    workspace: Workspace, result: campaign_ops.GenerateResult, label: str
+) -> None:
+    """The roster's problems (exit 2 when it blocks), then each workbook made."""
+    roster = result.roster
+    if not roster.valid:
+        errors = [p for p in roster.problems if p.severity != "warning"]
+        click.echo(
+            f"Liste des stagiaires {label} : {len(errors)} problème(s) "
+            "à corriger ; aucun classeur n'a été produit.",
+            err=True,
+        )
+        print_problems(roster.problems)
+        sys.exit(2)
+    print_problems([p for p in roster.problems if p.severity == "warning"])
+    if not roster.students:
+        fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
+    if len(roster.files) > 1:
+        click.echo(
+            f"Liste des stagiaires : {len(roster.students)} stagiaire(s) dans "
+            f"{len(roster.files)} fichier(s)."
+        )
     for student in result.created:
         path = result.files[student.student_id].relative_to(workspace.root)
         click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")
     for student, reason in result.updated:
         path = result.files[student.student_id].relative_to(workspace.root)
-        reason = "nouvelle clé secrète" if new_key else reason
         click.echo(
             f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}"
         )
-    for name in result.removed:
-        click.echo(f"  Attention — {name} n'est plus dans la liste : son classeur est conservé.")
+    for student in result.removed:
+        click.echo(
+            f"  Attention — {student.display_name} ({student.class_name}) n'est plus dans la "
+            "liste : son classeur est conservé."
+        )
     if result.removed:
         click.echo(
             "  Si votre liste est répartie en plusieurs fichiers, donnez-les tous : "
@@ -152,7 +150,7 @@ def _run_generate(
         f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
         f"{len(result.unchanged)} inchangé(s), dans {folder}."
     )
-    if new_key:
+    if result.new_key:
         click.echo(
             "Nouvelle clé secrète adoptée : sauvegardez .grille/cle_secrete. Les classeurs "
             "signés avec l'ancienne clé ne sont plus reconnus : envoyez les nouveaux aux "
@@ -206,4 +204,4 @@ def generate(
     Les classeurs vont dans output/classeurs/<classe>/. Relancer la commande ne refait
     que les classeurs dont la ligne a changé.
     """
-    _run_generate(ctx.workspace, roster_paths, grid_path, force, jobs, new_key)
+    run_generate(ctx.workspace, roster_paths, grid_path, force, jobs, new_key)
