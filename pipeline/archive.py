@@ -499,7 +499,8 @@ class _Members:
 
 @dataclass
 class Verification:
-    """What `verify_archive` found, and what it could and could not check."""
+    """What `verify_archive` found, what it could and could not check, and whether the
+    campaign recorded the archive as verified."""
 
     name: str
     problems: list[str] = field(default_factory=list)
