@@ -52,4 +52,4 @@ def test_database_and_backups_gone__refused_with_the_rebuild_offered(campaign: P
         "fichiers de la campagne (classeurs, retours, messages envoyés, bilans) avec "
         "« grille rebuild »"
     ) in result.output
-    assert "grille rebuild" in run(campaign, "--help").output
+    assert "\n  rebuild " in run(campaign, "--help").output
