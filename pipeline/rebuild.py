@@ -38,7 +38,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -60,7 +60,6 @@ from pipeline.settings import CampaignConfig, Workspace, key_fingerprint
 from pipeline.validation import STATUS_LABELS, fold
 from pipeline.workbook import (
     META_KEYS,
-    TOKEN_PATTERN,
     WorkbookStamper,
     build_template,
     identity_values,
@@ -78,6 +77,7 @@ _CORE = {
     "cp": "http://schemas.openxmlformats.org/package/2006/metadata/core-properties",
     "dcterms": "http://purl.org/dc/terms/",
 }
+_SLACK = timedelta(seconds=2)
 _MAX_MESSAGE = 200 * 1024 * 1024  # a message to a tutor: his workbooks, a few MB at most
 
 
@@ -284,6 +284,12 @@ def _student_from_workbook(student_id: str, shown: dict[str, str]) -> Student | 
     )
 
 
+def _later(moment: str, than: str) -> bool:
+    """True when `moment` is clearly after `than` (both « AAAA-MM-JJ hh:mm:ss »): a file's
+    time and the time grille recorded for it differ by a second or two."""
+    return datetime.fromisoformat(moment) - datetime.fromisoformat(than) > _SLACK
+
+
 def _named(student: Student) -> str:
     return f"{student.display_name} ({student.class_name})"
 
@@ -299,18 +305,23 @@ class _Regeneration:
 
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
-        self._templates: dict[tuple[str, str], tuple[WorkbookStamper, dict[str, bytes]]] = {}
+        self._stampers: dict[tuple[str, str], WorkbookStamper] = {}
 
-    def _template(self, grid: Grid) -> tuple[WorkbookStamper, dict[str, bytes]]:
+    def _stamper(self, grid: Grid) -> WorkbookStamper:
         key = (grid.id, grid.version)
-        if key not in self._templates:
+        if key not in self._stampers:
             data = template_bytes(build_template(grid, self.campaign.template_options()))
-            self._templates[key] = (WorkbookStamper(data), _members(data, "modèle"))
-        return self._templates[key]
+            self._stampers[key] = WorkbookStamper(data)
+        return self._stampers[key]
 
     def compare(self, book: _Workbook, student: Student) -> tuple[str, str]:
-        """(fingerprint, template digest) to record: each "" when it no longer matches."""
-        stamper, template = self._template(book.grid)
+        """(fingerprint, template digest) to record: each "" when it no longer matches.
+
+        The workbook is compared, part by part (its save time aside), with the one
+        `generate` would make now from the roster line; if they differ, the identity
+        printed on it tells whether the line changed, and the workbook made now with that
+        printed identity tells whether the campaign's settings or grid did."""
+        stamper = self._stamper(book.grid)
         values = identity_values(
             student, book.grid, self.campaign.config.campaign_id, self.campaign.key
         )
@@ -318,15 +329,11 @@ class _Regeneration:
             actual = _members(book.path.read_bytes(), book.path.name)
         except (OSError, UnsafeFile):
             return "", ""
-        tokened = {part for part, data in template.items() if TOKEN_PATTERN.search(data)}
-        same_template = actual.keys() == template.keys() and all(
-            actual[part] == data for part, data in template.items() if part not in tokened
-        )
-        if same_template:
-            expected = _members(stamper.stamp(values), "attendu")
-            same_line = all(actual[part] == expected[part] for part in tokened)
-        else:  # only the identity printed on it can still be compared
-            same_line = all(book.shown.get(k, "") == values[k] for k in book.shown)
+        if actual == _members(stamper.stamp(values), "attendu"):
+            return student.fingerprint(), stamper.digest
+        same_line = all(book.shown.get(k, "") == values[k] for k in book.shown)
+        printed = {k: book.shown.get(k, v) for k, v in values.items()}
+        same_template = actual == _members(stamper.stamp(printed), "attendu")
         return (
             student.fingerprint() if same_line else "",
             stamper.digest if same_template else "",
@@ -685,8 +692,8 @@ class _Builder:
 
     def _from_tracking(self, found: _Sendings) -> None:
         """What suivi.xlsx, as grille last wrote it, adds to the messages' copies: the
-        messages the teacher marked as sent, those whose copy was replaced by a later one,
-        and the latest reminder of each student."""
+        messages the teacher marked as sent, those whose copy a later message to the same
+        tutor replaced, and the latest reminder of each student."""
         sent_label, prepared_label = fold(STATUS_LABELS["sent"]), fold(STATUS_LABELS["prepared"])
         for student_id, row in read_tracking_dates(self.ws.tracking_path).items():
             if student_id not in self.students:
@@ -705,7 +712,11 @@ class _Builder:
                         student_id, latest, student.tutor_email, "", sent_at, SEND, channel, ""
                     )
                 )
-            elif delivered and status == sent_label and all(s.channel == "fichier" for s in sends):
+            elif (
+                delivered
+                and all(s.channel == "fichier" for s in sends)
+                and (status == sent_label or _later(sent_at, max(s.sent_at for s in sends)))
+            ):
                 first = sends[0]  # written to the outbox, then « grille send --mark-sent »
                 found.add(
                     state.RebuiltSending(
@@ -721,7 +732,7 @@ class _Builder:
                 )
             reminded = row.get("reminded", "")
             known = max((s.sent_at for s in found.of(student_id, REMIND)), default="")
-            if reminded > known:
+            if reminded and (not known or _later(reminded, known)):
                 found.add(
                     state.RebuiltSending(
                         student_id,
