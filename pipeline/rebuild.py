@@ -31,6 +31,7 @@ beside the old one, then renamed into place: an interrupted rebuild changes noth
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import os
 import re
@@ -40,8 +41,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email import policy
-from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,8 @@ from pipeline.workbook import (
     WorkbookStamper,
     build_template,
     identity_values,
+    plan_layout,
     read_identity,
-    read_returned,
     template_bytes,
     verify_identity,
 )
@@ -72,6 +73,7 @@ from pipeline.xlsx import XlsxPackage
 
 SAVE_TIME_PART = "docProps/core.xml"  # the only part of a workbook that differs between runs
 _PERIOD = re.compile(r"du (\d{2}/\d{2}/\d{4}) au (\d{2}/\d{2}/\d{4})")
+_BESIDE = re.compile(r"_nouveau(?:_\d+)?$")
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _CORE = {
     "cp": "http://schemas.openxmlformats.org/package/2006/metadata/core-properties",
@@ -187,7 +189,7 @@ def _scan_workbooks(
             continue
         try:
             package = XlsxPackage(data, path.name)
-            identity, read = _hidden_identity(package)
+            identity, _ = _hidden_identity(package)
         except (UnsafeFile, GrilleError) as exc:
             result.skipped.append((relative, f"classeur illisible ({exc})."))
             continue
@@ -209,7 +211,7 @@ def _scan_workbooks(
             continue
         grid = grids[grid_key][0]
         try:
-            shown = read_returned(package, grid, read).identity
+            shown = _printed_identity(package, grid)
         except (UnsafeFile, GrilleError) as exc:
             result.skipped.append((relative, f"classeur illisible ({exc})."))
             continue
@@ -248,6 +250,20 @@ def _scan_workbooks(
     )
     found.sort(key=lambda w: (w.mtime_ns, w.relative))
     return found
+
+
+def _printed_identity(package: XlsxPackage, grid: Grid) -> dict[str, str]:
+    """The identity printed on a workbook (student_name, class_name…), "" when absent."""
+    refs = plan_layout(grid).identity
+    shown = dict.fromkeys(refs, "")
+    for sheet_name in {ref.sheet for ref in refs.values()}:
+        sheet = package.sheet(sheet_name)
+        if sheet is None:
+            continue
+        wanted = {ref.cell: key for key, ref in refs.items() if ref.sheet == sheet_name}
+        for cell, raw in package.read_cells(sheet, set(wanted)).items():
+            shown[wanted[cell]] = raw.value
+    return shown
 
 
 def _missing_grids(missing: set[tuple[str, str]]) -> GridError:
@@ -294,10 +310,15 @@ def _named(student: Student) -> str:
     return f"{student.display_name} ({student.class_name})"
 
 
-def _members(data: bytes, name: str) -> dict[str, bytes]:
-    """The parts of a workbook, its save time aside."""
-    archive = SafeZip(data, name)
-    return {part: archive.read(part) for part in archive.names() if part != SAVE_TIME_PART}
+def _parts(data: bytes) -> dict[str, tuple[int, int]]:
+    """The parts of a workbook, its save time aside: name → (CRC-32, size) of the content,
+    as its zip directory gives them (nothing is decompressed)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {
+            info.filename: (info.CRC, info.file_size)
+            for info in archive.infolist()
+            if info.filename != SAVE_TIME_PART
+        }
 
 
 class _Regeneration:
@@ -317,7 +338,8 @@ class _Regeneration:
     def compare(self, book: _Workbook, student: Student) -> tuple[str, str]:
         """(fingerprint, template digest) to record: each "" when it no longer matches.
 
-        The workbook is compared, part by part (its save time aside), with the one
+        The workbook is compared, part by part (content checksum and size, its save time
+        aside), with the one
         `generate` would make now from the roster line; if they differ, the identity
         printed on it tells whether the line changed, and the workbook made now with that
         printed identity tells whether the campaign's settings or grid did."""
@@ -326,14 +348,14 @@ class _Regeneration:
             student, book.grid, self.campaign.config.campaign_id, self.campaign.key
         )
         try:
-            actual = _members(book.path.read_bytes(), book.path.name)
-        except (OSError, UnsafeFile):
+            actual = _parts(book.path.read_bytes())
+        except (OSError, zipfile.BadZipFile):
             return "", ""
-        if actual == _members(stamper.stamp(values), "attendu"):
+        if actual == _parts(stamper.stamp(values)):
             return student.fingerprint(), stamper.digest
         same_line = all(book.shown.get(k, "") == values[k] for k in book.shown)
         printed = {k: book.shown.get(k, v) for k, v in values.items()}
-        same_template = actual == _members(stamper.stamp(printed), "attendu")
+        same_template = actual == _parts(stamper.stamp(printed))
         return (
             student.fingerprint() if same_line else "",
             stamper.digest if same_template else "",
@@ -361,9 +383,10 @@ def rebuild(
         database = workspace.db_path.relative_to(workspace.root).as_posix()
         raise GrilleError(
             f"La base de la campagne ({database}) est présente : il n'y a rien à reconstruire. "
-            "Si elle est abîmée, remettez une sauvegarde (« grille restore --list »). Pour la "
-            "reconstruire quand même à partir des fichiers, « grille rebuild --replace » (elle "
-            "est sauvegardée d'abord)."
+            "Si elle est abîmée, remettez plutôt une sauvegarde (« grille restore --list ») ; "
+            "sans sauvegarde, ou pour la reconstruire quand même à partir des fichiers : "
+            "« grille rebuild --replace » (la base actuelle est gardée dans une sauvegarde, ou "
+            "mise de côté si elle est abîmée)."
         )
     result = RebuildResult()
     grids = known_grids(grid_files)
@@ -392,10 +415,11 @@ def rebuild(
 
 @dataclass
 class _Sendings:
-    """The sendings found so far, per student."""
+    """The sendings found so far, in order, and by student and kind."""
 
     rows: list[state.RebuiltSending] = field(default_factory=list)
     seen: set[tuple[str, str, str, str]] = field(default_factory=set)
+    by_student: dict[tuple[str, str], list[state.RebuiltSending]] = field(default_factory=dict)
 
     def add(self, sending: state.RebuiltSending) -> None:
         key = (sending.student_id, sending.kind, sending.message_id, sending.channel)
@@ -403,9 +427,10 @@ class _Sendings:
             return
         self.seen.add(key)
         self.rows.append(sending)
+        self.by_student.setdefault((sending.student_id, sending.kind), []).append(sending)
 
     def of(self, student_id: str, kind: str) -> list[state.RebuiltSending]:
-        return [s for s in self.rows if s.student_id == student_id and s.kind == kind]
+        return self.by_student.get((student_id, kind), [])
 
 
 class _Builder:
@@ -634,21 +659,19 @@ class _Builder:
         try:
             if path.stat().st_size > _MAX_MESSAGE:
                 raise OSError("message trop volumineux")
-            message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+            message = BytesParser(policy=policy.compat32).parsebytes(path.read_bytes())
         except (OSError, ValueError) as exc:
             self.result.skipped.append((relative, f"message illisible ({exc})."))
             return
-        assert isinstance(message, EmailMessage)
         kind = REMIND if path.name.startswith("relance_") else SEND
-        addresses = getattr(message["To"], "addresses", ())
-        recipient = addresses[0].addr_spec if addresses else ""
-        message_id = str(message["Message-ID"] or "").strip()
-        for part in message.iter_attachments():
-            try:
-                data = part.get_content()
-            except (LookupError, ValueError):
+        addresses = getaddresses([str(message.get("To", ""))])
+        recipient = addresses[0][1] if addresses else ""
+        message_id = str(message.get("Message-ID", "")).strip()
+        for part in message.walk():
+            if part.get_content_disposition() != "attachment":
                 continue
-            if not isinstance(data, bytes):
+            data = part.get_payload(decode=True)
+            if not isinstance(data, bytes) or not data:
                 continue
             student_id, workbook_id = self._attached(data, kind)
             if student_id is None:
@@ -750,11 +773,7 @@ class _Builder:
 
     def _reports(self) -> None:
         """Record the reports (and their PDFs) that hold grille's own marks."""
-        stems = sorted(
-            ((report_stem(s), s.student_id) for s in self.students.values()),
-            key=lambda item: len(item[0]),
-            reverse=True,
-        )
+        stems = {report_stem(s): s.student_id for s in self.students.values()}
         with state.transaction(self.db) as db:
             for path in _files(self.ws.reports_dir, "*.docx"):
                 relative = self._relative(path)
@@ -767,20 +786,12 @@ class _Builder:
                 if not written_by_grille(path):
                     self.result.edited_reports.append(relative)
                     continue
-                if path.stem.startswith("bilan_classe_"):
-                    student_id = None
-                else:
-                    student_id = next(
-                        (
-                            sid
-                            for stem, sid in stems
-                            if path.stem == stem or path.stem.startswith(stem + "_")
-                        ),
-                        None,
-                    )
-                    if student_id is None:
-                        self.result.skipped.append((relative, "bilan d'un stagiaire inconnu."))
-                        continue
+                stem = _BESIDE.sub("", path.stem)  # « bilan_…_nouveau_2 »: written beside
+                student_id = stems.get(stem)
+                if student_id is None and not stem.startswith("bilan_classe_"):
+                    self.result.skipped.append((relative, "bilan d'un stagiaire inconnu."))
+                    continue
+                if student_id is not None:
                     class_name = class_name or self.students[student_id].class_name
                 for document in (path, path.with_suffix(".pdf")):
                     if not document.is_file():
