@@ -520,3 +520,32 @@ def test_rebuild__the_demo_season__same_statuses_reminders_kept(tmp_path: Path) 
     reminded = run(root, "remind", "--dry-run")
     assert reminded.output.splitlines()[-1] == "Aucun tuteur à relancer."
     assert "2 archive(s) de output/archive" in rebuilt.output
+
+
+def test_rebuild__classes_whose_names_share_a_folder_keep_their_own(
+    tmp_path: Path, write_csv: Callable[..., Path]
+) -> None:
+    root = tmp_path / "campagne"
+    assert run(root, "init", "--school", "Lycée Test").exit_code == 0
+    _teacher_email(root)
+    rows = [[*ROWS[0][:2], "BTS MUC 2A", *ROWS[0][3:]], [*ROWS[1][:2], "BTS MUC (2A)", *ROWS[1][3:]]]
+    roster = write_csv(root / "liste.csv", [ROSTER_HEADER, *rows])
+    assert run(root, "generate", "--roster", str(roster)).exit_code == 0
+    assert run(root, "send").exit_code == 0
+
+    def folders() -> list[tuple[str, str]]:
+        db = sqlite3.connect(root / "output" / "grille.sqlite")
+        try:
+            return db.execute("SELECT class_name, folder FROM class_folders ORDER BY 1").fetchall()
+        finally:
+            db.close()
+
+    before = folders()
+    assert [folder for _, folder in before] == ["BTS_MUC_2A_2", "BTS_MUC_2A"]
+    _lose_database(root)
+
+    assert run(root, "rebuild", "--roster", str(roster)).exit_code == 0
+
+    assert folders() == before
+    generated = run(root, "generate", "--roster", str(roster)).output
+    assert "0 régénéré(s), 2 inchangé(s)" in generated
