@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,10 +24,11 @@ from typing import Any
 
 import openpyxl
 import pytest
+from aiosmtpd.controller import Controller
 from docx import Document
 
 from pipeline import state
-from tests.test_send_remind import Server, server, use_smtp  # noqa: F401  (the fixture)
+from tests.test_send_remind import Server, use_smtp
 from tests.tutors import (
     ROSTER_HEADER,
     complete_answers,
@@ -46,6 +48,21 @@ ROWS = [
 PROJECT = Path(__file__).resolve().parents[1]
 TIMES = ("generated_at", "sent_at", "reminded_at", "returned_at")
 NOTES = "Notes du professeur"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Server, int]]:
+    """A real SMTP server on the loopback that keeps what it accepts (as in test_send_remind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = Server()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
 
 
 def _teacher_email(root: Path) -> None:
@@ -89,10 +106,16 @@ def _season(root: Path, inbox: Path, *, pause: float = 0) -> dict[str, str]:
     ids = {name: s["student_id"] for name, s in status_json(root).items()}
     assert run(root, "send").exit_code == 0
     time.sleep(pause)
-    marked = run(root, "send", "--mark-sent", "--student", ids["Abadie"], "--student", ids["Chevallier"])
+    marked = run(
+        root, "send", "--mark-sent", "--student", ids["Abadie"], "--student", ids["Chevallier"]
+    )
     assert marked.exit_code == 0, marked.output
     fill(workbook_of(root, "Abadie"), inbox / "abadie.xlsx", _answers("Sophie Garnier"))
-    fill(workbook_of(root, "Bernard"), inbox / "bernard.xlsx", _answers("Marc Dubreuil", appreciation=None))
+    fill(
+        workbook_of(root, "Bernard"),
+        inbox / "bernard.xlsx",
+        _answers("Marc Dubreuil", appreciation=None),
+    )
     _stripped(workbook_of(root, "Étienne"), inbox / "copie.xlsx", _answers("Bruno Caron"))
     collected = run(root, "collect", str(inbox))
     assert collected.exit_code == 0, collected.output
@@ -236,9 +259,9 @@ def test_rebuild__a_season_in_files__same_statuses__nobody_mailed_again__nothing
 
 
 def test_rebuild__server_sendings_from_their_copies__the_server_gets_nothing_more(
-    campaign: Path, server: tuple[Server, int]
+    campaign: Path, smtp_server: tuple[Server, int]
 ) -> None:
-    handler, port = server
+    handler, port = smtp_server
     use_smtp(campaign, port)
     assert run(campaign, "send").exit_code == 0
     assert len(handler.accepted) == 4
@@ -528,7 +551,10 @@ def test_rebuild__classes_whose_names_share_a_folder_keep_their_own(
     root = tmp_path / "campagne"
     assert run(root, "init", "--school", "Lycée Test").exit_code == 0
     _teacher_email(root)
-    rows = [[*ROWS[0][:2], "BTS MUC 2A", *ROWS[0][3:]], [*ROWS[1][:2], "BTS MUC (2A)", *ROWS[1][3:]]]
+    rows = [
+        [*ROWS[0][:2], "BTS MUC 2A", *ROWS[0][3:]],
+        [*ROWS[1][:2], "BTS MUC (2A)", *ROWS[1][3:]],
+    ]
     roster = write_csv(root / "liste.csv", [ROSTER_HEADER, *rows])
     assert run(root, "generate", "--roster", str(roster)).exit_code == 0
     assert run(root, "send").exit_code == 0
