@@ -100,6 +100,13 @@ def check_database_present(workspace: Workspace) -> None:
             f"Remettez la dernière sauvegarde de la base : « grille restore {copies[-1].name} » "
             f"(« grille restore --list » montre les {len(copies)} sauvegarde(s) de {saved})."
         )
+    elif workspace.workbooks_dir.is_dir() and any(workspace.workbooks_dir.rglob("*.xlsx")):
+        recovery = (
+            f"Aucune sauvegarde dans {saved} : reconstruisez la base à partir des fichiers de "
+            "la campagne (classeurs, retours, messages envoyés, bilans) avec « grille rebuild » "
+            "(donnez-lui votre liste des stagiaires comme à « grille generate » : --roster), "
+            f"ou remettez {database} depuis votre propre sauvegarde du dossier de la campagne."
+        )
     else:
         recovery = (
             f"Aucune sauvegarde dans {saved} : remettez {database} depuis votre propre "

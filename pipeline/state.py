@@ -1656,3 +1656,190 @@ def record_fetched_messages(
             "uid, message_id, outcome, stored_file, fetched_at) VALUES (?,?,?,?,?,?,?,?,?)",
             [(*mailbox, uidvalidity, *message, stamp) for message in messages],
         )
+
+
+# ------------------------------------------------------------------ rebuild from the files
+# Written by `pipeline.rebuild` only, into a new database it then installs: each function
+# records one thing found on disk (a workbook, a message, a report…) as grille would have
+# recorded it when it made or received it.
+
+
+def record_rebuilt_student(
+    db: sqlite3.Connection, student: Student, *, in_roster: bool, updated_at: str
+) -> None:
+    """A student found on disk: from the roster, or (not in it) from his or her workbook."""
+    db.execute(
+        "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
+        "tutor_name, tutor_email, tutor_phone, student_email, referent, start_date, end_date, "
+        "in_roster, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            student.student_id,
+            student.last_name,
+            student.first_name,
+            student.class_name,
+            student.company,
+            student.tutor_name,
+            student.tutor_email,
+            student.tutor_phone,
+            student.student_email,
+            student.referent,
+            student.start.isoformat(),
+            student.end.isoformat(),
+            int(in_roster),
+            updated_at,
+        ),
+    )
+
+
+def record_class_folder(db: sqlite3.Connection, class_name: str, folder: str) -> bool:
+    """Give `class_name` the folder its files are in; False when the class already has one
+    or another class has that folder (the first found keeps it)."""
+    taken = db.execute(
+        "SELECT 1 FROM class_folders WHERE class_name = ? OR folder = ? COLLATE NOCASE",
+        (class_name, folder),
+    ).fetchone()
+    if taken is not None:
+        return False
+    db.execute(
+        "INSERT INTO class_folders (class_name, folder, assigned_at) VALUES (?, ?, ?)",
+        (class_name, folder, now()),
+    )
+    return True
+
+
+def record_rebuilt_grid(
+    db: sqlite3.Connection, grid_id: str, grid_version: str, source: str, stored_at: str
+) -> None:
+    """The text of a grid the campaign's workbooks were made with."""
+    db.execute(
+        "INSERT OR IGNORE INTO grids (grid_id, grid_version, source, stored_at) "
+        "VALUES (?, ?, ?, ?)",
+        (grid_id, grid_version, source, stored_at),
+    )
+
+
+@dataclass(frozen=True)
+class RebuiltWorkbook:
+    """A workbook found in `output/classeurs/`, as `generate` records one."""
+
+    student_id: str
+    file: str  # relative to the campaign folder, POSIX
+    sha256: str
+    signature: str
+    grid_id: str
+    grid_version: str
+    fingerprint: str  # "" when unknown: `generate` makes it again
+    template_digest: str  # likewise
+    generated_at: str
+
+
+def record_rebuilt_workbook(db: sqlite3.Connection, workbook: RebuiltWorkbook) -> int:
+    """Record a workbook found on disk; its id."""
+    cursor = db.execute(
+        "INSERT INTO workbooks (student_id, file, sha256, signature, grid_id, grid_version, "
+        "fingerprint, template_digest, generated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            workbook.student_id,
+            workbook.file,
+            workbook.sha256,
+            workbook.signature,
+            workbook.grid_id,
+            workbook.grid_version,
+            workbook.fingerprint,
+            workbook.template_digest,
+            workbook.generated_at,
+        ),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+@dataclass(frozen=True)
+class RebuiltSending:
+    """A message to a tutor found on disk (or in suivi.xlsx), as `send`/`remind` record one."""
+
+    student_id: str
+    workbook_id: int | None  # None: the workbook attached is no longer on disk
+    recipient: str
+    message_id: str
+    sent_at: str
+    kind: str  # "envoi" or "relance"
+    channel: str  # "smtp", "fichier" or "manuel"
+    file: str
+
+
+def record_rebuilt_sending(db: sqlite3.Connection, sending: RebuiltSending) -> None:
+    """Record a message to a tutor found on disk, for one student."""
+    db.execute(
+        "INSERT INTO sendings (student_id, workbook_id, recipient, message_id, sent_at, kind, "
+        "channel, file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sending.student_id,
+            sending.workbook_id,
+            sending.recipient,
+            sending.message_id,
+            sending.sent_at,
+            sending.kind,
+            sending.channel,
+            sending.file,
+        ),
+    )
+
+
+def set_return_collected(
+    db: sqlite3.Connection, sha256: str, collected_at: str, origin: str
+) -> None:
+    """When a return read again from `output/retours/` was first collected, and where from."""
+    db.execute(
+        "UPDATE returns SET collected_at = ?, origin = ? WHERE sha256 = ?",
+        (collected_at, origin, sha256),
+    )
+
+
+def record_rebuilt_report(
+    db: sqlite3.Connection,
+    file: str,
+    sha256: str,
+    written_at: str,
+    class_name: str | None,
+    student_id: str | None,
+) -> None:
+    """A report (or its PDF) found on disk holding grille's own bytes."""
+    db.execute(
+        "INSERT INTO reports (file, sha256, written_at, class_name, student_id) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (file, sha256, written_at, class_name, student_id),
+    )
+
+
+def install_database(built: Path, db_path: Path, backups_dir: Path) -> Restored:
+    """Put the complete, closed database file `built` (in the same folder) in place of the
+    campaign database, in one rename; the current one is kept as `restore` keeps it.
+
+    A database that holds a campaign is backed up first (or, damaged, moved aside as
+    `grille.sqlite.abimee-AAAAMMJJ-hhmmss`); a blank one is dropped. A journal left beside
+    it is removed first: SQLite would apply it to the new file. Call it under the run lock.
+    """
+    saved_as: Path | None = None
+    set_aside: Path | None = None
+    if db_path.exists() and blank_database(db_path) is None:
+        saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
+        if saved_as is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
+            for suffix in ("", "-wal", "-shm"):
+                side = db_path.with_name(db_path.name + suffix)
+                if side.exists():
+                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+    for suffix in ("-wal", "-shm"):
+        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+    with built.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(built, db_path)
+    if sys.platform != "win32":
+        folder = os.open(db_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return Restored(saved_as, set_aside)

@@ -300,9 +300,12 @@ def test_database_gone_and_no_backup__says_so_and_how_to_start_over_on_purpose(
 
     assert result.exit_code == 1
     assert (
-        "Aucune sauvegarde dans output/.sauvegardes : remettez output/grille.sqlite depuis "
-        "votre propre sauvegarde du dossier de la campagne. Pour vraiment recommencer une "
-        "campagne, déplacez d'abord le dossier output ailleurs."
+        "Aucune sauvegarde dans output/.sauvegardes : reconstruisez la base à partir des "
+        "fichiers de la campagne (classeurs, retours, messages envoyés, bilans) avec « grille "
+        "rebuild » (donnez-lui votre liste des stagiaires comme à « grille generate » : "
+        "--roster), ou remettez output/grille.sqlite depuis votre propre sauvegarde du dossier "
+        "de la campagne. Pour vraiment recommencer une campagne, déplacez d'abord le dossier "
+        "output ailleurs."
     ) in result.output
 
 

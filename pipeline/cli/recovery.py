@@ -1,12 +1,28 @@
-"""When something was lost: `grille restore` puts a backup of the database back."""
+"""When something was lost: `grille restore` puts a backup of the database back;
+`grille rebuild`, when no backup is left, builds it again from the campaign's files."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 
 from pipeline import campaign as campaign_ops
+from pipeline import rebuild as rebuild_ops
 from pipeline import state
-from pipeline.cli.base import Context, cli, friendly_errors, pass_context
+from pipeline.campaign import Campaign
+from pipeline.cli.base import (
+    Context,
+    cli,
+    fail,
+    friendly_errors,
+    jobs_option,
+    pass_context,
+    print_problems,
+    refresh_tracking,
+)
+from pipeline.roster import RosterError, Student, read_rosters
 from pipeline.settings import Workspace
 
 
@@ -63,3 +79,159 @@ def restore(ctx: Context, name: str | None, list_only: bool) -> None:
         click.echo(f"Attention — {done.mismatch}", err=True)
         return
     click.echo("Vérifiez l'état de la campagne : grille status")
+
+
+# ------------------------------------------------------------------ rebuild from the files
+
+
+def _roster_students(workspace: Workspace, roster_paths: tuple[Path, ...]) -> list[Student]:
+    """The students of the roster, or exit 2 with its problems, as `generate` does."""
+    paths = list(roster_paths) or [workspace.roster_path]
+    label = ", ".join(f"« {path.name or path} »" for path in paths)
+    try:
+        roster = read_rosters(paths)
+    except RosterError as exc:
+        fail(str(exc), 2)
+    if not roster.valid:
+        errors = [p for p in roster.problems if p.severity != "warning"]
+        click.echo(
+            f"Liste des stagiaires {label} : {len(errors)} problème(s) à corriger ; la base "
+            "n'a pas été reconstruite.",
+            err=True,
+        )
+        print_problems(roster.problems)
+        sys.exit(2)
+    print_problems([p for p in roster.problems if p.severity == "warning"])
+    if not roster.students:
+        fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
+    return list(roster.students)
+
+
+def _print_rebuilt(workspace: Workspace, done: rebuild_ops.RebuildResult, notes: int) -> None:
+    """What `grille rebuild` put back, what it could not, and what is lost."""
+    click.echo(
+        f"Base de la campagne reconstruite à partir de ses fichiers : {done.students} "
+        f"stagiaire(s), {done.workbooks} classeur(s), {done.sent + done.prepared} envoi(s) "
+        f"({done.sent} envoyé(s), {done.prepared} message(s) prêt(s)), {done.returns} retour(s) "
+        f"({done.refused} refusé(s)), {done.reports} bilan(s) et PDF."
+    )
+    if done.replaced is not None and done.replaced.saved_as is not None:
+        click.echo(
+            f"  La base remplacée est gardée dans la sauvegarde {done.replaced.saved_as.name}."
+        )
+    if done.replaced is not None and done.replaced.set_aside is not None:
+        click.echo(
+            f"  La base remplacée, abîmée, est mise de côté : {done.replaced.set_aside.name}."
+        )
+    if notes:
+        click.echo(f"  Notes du professeur reprises de output/suivi.xlsx : {notes} stagiaire(s).")
+    for name in done.not_in_roster:
+        click.echo(
+            f"  Attention — {name} n'est pas dans la liste : reconstruit d'après son classeur, "
+            "« retiré de la liste »."
+        )
+    if done.not_in_roster:
+        click.echo(
+            "  Si votre liste est répartie en plusieurs fichiers, recommencez en les donnant "
+            "tous : grille rebuild --replace --roster FICHIER --roster FICHIER."
+        )
+    for name, why in done.to_generate:
+        click.echo(f"  À refaire par « grille generate » ({why}) : {name}")
+    for name in done.without_workbook:
+        click.echo(f"  Sans classeur (« grille generate » le fera) : {name}")
+    for name in done.not_sent:
+        click.echo(
+            f"  Attention — aucune trace d'envoi du classeur de {name} : « grille send » "
+            "l'enverrait ; vérifiez d'abord avec « grille send --dry-run »."
+        )
+    if done.skipped:
+        click.echo("Non repris :")
+        for file, why in done.skipped:
+            click.echo(f"  {file} : {why}")
+    for file in done.edited_reports:
+        click.echo(
+            f"  Bilan retouché à la main, laissé tel quel : {file} (le prochain « grille "
+            "report » écrit la nouvelle version à côté)."
+        )
+    click.echo("Perdu avec l'ancienne base :")
+    click.echo(
+        "  les décisions sur les retours « à confirmer » : "
+        + (
+            f"{done.to_confirm} retour(s) à confirmer de nouveau (« grille confirm »)."
+            if done.to_confirm
+            else "aucun retour n'est à confirmer."
+        )
+    )
+    click.echo(
+        f"  l'historique des relances : seules les dernières sont reprises ({done.reminders} "
+        "stagiaire(s) relancé(s), d'après les copies des messages et output/suivi.xlsx)."
+    )
+    if done.mailbox_read:
+        click.echo(
+            "  les messages déjà relevés dans la boîte aux lettres : « grille collect --imap » "
+            "les relira, et trouvera leurs retours déjà collectés."
+        )
+    if done.archives:
+        click.echo(
+            f"  les empreintes des {done.archives} archive(s) de output/archive : « grille "
+            "archive verify » les contrôle toujours ; « grille archive » en refait une."
+        )
+    click.echo("Vérifiez l'état de la campagne : grille status")
+
+
+@cli.command("rebuild")
+@click.option(
+    "--roster",
+    "roster_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    metavar="FICHIER|DOSSIER",
+    help="Liste des stagiaires (.xlsx ou .csv), ou dossier de listes ; répétable. Par défaut : "
+    "input_templates/roster.xlsx.",
+)
+@click.option(
+    "--grid",
+    "grid_paths",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    multiple=True,
+    help="Fichier de la grille des classeurs, si ce n'est pas une grille fournie avec grille "
+    "(répétable).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Reconstruit même si la base est présente (elle est sauvegardée d'abord).",
+)
+@jobs_option
+@pass_context
+def rebuild_command(
+    ctx: Context,
+    roster_paths: tuple[Path, ...],
+    grid_paths: tuple[Path, ...],
+    replace: bool,
+    jobs: int,
+) -> None:
+    """Reconstruit la base de la campagne à partir de ses fichiers, sans sauvegarde.
+
+    Exemple : grille rebuild   (ou : grille rebuild --roster 2A.xlsx --roster 2B.xlsx)
+
+    Quand output/grille.sqlite est perdue et qu'aucune sauvegarde ne reste : les
+    classeurs (leur identité signée) et la liste des stagiaires redonnent les stagiaires ;
+    les retours gardés dans output/retours sont relus ; les messages de output/envoi
+    (et envoyes/) redonnent les envois : aucun tuteur n'est sollicité de nouveau. Les
+    décisions sur les retours « à confirmer » sont perdues.
+    """
+    workspace = ctx.workspace
+    with friendly_errors(workspace.output_dir):
+        workspace.load_config()  # a campaign folder, or say so
+        students = _roster_students(workspace, roster_paths)
+        with state.run_lock(workspace.output_dir):
+            done = rebuild_ops.rebuild(workspace, students, grid_paths, replace=replace, jobs=jobs)
+            opened = Campaign.open(workspace)
+            try:  # rewriting suivi.xlsx reads the teacher's notes back into the database
+                refresh_tracking(workspace, opened.db)
+                notes = len(state.teacher_notes(opened.db))
+            finally:
+                opened.close()
+            state.backup(workspace.db_path, workspace.backups_dir)
+    _print_rebuilt(workspace, done, notes)
