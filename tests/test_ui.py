@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Iterator
 from datetime import date
 from html import unescape
@@ -34,7 +35,7 @@ import pytest
 from pipeline import state
 from pipeline.settings import Workspace
 from pipeline.ui import security
-from pipeline.ui.app import create_app
+from pipeline.ui.app import create_app, interface_of
 from tests.tutors import complete_answers, fill, make_campaign, run, workbook_of
 
 with warnings.catch_warnings():  # starlette now prefers httpx2; httpx works the same
@@ -120,10 +121,36 @@ def _returns(root: Path) -> dict[str, int]:
         return dict(db.execute("SELECT file_name, id FROM returns").fetchall())
 
 
+_OPENED: list[security.Guard] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_interfaces() -> Iterator[None]:
+    """Stop the background rewrite of suivi.xlsx of every interface a test made."""
+    yield
+    while _OPENED:
+        interface_of(_OPENED.pop()).access.close()
+
+
 def _app_client(root: Path, **options: Any) -> tuple[TestClient, security.Secrets]:
     secrets = security.Secrets.new()
     app = create_app(Workspace(root), secrets, PORT, **options)
+    _OPENED.append(app)
     return TestClient(app, base_url=BASE), secrets
+
+
+def _flush(client: TestClient) -> bool:
+    """Do now the rewrite of suivi.xlsx the interface has scheduled."""
+    assert isinstance(client.app, security.Guard)
+    return interface_of(client.app).access.refresher.flush()
+
+
+def _tracking_row(root: Path, last_name: str) -> dict[str, Any]:
+    """The row of suivi.xlsx of the student called `last_name`, by header."""
+    ws = openpyxl.load_workbook(root / "output" / "suivi.xlsx")["Suivi"]
+    header = [c.value for c in ws[1]]
+    row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[1] == last_name.upper())
+    return dict(zip(header, row, strict=True))
 
 
 @pytest.fixture
@@ -581,11 +608,10 @@ def test_notes__stored_in_sqlite_from_the_ui__history_kept__written_to_suivi_xls
     assert note.source == "ui"
     assert "à poursuivre « en BTS » &amp; &lt;plus&gt;.</textarea>" in page
 
-    ws = openpyxl.load_workbook(campaign / "output" / "suivi.xlsx")["Suivi"]
-    header = [c.value for c in ws[1]]
-    row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[1] == "BERNARD")
-    assert row[header.index("Appréciation de l'équipe pédagogique")] == note.team_appreciation
-    assert row[header.index("Notes du professeur")] == "Appeler le tuteur."
+    assert _flush(writer)  # what the interface does a few seconds later, or when it stops
+    row = _tracking_row(campaign, "Bernard")
+    assert row["Appréciation de l'équipe pédagogique"] == note.team_appreciation
+    assert row["Notes du professeur"] == "Appeler le tuteur."
 
     again = _notes_form(writer, student)
     again.update(
@@ -672,10 +698,9 @@ def test_decision__on_a_return_to_confirm__recorded_with_who_and_counted_return_
     label = "confirmé" if decision == "confirmer" else "rejeté"
     assert f"Retour n° {copy} (« copie-abadie.xlsx ») {label} par" in page
     assert counted.return_id == (copy if decision == "confirmer" else signed)
-    ws = openpyxl.load_workbook(campaign / "output" / "suivi.xlsx")["Suivi"]
-    header = [c.value for c in ws[1]]
-    row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[1] == "ABADIE")
-    todo = row[header.index("À faire / manquant")] or ""
+    assert f"Retour n° {copy}" in _tracking_row(campaign, "Abadie")["À faire / manquant"]
+    assert _flush(writer)
+    todo = _tracking_row(campaign, "Abadie")["À faire / manquant"] or ""
     assert f"Retour n° {copy}" not in todo  # no longer awaiting a decision
 
 
@@ -737,11 +762,29 @@ def test_write_while_a_cli_command_holds_the_lock__french_message_nothing_stored
     assert writer.post(f"/stagiaire/{student}/notes", data=form).status_code == 200
 
 
-def test_write__backs_the_database_up_as_a_command_does(writer: TestClient, campaign: Path) -> None:
+def test_suivi_xlsx__rewritten_in_the_background_after_a_pause__then_the_database_backed_up(
+    campaign: Path,
+) -> None:
+    client = _logged_in(campaign, tracking_delay=0.3)
     backups = campaign / "output" / ".sauvegardes"
     before = set(state.backups(backups))
     student = _ids(campaign)["Dupont"]
-    writer.post(f"/stagiaire/{student}/notes", data=_notes_form(writer, student))
+    client.post(f"/stagiaire/{student}/notes", data=_notes_form(client, student))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # no flush: the interface's own thread does it
+        try:
+            row = _tracking_row(campaign, "Dupont")
+        except (OSError, KeyError, zipfile.BadZipFile):
+            row = {}
+        if row.get("Appréciation de l'équipe pédagogique") == "Bon stage, équipe ravie.":
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("suivi.xlsx not rewritten in the background")
+    assert not interface_of(client.app).access.refresher.pending  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    while not set(state.backups(backups)) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
     after = state.backups(backups)
     assert set(after) - before
     copy = sqlite3.connect(after[-1])
@@ -750,6 +793,67 @@ def test_write__backs_the_database_up_as_a_command_does(writer: TestClient, camp
     finally:
         copy.close()
     assert texts == [("Bon stage, équipe ravie.",)]
+
+
+def test_suivi_xlsx__a_command_holds_the_lock__the_page_says_so__done_once_free(
+    writer: TestClient, campaign: Path
+) -> None:
+    student = _ids(campaign)["Dupont"]
+    writer.post(f"/stagiaire/{student}/notes", data=_notes_form(writer, student))
+    with state.run_lock(campaign / "output"):
+        assert not _flush(writer)
+        page = unescape(writer.get("/").text)
+    assert "output/suivi.xlsx n'a pas pu être mis à jour : Une autre commande grille" in page
+    assert _tracking_row(campaign, "Dupont")["Appréciation de l'équipe pédagogique"] is None
+    assert _flush(writer)  # still due: done at the stop of the interface
+    row = _tracking_row(campaign, "Dupont")
+    assert row["Appréciation de l'équipe pédagogique"] == "Bon stage, équipe ravie."
+    assert "n'a pas pu être mis à jour" not in unescape(writer.get("/").text)
+
+
+def test_statuses__follow_a_command_run_meanwhile(writer: TestClient, campaign: Path) -> None:
+    """The statuses kept between requests are read again once the database changed."""
+    copy = _returns(campaign)["chevallier-copie.xlsx"]
+    row = re.compile(r"CHEVALLIER Inès.*?</tr>", re.S)
+    before = row.search(writer.get("/suivi").text)
+    assert before and "complet (à confirmer)" in before.group(0)
+    assert run(campaign, "confirm", str(copy)).exit_code == 0  # the CLI, meanwhile
+    after = row.search(writer.get("/suivi").text)
+    assert after and "complet" in after.group(0) and "(à confirmer)" not in after.group(0)
+
+
+def test_statuses__kept_across_a_note_saved__read_again_after_a_decision(
+    writer: TestClient, campaign: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading every status costs ≈ 0.4 s for 1,000 students: a note changes none."""
+    from pipeline.ui import access
+
+    reads: list[int] = []
+    real = access.tracking.student_statuses
+
+    def counted(db: sqlite3.Connection) -> list[Any]:
+        reads.append(1)
+        return real(db)
+
+    monkeypatch.setattr(access.tracking, "student_statuses", counted)
+    ids = _ids(campaign)
+    writer.get("/suivi")  # read when the client opened the start address, kept since
+    writer.get("/suivi")
+    assert len(reads) == 0
+    page = writer.post(f"/stagiaire/{ids['Dupont']}/notes", data=_notes_form(writer, ids["Dupont"]))
+    assert "Appréciation et notes enregistrées." in page.text
+    assert len(reads) == 0
+    assert _flush(writer)
+    assert len(reads) == 1  # by write_tracking, for suivi.xlsx
+    writer.get("/suivi")
+    assert len(reads) == 1  # the rewrite changed notes only: the statuses kept stay
+    copy = _returns(campaign)["copie-abadie.xlsx"]
+    page = writer.get(f"/stagiaire/{ids['Abadie']}").text
+    writer.post(
+        f"/stagiaire/{ids['Abadie']}/retours/{copy}",
+        data={"csrf": _csrf(page), "decision": "rejeter"},
+    )
+    assert len(reads) == 2  # a decision changes statuses: read again for the next page
 
 
 def test_broken_campaign__the_library_error_as_a_french_page(campaign: Path) -> None:
@@ -789,14 +893,14 @@ def _read_until(stream: Any, pattern: str, timeout: float = 30) -> list[str]:
 
 
 def test_ui_command__port_in_use_next_one__loopback_only__token_url__ctrl_c_stops(
-    built: Path,
+    campaign: Path,
 ) -> None:
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     port = busy.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "--dir", str(built), "ui", "--no-browser",
+        [sys.executable, "-m", "pipeline", "--dir", str(campaign), "ui", "--no-browser",
          "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -816,6 +920,16 @@ def test_ui_command__port_in_use_next_one__loopback_only__token_url__ctrl_c_stop
             page = client.get(f"/?token={url.group(2)}", follow_redirects=True)
             assert page.status_code == 200 and "Lycée Test" in page.text
             assert client.get("/suivi").status_code == 200  # the cookie works
+            student = _ids(campaign)["Dupont"]
+            form = {
+                "csrf": _csrf(client.get(f"/stagiaire/{student}").text),
+                "shown_team_appreciation": "",
+                "shown_notes": "",
+                "team_appreciation": "Tapé juste avant Ctrl+C.",
+                "notes": "",
+            }
+            saved = client.post(f"/stagiaire/{student}/notes", data=form)
+            assert saved.status_code == 303
         with socket.socket() as probe:  # nothing answers on the machine's other addresses
             outside = [
                 a[4][0]
@@ -833,7 +947,9 @@ def test_ui_command__port_in_use_next_one__loopback_only__token_url__ctrl_c_stop
             process.kill()
             process.wait()
     assert process.returncode == 0, err
-    assert out.strip().endswith("Interface arrêtée.")
+    assert out.strip().endswith("Mise à jour de output/suivi.xlsx…\nInterface arrêtée.")
+    row = _tracking_row(campaign, "Dupont")  # rewritten at the stop, not 10 s later
+    assert row["Appréciation de l'équipe pédagogique"] == "Tapé juste avant Ctrl+C."
     assert "Traceback" not in err
     assert url.group(2) not in err  # the token is never logged
 

@@ -40,7 +40,7 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
     vous : elle donne accès à la campagne. Ctrl+C arrête l'interface.
     """
     from pipeline.ui import security, server
-    from pipeline.ui.app import create_app
+    from pipeline.ui.app import create_app, interface_of
 
     workspace = Workspace(root) if root is not None else ctx.workspace
     remember_campaign(workspace.root)  # a crash log goes to this campaign
@@ -65,6 +65,7 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
     chosen = sock.getsockname()[1]
     secrets = security.Secrets.new()
     app = create_app(workspace, secrets, chosen)
+    access = interface_of(app).access
     url = f"http://{server.HOST}:{chosen}/?{security.TOKEN_PARAM}={secrets.token}"
     click.echo(f"Interface de grille pour la campagne {workspace.root} :")
     click.echo(f"  {url}")
@@ -77,4 +78,12 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
             "Aucun navigateur n'a pu être ouvert : copiez l'adresse ci-dessus dans le vôtre."
         )
     server.serve(app, sock)
+    refresher = access.refresher
+    due = refresher.pending
+    if not refresher.flush(lambda: click.echo("Mise à jour de output/suivi.xlsx…")):
+        click.echo(f"Attention — suivi non mis à jour : {refresher.problem}", err=True)
+    elif due:
+        for warning in refresher.warnings:
+            click.echo(warning, err=True)
+    access.close()
     click.echo("Interface arrêtée.")

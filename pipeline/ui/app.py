@@ -1,10 +1,9 @@
 """The web application of `grille ui`: routes, templates, errors as French pages.
 
 `create_app` returns the ASGI application for one campaign folder, wrapped in the
-`security.Guard` (host, secret token then cookie, origin, body size, headers). Each
-request opens the campaign and closes it after (SQLite connections stay on their thread);
-a request that writes takes the same run lock as a CLI command, and backs the database
-up before and after, as `pipeline.cli.base.open_campaign` does.
+`security.Guard` (host, secret token then cookie, origin, body size, headers). How the
+requests reach the campaign (run lock, statuses kept, suivi.xlsx rewritten in the
+background) is in `pipeline.ui.access`.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import getpass
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp
 
-from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, storage_problem
 from pipeline.settings import Workspace
+from pipeline.tracking import StudentStatus
 from pipeline.ui import security
+from pipeline.ui.access import TRACKING_DELAY, CampaignAccess
 
 HERE = Path(__file__).resolve().parent
 NOTICES_KEPT = 200
@@ -66,7 +65,7 @@ class Notices:
 class Ui:
     """What every view needs: the campaign folder, the secrets, the templates."""
 
-    workspace: Workspace
+    access: CampaignAccess
     secrets: security.Secrets
     port: int
     templates: Jinja2Templates
@@ -74,32 +73,24 @@ class Ui:
     notices: Notices = field(default_factory=Notices)
 
     @property
+    def workspace(self) -> Workspace:
+        return self.access.workspace
+
+    @property
     def root(self) -> Path:
         return self.workspace.root
 
-    @contextmanager
-    def reading(self) -> Iterator[Campaign]:
-        """The campaign, opened for one request that only reads."""
-        opened = Campaign.open(self.workspace)
-        try:
-            yield opened
-        finally:
-            opened.close()
+    @property
+    def reading(self) -> Callable[[], AbstractContextManager[Campaign]]:
+        return self.access.reading
 
-    @contextmanager
-    def writing(self) -> Iterator[Campaign]:
-        """The campaign, opened for one request that writes: one command at a time
-        (`state.run_lock`, shared with the CLI), the database backed up before and after.
-        Another command at work: a French `GrilleError` (« Une autre commande… »)."""
-        with state.run_lock(self.workspace.output_dir):
-            opened = Campaign.open(self.workspace, backup=True)
-            try:
-                yield opened
-                # the work is safe in the database: a failed copy is not fatal
-                with suppress(GrilleError, OSError, sqlite3.Error):
-                    state.backup(self.workspace.db_path, self.workspace.backups_dir)
-            finally:
-                opened.close()
+    @property
+    def writing(self) -> Callable[[], AbstractContextManager[Campaign]]:
+        return self.access.writing
+
+    def statuses(self) -> list[StudentStatus]:
+        """Every student's status (`tracking.student_statuses`), kept between requests."""
+        return self.access.statuses.get()
 
     def render(
         self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
@@ -215,8 +206,10 @@ def create_app(
     port: int,
     *,
     max_body: int = security.MAX_BODY,
-) -> ASGIApp:
-    """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only."""
+    tracking_delay: float = TRACKING_DELAY,
+) -> security.Guard:
+    """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
+    (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
     from pipeline.ui import views
 
     app = Starlette(
@@ -249,5 +242,14 @@ def create_app(
             Exception: _storage_or_bug,
         },
     )
-    app.state.ui = Ui(workspace, secrets, port, _templates(secrets), max_body)
+    access = CampaignAccess(workspace, tracking_delay)
+    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
     return security.Guard(app, secrets, port, max_body)
+
+
+def interface_of(app: security.Guard) -> Ui:
+    """The `Ui` of an application made by `create_app`."""
+    inner = app.app
+    assert isinstance(inner, Starlette)
+    ui: Ui = inner.state.ui
+    return ui

@@ -18,8 +18,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from pipeline import state, tracking
-from pipeline.campaign import Campaign
-from pipeline.errors import GrilleError
 from pipeline.tracking import StudentStatus
 from pipeline.ui import queries, security
 from pipeline.ui.app import Ui, ui_of, who
@@ -65,7 +63,7 @@ def home(request: Request) -> Response:
     """The campaign's identity (grille.toml), its numbers and where to go."""
     ui = ui_of(request)
     with ui.reading() as campaign:
-        statuses = tracking.student_statuses(campaign.db)
+        statuses = ui.statuses()
         pending = len(state.pending_returns(campaign.db))
         grid = campaign.grid
         config = campaign.config
@@ -85,6 +83,7 @@ def home(request: Request) -> Response:
             "tracking_file": tracking_file
             if security.campaign_file(ui.root, tracking_file)
             else "",
+            "tracking": ui.access.refresher,
             "page": "accueil",
         },
     )
@@ -99,8 +98,8 @@ def tracking_page(request: Request) -> Response:
     wanted_class = request.query_params.get("classe", "")
     wanted_status = request.query_params.get("statut", "")
     search = request.query_params.get("q", "").strip()
-    with ui.reading() as campaign:
-        statuses = tracking.student_statuses(campaign.db)
+    with ui.reading():  # the campaign checked (configuration, key, database) at each page
+        statuses = ui.statuses()
     classes = sorted({s.class_name for s in statuses}, key=fold)
     in_class = [s for s in statuses if not wanted_class or s.class_name == wanted_class]
     shown = [s for s in in_class if not wanted_status or _matches(s, wanted_status)]
@@ -144,8 +143,8 @@ class Download:
     available: bool
 
 
-def _find_status(campaign: Campaign, student_id: str) -> StudentStatus:
-    for status in tracking.student_statuses(campaign.db):
+def _find_status(statuses: list[StudentStatus], student_id: str) -> StudentStatus:
+    for status in statuses:
         if status.student_id == student_id:
             return status
     raise HTTPException(404, f"Aucun stagiaire d'identifiant « {student_id} » dans la campagne.")
@@ -156,7 +155,7 @@ def student_page(request: Request) -> Response:
     ui = ui_of(request)
     student_id = request.path_params["student_id"]
     with ui.reading() as campaign:
-        status = _find_status(campaign, student_id)
+        status = _find_status(ui.statuses(), student_id)
         returns = queries.student_returns(campaign.db, student_id)
         note = state.teacher_notes(campaign.db).get(student_id, state.TeacherNote(student_id))
         history = state.teacher_note_history(campaign.db, student_id)
@@ -186,6 +185,7 @@ def student_page(request: Request) -> Response:
             "downloads": downloads,
             "notices": ui.notices.take(request.query_params.get("avis")),
             "status_labels": STATUS_LABELS,
+            "tracking": ui.access.refresher,
             "page": "suivi",
         },
     )
@@ -201,15 +201,6 @@ def _back_to(ui: Ui, student_id: str, notices: list[tuple[str, str]], anchor: st
     return RedirectResponse(url, status_code=303)
 
 
-def _refresh_tracking(ui: Ui, campaign: Campaign) -> list[tuple[str, str]]:
-    """Rewrite suivi.xlsx as every command does; what went wrong, as notices."""
-    try:
-        outcome = tracking.write_tracking(ui.workspace.tracking_path, campaign.db)
-    except GrilleError as exc:
-        return [("attention", f"Suivi (suivi.xlsx) non mis à jour : {exc}")]
-    return [("attention", text) for text in outcome.warnings(ui.root)]
-
-
 async def save_notes(request: Request) -> Response:
     """Store the team's appreciation and the teacher's notes typed in the form."""
     ui = ui_of(request)
@@ -220,11 +211,15 @@ async def save_notes(request: Request) -> Response:
 
     def work() -> list[tuple[str, str]]:
         with ui.writing() as campaign:
-            _find_status(campaign, student_id)
             db = campaign.db
+            known = db.execute("SELECT 1 FROM students WHERE student_id = ?", (student_id,))
+            if known.fetchone() is None:
+                raise HTTPException(
+                    404, f"Aucun stagiaire d'identifiant « {student_id} » dans la campagne."
+                )
             notices: list[tuple[str, str]] = []
             changed = False
-            with state.transaction(db):
+            with ui.access.statuses.kept_across(), state.transaction(db):
                 before = state.teacher_notes(db).get(student_id, state.TeacherNote(student_id))
                 for name, text in typed.items():
                     text = tracking.clean_text(text)
@@ -248,10 +243,11 @@ async def save_notes(request: Request) -> Response:
                                     "l'autre est conservé dans l'historique ci-dessous.",
                                 )
                             )
-            if not changed:
-                return [("ok", "Rien n'a changé : aucun texte modifié.")]
-            notices.insert(0, ("ok", "Appréciation et notes enregistrées."))
-            return notices + _refresh_tracking(ui, campaign)
+        if not changed:
+            return [("ok", "Rien n'a changé : aucun texte modifié.")]
+        ui.access.refresher.schedule()
+        notices.insert(0, ("ok", "Appréciation et notes enregistrées."))
+        return notices
 
     notices = await run_in_threadpool(work)
     return _back_to(ui, student_id, notices, "notes")
@@ -292,7 +288,8 @@ async def decide(request: Request) -> Response:
                 ),
                 ("ok", _counted_text(counted, return_id)),
             ]
-            return notices + _refresh_tracking(ui, campaign)
+        ui.access.refresher.schedule()
+        return notices
 
     notices = await run_in_threadpool(work)
     return _back_to(ui, student_id, notices, "retours")
