@@ -166,6 +166,17 @@ def main() -> None:
 
         median, p90 = timed(save, 10)
         print(f"  {'enregistrer une appréciation':<28}: {median:6.1f} ms / {p90:6.1f} ms")
+        after: list[float] = []
+        for _ in range(10):
+            save()
+            start = time.perf_counter()
+            client.get(f"/stagiaire/{student}")
+            after.append((time.perf_counter() - start) * 1000)
+        after.sort()
+        print(
+            f"  {'  puis la page du stagiaire':<28}: {statistics.median(after):6.1f} ms / "
+            f"{after[8]:6.1f} ms (statuts gardés : une note n'en change aucun)"
+        )
         refresher = interface_of(app).access.refresher
         start = time.perf_counter()
         assert refresher.flush(), refresher.problem

@@ -400,6 +400,26 @@ def test_download__a_file_of_the_campaign_as_an_attachment(reader: TestClient, b
     assert "spreadsheetml" in response.headers["content-type"]
 
 
+def test_download__a_return_under_the_name_the_tutor_gave_it(
+    reader: TestClient, built: Path
+) -> None:
+    page = reader.get(f"/stagiaire/{_ids(built)['Bernard']}").text
+    link = re.search(r'<a href="(/fichier/output/retours/[^"]+)" download>bernard.xlsx</a>', page)
+    assert link, "no link to the return"
+    url = unescape(link.group(1))
+    assert url.endswith("?nom=bernard.xlsx")
+    response = reader.get(url)
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == 'attachment; filename="bernard.xlsx"'
+    stored = url.split("?")[0].rsplit("/", 1)[-1]
+    for odd in ("../../x.xlsx", "bilan.exe", "", "a/b\\c.xlsx"):
+        shown = reader.get(url.split("?")[0], params={"nom": odd}).headers["content-disposition"]
+        expected = (
+            "c.xlsx" if odd == "a/b\\c.xlsx" else "x.xlsx" if odd.startswith("..") else stored
+        )
+        assert shown == f'attachment; filename="{expected}"', odd
+
+
 @pytest.mark.parametrize(
     "path",
     [

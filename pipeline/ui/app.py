@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.applications import Starlette
@@ -106,9 +106,11 @@ def who() -> str:
         return "inconnu"
 
 
-def download_url(relative: str) -> str:
-    """The guarded download address of a file of the campaign (POSIX path from its root)."""
-    return "/fichier/" + quote(relative, safe="/")
+def download_url(relative: str, name: str = "") -> str:
+    """The guarded download address of a file of the campaign (POSIX path from its root),
+    saved as `name` when given (a return's original name)."""
+    url = "/fichier/" + quote(relative, safe="/")
+    return f"{url}?{urlencode({'nom': name})}" if name and name != relative.rsplit("/")[-1] else url
 
 
 def _templates(secrets: security.Secrets) -> Jinja2Templates:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -140,6 +141,7 @@ class Download:
 
     label: str
     file: str  # relative to the campaign folder
+    name: str  # the name it is downloaded under
     available: bool
 
 
@@ -162,11 +164,15 @@ def student_page(request: Request) -> Response:
         reports = queries.student_reports(campaign.db, student_id)
     counted = next((r for r in returns if r.counts), None)
     downloads = [
-        Download(label, file, security.campaign_file(ui.root, file) is not None)
-        for label, file in (
-            ("Classeur envoyé au tuteur", status.workbook_file),
-            ("Classeur retourné (celui qui compte)", status.return_file),
-            *((f"Bilan ({_kind(r.file)})", r.file) for r in reports),
+        Download(label, file, name, security.campaign_file(ui.root, file) is not None)
+        for label, file, name in (
+            ("Classeur envoyé au tuteur", status.workbook_file, _base(status.workbook_file)),
+            (
+                "Classeur retourné (celui qui compte)",
+                status.return_file,
+                counted.file_name if counted else _base(status.return_file),
+            ),
+            *((f"Bilan ({_kind(r.file)})", r.file, _base(r.file)) for r in reports),
         )
         if file
     ]
@@ -189,6 +195,10 @@ def student_page(request: Request) -> Response:
             "page": "suivi",
         },
     )
+
+
+def _base(file: str) -> str:
+    return file.rsplit("/", 1)[-1]
 
 
 def _kind(file: str) -> str:
@@ -323,4 +333,18 @@ def download(request: Request) -> Response:
     if found is None:
         raise HTTPException(404, "Ce fichier n'est pas disponible.")
     media_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
-    return FileResponse(found, media_type=media_type, filename=found.name)
+    return FileResponse(
+        found, media_type=media_type, filename=_shown_name(request.query_params.get("nom"), found)
+    )
+
+
+def _shown_name(wanted: str | None, found: Path) -> str:
+    """The name a file is saved under: `wanted` (a return's original name, as the tutor
+    sent it) when it is a plain file name with the same extension, else its own name."""
+    if not wanted:
+        return found.name
+    name = wanted.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    clean = "".join(ch for ch in name if ch.isprintable())
+    if clean in ("", ".", "..") or Path(clean).suffix.lower() != found.suffix.lower():
+        return found.name
+    return clean
