@@ -884,6 +884,25 @@ def test_broken_campaign__the_library_error_as_a_french_page(campaign: Path) -> 
     assert "grille.toml : syntaxe invalide" in response.text
 
 
+def test_a_bug__french_page_500_details_in_the_journal(
+    writer: TestClient, campaign: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.ui import queries
+
+    def broken(db: sqlite3.Connection, student_id: str) -> list[Any]:
+        raise RuntimeError("un bogue simulé")
+
+    monkeypatch.setattr(queries, "student_returns", broken)
+    response = writer.get(f"/stagiaire/{_ids(campaign)['Bernard']}")
+    assert response.status_code == 500
+    text = unescape(response.text)
+    assert "Erreur inattendue de grille (ce n'est pas de votre fait)." in text
+    logs = sorted((campaign / "output" / "journal").glob("erreur-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in text
+    assert "RuntimeError: un bogue simulé" in logs[0].read_text(encoding="utf-8")
+    assert "commande : grille ui GET /stagiaire/" in logs[0].read_text(encoding="utf-8")
+
+
 # ------------------------------------------------------------------ the command
 
 

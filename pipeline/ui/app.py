@@ -198,7 +198,7 @@ async def _storage_or_bug(request: Request, exc: Exception) -> Response:
         request,
         500,
         "Erreur inattendue",
-        f"Erreur inattendue de grille (ce n'est pas de votre fait).{where}",
+        f"{security.UNEXPECTED}{where}",
     )
 
 

@@ -68,6 +68,7 @@ BAD_CSRF = (
     "peut-être été ouverte avant un redémarrage de « grille ui »). Rechargez la page, "
     "puis recommencez. Rien n'a été enregistré."
 )
+UNEXPECTED = "Erreur inattendue de grille (ce n'est pas de votre fait)."
 TOO_LARGE = "Envoi refusé : il dépasse la taille permise ({limit}). Rien n'a été enregistré."
 
 
@@ -187,6 +188,11 @@ class Guard:
             if started:
                 raise
             await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+        except Exception:
+            # a bug: the application's handler already answered with a French page and
+            # wrote the details in the campaign's journal; no traceback on the terminal
+            if not started:
+                await _refuse(send, 500, UNEXPECTED)
 
     async def _enter(self, scope: Scope, query: list[tuple[str, str]], send: Send) -> None:
         """The start address: set the session cookie, go to the same page without the token."""
@@ -253,7 +259,7 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
-    title = REFUSED_TITLE if status == 403 else "Envoi trop volumineux"
+    title = {403: REFUSED_TITLE, 413: "Envoi trop volumineux"}.get(status, "Erreur inattendue")
     body = refusal_page(title, message)
     await send(
         {
