@@ -26,6 +26,7 @@ from pipeline.cli import (  # noqa: F401  (registers them)
     prepare,
     recovery,
     returns,
+    ui,
 )
 from pipeline.cli.base import cli, current_campaign
 from pipeline.errors import storage_problem

@@ -1,0 +1,191 @@
+"""Benchmark of `grille ui` pages (not a test): python benchmarks/bench_ui.py [N]
+
+Makes a campaign of N students (default 1,000) in 4 classes as bench_collect.py does,
+fills and collects every workbook (one in five with an answer missing: incomplete), then
+times, server-side through starlette's TestClient (the whole application: guard, routing,
+database, templates), the median and the 90th percentile of repeated requests:
+- the status page « Suivi » with every student, and filtered by one class;
+- a student's page (an incomplete one, with its problems and returns);
+- the home page;
+each as it is most of the time (the statuses kept from the previous request) and just
+after the database changed (another connection commits before each request: the statuses
+are read again);
+- saving the team's appreciation (POST: run lock, database write, redirect);
+- the rewrite of suivi.xlsx the interface then does in the background (with a backup).
+Target: ≤ 150 ms for the status page and a student page.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_collect import fill_package, write_roster
+
+from pipeline.cli import cli
+from pipeline.grid import load_grid
+from pipeline.settings import Workspace
+from pipeline.ui.app import create_app, interface_of
+from pipeline.ui.security import Secrets
+from pipeline.workbook import plan_layout
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+PORT = 8765
+
+
+def make_returns(root: Path, inbox: Path) -> None:
+    """Every workbook filled as a tutor would; one in five with a rating left out."""
+    grid = load_grid()
+    layout = plan_layout(grid)
+    sheets = ["Instructions", *(s.sheet for s in grid.sections)]
+    sheets += [grid.global_evaluation.sheet, grid.closing.sheet]
+    sheet_paths = {name: f"xl/worksheets/sheet{i}.xml" for i, name in enumerate(sheets, start=1)}
+    values: dict[tuple[str, str], str] = {}
+    for i, ref in enumerate(layout.criteria.values()):
+        values[(ref.sheet, ref.cell)] = grid.scale_codes[i % 4]
+    for dim_id, ref in layout.dimensions.items():
+        dimension = next(d for d in grid.global_evaluation.dimensions if d.id == dim_id)
+        values[(ref.sheet, ref.cell)] = str(dimension.values[-1])
+    values[(layout.date.sheet, layout.date.cell)] = "20/02/2026"
+    values[(layout.signature.sheet, layout.signature.cell)] = "Tuteur"
+    first = next(iter(layout.criteria.values()))
+    inbox.mkdir()
+    for i, path in enumerate(sorted((root / "output" / "classeurs").rglob("*.xlsx"))):
+        mine = dict(values)
+        mine[(layout.appreciation.sheet, layout.appreciation.cell)] = f"Très bon stage n° {i}."
+        if i % 5 == 0:
+            del mine[(first.sheet, first.cell)]
+        (inbox / f"retour_{i:04d}.xlsx").write_bytes(
+            fill_package(path.read_bytes(), sheet_paths, mine)
+        )
+
+
+def timed(call: Callable[[], object], runs: int) -> tuple[float, float]:
+    """(median, 90th percentile) in milliseconds of `runs` calls, after one warm-up."""
+    call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.9) - 1]
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    runs = 30
+    runner = CliRunner()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "campagne"
+        assert runner.invoke(cli, ["init", str(root), "--school", "Lycée Banc"]).exit_code == 0
+        roster = root / "liste.csv"
+        write_roster(roster, count)
+        result = runner.invoke(cli, ["--dir", str(root), "generate", "--roster", str(roster)])
+        assert result.exit_code == 0, result.output
+        inbox = Path(tmp) / "retours"
+        make_returns(root, inbox)
+        result = runner.invoke(cli, ["--dir", str(root), "collect", str(inbox)])
+        assert result.exit_code == 0, result.output[-2000:]
+
+        secrets = Secrets.new()
+        app = create_app(Workspace(root), secrets, PORT, tracking_delay=3600)
+        client = TestClient(app, base_url=f"http://127.0.0.1:{PORT}")
+        assert client.get(f"/?token={secrets.token}").status_code == 200
+        page = client.get("/suivi?statut=incomplete").text
+        student = re.findall(r'href="/stagiaire/(\w+)"', page)[0]
+        rows = client.get("/suivi").text.count('<th scope="row">')
+        assert rows == count, rows
+        student_page = client.get(f"/stagiaire/{student}")
+        assert student_page.status_code == 200 and "manquant" in student_page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', student_page.text)
+        assert csrf is not None
+
+        print(f"{count} stagiaires, {runs} requêtes par page (médiane / 90e centile) :")
+        other = sqlite3.connect(root / "output" / "grille.sqlite", isolation_level=None)
+        serial = iter(range(10**6))
+
+        def change() -> None:  # what a command run meanwhile does: a commit elsewhere
+            other.execute(
+                "UPDATE students SET updated_at = ? WHERE rowid = 1", (f"{next(serial)}",)
+            )
+
+        for label, path in (
+            ("Suivi, tous les stagiaires", "/suivi"),
+            ("Suivi, une classe", "/suivi?classe=BTS+MUC+1"),
+            ("page d'un stagiaire", f"/stagiaire/{student}"),
+            ("accueil", "/"),
+        ):
+            median, p90 = timed(lambda path=path: client.get(path), runs)
+            print(f"  {label:<28}: {median:6.1f} ms / {p90:6.1f} ms")
+            change()
+            changed = []
+            for _ in range(runs // 3):
+                change()
+                start = time.perf_counter()
+                client.get(path)
+                changed.append((time.perf_counter() - start) * 1000)
+            changed.sort()
+            print(
+                f"  {'  base modifiée juste avant':<28}: {statistics.median(changed):6.1f} ms / "
+                f"{changed[int(len(changed) * 0.9) - 1]:6.1f} ms"
+            )
+        other.close()
+        shown = [""]
+
+        def save() -> None:
+            text = f"Appréciation {next(serial)}"
+            response = client.post(
+                f"/stagiaire/{student}/notes",
+                data={
+                    "csrf": csrf.group(1),
+                    "shown_team_appreciation": shown[0],
+                    "shown_notes": "",
+                    "team_appreciation": text,
+                    "notes": "",
+                },
+                follow_redirects=False,
+            )
+            assert response.status_code == 303, response.text
+            shown[0] = text
+
+        median, p90 = timed(save, 10)
+        print(f"  {'enregistrer une appréciation':<28}: {median:6.1f} ms / {p90:6.1f} ms")
+        after: list[float] = []
+        for _ in range(10):
+            save()
+            start = time.perf_counter()
+            client.get(f"/stagiaire/{student}")
+            after.append((time.perf_counter() - start) * 1000)
+        after.sort()
+        print(
+            f"  {'  puis la page du stagiaire':<28}: {statistics.median(after):6.1f} ms / "
+            f"{after[8]:6.1f} ms (statuts gardés : une note n'en change aucun)"
+        )
+        refresher = interface_of(app).access.refresher
+        start = time.perf_counter()
+        assert refresher.flush(), refresher.problem
+        print(
+            f"  {'puis, en arrière-plan':<28}: {(time.perf_counter() - start) * 1000:6.0f} ms "
+            "(suivi.xlsx réécrit, base sauvegardée)"
+        )
+        interface_of(app).access.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""`grille ui`: the campaign in the browser, served on the loopback address only.
+
+`app` builds the web application (routes, templates, errors as French pages), `security`
+guards it (secret token then cookie, Host, CSRF, body size, headers, downloads), `views`
+are thin pages over the library, `queries` a few reads not yet in `pipeline.state`,
+`server` finds a free port and runs uvicorn.
+"""

@@ -1,0 +1,257 @@
+"""The web application of `grille ui`: routes, templates, errors as French pages.
+
+`create_app` returns the ASGI application for one campaign folder, wrapped in the
+`security.Guard` (host, secret token then cookie, origin, body size, headers). How the
+requests reach the campaign (run lock, statuses kept, suivi.xlsx rewritten in the
+background) is in `pipeline.ui.access`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import itertools
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from pipeline.campaign import Campaign
+from pipeline.errors import GrilleError, storage_problem
+from pipeline.settings import Workspace
+from pipeline.tracking import StudentStatus
+from pipeline.ui import security
+from pipeline.ui.access import TRACKING_DELAY, CampaignAccess
+
+HERE = Path(__file__).resolve().parent
+NOTICES_KEPT = 200
+
+
+@dataclass
+class Notices:
+    """Messages shown once, on the page a form redirects to (Post/Redirect/Get)."""
+
+    _items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _serial: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def add(self, items: list[tuple[str, str]]) -> str:
+        """Keep `items` ((kind, French text): kind "ok" or "attention"); their key."""
+        with self._lock:
+            key = str(next(self._serial))
+            self._items[key] = items
+            for old in list(self._items)[:-NOTICES_KEPT]:
+                del self._items[old]
+            return key
+
+    def take(self, key: str | None) -> list[tuple[str, str]]:
+        with self._lock:
+            return self._items.pop(key, []) if key else []
+
+
+@dataclass
+class Ui:
+    """What every view needs: the campaign folder, the secrets, the templates."""
+
+    access: CampaignAccess
+    secrets: security.Secrets
+    port: int
+    templates: Jinja2Templates
+    max_body: int = security.MAX_BODY
+    notices: Notices = field(default_factory=Notices)
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.access.workspace
+
+    @property
+    def root(self) -> Path:
+        return self.workspace.root
+
+    @property
+    def reading(self) -> Callable[[], AbstractContextManager[Campaign]]:
+        return self.access.reading
+
+    @property
+    def writing(self) -> Callable[[], AbstractContextManager[Campaign]]:
+        return self.access.writing
+
+    def statuses(self) -> list[StudentStatus]:
+        """Every student's status (`tracking.student_statuses`), kept between requests."""
+        return self.access.statuses.get()
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
+    ) -> Response:
+        return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def who() -> str:
+    """The login of the teacher running the interface, recorded with her decisions."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "inconnu"
+
+
+def download_url(relative: str, name: str = "") -> str:
+    """The guarded download address of a file of the campaign (POSIX path from its root),
+    saved as `name` when given (a return's original name)."""
+    url = "/fichier/" + quote(relative, safe="/")
+    return f"{url}?{urlencode({'nom': name})}" if name and name != relative.rsplit("/")[-1] else url
+
+
+def _templates(secrets: security.Secrets) -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["csrf_field"] = security.CSRF_FIELD
+    env.globals["csrf_token"] = secrets.csrf
+    env.filters["download_url"] = download_url
+    env.filters["day"] = _day
+    return Jinja2Templates(env=env)
+
+
+def _day(stamp: str) -> str:
+    """« 2027-03-15 10:20:00 » → « 15/03/2027 à 10:20 »; a date alone → « 15/03/2027 »."""
+    if not stamp:
+        return ""
+    day, _, clock = stamp.partition(" ")
+    parts = day.split("-")
+    if len(parts) != 3:
+        return stamp
+    shown = f"{parts[2]}/{parts[1]}/{parts[0]}"
+    return f"{shown} à {clock[:5]}" if clock else shown
+
+
+def ui_of(request: Request) -> Ui:
+    ui: Ui = request.app.state.ui
+    return ui
+
+
+# ------------------------------------------------------------------ errors as pages
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    try:
+        return ui_of(request).render(
+            request, "erreur.html", {"title": title, "message": message}, status
+        )
+    except Exception:  # the templates themselves failed: a bare page still says it
+        return HTMLResponse(security.refusal_page(title, message), status)
+
+
+async def _grille_error(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 409, "Action impossible", str(exc))
+
+
+async def _csrf_refused(request: Request, exc: Exception) -> Response:
+    return _error_page(request, 403, security.REFUSED_TITLE, security.BAD_CSRF)
+
+
+async def _too_large(request: Request, exc: Exception) -> Response:
+    limit = security.human_size(ui_of(request).max_body)
+    return _error_page(
+        request, 413, "Envoi trop volumineux", security.TOO_LARGE.format(limit=limit)
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = exc.detail if exc.detail != "Not Found" else "Cette page n'existe pas."
+        return _error_page(request, 404, "Page introuvable", message)
+    if exc.status_code == 405:
+        return _error_page(request, 405, "Action impossible", "Cette adresse ne fait pas cela.")
+    return _error_page(request, exc.status_code, "Requête refusée", str(exc.detail))
+
+
+async def _storage_or_bug(request: Request, exc: Exception) -> Response:
+    """A full disk or a read-only folder named as such; anything else is a bug: logged."""
+    ui = ui_of(request)
+    storage = storage_problem(exc, ui.workspace.output_dir)
+    if storage is not None:
+        return _error_page(request, 503, "Écriture impossible", storage)
+    from pipeline.cli import write_crash_log
+
+    log = write_crash_log(ui.root, ["ui", request.method, request.url.path])
+    where = (
+        f" Détails techniques dans {log} : joignez ce fichier à votre signalement." if log else ""
+    )
+    return _error_page(
+        request,
+        500,
+        "Erreur inattendue",
+        f"{security.UNEXPECTED}{where}",
+    )
+
+
+def create_app(
+    workspace: Workspace,
+    secrets: security.Secrets,
+    port: int,
+    *,
+    max_body: int = security.MAX_BODY,
+    tracking_delay: float = TRACKING_DELAY,
+) -> security.Guard:
+    """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
+    (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
+    from pipeline.ui import views
+
+    app = Starlette(
+        routes=[
+            Route("/", views.home, name="home"),
+            Route("/suivi", views.tracking_page, name="suivi"),
+            Route("/stagiaire/{student_id}", views.student_page, name="stagiaire"),
+            Route(
+                "/stagiaire/{student_id}/notes",
+                views.save_notes,
+                methods=["POST"],
+                name="notes",
+            ),
+            Route(
+                "/stagiaire/{student_id}/retours/{return_id:int}",
+                views.decide,
+                methods=["POST"],
+                name="decision",
+            ),
+            Route("/fichier/{path:path}", views.download, name="fichier"),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        exception_handlers={
+            GrilleError: _grille_error,
+            security.CsrfRefused: _csrf_refused,
+            security.BodyTooLarge: _too_large,
+            HTTPException: _http_error,
+            OSError: _storage_or_bug,
+            sqlite3.Error: _storage_or_bug,
+            Exception: _storage_or_bug,
+        },
+    )
+    access = CampaignAccess(workspace, tracking_delay)
+    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
+    return security.Guard(app, secrets, port, max_body)
+
+
+def interface_of(app: security.Guard) -> Ui:
+    """The `Ui` of an application made by `create_app`."""
+    inner = app.app
+    assert isinstance(inner, Starlette)
+    ui: Ui = inner.state.ui
+    return ui
