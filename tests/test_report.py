@@ -6,6 +6,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -33,6 +34,7 @@ from pipeline.roster import Student
 from pipeline.settings import CampaignConfig, SmtpSettings
 from pipeline.validation import Evaluation
 from pipeline.workbook import plan_layout
+from tests.tutors import GRID, complete_answers, fill, make_campaign, run, workbook_of
 
 CONFIG = CampaignConfig(
     campaign_id="campagne-test",
@@ -756,3 +758,31 @@ def test_class_report_pdf__charts_and_tables_in_grid_order(grid: Grid, tmp_path:
     images = [line.split() for line in listed if line.split()[2] == "image"]
     assert len(images) == 2  # both charts reached the PDF…
     assert {image[5] for image in images} == {"gray"}  # … in grey levels only
+
+
+def test_report_command__real_return__missing_and_invalid_answers_in_their_rows(
+    tmp_path: Path, write_csv: Callable[..., Path]
+) -> None:
+    """Through the real CLI: a tutor leaves a criterion empty, types « Bien » in another and
+    « 9 » as a level; the bilan's rows say so, in the words of the validation."""
+    row = ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example",
+           "05/01/2026", "27/02/2026"]  # fmt: skip
+    root = make_campaign(tmp_path / "campagne", [row], write_csv)
+    first, second = GRID.criteria[:2]
+    dimension = GRID.global_evaluation.dimensions[1]
+    answers = complete_answers()
+    answers.update({first.id: None, second.id: "Bien", dimension.id: 9, "date": date(2026, 2, 20)})
+    fill(workbook_of(root, "Abadie"), tmp_path / "retour" / "abadie.xlsx", answers)
+    assert run(root, "collect", str(tmp_path / "retour")).exit_code == 0
+    result = run(root, "report")
+    assert result.exit_code == 0, result.output
+    [path] = (root / "output" / "rapports").rglob("bilan_ABADIE_*.docx")
+    doc = docx.Document(str(path))
+    rows = {r[0]: r[1:] for r in criteria_tables(doc)[0]}
+    assert rows[first.label] == ["non renseigné"] * 4
+    assert rows[second.label] == ["« Bien » n'est pas une note de l'échelle (TI, I, S, TS)"] * 4
+    allowed = ", ".join(str(v) for v in dimension.values)
+    assert f"« 9 » n'est pas un niveau possible ({allowed})" in texts(doc)
+    total = sum(d.values[-1] for d in GRID.global_evaluation.dimensions if d is not dimension)
+    assert f"Total partiel : {total} / 24 — 1 dimension non valable" in texts(doc)
+    assert all(h.startswith("BILAN INVALIDE") for h in header_texts(doc))
