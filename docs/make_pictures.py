@@ -69,11 +69,11 @@ def main(wanted: list[str]) -> int:
             report = next(reports.glob("bilan_BERNARD_*.docx"))
             page_png(to_pdf(report, work), 1, DOCS / "bilan.png")
         if "bilan_classe" in chosen:
-            page_png(
+            page_png(  # the class summary and the chart of the totals
                 to_pdf(reports / "bilan_classe_BTS_MUC_2A.docx", work),
-                3,
+                2,
                 DOCS / "bilan_classe.png",
-                height=0.6,
+                height=0.62,
             )
         if "grille_tableur" in chosen:
             sheet = work / "grille_tableur.xlsx"

@@ -29,8 +29,8 @@ from docx.opc.constants import RELATIONSHIP_TYPE as RT
 from docx.opc.exceptions import PackageNotFoundError
 from docx.opc.part import XmlPart
 from docx.oxml.ns import qn
-from docx.oxml.parser import OxmlElement, oxml_parser, parse_xml
-from docx.shared import Cm, RGBColor
+from docx.oxml.parser import oxml_parser, parse_xml
+from docx.shared import Cm, RGBColor, Twips
 from lxml import etree
 
 from pipeline.errors import GrilleError
@@ -45,15 +45,6 @@ _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _NSMAP = {"w": _W}
 _XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 _ILLEGAL_XML = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# Elements that follow <w:updateFields> in <w:settings> (schema order).
-_AFTER_UPDATE_FIELDS = (
-    "w:hdrShapeDefaults", "w:footnotePr", "w:endnotePr", "w:compat", "w:docVars",
-    "w:rsids", "m:mathPr", "w:attachedSchema", "w:themeFontLang", "w:clrSchemeMapping",
-    "w:doNotIncludeSubdocsInStats", "w:doNotAutoCompressPictures", "w:forceUpgrade",
-    "w:captions", "w:readModeInkLockDown", "w:smartTagType", "sl:schemaLibrary",
-    "w:shapeDefaults", "w:doNotEmbedSmartTags", "w:decimalSymbol", "w:listSeparator",
-)  # fmt: skip
-
 _NS = f'xmlns:w="{_W}"'
 _KEPT_TABLE_STYLES = {"TableNormal", "TableGrid"}
 
@@ -335,6 +326,7 @@ class BodyBuilder:
 
     def __init__(self, doc: Document) -> None:
         self.blocks: list[Element] = []
+        self._part = doc.part
         self._ids: dict[str, str] = {}
         for style in doc.styles.element.iterchildren(_tag("style")):
             name = style.find(_tag("name"))
@@ -352,10 +344,12 @@ class BodyBuilder:
         bold: bool = False, italic: bool = False, size: int = 0, color: str = "",
         align: str = "", keep_next: bool = False, page_break: bool = False,
         before: int | None = None, indent: int = 0, frame: bool = False,
+        rule_above: bool = False,
     ) -> Element:  # fmt: skip
         """A paragraph (in `parent`, or as a new body block) with one run of `text`.
 
-        `frame` draws a border around it and keeps its lines on one page.
+        `frame` draws a border around it and keeps its lines on one page; `rule_above`
+        draws a line above it.
         """
         if parent is None:
             p = oxml_parser.makeelement(_tag("p"), nsmap=_NSMAP)
@@ -364,7 +358,8 @@ class BodyBuilder:
             p = _sub(parent, "p")
         style_id = self._ids.get(style.lower()) if style else None
         level = style[8:] if style and style.startswith("Heading ") and not style_id else ""
-        if style_id or keep_next or page_break or align or before is not None or indent or frame:
+        formatted = keep_next or page_break or align or before is not None or indent or frame
+        if style_id or formatted or rule_above:
             ppr = _sub(p, "pPr")
             if style_id:
                 _sub(ppr, "pStyle", val=style_id)
@@ -374,9 +369,9 @@ class BodyBuilder:
                 _sub(ppr, "keepLines")
             if page_break:
                 _sub(ppr, "pageBreakBefore")
-            if frame:
+            if frame or rule_above:
                 borders = _sub(ppr, "pBdr")
-                for side in ("top", "left", "bottom", "right"):
+                for side in ("top", "left", "bottom", "right") if frame else ("top",):
                     _sub(borders, side, val="single", sz="4", space="4", color=BORDER)
             if before is not None:
                 _sub(ppr, "spacing", before=str(before))
@@ -470,54 +465,25 @@ class BodyBuilder:
         return tc
 
     def box(self, text: str, height: int) -> Element:
-        """A framed one-cell table holding `text` (line breaks kept), at least `height` high."""
-        tr = self.row(self.table([self.width]), height=height, split=len(text) > 1200)
+        """A framed one-cell table holding `text` (line breaks kept), at least `height` high.
+
+        Its row moves whole to the next page rather than split, unless the text is about a
+        page long (more than 35 lines of 95 characters).
+        """
+        lines = sum(len(line) // 95 + 1 for line in text.split("\n"))
+        tr = self.row(self.table([self.width]), height=height, split=lines > 35)
         return self.cell(tr, self.width, text, valign="top", style="Normal", before=60)
 
     def heading_row(self, tbl: Element, text: str, span: int, fill: str, **run: Any) -> None:
         """A shaded row spanning the whole table (section or sub-heading)."""
         self.cell(self.row(tbl), self.width, text, span=span, fill=fill, keep_next=True, **run)
 
-    def headings(self, levels: Sequence[int] = (1, 2)) -> list[tuple[int, str]]:
-        """(level, text) of the heading paragraphs built so far, in order."""
-        wanted = {self._ids.get(f"heading {n}"): n for n in levels}
-        found = []
-        for block in self.blocks:
-            style = block.find(f"{_tag('pPr')}/{_tag('pStyle')}")
-            level = wanted.get(style.get(_tag("val")) if style is not None else None)
-            if block.tag == _tag("p") and level:
-                found.append((level, "".join(t.text or "" for t in block.iter(_tag("t")))))
-        return found
-
-    def contents(self, at: Element, instruction: str, entries: Sequence[tuple[int, str]]) -> None:
-        """Fill paragraph `at` with a TOC field whose shown result is `entries`.
-
-        Word updates it to page numbers on opening (see `enable_update_fields`);
-        LibreOffice and PDF exports show the entries as written.
-        """
-        lines = list(entries) or [(1, " ")]
-        paragraphs = [at, *(oxml_parser.makeelement(_tag("p"), nsmap=_NSMAP) for _ in lines[1:])]
-        for p, (level, _) in zip(paragraphs, lines, strict=True):
-            ppr = p.find(_tag("pPr"))
-            if ppr is None:
-                ppr = _sub(p, "pPr")
-            _sub(ppr, "spacing", before="0", after="60")
-            if level > 1:
-                _sub(ppr, "ind", left=str(400 * (level - 1)))
-        first, last = paragraphs[0], paragraphs[-1]
-        for kind in ("begin", "instr", "separate"):
-            r = _sub(first, "r")
-            if kind == "instr":
-                instr = _sub(r, "instrText")
-                instr.set(_XML_SPACE, "preserve")
-                instr.text = f" {instruction} "
-            else:
-                _sub(r, "fldChar", fldCharType=kind)
-        for p, (level, text) in zip(paragraphs, lines, strict=True):
-            self.run(p, text, bold=level == 1)
-        _sub(_sub(last, "r"), "fldChar", fldCharType="end")
-        index = next(i for i, block in enumerate(self.blocks) if block is at)
-        self.blocks[index + 1 : index + 1] = paragraphs[1:]
+    def picture(self, png: bytes, width: int, *, align: str = "center") -> Element:
+        """A paragraph holding the PNG picture `png`, `width` twips wide (height to scale)."""
+        inline = self._part.new_pic_inline(io.BytesIO(png), Twips(width), None)
+        p = self.para("", "Normal", align=align, keep_next=False)
+        _sub(_sub(p, "r"), "drawing").append(inline)
+        return p
 
     def insert_into(self, doc: Document) -> None:
         """Move every block into the body, before its final section properties."""
@@ -529,13 +495,3 @@ class BodyBuilder:
         if sect is not None:
             body.append(sect)
         self.blocks = []
-
-
-def enable_update_fields(doc: Document) -> None:
-    """Make Word offer to update the fields (the table of contents) on opening."""
-    settings = doc.settings.element
-    update = settings.find(_tag("updateFields"))
-    if update is None:
-        update = OxmlElement("w:updateFields")
-        settings.insert_element_before(update, *_AFTER_UPDATE_FIELDS)
-    update.set(_tag("val"), "true")

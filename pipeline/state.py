@@ -1591,7 +1591,8 @@ def return_problems(db: sqlite3.Connection, return_id: int) -> list[dict[str, st
 def student_status_rows(db: sqlite3.Connection) -> list[sqlite3.Row]:
     """Per student (every column of `students`): the latest workbook (`workbook_file`,
     `generated_at`), the first and reminder sendings (`sent_at`, `sent_for_sure`: over SMTP
-    or marked sent; `reminded_at`), and the return that counts with its standing."""
+    or marked sent; `left_at`: when one surely left; `reminded_at`), and the return that
+    counts (its file name and SHA-256 too) with its standing."""
     return db.execute(
         """
         SELECT s.*,
@@ -1601,9 +1602,13 @@ def student_status_rows(db: sqlite3.Connection) -> list[sqlite3.Row]:
                (SELECT MAX(channel != :file) FROM sendings
                 WHERE student_id = s.student_id AND kind = :send) AS sent_for_sure,
                (SELECT MAX(sent_at) FROM sendings
+                WHERE student_id = s.student_id AND kind = :send AND channel != :file)
+                   AS left_at,
+               (SELECT MAX(sent_at) FROM sendings
                 WHERE student_id = s.student_id AND kind = :remind) AS reminded_at,
                r.id AS return_id, r.stored_file, r.origin, r.collected_at, r.match,
-               r.match_note, r.status AS return_status, r.problems, r.evaluation, r.grid_id,
+               r.match_note, r.file_name AS return_name, r.sha256 AS return_sha256,
+               r.status AS return_status, r.problems, r.evaluation, r.grid_id,
                r.grid_version, c.standing
         FROM students s
         LEFT JOIN latest_workbooks w ON w.student_id = s.student_id

@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import sqlite3
+import textwrap
 import zipfile
 from collections.abc import Mapping
 from copy import copy
@@ -30,16 +31,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
-from openpyxl.styles import Alignment, Font, PatternFill, Protection
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Protection, Side
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.hyperlink import Hyperlink
+from openpyxl.worksheet.pagebreak import Break
 from openpyxl.worksheet.worksheet import Worksheet
 
 from pipeline import state
 from pipeline.errors import GrilleError
 from pipeline.files import atomic_save
+from pipeline.grid import parse_grid_text
 from pipeline.kinds import ReturnStatus
 from pipeline.roster import Student
 from pipeline.state import (
@@ -85,12 +90,18 @@ class StudentStatus:
     reminded_at: str = ""
     returned_at: str = ""
     workbook_file: str = ""
-    return_file: str = ""
+    return_file: str = ""  # the stored copy, relative to the campaign folder
     return_origin: str = ""
     return_id: int | None = None
     evaluation: dict[str, Any] | None = None
     grid_id: str = ""
     grid_version: str = ""
+    left_at: str = ""  # the first message left for sure (SMTP or marked sent), not prepared
+    return_name: str = ""  # the returned file's name as received
+    return_sha256: str = ""  # of the returned file as received
+    total: int | None = None  # of the global evaluation, over the levels given
+    total_maximum: int | None = None
+    total_missing: int = 0  # dimensions of the global evaluation without a valid level
 
     @property
     def student_id(self) -> str:
@@ -181,11 +192,49 @@ def _confirmation_note(row: sqlite3.Row, pending: list[ReturnStanding]) -> str:
     return "\n".join(notes)
 
 
+class _GridMaxima:
+    """The global evaluation of each grid stored in the campaign, parsed once."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.dimensions: dict[tuple[str, str], dict[str, tuple[int, ...]] | None] = {}
+
+    def _of(self, grid_id: str, version: str) -> dict[str, tuple[int, ...]] | None:
+        key = (grid_id, version)
+        if key not in self.dimensions:
+            row = self.db.execute(
+                "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
+            ).fetchone()
+            try:
+                grid = parse_grid_text(row[0], f"{grid_id} v{version}") if row else None
+            except GrilleError:
+                grid = None
+            self.dimensions[key] = (
+                {d.id: d.values for d in grid.global_evaluation.dimensions} if grid else None
+            )
+        return self.dimensions[key]
+
+    def total(
+        self, grid_id: str | None, version: str | None, evaluation: dict[str, Any] | None
+    ) -> tuple[int | None, int | None, int]:
+        """(total, maximum, dimensions without a valid level) of a return's evaluation."""
+        dimensions = self._of(grid_id or "", version or "") if evaluation else None
+        if evaluation is None or dimensions is None:
+            return None, None, 0
+        levels = evaluation.get("levels") or {}
+        given = [levels.get(i) for i in dimensions]
+        valid = [level for level, values in zip(given, dimensions.values(), strict=True)
+                 if level in values]  # fmt: skip
+        maximum = sum(max(values) for values in dimensions.values())
+        return sum(valid), maximum, len(dimensions) - len(valid)
+
+
 def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
     """Every student of the campaign with their current status, by class and name."""
     waiting: dict[str, list[ReturnStanding]] = {}
     for waiting_return in pending_returns(db):
         waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
+    grids = _GridMaxima(db)
     statuses = []
     for row in state.student_status_rows(db):
         pending = waiting.get(row["student_id"], [])
@@ -200,6 +249,8 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
             status = ReturnStatus.PREPARED  # written to the outbox: the teacher sends it herself
         else:
             status = ReturnStatus.GENERATED
+        evaluation = json.loads(row["evaluation"]) if row["evaluation"] else None
+        total, maximum, lacking = grids.total(row["grid_id"], row["grid_version"], evaluation)
         statuses.append(
             StudentStatus(
                 student=student_from_row(row),
@@ -220,9 +271,15 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 return_file=row["stored_file"] or "",
                 return_origin=row["origin"] or "",
                 return_id=row["return_id"],
-                evaluation=json.loads(row["evaluation"]) if row["evaluation"] else None,
+                evaluation=evaluation,
                 grid_id=row["grid_id"] or "",
                 grid_version=row["grid_version"] or "",
+                left_at=row["left_at"] or "",
+                return_name=row["return_name"] or "",
+                return_sha256=row["return_sha256"] or "",
+                total=total,
+                total_maximum=maximum,
+                total_missing=lacking,
             )
         )
     statuses.sort(
@@ -233,27 +290,35 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
 
 # ------------------------------------------------------------------ the workbook
 
-_COLUMNS: list[tuple[str, int]] = [
-    ("Identifiant", 12),
-    ("Nom", 18),
-    ("Prénom", 14),
-    ("Classe", 12),
-    ("Entreprise", 24),
-    ("Tuteur", 20),
-    ("E-mail tuteur", 28),
-    ("Téléphone tuteur", 15),
-    ("Statut", 14),
-    ("À faire / manquant", 60),
-    ("Valeurs invalides", 40),
-    ("Avertissements", 40),
-    ("Généré le", 17),
-    ("Envoyé le", 17),
-    ("Relancé le", 17),
-    ("Retourné le", 17),
+# (header, width): the columns printed on the first page (after the identifier, which is
+# not printed), then the details, then what the screen needs more than paper. The reading
+# finds every column by its header, wherever the teacher moved it.
+_COLUMNS: list[tuple[str, float]] = [
+    ("Identifiant", 11),
+    ("Nom", 15),
+    ("Prénom", 12),
+    ("Classe", 10),
+    ("Statut", 13),
+    ("Total", 14),
+    ("Entreprise", 16),
+    ("Tuteur", 15),
+    ("Téléphone tuteur", 13),
+    ("À faire / manquant", 34),
+    ("Envoyé le", 10.5),
+    ("Relancé le", 10.5),
+    ("Retourné le", 10.5),
+    ("Valeurs invalides", 34),
+    ("Avertissements", 34),
+    (NOTES_HEADER, 30),
+    (TEAM_HEADER, 44),
     ("Fichier retourné", 30),
-    (NOTES_HEADER, 40),
-    (TEAM_HEADER, 60),
+    ("E-mail tuteur", 28),
+    ("Généré le", 10.5),
 ]
+_PAGE_BREAKS = ("Retourné le", TEAM_HEADER)  # the last column of each printed page
+_PRINT_TITLE_COLUMNS = "B:C"  # Nom, Prénom: repeated on each printed page
+_DATES = {"Généré le", "Envoyé le", "Relancé le", "Retourné le"}
+SUMMARY_SHEET = "Synthèse"  # written by grille each time, never read back
 
 
 HEADER_ROWS = 20  # the header is looked for in the first rows (she may add a title above)
@@ -422,7 +487,10 @@ def read_tracking_sheet(path: Path, db: sqlite3.Connection) -> TrackingSheet | N
             "ce que vous y avez écrit. Réparez-le ou renommez-le, puis relancez."
         ) from exc
     try:
-        sheets = sorted(wb.worksheets, key=lambda ws: ws.title != SHEET)
+        sheets = sorted(
+            (ws for ws in wb.worksheets if ws.title != SUMMARY_SHEET),  # grille's own, redone
+            key=lambda ws: ws.title != SHEET,
+        )
         for ws in sheets:
             ws.reset_dimensions()  # stream the cells there are, not a declared range
         sheet = TrackingSheet()
@@ -506,87 +574,274 @@ def _text(cell: WriteOnlyCell, value: str) -> WriteOnlyCell:
     return cell
 
 
+_FONT_NAME = "Arial"
+_LINE_PT = 13.0  # one line of Arial 10, with LibreOffice's and Excel's spacing
+_MAX_ROW_PT = 409.0  # Excel's limit
+_PAGE_WIDTH_CM = 29.7 - 2 * 1.0  # A4 landscape, 1 cm margins
+_THIN = Side(style="thin", color="A6A6A6")
+_GRID_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
+
+
+def _lines(text: str, width: float) -> int:
+    """Lines `text` takes, word-wrapped in a column `width` characters wide (Arial 10 fits
+    about 1.2 characters per unit of width; 1.05 is assumed, on the safe side)."""
+    per_line = max(1, int(width * 1.05))
+    if len(text) <= per_line and "\n" not in text:
+        return 1  # most cells: nothing to wrap
+    return sum(
+        len(textwrap.wrap(line, per_line, break_on_hyphens=False)) or 1 for line in text.split("\n")
+    )
+
+
+def _row_height(texts: list[tuple[str, float]]) -> float:
+    """Row height (points) that shows each wrapped text whole, in LibreOffice and Excel
+    alike (openpyxl cannot autofit, and neither program does it on opening)."""
+    lines = max((_lines(text, width) for text, width in texts if text), default=1)
+    return min(_MAX_ROW_PT, max(15.0, lines * _LINE_PT + 4))
+
+
+def _column_pixels(width: float) -> int:
+    """A column's width on screen and paper, in pixels at 96 dpi (7 per unit, plus 5)."""
+    return int(width * 7 + 5)
+
+
+def _print_scale() -> int:
+    """The print scale (%) at which each printed page's columns fit the page width."""
+    widths = dict(_COLUMNS)
+    titles = widths["Nom"] + widths["Prénom"]
+    pages: list[list[float]] = [[]]
+    for title, width in _COLUMNS[1:]:  # the identifier is not printed
+        pages[-1].append(width)
+        if title in _PAGE_BREAKS:
+            pages.append([titles])
+    available = _PAGE_WIDTH_CM / 2.54 * 96 * 0.92  # LibreOffice prints 3 % wider; Excel too
+    widest = max(sum(_column_pixels(w) for w in page) for page in pages)
+    return min(100, int(available / widest * 100))
+
+
+def _date(text: str) -> datetime | str:
+    """A stored timestamp (« 2026-11-30 14:56:31 ») as a real date for the workbook."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return text
+
+
+def _total_format(st: StudentStatus) -> str:
+    """Number format of the total: « 17 / 24 », or « 17 / 24 partiel » when a dimension
+    of the global evaluation has no valid level (« À faire / manquant » names it). The
+    value stays a number, to sort and filter by."""
+    return f'0" / {st.total_maximum}{" partiel" if st.total_missing else ""}"'
+
+
+def _return_link(st: StudentStatus, root: Path | None, folder: Path | None) -> str:
+    """The stored copy of the return, relative to `folder` (where suivi.xlsx is), when
+    the campaign folder `root` is known and the copy is there."""
+    if root is None or folder is None or not st.return_file:
+        return ""
+    stored = root / st.return_file
+    if not stored.is_file():
+        return ""
+    return quote(Path(os.path.relpath(stored, folder)).as_posix())
+
+
 def build_tracking(
-    statuses: list[StudentStatus], notes: Mapping[str, state.TeacherNote]
+    statuses: list[StudentStatus],
+    notes: Mapping[str, state.TeacherNote],
+    *,
+    root: Path | None = None,
+    folder: Path | None = None,
 ) -> Workbook:
     """The tracking workbook; `notes` holds the teacher's columns (from the database).
 
-    Written row by row (write-only mode): memory stays small whatever the number of rows.
+    Made to be read on screen and printed: A4 landscape, the first columns on the first
+    pages, the details on the following ones (a column break after « Retourné le » and
+    after the teacher's columns), the header row and the names repeated on each page;
+    rows as tall as their wrapped text; real dates. When the campaign folder `root` and
+    the `folder` of suivi.xlsx are given, each returned file links to its stored copy.
+    A second sheet counts the students per status. Written row by row (write-only mode):
+    memory stays small whatever the number of rows.
     """
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(SHEET)
     for index, (_, width) in enumerate(_COLUMNS, start=1):
         ws.column_dimensions[get_column_letter(index)].width = width
+    last_column = get_column_letter(len(_COLUMNS))
     last = max(2, len(statuses) + 1)
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(_COLUMNS))}{last}"
+    ws.auto_filter.ref = f"A1:{last_column}{last}"
     ws.freeze_panes = "D2"
-    ws.row_dimensions[1].height = 32
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_title_rows = "1:1"
-    header_fill = PatternFill("solid", fgColor="1F3864")
+    _print_setup(ws, f"B1:{last_column}{last}")
     header = []
     for title, _ in _COLUMNS:
         cell = _text(WriteOnlyCell(ws), title)
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = (
-            header_fill if title not in TEACHER_HEADERS else PatternFill("solid", fgColor="7F6000")
-        )
+        cell.font = Font(name=_FONT_NAME, size=10, bold=True, color="FFFFFF")
+        fill = "7F6000" if title in TEACHER_HEADERS else "1F3864"
+        cell.fill = PatternFill("solid", fgColor=fill)
         cell.alignment = Alignment(wrap_text=True, vertical="center")
+        cell.border = _GRID_BORDER
         header.append(cell)
+    ws.row_dimensions[1].height = _row_height([(t, w * 0.9) for t, w in _COLUMNS])  # bold
     ws.append(header)
     styles = _row_styles(ws)
-    for st in statuses:
+    for number, st in enumerate(statuses, start=2):
         note = notes.get(st.student_id, state.TeacherNote(st.student_id))
-        values = [
+        values: list[str | datetime | int | None] = [
             st.student_id,
             st.last_name.upper(),
             st.first_name,
             st.class_name,
+            st.status_label + ("" if st.in_roster else " — retiré de la liste"),
+            st.total if st.total_maximum else None,
             st.student.company,
             st.student.tutor_name,
-            st.student.tutor_email,
             st.student.tutor_phone,
-            st.status_label + ("" if st.in_roster else " — retiré de la liste"),
             "\n".join([*([st.match_note] if st.match_note else []), *st.missing]),
+            _date(st.left_at) if st.left_at else None,
+            _date(st.reminded_at) if st.reminded_at else None,
+            _date(st.returned_at) if st.returned_at else None,
             "\n".join(st.invalid),
             "\n".join(st.warnings),
-            st.generated_at,
-            st.sent_at,
-            st.reminded_at,
-            st.returned_at,
-            st.return_file,
             clean_text(note.notes),
             clean_text(note.team_appreciation),
+            st.return_name or (Path(st.return_file).name if st.return_file else ""),
+            st.student.tutor_email,
+            _date(st.generated_at) if st.generated_at else None,
         ]
+        link = _return_link(st, root, folder)
         row = []
-        for (title, _), value in zip(_COLUMNS, values, strict=True):
-            cell = _text(WriteOnlyCell(ws), value)
-            style = styles.get(st.status if title == "Statut" else title, styles[""])
-            cell._style = copy(style)  # as openpyxl copies styles: no lookup per cell
+        wrapped = []
+        for (title, width), value in zip(_COLUMNS, values, strict=True):
+            if isinstance(value, str):
+                cell = _text(WriteOnlyCell(ws), value)
+                wrapped.append((value, width))
+            else:
+                cell = WriteOnlyCell(ws, value)
+            key = st.status if title == "Statut" else title
+            if title == "Fichier retourné" and link:
+                key = "link"
+            cell._style = copy(styles.get(key, styles[""]))  # no lookup per cell
+            if title == "Total" and value is not None:
+                cell.number_format = _total_format(st)
+            if key == "link":
+                cell.hyperlink = Hyperlink(ref="", target=link, tooltip="Ouvrir la copie reçue")
             row.append(cell)
+        ws.row_dimensions[number].height = _row_height(wrapped)
         ws.append(row)
+    _write_summary(wb, statuses)
     return wb
 
 
+def _print_setup(ws: Any, area: str) -> None:
+    """A4 landscape at the scale where each page's columns fit; the header row and the
+    names on every page; the pages down the rows first, then across the columns."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
+    ws.page_setup.scale = _print_scale()
+    ws.page_setup.pageOrder = "downThenOver"
+    ws.page_margins.left = ws.page_margins.right = 1.0 / 2.54
+    ws.page_margins.top = ws.page_margins.bottom = 1.5 / 2.54
+    ws.page_margins.header = ws.page_margins.footer = 0.6 / 2.54
+    ws.print_area = area
+    ws.print_title_rows = "1:1"
+    ws.print_title_cols = _PRINT_TITLE_COLUMNS
+    titles = [title for title, _ in _COLUMNS]
+    for title in _PAGE_BREAKS:
+        ws.col_breaks.append(Break(id=titles.index(title) + 1))
+    stamp = datetime.now().strftime("%d/%m/%Y à %H:%M")
+    ws.oddFooter.left.text = f"Suivi des stages — mis à jour le {stamp}"
+    ws.oddFooter.right.text = "Page &P / &N"
+    for part in (ws.oddFooter.left, ws.oddFooter.right):
+        part.font, part.size = _FONT_NAME, 8
+
+
 def _row_styles(ws: Any) -> dict[str, Any]:
-    """Style of the data cells: "" for most, a teacher header for hers, a status for
-    the status cell."""
+    """Style of the data cells: "" for most, a teacher header for hers, a status for the
+    status cell, a date column for its dates, "link" for a returned file with its link."""
     wrap = Alignment(wrap_text=True, vertical="top")
     styles = {}
-    for key in ("", *TEACHER_HEADERS, *STATUS_FILLS):
+    for key in ("", *TEACHER_HEADERS, *STATUS_FILLS, *_DATES, "Total", "link"):
         cell = WriteOnlyCell(ws)
+        cell.font = Font(name=_FONT_NAME, size=10)
         cell.alignment = wrap
+        cell.border = _GRID_BORDER
         if key in TEACHER_HEADERS:
             cell.fill = PatternFill("solid", fgColor="FFF9DB")
             cell.protection = Protection(locked=False)
-        elif key:
+        elif key in STATUS_FILLS:
             cell.fill = PatternFill("solid", fgColor=STATUS_FILLS[key])
+        elif key in _DATES:
+            cell.number_format = "dd/mm/yyyy"
+            cell.alignment = Alignment(horizontal="center", vertical="top")
+        elif key == "Total":
+            cell.alignment = Alignment(horizontal="center", vertical="top")
+        elif key == "link":
+            cell.font = Font(name=_FONT_NAME, size=10, color="0563C1", underline="single")
         styles[key] = cell._style
     return styles
+
+
+_SUMMARY_ROWS = ("generated", "prepared", "sent", "incomplete", "invalid", "complete")
+
+
+def _write_summary(wb: Workbook, statuses: list[StudentStatus]) -> None:
+    """The sheet « Synthèse »: how many students per status, per class and in all."""
+    ws = wb.create_sheet(SUMMARY_SHEET)
+    classes = sorted({st.class_name for st in statuses}, key=fold)
+    columns = [*classes, "Ensemble"] if len(classes) != 1 else classes
+    ws.column_dimensions["A"].width = 34
+    for index in range(len(columns)):
+        ws.column_dimensions[get_column_letter(index + 2)].width = 14
+    ws.page_setup.orientation = "portrait" if len(columns) < 6 else "landscape"
+    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    plain = Font(name=_FONT_NAME, size=10)
+    bold = Font(name=_FONT_NAME, size=10, bold=True)
+
+    def line(values: list[Any], font: Font = plain, fill: str = "", fmt: str = "") -> None:
+        cells = []
+        for index, value in enumerate(values):
+            cell = WriteOnlyCell(ws, value)
+            cell.font = font
+            if fill:
+                cell.fill = PatternFill("solid", fgColor=fill)
+            if index and fmt:
+                cell.number_format = fmt
+            if index:
+                cell.alignment = Alignment(horizontal="center")
+            cells.append(cell)
+        ws.append(cells)
+
+    def per_column(count: Any) -> list[Any]:
+        groups = [[st for st in statuses if st.class_name == c] for c in classes]
+        if len(columns) > len(classes):
+            groups.append(list(statuses))
+        return [count(group) for group in groups]
+
+    stamp = datetime.now().strftime("%d/%m/%Y à %H:%M")
+    line([f"Suivi des stages au {stamp}"], Font(name=_FONT_NAME, size=13, bold=True))
+    line(["Feuille refaite par grille à chaque mise à jour : n'y écrivez pas."],
+         Font(name=_FONT_NAME, size=9, italic=True))  # fmt: skip
+    line([])
+    line(["Nombre de stagiaires", *columns], Font(name=_FONT_NAME, size=10, bold=True,
+         color="FFFFFF"), "1F3864")  # fmt: skip
+    for status in _SUMMARY_ROWS:
+        counts = per_column(lambda group, s=status: sum(1 for st in group if st.status == s))
+        line([STATUS_LABELS[status], *counts], plain, STATUS_FILLS[status])
+    line(["dont retour à confirmer", *per_column(lambda g: sum(st.to_confirm for st in g))])
+    line(["retirés de la liste", *per_column(lambda g: sum(not st.in_roster for st in g))])
+    line(["Total", *per_column(len)], bold)
+    line([])
+
+    def mean(group: list[StudentStatus]) -> float | None:
+        totals = [st.total for st in group if st.total is not None and not st.total_missing]
+        return round(sum(totals) / len(totals), 1) if totals else None
+
+    maxima = {st.total_maximum for st in statuses if st.total_maximum}
+    label = f"Moyenne du total / {maxima.pop()}" if len(maxima) == 1 else "Moyenne du total"
+    line([label, *per_column(mean)], bold, "", "0.0")
+    line(["(évaluations globales complètes seulement)"], Font(name=_FONT_NAME, size=9,
+         italic=True))  # fmt: skip
 
 
 def _aside_name(path: Path, stamp: datetime, number: int) -> Path:
@@ -662,13 +917,15 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_tracking(path: Path, db: sqlite3.Connection) -> TrackingOutcome:
+def write_tracking(path: Path, db: sqlite3.Connection, root: Path | None = None) -> TrackingOutcome:
     """Rewrite `suivi.xlsx` from the database, after storing what the teacher typed in it.
 
     Her columns are read back first (`import_teacher_columns`) and written again from the
     database, so neither the file nor the database loses the other's text. If the file
     holds text grille cannot place back (no header, unknown student, unknown column, a
-    title…), it is kept aside (`keep_aside`) before being replaced. Atomic write.
+    title…), it is kept aside (`keep_aside`) before being replaced. Atomic write. The
+    returned files link to their stored copies under the campaign folder `root` (by
+    default the parent of `path`'s folder: suivi.xlsx is in <campagne>/output).
     """
     outcome = TrackingOutcome(path)
     sheet = read_tracking_sheet(path, db)
@@ -677,7 +934,8 @@ def write_tracking(path: Path, db: sqlite3.Connection) -> TrackingOutcome:
         outcome.unplaced = sheet.unplaced
         outcome.header_found = sheet.header_found
     notes = state.teacher_notes(db)
-    wb = build_tracking(student_statuses(db), notes)
+    root = path.parent.parent if root is None else root
+    wb = build_tracking(student_statuses(db), notes, root=root, folder=path.parent)
     if outcome.unplaced:
         outcome.kept_aside = keep_aside(path)
     try:

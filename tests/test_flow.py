@@ -127,14 +127,14 @@ def test_report__class_report_has_every_appreciation_and_counts_matching_the_dat
     summary = next(
         t
         for t in document.tables
-        if [c.text for c in t.rows[0].cells][-4:] == ["TS", "S", "I", "TI"]
+        if [c.text for c in t.rows[0].cells][-4:] == ["TI", "I", "S", "TS"]
     )
     rows = {row.cells[0].text: [c.text for c in row.cells] for row in summary.rows[1:]}
     assert len(rows) == 3
     for student_id, ratings in stored.items():
         row = next(r for name, r in rows.items() if name.startswith(names[student_id].upper()))
         counts = [
-            str(sum(1 for v in ratings.values() if v == code)) for code in ("TS", "S", "I", "TI")
+            str(sum(1 for v in ratings.values() if v == code)) for code in ("TI", "I", "S", "TS")
         ]
         assert row[-4:] == counts
 

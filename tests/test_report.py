@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import docx
+import matplotlib.image
 import pytest
 from docx.document import Document
 from docx.oxml.ns import qn
 from docx.shared import Pt
 from docx.text.paragraph import Paragraph
 
+from pipeline import office
 from pipeline.grid import Grid, load_grid
 from pipeline.report import (
     ReportError,
     StudentReportData,
     build_class_report,
     build_student_report,
+    report_file_suffix,
     save_document,
     write_default_template,
 )
 from pipeline.roster import Student
 from pipeline.settings import CampaignConfig, SmtpSettings
 from pipeline.validation import Evaluation
+from pipeline.workbook import plan_layout
+from tests.tutors import GRID, complete_answers, fill, make_campaign, run, workbook_of
 
 CONFIG = CampaignConfig(
     campaign_id="campagne-test",
@@ -179,24 +187,76 @@ def test_student_report__invalid__shows_the_invalid_banner(grid: Grid, tmp_path:
     assert "•\tNote « TB » inconnue (cellule D20)." in lines
 
 
+def boxes(doc: Document) -> list[list[str]]:
+    """Paragraph texts of the framed one-cell boxes (the appreciations), in order."""
+    return [
+        [p.text for p in t.cell(0, 0).paragraphs]
+        for t in doc.tables
+        if len(t.columns) == 1 and len(t.rows) == 1
+    ]
+
+
 def test_student_report__team_appreciation__written_in_its_framed_box(
     grid: Grid, tmp_path: Path
 ) -> None:
     data = make_data(grid, team="Très bon stage.\nÀ valoriser à l'oral.")
     doc = saved(build_student_report(grid, CONFIG, data), tmp_path / "bilan.docx")
-    boxes = [t for t in doc.tables if len(t.columns) == 1 and len(t.rows) == 1]
-    assert [b.cell(0, 0).text for b in boxes[-2:]] == [APPRECIATION, data.team_appreciation]
+    tutor, team = boxes(doc)[-2:]
+    assert tutor[0] == APPRECIATION
+    assert team[0] == data.team_appreciation
 
 
-def test_student_report__no_team_appreciation__leaves_an_empty_framed_box_to_write_in(
+def test_student_report__no_team_appreciation__leaves_room_to_write_above_the_visa(
     grid: Grid, tmp_path: Path
 ) -> None:
     doc = saved(build_student_report(grid, CONFIG, make_data(grid)), tmp_path / "bilan.docx")
     box = [t for t in doc.tables if len(t.columns) == 1 and len(t.rows) == 1][-1]
-    assert box.cell(0, 0).text == ""
-    assert box.rows[0].height is not None and box.rows[0].height.cm > 3
+    first, visa = box.cell(0, 0).paragraphs[:2]
+    assert first.text == ""
+    assert visa.text == "Visa du professeur : Claire Martin"
+    assert visa.paragraph_format.space_before.cm > 3  # the room to write the appreciation
     borders = box._tbl.tblPr.find(qn("w:tblBorders"))
     assert {b.get(qn("w:val")) for b in borders} == {"single"}
+
+
+def test_student_report__date_and_signature__in_the_same_unsplittable_row_as_the_appreciation(
+    grid: Grid, tmp_path: Path
+) -> None:
+    doc = saved(build_student_report(grid, CONFIG, make_data(grid)), tmp_path / "bilan.docx")
+    tutor_box = next(t for t in doc.tables if t.cell(0, 0).paragraphs[0].text == APPRECIATION)
+    assert [p.text for p in tutor_box.cell(0, 0).paragraphs] == [
+        APPRECIATION,
+        "Date : 14/02/2027",
+        "Signature du tuteur : Paul Tuteur (nom écrit par le tuteur dans son classeur)",
+    ]
+    assert tutor_box.rows[0]._tr.trPr.find(qn("w:cantSplit")) is not None
+    team_box = [t for t in doc.tables if len(t.columns) == 1 and len(t.rows) == 1][-1]
+    assert [p.text for p in team_box.cell(0, 0).paragraphs][1:3] == [
+        "Visa du professeur : Claire Martin",
+        "Date et signature :",
+    ]
+    assert team_box.rows[0]._tr.trPr.find(qn("w:cantSplit")) is not None
+    # each box follows its heading, which is kept with it
+    body = list(doc.element.body)
+    for box, title in ((tutor_box, grid.closing.tutor_appreciation),
+                       (team_box, grid.closing.team_appreciation)):  # fmt: skip
+        heading = Paragraph(body[body.index(box._tbl) - 1], doc)
+        assert heading.text == title
+        assert heading.style.paragraph_format.keep_with_next
+
+
+def test_student_report__no_signature_and_no_appreciation__each_says_so_in_its_box(
+    grid: Grid, tmp_path: Path
+) -> None:
+    data = make_data(grid, status="incomplete", appreciation="")
+    data = replace(data, evaluation=replace(data.evaluation, signature=""))
+    doc = saved(build_student_report(grid, CONFIG, data), tmp_path / "bilan.docx")
+    tutor = boxes(doc)[-2]
+    assert tutor == [
+        "non renseignée par le tuteur",
+        "Date : 14/02/2027",
+        "Signature du tuteur : — (le tuteur n’a pas écrit son nom)",
+    ]
 
 
 def test_student_report__header_block__names_school_class_year_student_company_tutor_and_dates(
@@ -211,9 +271,24 @@ def test_student_report__header_block__names_school_class_year_student_company_t
         ["Période de stage", "du 04/01/2027 au 12/02/2027", "Grille reçue le", "15/02/2027"],
     ]
     assert "Date : 14/02/2027" in texts(doc)
-    assert "Signature du tuteur : Paul Tuteur" in texts(doc)
+    assert "Signature du tuteur : Paul Tuteur (nom écrit par le tuteur dans son classeur)" in texts(
+        doc
+    )
     header = doc.sections[0].header.paragraphs[0].text
     assert header == "Lycée Jean Moulin\tBilan de stage — ÉLÈVE00 Léa"
+
+
+def test_student_report__names_the_return_it_comes_from_file_date_and_sha256(
+    grid: Grid, tmp_path: Path
+) -> None:
+    digest = hashlib.sha256(b"le classeur tel que recu").hexdigest()
+    data = replace(make_data(grid), return_file_name="grille Léa (2).xlsx", return_sha256=digest)
+    doc = saved(build_student_report(grid, CONFIG, data), tmp_path / "bilan.docx")
+    identity = [[c.text for c in row.cells] for row in doc.tables[0].rows]
+    assert identity[-2:] == [
+        ["Classeur retourné", *["« grille Léa (2).xlsx », reçu le 15/02/2027"] * 3],
+        ["Empreinte SHA-256", *[digest] * 3],
+    ]
 
 
 def test_student_report__tables__have_fixed_layout_and_widths_on_columns_and_cells(
@@ -258,7 +333,7 @@ def test_class_report__one_summary_row_per_student_with_counts_matching_the_rati
     doc = saved(build_class_report(grid, CONFIG, "BTS MUC 2A", students), tmp_path / "classe.docx")
     summary = next(t for t in doc.tables if t.rows[0].cells[0].text == "Élève")
     header = [c.text for c in summary.rows[0].cells]
-    assert header == ["Élève", "Entreprise", "Tuteur", "Statut", "Total", "TS", "S", "I", "TI"]
+    assert header == ["Élève", "Entreprise", "Tuteur", "Statut", "Total", "TI", "I", "S", "TS"]
     rows = [[c.text for c in row.cells] for row in summary.rows[1:]]
     assert len(rows) == 4
     for data, row in zip(students, rows, strict=True):
@@ -266,7 +341,13 @@ def test_class_report__one_summary_row_per_student_with_counts_matching_the_rati
         assert row[0] == data.student.display_name
         assert row[3] == ("incomplet" if data is students[1] else "complet")
         assert row[4] == f"{data.evaluation.total(grid)} / 24"
-        assert row[5:] == [str(counts[code]) for code in ("TS", "S", "I", "TI")]
+        assert row[5:] == [str(counts[code]) for code in ("TI", "I", "S", "TS")]
+    lines = texts(doc)
+    caption = lines[lines.index("Synthèse de la classe") + 2]
+    assert caption == (
+        "Total : évaluation globale, sur 24. TI, I, S, TS : nombre de critères "
+        f"(sur {len(grid.criteria)}) que le tuteur a notés à ce niveau."
+    )
 
 
 def test_class_report__statistics__count_answers_per_level_and_name_weakest_and_strongest(
@@ -281,46 +362,49 @@ def test_class_report__statistics__count_answers_per_level_and_name_weakest_and_
         students.append(data)
     students[2].evaluation.ratings[second] = None  # unrated: ignored
     doc = saved(build_class_report(grid, CONFIG, "BTS MUC 2A", students), tmp_path / "classe.docx")
-    stats = next(t for t in doc.tables if t.rows[0].cells[-1].text == "Moyenne")
+    stats = next(t for t in doc.tables if t.rows[0].cells[0].text == "Critère")
+    assert [c.text for c in stats.rows[0].cells] == ["Critère", "TI", "I", "S", "TS", "Moyenne"]
     rows = {row.cells[0].text: [c.text for c in row.cells[1:]] for row in stats.rows}
     assert rows[grid.criteria[0].label] == ["2", "1", "0", "0", "1,33"]
     assert rows[grid.criteria[1].label] == ["0", "0", "0", "2", "4,00"]
     lines = texts(doc)
-    # the last occurrences: the first ones are the table of contents
-    weakest = max(
-        i for i, line in enumerate(lines) if line == "Les critères les moins bien réussis"
+    assert lines[lines.index("Statistiques par critère") + 1].startswith(
+        "Part de chaque note dans chaque partie de la grille"
     )
-    strongest = max(i for i, line in enumerate(lines) if line == "Les critères les mieux réussis")
+    assert any(
+        line.startswith("Nombre de stagiaires par note, pour chaque critère") for line in lines
+    )
+    weakest = lines.index("Les critères les moins bien réussis")
+    strongest = lines.index("Les critères les mieux réussis")
     assert lines[weakest + 1].startswith(f"•\t{grid.criteria[0].label} (")
     assert lines[strongest + 1].startswith(f"•\t{grid.criteria[1].label} (")
     assert "moyenne 4,00 / 4, 2 réponses" in lines[strongest + 1]
 
 
-def test_class_report__has_a_toc_field_and_asks_word_to_update_fields(
+def test_class_report__no_field_to_update_on_opening_and_the_cover_lists_the_parts(
     grid: Grid, tmp_path: Path
 ) -> None:
     late = replace(make_data(grid, 9).student, last_name="Zola")
     doc = saved(build_class_report(grid, CONFIG, "BTS MUC 2A", [make_data(grid)],
                                    without_return=[late]),
                 tmp_path / "classe.docx")  # fmt: skip
-    instructions = [i.text for i in doc.element.body.iter(qn("w:instrText"))]
-    assert ' TOC \\o "1-3" \\h \\z \\u ' in instructions
-    shown = texts(doc)  # the field's result, shown before Word updates it (and in PDFs)
-    start = shown.index("Sommaire") + 1
-    assert shown[start : start + 6] == [
-        "Synthèse de la classe",
-        "Statistiques par critère",
-        "Les critères les moins bien réussis",
-        "Les critères les mieux réussis",
-        "Appréciations",
-        "ÉLÈVE00 Léa — Agence Horizon 0",
+    assert list(doc.element.body.iter(qn("w:instrText"))) == []  # no TOC (nor any) field
+    assert list(doc.element.body.iter(qn("w:fldSimple"))) == []
+    assert doc.settings.element.find(qn("w:updateFields")) is None
+    cover = [[c.text for c in row.cells] for row in doc.tables[0].rows]
+    assert cover[-1] == [
+        "Contenu",
+        "Synthèse de la classe · Évaluation globale · Statistiques par critère · Appréciations",
     ]
+    shown = texts(doc)
+    headings = [
+        p.text for p in doc.paragraphs if p.style is not None and p.style.name == "Heading 1"
+    ]
+    assert headings == [
+        "Synthèse de la classe", "Évaluation globale", "Statistiques par critère", "Appréciations"
+    ]  # fmt: skip
     assert "Élèves sans retour du tuteur" in shown
-    assert "2 élèves : 1 complet, 0 incomplet, 0 invalide, 1 sans retour du tuteur." in " ".join(
-        shown
-    )
-    update = doc.settings.element.find(qn("w:updateFields"))
-    assert update is not None and update.get(qn("w:val")) == "true"
+    assert "2 élèves : 1 complet, 0 incomplet, 0 invalide, 1 sans retour du tuteur." in shown
     assert texts(doc)[:3] == ["Lycée Jean Moulin", "Bilan des stages — BTS MUC 2A",
                               grid.diploma]  # fmt: skip
 
@@ -385,6 +469,195 @@ def test_default_template__is_a4_in_arial_with_french_language(tmp_path: Path) -
     assert lang.get(qn("w:val")) == "fr-FR"
 
 
+def problem_for(grid: Grid, item_id: str, note: str) -> str:
+    """A problem as `validation.validate` words it: « Section › Libellé (cellule D12) : … »."""
+    layout = plan_layout(grid)
+    for section in grid.sections:
+        for criterion in section.criteria:
+            if criterion.id == item_id:
+                cell = layout.criteria[item_id].cell
+                return f"{section.title} › {criterion.label} (cellule {cell}) : {note}."
+    ge = grid.global_evaluation
+    dimension = next(d for d in ge.dimensions if d.id == item_id)
+    return f"{ge.title} › {dimension.label} (cellule {layout.dimensions[item_id].cell}) : {note}."
+
+
+def header_texts(doc: Document) -> list[str]:
+    """The text of every header a page of `doc` can show."""
+    found = []
+    for section in doc.sections:
+        headers = [section.header]
+        if section.different_first_page_header_footer:
+            headers.append(section.first_page_header)
+        found.extend("\n".join(p.text for p in h.paragraphs) for h in headers)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("status", "banner"),
+    [
+        ("incomplete", "BILAN INCOMPLET — grille du tuteur incomplète, bilan non définitif"),
+        ("invalid", "BILAN INVALIDE — réponses non valables, bilan inutilisable en l’état"),
+    ],
+)
+def test_student_report__not_complete__says_so_in_the_header_of_every_page(
+    grid: Grid, tmp_path: Path, status: str, banner: str
+) -> None:
+    doc = saved(build_student_report(grid, CONFIG, make_data(grid, status=status, missing=1)),
+                tmp_path / "bilan.docx")  # fmt: skip
+    headers = header_texts(doc)
+    assert headers and all(h.startswith(f"{banner}\n") for h in headers)
+    first = doc.sections[0].header.paragraphs[0]
+    assert first.runs[0].bold and str(first.runs[0].font.color.rgb) in ("7F6000", "C00000")
+
+
+def test_student_report__complete__no_banner_in_the_header(grid: Grid, tmp_path: Path) -> None:
+    doc = saved(build_student_report(grid, CONFIG, make_data(grid)), tmp_path / "bilan.docx")
+    assert header_texts(doc) == ["Lycée Jean Moulin\tBilan de stage — ÉLÈVE00 Léa"]
+
+
+def test_report_file_suffix__names_an_incomplete_or_invalid_bilan() -> None:
+    assert [report_file_suffix(s) for s in ("complete", "incomplete", "invalid")] == [
+        "",
+        "_INCOMPLET",
+        "_INVALIDE",
+    ]
+
+
+def test_student_report__missing_and_invalid_answers__say_so_in_their_own_rows(
+    grid: Grid, tmp_path: Path
+) -> None:
+    first, second, third = grid.criteria[:3]
+    dims = grid.global_evaluation.dimensions
+    problems = (
+        problem_for(grid, first.id, "non renseigné"),
+        problem_for(grid, second.id, "« Bien » n'est pas une note de l'échelle (TI, I, S, TS)"),
+        problem_for(grid, dims[0].id, "non renseigné"),
+        problem_for(grid, dims[1].id, "« 9 » n'est pas un niveau possible (0, 1, 2, 3, 4)"),
+    )
+    data = make_data(grid, status="invalid", problems=problems)
+    data.evaluation.ratings.update({first.id: None, second.id: None})
+    data.evaluation.levels.update({dims[0].id: None, dims[1].id: None})
+    doc = saved(build_student_report(grid, CONFIG, data), tmp_path / "bilan.docx")
+    rows = {row[0]: row[1:] for row in criteria_tables(doc)[0]}
+    assert rows[first.label] == ["non renseigné"] * 4  # one cell across TI, I, S, TS
+    assert rows[second.label] == ["« Bien » n'est pas une note de l'échelle (TI, I, S, TS)"] * 4
+    assert rows[third.label].count("X") == 1  # the others are untouched
+    global_rows = {
+        row.cells[0].text: [c.text for c in row.cells[1:]]
+        for row in doc.tables[-3].rows  # the global evaluation, before the two boxes
+    }
+    assert global_rows[dims[0].label] == ["—", "non renseigné"]
+    assert global_rows[dims[1].label] == ["—", "« 9 » n'est pas un niveau possible (0, 1, 2, 3, 4)"]
+    total = sum(d.values[-2] for d in dims[2:])
+    assert f"Total partiel : {total} / 24 — 1 dimension manquante, 1 non valable" in texts(doc)
+
+
+def test_student_report__partial_total__says_how_many_dimensions_are_missing(
+    grid: Grid, tmp_path: Path
+) -> None:
+    data = make_data(grid, status="incomplete")
+    dims = grid.global_evaluation.dimensions
+    data.evaluation.levels.update({dims[0].id: None, dims[3].id: None})
+    doc = saved(build_student_report(grid, CONFIG, data), tmp_path / "bilan.docx")
+    total = sum(d.values[-2] for i, d in enumerate(dims) if i not in (0, 3))
+    assert f"Total partiel : {total} / 24 — 2 dimensions manquantes" in texts(doc)
+
+
+def _luminance(color: str) -> float:
+    """WCAG relative luminance of an RRGGBB colour."""
+
+    def channel(c: int) -> float:
+        c_ = c / 255
+        return c_ / 12.92 if c_ <= 0.03928 else ((c_ + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def test_both_reports__text_colours_are_dark_enough_for_a_photocopy(
+    grid: Grid, tmp_path: Path
+) -> None:
+    students = [make_data(grid, i, status=s, missing=i)
+                for i, s in enumerate(("complete", "incomplete", "invalid"))]  # fmt: skip
+    students[2] = replace(students[2], to_confirm=True)
+    for doc in (
+        build_class_report(grid, CONFIG, "BTS MUC 2A", students),
+        *(build_student_report(grid, CONFIG, d) for d in students),
+    ):
+        parts = [doc.element]
+        parts += [s.header._element for s in doc.sections] + [
+            s.footer._element for s in doc.sections
+        ]
+        used = {e.get(qn("w:val")) for part in parts for e in part.iter(qn("w:pStyle"))}
+        used.add(doc.styles["Normal"].style_id)
+        for style_id in list(used):  # and the styles they are based on
+            style = doc.styles.element.get_by_id(style_id)
+            while style is not None:
+                used.add(style.styleId)
+                style = style.base_style
+        parts += [doc.styles.element.get_by_id(style_id) for style_id in used]
+        colours = {c.get(qn("w:val")) for part in parts for c in part.iter(qn("w:color"))}
+        colours.discard("auto")
+        assert len(colours) >= 3, "hardly any coloured text: the test would prove nothing"
+        # contrast ≥ 4.5:1 on white (WCAG AA): (1 + 0.05) / (L + 0.05) ≥ 4.5 ⇔ L ≤ 0.183
+        assert {c for c in colours if _luminance(c) > 0.183} == set()
+
+
+def test_class_report__global_evaluation_per_dimension_and_the_totals(
+    grid: Grid, tmp_path: Path
+) -> None:
+    dims = grid.global_evaluation.dimensions
+    students = [make_data(grid, i) for i in range(4)]
+    for data, level in zip(students, (0, 1, 3, 3), strict=True):
+        data.evaluation.levels[dims[0].id] = level
+    students[3].evaluation.levels[dims[1].id] = None  # partial: left out of the totals
+    doc = saved(build_class_report(grid, CONFIG, "BTS MUC 2A", students), tmp_path / "classe.docx")
+    table = next(t for t in doc.tables if t.rows[0].cells[0].text == "Dimension")
+    header = [c.text for c in table.rows[0].cells]
+    values = sorted({v for d in dims for v in d.values})
+    assert header == ["Dimension", *(f"Niv. {v}" for v in values), "Sans niveau", "Moyenne"]
+    rows = {row.cells[0].text: [c.text for c in row.cells[1:]] for row in table.rows[1:]}
+    expected = ["1" if v in (0, 1) else "2" if v == 3 else "·" if v not in dims[0].values else "0"
+                for v in values]  # fmt: skip
+    assert rows[dims[0].label] == [*expected, "0", f"1,75 / {dims[0].maximum}"]
+    assert rows[dims[1].label][-2] == "1"  # one student without a level
+    totals = sorted(d.evaluation.total(grid) for d in students[:3])
+    median = totals[1]
+    lines = texts(doc)
+    assert (
+        f"Sur les 3 stagiaires dont l’évaluation globale est complète : minimum {totals[0]}, "
+        f"médiane {median}, maximum {totals[2]}, moyenne "
+        f"{str(round(sum(totals) / 3, 2)).rstrip('0').rstrip('.').replace('.', ',')} (sur 24). "
+        "Total partiel, non compté : 1 stagiaire."
+    ) in lines
+    summary = next(t for t in doc.tables if t.rows[0].cells[0].text == "Élève")
+    assert summary.rows[4].cells[4].text.endswith(" / 24 (partiel)")
+
+
+def test_class_report__charts_are_png_pictures_in_grey_levels_only(
+    grid: Grid, tmp_path: Path
+) -> None:
+    students = [make_data(grid, i) for i in range(6)]
+    doc = saved(build_class_report(grid, CONFIG, "BTS MUC 2A", students), tmp_path / "classe.docx")
+    blips = [b.get(qn("r:embed")) for b in doc.element.body.iter(qn("a:blip"))]
+    assert len(blips) == 2  # the totals, the levels per section
+    for rel_id in blips:
+        part = doc.part.related_parts[rel_id]
+        assert part.content_type == "image/png"
+        pixels = matplotlib.image.imread(io.BytesIO(part.blob), format="png")
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 1000  # sharp enough to print
+        # one grey channel, no colour: what the chart says survives a greyscale printer
+        assert pixels.ndim == 2
+        assert len({round(float(v), 1) for v in pixels.ravel()[::97]}) >= 3
+
+
+def test_class_report__no_answer_at_all__no_chart_and_says_so(grid: Grid, tmp_path: Path) -> None:
+    doc = saved(build_class_report(grid, CONFIG, "BTS MUC 2A", []), tmp_path / "classe.docx")
+    assert list(doc.element.body.iter(qn("a:blip"))) == []
+    assert "Aucune évaluation globale complète : pas de statistique du total." in texts(doc)
+
+
 def to_pdf_and_png(docx_path: Path, tmp_path: Path) -> tuple[Path, Path | None]:
     """Convert with LibreOffice; render page 1 with pdftoppm when it is installed."""
     subprocess.run(
@@ -413,3 +686,103 @@ def test_both_reports__convert_to_pdf_with_libreoffice(grid: Grid, tmp_path: Pat
         pdf, png = to_pdf_and_png(path, tmp_path)
         assert pdf.stat().st_size > 0
         assert png is None or png.stat().st_size > 0
+
+
+def pdf_pages(pdf: Path) -> list[str]:
+    """The text of each page of `pdf` (pdftotext, reading order)."""
+    text = subprocess.run(
+        ["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    return [page for page in text.split("\f") if page.strip()]
+
+
+needs_pdf_tools = [
+    pytest.mark.soffice,
+    pytest.mark.skipif(
+        shutil.which("soffice") is None or shutil.which("pdftotext") is None,
+        reason="LibreOffice (soffice) ou pdftotext absent",
+    ),
+]
+
+
+@needs_pdf_tools[0]
+@needs_pdf_tools[1]
+def test_student_report_pdf__banner_on_every_page_and_the_signature_never_alone(
+    grid: Grid, tmp_path: Path
+) -> None:
+    """Tutor appreciations of many lengths: on every page of every PDF the banner; the page
+    with the tutor's signature also holds the appreciation it signs (today's bilan left the
+    date and signature with the team's box, on the page after the appreciation)."""
+    words = "Stagiaire sérieux, impliqué et curieux, qui a su prendre sa place dans l’équipe. "
+    lengths = (0, 4, 8, 12, 16, 24, 60)  # 60: longer than a page, the box must split
+    sources = []
+    for n in lengths:
+        text = (words * n).strip() + (" FIN." if n else "")
+        data = make_data(grid, status="incomplete", missing=1, appreciation=text, team="Bien.")
+        path = tmp_path / f"bilan_{n:02d}.docx"
+        save_document(build_student_report(grid, CONFIG, data), path)
+        sources.append(path)
+    pdfs = office.convert_all(sources, "pdf", tmp_path)
+    for n, pdf in zip(lengths, pdfs, strict=True):
+        pages = pdf_pages(pdf)
+        assert len(pages) >= 2
+        for page in pages:
+            assert "BILAN INCOMPLET — grille du tuteur incomplète, bilan non définitif" in page
+        [signed] = [p for p in pages if "Signature du tuteur : Paul Tuteur" in p]
+        assert ("FIN." if n else "non renseignée par le tuteur") in signed
+        if n < 60:  # shorter than a page: the whole appreciation, under its heading
+            assert grid.closing.tutor_appreciation in signed
+            assert signed.count("Stagiaire sérieux") == n
+        [visa] = [p for p in pages if "Visa du professeur : Claire Martin" in p]
+        assert grid.closing.team_appreciation in visa and "Bien." in visa
+        last = pages[-1].split("\n")
+        assert len([line for line in last if line.strip()]) > 6  # never a near-empty last page
+
+
+@needs_pdf_tools[0]
+@needs_pdf_tools[1]
+def test_class_report_pdf__charts_and_tables_in_grid_order(grid: Grid, tmp_path: Path) -> None:
+    students = [make_data(grid, i) for i in range(8)]
+    path = tmp_path / "classe.docx"
+    save_document(build_class_report(grid, CONFIG, "BTS MUC 2A", students), path)
+    [pdf] = office.convert_all([path], "pdf", tmp_path)
+    pages = pdf_pages(pdf)
+    summary = next(p for p in pages if "Nombre de stagiaires par total" in p)
+    assert "Synthèse de la classe" in summary
+    assert "Sur les 8 stagiaires dont l’évaluation globale est complète" in summary
+    assert "Nombre de stagiaires par total" in summary
+    assert not any("Sommaire" in p for p in pages)
+    listed = subprocess.run(
+        ["pdfimages", "-list", str(pdf)], check=True, capture_output=True, text=True
+    ).stdout.splitlines()[2:]
+    images = [line.split() for line in listed if line.split()[2] == "image"]
+    assert len(images) == 2  # both charts reached the PDF…
+    assert {image[5] for image in images} == {"gray"}  # … in grey levels only
+
+
+def test_report_command__real_return__missing_and_invalid_answers_in_their_rows(
+    tmp_path: Path, write_csv: Callable[..., Path]
+) -> None:
+    """Through the real CLI: a tutor leaves a criterion empty, types « Bien » in another and
+    « 9 » as a level; the bilan's rows say so, in the words of the validation."""
+    row = ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example",
+           "05/01/2026", "27/02/2026"]  # fmt: skip
+    root = make_campaign(tmp_path / "campagne", [row], write_csv)
+    first, second = GRID.criteria[:2]
+    dimension = GRID.global_evaluation.dimensions[1]
+    answers = complete_answers()
+    answers.update({first.id: None, second.id: "Bien", dimension.id: 9, "date": date(2026, 2, 20)})
+    fill(workbook_of(root, "Abadie"), tmp_path / "retour" / "abadie.xlsx", answers)
+    assert run(root, "collect", str(tmp_path / "retour")).exit_code == 0
+    result = run(root, "report")
+    assert result.exit_code == 0, result.output
+    [path] = (root / "output" / "rapports").rglob("bilan_ABADIE_*.docx")
+    doc = docx.Document(str(path))
+    rows = {r[0]: r[1:] for r in criteria_tables(doc)[0]}
+    assert rows[first.label] == ["non renseigné"] * 4
+    assert rows[second.label] == ["« Bien » n'est pas une note de l'échelle (TI, I, S, TS)"] * 4
+    allowed = ", ".join(str(v) for v in dimension.values)
+    assert f"« 9 » n'est pas un niveau possible ({allowed})" in texts(doc)
+    total = sum(d.values[-1] for d in GRID.global_evaluation.dimensions if d is not dimension)
+    assert f"Total partiel : {total} / 24 — 1 dimension non valable" in texts(doc)
+    assert all(h.startswith("BILAN INVALIDE") for h in header_texts(doc))

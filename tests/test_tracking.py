@@ -9,21 +9,26 @@ and in the new file, or that the old file was kept aside with a French message.
 from __future__ import annotations
 
 import io
+import shutil
 import sqlite3
+import subprocess
 import zipfile
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import docx
 import openpyxl
 import pytest
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from pipeline import state
+from pipeline import office, state
 from pipeline.errors import GrilleError
 from tests.test_collect import ROWS, _answers_for
-from tests.tutors import fill, make_campaign, run, workbook_of
+from tests.tutors import GRID, fill, make_campaign, run, workbook_of
 
 NOTES = "Notes du professeur"
 TEAM = "Appréciation de l'équipe pédagogique"
@@ -409,20 +414,207 @@ def test_tracking__purge_deletes_the_class_notes_and_keeps_no_copy_of_them(
 
 
 def test_tracking__a_column_of_her_own_keeps_the_file_aside(campaign: Path, tmp_path: Path) -> None:
+    added = []
+
     def change(ws: Worksheet) -> None:
         _type(ws, "GARCIA", {NOTES: "Dossier complet"})
+        added.append(get_column_letter(ws.max_column + 1))
         ws.cell(row=1, column=ws.max_column + 1, value="Remarques")
         ws.cell(row=3, column=ws.max_column, value="À revoir en juin")
 
     _edit(campaign, change)
     output = _rewrite(campaign, tmp_path)
     [aside] = _kept_aside(campaign)
-    assert openpyxl.load_workbook(aside)["Suivi"]["T3"].value == "À revoir en juin"
+    [letter] = added
+    assert openpyxl.load_workbook(aside)["Suivi"][f"{letter}3"].value == "À revoir en juin"
     assert (
         "du texte que grille ne sait pas rattacher à un stagiaire ni à une de ses colonnes "
-        "(colonne T « Remarques », inconnue de grille)" in output
+        f"(colonne {letter} « Remarques », inconnue de grille)" in output
     )
     assert _rows(campaign)["GARCIA"][NOTES] == "Dossier complet"
     assert "Remarques" not in _header(openpyxl.load_workbook(_tracking(campaign))["Suivi"])
     _rewrite(campaign, tmp_path)  # the new file holds nothing unknown: no second copy
     assert _kept_aside(campaign) == [aside]
+
+
+# ------------------------------------------------------------------ printed and read
+
+
+def _sheet(campaign: Path, name: str = "Suivi") -> Worksheet:
+    return openpyxl.load_workbook(_tracking(campaign))[name]
+
+
+def _column(ws: Worksheet, title: str) -> dict[str, Any]:
+    """Cell of column `title`, by upper-cased last name."""
+    header = _header(ws)
+    index, name = header.index(title), header.index("Nom")
+    return {row[name].value: row[index] for row in ws.iter_rows(min_row=2)}
+
+
+def _pixels(width: float) -> float:
+    """What a column of `width` takes on screen and paper at 96 dpi (Excel's rule)."""
+    return width * 7 + 5
+
+
+def test_tracking__prints_landscape_main_columns_first_header_and_names_on_each_page(
+    campaign: Path,
+) -> None:
+    ws = _sheet(campaign)
+    header = _header(ws)
+    setup = ws.page_setup
+    assert (setup.orientation, int(setup.paperSize), setup.pageOrder) == (
+        "landscape", 9, "downThenOver",
+    )  # fmt: skip
+    assert not ws.sheet_properties.pageSetUpPr.fitToPage  # a scale, so the breaks hold
+    assert ws.print_title_rows == "$1:$1"
+    assert ws.print_title_cols == "$B:$C"
+    assert header[1:3] == ["Nom", "Prénom"]
+    assert ws.print_area == f"'Suivi'!$B$1:${get_column_letter(len(header))}${ws.max_row}"
+    breaks = [b.id for b in ws.col_breaks.brk]
+    assert [header[i - 1] for i in breaks] == ["Retourné le", TEAM]
+    first_page = header[1 : breaks[0]]
+    assert first_page == [
+        "Nom", "Prénom", "Classe", "Statut", "Total", "Entreprise", "Tuteur",
+        "Téléphone tuteur", "À faire / manquant", "Envoyé le", "Relancé le", "Retourné le",
+    ]  # fmt: skip
+    # each printed page's columns fit the A4 landscape width (1 cm margins) at the scale
+    assert ws.page_margins.left * 2.54 <= 1.01 and ws.page_margins.right * 2.54 <= 1.01
+    widths = {title: ws.column_dimensions[get_column_letter(i + 1)].width
+              for i, title in enumerate(header)}  # fmt: skip
+    titles = widths["Nom"] + widths["Prénom"]
+    pages = [first_page, header[breaks[0] : breaks[1]], header[breaks[1] :]]
+    for number, page in enumerate(pages):
+        pixels = sum(_pixels(widths[t]) for t in page) + (_pixels(titles) if number else 0)
+        assert pixels * setup.scale / 100 / 96 * 2.54 <= 27.7 * 0.95, page
+    assert setup.scale >= 70  # still readable
+
+
+def test_tracking__named_font_and_rows_tall_enough_for_their_wrapped_text(
+    campaign: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "retours"
+    answers = _answers_for("Sophie Garnier", **{c.id: None for c in GRID.criteria[:8]})
+    fill(workbook_of(campaign, "Abadie"), inbox / "a.xlsx", answers)
+    assert run(campaign, "collect", str(inbox)).exit_code == 0
+    ws = _sheet(campaign)
+    header = _header(ws)
+    widths = [ws.column_dimensions[get_column_letter(i + 1)].width for i in range(len(header))]
+    fonts = {c.font.name for row in ws.iter_rows() for c in row if c.value is not None}
+    assert fonts == {"Arial"}
+    for row in ws.iter_rows(min_row=2):
+        height = ws.row_dimensions[row[0].row].height
+        assert height is not None
+        for cell, width in zip(row, widths, strict=True):
+            if isinstance(cell.value, str) and cell.alignment.wrap_text:
+                # lower bound: at best 1.3 characters of Arial 10 per unit of width
+                lines = sum(
+                    -(-max(len(line), 1) // int(width * 1.3)) for line in cell.value.split("\n")
+                )
+                assert height >= lines * 12, (cell.coordinate, lines, height)
+    abadie = _column(ws, "À faire / manquant")["ABADIE"]
+    assert abadie.value.count("non renseigné") == 8
+    assert ws.row_dimensions[abadie.row].height >= 8 * 2 * 12  # each message wraps once
+
+
+def test_tracking__real_dates_and_sent_empty_until_a_message_left(campaign: Path) -> None:
+    ws = _sheet(campaign)
+    generated = _column(ws, "Généré le")["ABADIE"]
+    assert isinstance(generated.value, datetime) and generated.number_format == "dd/mm/yyyy"
+    assert {c.value for c in _column(ws, "Envoyé le").values()} == {None}  # nothing sent yet
+    config = campaign / "grille.toml"  # the teacher's address, that messages need
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace('email = ""', 'email = "prof@lycee.example"'), "utf-8")
+    sent = run(campaign, "send")  # written to output/envoi: not left yet
+    assert sent.exit_code == 0, sent.output
+    ws = _sheet(campaign)
+    assert _column(ws, "Statut")["ABADIE"].value == "message prêt"
+    assert _column(ws, "Envoyé le")["ABADIE"].value is None
+    assert run(campaign, "send", "--mark-sent", "--class", "BTS 2A").exit_code == 0
+    ws = _sheet(campaign)
+    sent = _column(ws, "Envoyé le")
+    assert isinstance(sent["ABADIE"].value, datetime)
+    assert sent["ABADIE"].value.date() == date.today()
+    assert sent["ABADIE"].number_format == "dd/mm/yyyy"
+    assert sent["GARCIA"].value is None  # BTS 2B: still only prepared
+
+
+def test_tracking__returned_file_by_its_name_linked_to_the_stored_copy(
+    campaign: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "retours"
+    original = fill(workbook_of(campaign, "Abadie"), inbox / "grille Chloé (version 2).xlsx",
+                    _answers_for("Sophie Garnier"))  # fmt: skip
+    assert run(campaign, "collect", str(inbox)).exit_code == 0
+    cell = _column(_sheet(campaign), "Fichier retourné")["ABADIE"]
+    assert cell.value == "grille Chloé (version 2).xlsx"
+    assert cell.font.underline == "single"
+    target = cell.hyperlink.target
+    assert not Path(unquote(target)).is_absolute()  # works wherever the campaign is moved
+    stored = (_tracking(campaign).parent / unquote(target)).resolve()
+    assert stored.is_relative_to((campaign / "output" / "retours").resolve())
+    assert stored.read_bytes() == original.read_bytes()
+    assert _column(_sheet(campaign), "Fichier retourné")["BERNARD"].value is None
+
+
+def test_tracking__total_of_the_global_evaluation_partial_marked(
+    campaign: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "retours"
+    dims = GRID.global_evaluation.dimensions
+    fill(workbook_of(campaign, "Abadie"), inbox / "a.xlsx", _answers_for("Sophie Garnier"))
+    fill(workbook_of(campaign, "Bernard"), inbox / "b.xlsx",
+         _answers_for("Marc Dubreuil", **{dims[0].id: None, dims[1].id: None}))  # fmt: skip
+    assert run(campaign, "collect", str(inbox)).exit_code == 0
+    totals = _column(_sheet(campaign), "Total")
+    full = sum(d.values[-1] for d in dims)
+    assert (totals["ABADIE"].value, totals["ABADIE"].number_format) == (full, '0" / 24"')
+    partial = full - dims[0].values[-1] - dims[1].values[-1]
+    assert (totals["BERNARD"].value, totals["BERNARD"].number_format) == (
+        partial, '0" / 24 partiel"',
+    )  # fmt: skip
+    assert totals["GARCIA"].value is None
+
+
+def test_tracking__summary_sheet_counts_per_status_and_is_never_read_back(
+    campaign: Path, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "retours"
+    fill(workbook_of(campaign, "Abadie"), inbox / "a.xlsx", _answers_for("Sophie Garnier"))
+    fill(workbook_of(campaign, "Bernard"), inbox / "b.xlsx",
+         _answers_for("Marc Dubreuil", appreciation=None))  # fmt: skip
+    assert run(campaign, "collect", str(inbox)).exit_code == 0
+    ws = _sheet(campaign, "Synthèse")
+    rows = {row[0]: row[1:] for row in ws.iter_rows(values_only=True) if row and row[0]}
+    assert rows["Nombre de stagiaires"] == ("BTS 2A", "BTS 2B", "Ensemble")
+    assert rows["complet"] == (1, 0, 1)
+    assert rows["incomplet"] == (1, 0, 1)
+    assert rows["généré"] == (1, 4, 5)
+    assert rows["Total"] == (3, 4, 7)
+    assert {c.font.name for row in ws.iter_rows() for c in row if c.value is not None} == {"Arial"}
+    # grille's own sheet: a rewrite keeps nothing aside and reads nothing from it
+    _rewrite(campaign, tmp_path)
+    assert _kept_aside(campaign) == []
+
+
+@pytest.mark.soffice
+@pytest.mark.skipif(
+    shutil.which("soffice") is None or shutil.which("pdftotext") is None,
+    reason="LibreOffice (soffice) ou pdftotext absent",
+)
+def test_tracking_pdf__main_columns_on_the_first_page_header_and_names_repeated(
+    campaign: Path, tmp_path: Path
+) -> None:
+    [pdf] = office.convert_all([_tracking(campaign)], "pdf", tmp_path)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True,
+                          capture_output=True, text=True).stdout  # fmt: skip
+    pages = [page for page in text.split("\f") if page.strip()]
+    first, details, files = pages[0], pages[1], pages[2]
+    for title in ("Nom", "Statut", "Total", "À faire / manquant", "Envoyé le", "Retourné le"):
+        assert title in first
+    assert "Valeurs invalides" not in first and "Identifiant" not in first
+    for page in (details, files):
+        assert page.lstrip().startswith("Nom") and "ABADIE" in page
+    assert "Valeurs invalides" in details and "Appréciation de l'équipe pédagogique" in details
+    assert "Fichier retourné" in files
+    assert "Page 1 / " in first
+    assert "Suivi des stages au" in pages[-1]  # the summary sheet
