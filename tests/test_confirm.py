@@ -171,11 +171,13 @@ def test_unsigned_copy_with_a_typed_name__does_not_replace_the_signed_return(
 def test_status__lists_the_pending_return_in_table_csv_and_tracking_workbook(
     campaign: Path, tmp_path: Path
 ) -> None:
-    _, unsigned = _signed_then_impostor(campaign, tmp_path)
+    signed, unsigned = _signed_then_impostor(campaign, tmp_path)
     table = run(campaign, "status")
     assert table.exit_code == 0
     abadie_line = next(line for line in table.output.splitlines() if "ABADIE" in line)
-    assert abadie_line.endswith(f"retour(s) à confirmer : n° {unsigned}")
+    assert abadie_line.endswith(
+        f"retour(s) à confirmer : n° {unsigned} ; version retenue : n° {signed}, sur 2 reçues"
+    )
     assert "complet" in abadie_line and "(à confirmer)" not in abadie_line
     assert "1 retour(s) à confirmer : « grille confirm » les liste et dit pourquoi." in (
         table.output
@@ -484,10 +486,11 @@ def test_migration__returns_collected_before_it__unsigned_ones_become_pending(
     path = tmp_path / "grille.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    for name, migration in state.MIGRATIONS:
-        if name != "009_return_confirmation":
-            migration(db)
-            db.execute("INSERT INTO schema_migrations VALUES (?, 'avant')", (name,))
+    for name, migration in state.MIGRATIONS:  # the database as it was before 009
+        if name == "009_return_confirmation":
+            break
+        migration(db)
+        db.execute("INSERT INTO schema_migrations VALUES (?, 'avant')", (name,))
     db.execute(
         "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
         "tutor_name, tutor_email, start_date, end_date, updated_at) "
