@@ -347,11 +347,11 @@ class _Reader:
                 placement.lost.extend(items)
             elif len(rows) != len(items):
                 shown = ", ".join(str(r) for r in rows[:6])
-                placement.ambiguous = (
+                why = (
                     f"« {items[0].title.split(' › ')[-1]} » y figure {len(rows)} fois "
                     f"(lignes {shown}) au lieu de {len(items)}"
                 )
-                return placement
+                return _Placement({}, ambiguous=why)  # nothing of the sheet is read
             else:
                 for item, row in zip(items, rows, strict=True):
                     placement.rows[item.key] = row
@@ -404,7 +404,9 @@ class _Reader:
                     labels[item.key] = (label_ref, _text(_shown(cells.get(f"A{row}"))))
         if renamed:
             names = " ; ".join(
-                f"« {sheet.name} » pour « {name} »" for name, sheet in renamed.items()
+                f"« {renamed[plan.name].name} » pour « {plan.name} »"
+                for plan in self.plans
+                if plan.name in renamed
             )
             problems.insert(
                 0,

@@ -547,6 +547,7 @@ def copied_into_new_workbook(
             ws.merge_cells(str(merged))
         if isinstance(old["A2"].value, str) and old["A2"].value.startswith('="Stagiaire'):
             ws["A2"] = "@@IDENTITY_LINE@@"
+    target.parent.mkdir(parents=True, exist_ok=True)
     new.save(target)
     data = target.read_bytes()
     if identity_line is None:
