@@ -79,9 +79,9 @@ def _describe(recorded: collect_ops.Recorded) -> str:
     line += _version_clause(recorded)
     if not recorded.in_roster:
         line += (
-            "\n      Ce stagiaire n'est plus dans la liste des stagiaires : son retour est "
-            "enregistré, mais ne figure ni dans les relances ni dans les bilans de la classe "
-            "tant qu'il n'y revient pas."
+            "\n      Ce stagiaire n'est plus dans la liste des stagiaires (retiré lors d'un "
+            "« grille generate ») : son retour est enregistré, il n'est plus relancé. S'il doit "
+            "y revenir, remettez-le dans la liste et relancez « grille generate »."
         )
     if outcome.match == collect_ops.MATCH_VISIBLE:
         number = recorded.return_id
