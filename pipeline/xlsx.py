@@ -18,7 +18,7 @@ import io
 import posixpath
 import re
 import zipfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -370,7 +370,7 @@ class XlsxPackage:
                     if (ref := element.get("r", "")) in refs
                 }
             last_row = max(split_ref(ref)[1] for ref in refs)
-            return self._stream_cells(data, refs, last_row)
+            return self._stream_cells(data, refs.__contains__, last_row)
         except etree.XMLSyntaxError as exc:
             raise UnsafeFile(
                 self.name,
@@ -385,38 +385,27 @@ class XlsxPackage:
         bounded like `read_cells`. Cells without a reference attribute are left out."""
         data = self.zip.read(sheet.path)
         check_xml(data, self.name, sheet.path)
-        data = to_transitional(data)
-        found: dict[str, RawCell] = {}
-        context = etree.iterparse(
-            io.BytesIO(data),
-            events=("end",),
-            tag=(f"{_M}row", f"{_M}c"),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-        )
+
+        def wanted(ref: str) -> bool:
+            match = _CELL_REF.match(ref)
+            if match is None:
+                return False
+            return match.group(1) in columns and int(match.group(2)) <= last_row
+
         try:
-            for _, element in context:
-                if element.tag == f"{_M}row":
-                    row_number = element.get("r")
-                    element.clear(keep_tail=False)
-                    if row_number and row_number.isdigit() and int(row_number) >= last_row:
-                        break
-                    continue
-                match = _CELL_REF.match(element.get("r", ""))
-                if match and match.group(1) in columns and int(match.group(2)) <= last_row:
-                    found[match.group(0)] = self._cell(element)
+            return self._stream_cells(to_transitional(data), wanted, last_row)
         except etree.XMLSyntaxError as exc:
             raise UnsafeFile(
                 self.name,
                 f"feuille « {sheet.name} » illisible (XML endommagé : {exc.msg}).",
                 damaged=True,
             ) from exc
-        return found
 
-    def _stream_cells(self, data: bytes, refs: set[str], last_row: int) -> dict[str, RawCell]:
-        """Big sheets: stream the XML, forget each row, stop after `last_row`."""
+    def _stream_cells(
+        self, data: bytes, wanted: Callable[[str], bool], last_row: int
+    ) -> dict[str, RawCell]:
+        """Big sheets: stream the XML, forget each row, stop after `last_row`; the cells
+        whose reference is `wanted`."""
         found: dict[str, RawCell] = {}
         context = etree.iterparse(
             io.BytesIO(data),
@@ -435,7 +424,7 @@ class XlsxPackage:
                     break
                 continue
             ref = element.get("r", "")
-            if ref in refs:
+            if wanted(ref):
                 found[ref] = self._cell(element)
         return found
 
