@@ -441,14 +441,21 @@ def test_reminder__the_signed_incomplete_return_counts__not_the_complete_unsigne
     assert attached.get_content() == incomplete.read_bytes()  # the signed return, to complete
 
 
-def test_purging_returns__takes_their_decisions_with_them(campaign: Path, tmp_path: Path) -> None:
-    _, unsigned = _signed_then_impostor(campaign, tmp_path)
+def test_purging_returns__takes_their_decisions_and_choices_with_them(
+    campaign: Path, tmp_path: Path
+) -> None:
+    signed, unsigned = _signed_then_impostor(campaign, tmp_path)
     assert run(campaign, "confirm", str(unsigned), "--reject").exit_code == 0
+    assert run(campaign, "collect", "--use", str(signed)).exit_code == 0
+    refused = run(campaign, "collect", "--use", str(unsigned))
+    assert refused.exit_code == 2
+    assert "a été rejeté" in refused.output
     db = sqlite3.connect(campaign / "output" / "grille.sqlite", isolation_level=None)
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("DELETE FROM answers")
     db.execute("DELETE FROM returns")  # what « grille purge » does for a class
     assert db.execute("SELECT COUNT(*) FROM return_decisions").fetchone() == (0,)
+    assert db.execute("SELECT COUNT(*) FROM return_choices").fetchone() == (0,)
     db.close()
 
 

@@ -306,9 +306,12 @@ def test_versions__listed_in_status_json_most_recent_first(campaign: Path, tmp_p
     assert run(campaign, "collect", str(folder)).exit_code == 0
     versions = json.loads(run(campaign, "status", "--format", "json").output)
     garcia = next(s for s in versions if s["last_name"] == "Garcia")
-    assert [(v["file_name"], v["saved_at"], v["counts"]) for v in garcia["versions"]] == [
-        ("v2.xlsx", "12/11/2026 14:05", True),
-        ("v1.xlsx", "10/11/2026 09:30", False),
+    assert [
+        (v["file_name"], v["version_date"], v["date_source"], v["counts"])
+        for v in garcia["versions"]
+    ] == [
+        ("v2.xlsx", "12/11/2026 14:05", "saved", True),
+        ("v1.xlsx", "10/11/2026 09:30", "saved", False),
     ]
     abadie = next(s for s in versions if s["last_name"] == "Abadie")
     assert abadie["versions"] == []

@@ -25,6 +25,7 @@ from pipeline.cli.base import (
     refresh_tracking,
 )
 from pipeline.errors import GrilleError
+from pipeline.kinds import Match, Standing
 from pipeline.settings import ImapSettings
 from pipeline.validation import STATUS_LABELS
 
@@ -57,7 +58,7 @@ def _version_clause(recorded: collect_ops.Recorded) -> str:
             f" — le retour n° {kept.return_id} que vous avez retenu compte toujours ; "
             f"« grille collect --use {recorded.return_id} » pour retenir celui-ci."
         )
-    if outcome.match == collect_ops.MATCH_VISIBLE and kept.standing != state.STANDING_PENDING:
+    if outcome.match == Match.VISIBLE and kept.standing != Standing.PENDING:
         return ""  # said below: it waits for the teacher's confirmation
     return (
         f" — plus ancien que le retour n° {kept.return_id} déjà reçu ({_when(kept)}) : "
@@ -68,11 +69,11 @@ def _version_clause(recorded: collect_ops.Recorded) -> str:
 def _describe(recorded: collect_ops.Recorded) -> str:
     outcome = recorded.outcome
     assert outcome is not None
-    if outcome.match == collect_ops.MATCH_REJECTED:
+    if outcome.match == Match.REJECTED:
         return f"  Refusé — {recorded.origin} : {outcome.match_note}"
     label = STATUS_LABELS.get(outcome.status or "", outcome.status or "")
     line = f"  {recorded.student_name} — {label} — {recorded.origin}"
-    if outcome.match == collect_ops.MATCH_VISIBLE:
+    if outcome.match == Match.VISIBLE:
         line += f" — à confirmer (retour n° {recorded.return_id})"
     if not recorded.in_roster:
         line += " — stagiaire retiré de la liste"
@@ -83,11 +84,11 @@ def _describe(recorded: collect_ops.Recorded) -> str:
             "« grille generate ») : son retour est enregistré, il n'est plus relancé. S'il doit "
             "y revenir, remettez-le dans la liste et relancez « grille generate »."
         )
-    if outcome.match == collect_ops.MATCH_VISIBLE:
+    if outcome.match == Match.VISIBLE:
         number = recorded.return_id
         line += f"\n      À confirmer (retour n° {number}) — {outcome.match_note}"
         kept = recorded.counted_instead
-        if kept is not None and kept.standing != state.STANDING_PENDING and not kept.chosen:
+        if kept is not None and kept.standing != Standing.PENDING and not kept.chosen:
             label = state.STANDING_LABELS[kept.standing]
             line += (
                 f"\n      En attente de confirmation : le retour {label} n° {kept.return_id} "
@@ -101,6 +102,8 @@ def _describe(recorded: collect_ops.Recorded) -> str:
                 f"confirmez-le (« grille confirm {number} ») ou rejetez-le "
                 f"(« grille confirm {number} --reject »)."
             )
+    if recorded.counted_instead is not None and outcome.match != Match.VISIBLE:
+        return line  # a version kept aside: its problems do not matter now
     shown = outcome.problems[:MAX_PROBLEMS_SHOWN]
     for problem in shown:
         prefix = "" if problem["severity"] == "error" else "Attention — "
@@ -259,7 +262,7 @@ def _use(ctx: Context, designation: str) -> None:
         click.echo(line + " ; c'était déjà lui qui comptait.")
     else:
         click.echo(line + f" ; il remplace le n° {before.return_id} (« {before.file_name} »).")
-    if chosen.standing == state.STANDING_PENDING:
+    if chosen.standing == Standing.PENDING:
         click.echo(
             f"  Il reste à confirmer : « grille confirm {chosen.return_id} » quand vous l'aurez "
             "vérifié."
@@ -386,7 +389,7 @@ def confirm(
                 "« grille confirm N --reject » pour l'écarter."
             )
             return
-        decision = state.STANDING_REJECTED if reject else state.STANDING_CONFIRMED
+        decision = Standing.REJECTED if reject else Standing.CONFIRMED
         try:
             before, after = state.decide_return(db, target, decision, _who())
         except GrilleError as exc:
@@ -405,7 +408,7 @@ def confirm(
         f"Retour n° {target} (« {after.file_name} ») {label} pour {who}, par {after.decided_by} "
         f"le {after.decided_at}."
     )
-    if before.standing != state.STANDING_PENDING:
+    if before.standing != Standing.PENDING:
         click.echo(
             f"  Cette décision remplace la précédente ({state.STANDING_LABELS[before.standing]} "
             f"par {before.decided_by}, le {before.decided_at}), qui reste notée."
@@ -435,7 +438,7 @@ def _version_json(version: state.ReturnVersion) -> dict[str, object]:
         "return_id": version.return_id,
         "file_name": version.file_name,
         "origin": version.origin,
-        "saved_at": f"{version.local_version_at:%d/%m/%Y %H:%M}",
+        "version_date": f"{version.local_version_at:%d/%m/%Y %H:%M}",
         "date_source": version.version_source,
         "collected_at": version.collected_at,
         "status": version.status,
