@@ -1,43 +1,59 @@
 """Returned workbooks → recognised student, validated evaluation, recorded state.
 
-For each file gathered by `returns.gather`: keep the original (content-addressed),
-recognise the student from the hidden metadata or the document properties and verify
-the HMAC signature, or fall back to the visible identity ("à confirmer": such a return
-does not replace a signed one until the teacher confirms it, see `state.counted_returns`);
-then read and validate every answer and record it. Files are processed in worker processes
-when there are enough of them; the database is written by this process only.
+`collect_step` is the step both front ends call: it reads the files given, and the
+mailbox when asked (`inbox`), and says what failed. For each file gathered by
+`returns.gather`: keep the original (content-addressed), recognise the student from the
+hidden metadata or the document properties and verify the HMAC signature, or fall back to
+the visible identity ("à confirmer": such a return does not replace a signed one until the
+teacher confirms it); then read every answer where the tutor left it (`reading`), validate
+and record it with the dates that order the versions of one student's workbook (its own
+save date, the e-mail's, the file's). Which version counts is `state.counted_returns`'s
+choice; each return says which one it replaces, or that an older one is kept aside.
+Every file refused or unreadable is recorded (`state.record_refused_files`).
+Files are processed in worker processes when there are enough of them; the database is
+written by this process only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, Problem
 from pipeline.grid import Grid
+from pipeline.kinds import Match, ReturnStatus
 from pipeline.parallel import map_batches
-from pipeline.returns import Candidate, gather, store_original
+from pipeline.reading import read_located
+from pipeline.returns import Candidate, FileProblem, gather, store_original
 from pipeline.safe_zip import UnsafeFile
+from pipeline.settings import ImapSettings
 from pipeline.validation import IDENTITY_LABELS, ExpectedStudent, fold, validate
 from pipeline.workbook import (
     META_KEYS,
     ReturnedWorkbook,
     identity_values,
     read_identity,
-    read_returned,
     verify_identity,
 )
 from pipeline.xlsx import RawCell, XlsxPackage
 
-MATCH_SIGNED = "signed"
-MATCH_VISIBLE = "visible"  # no usable metadata: matched on the visible identity, to confirm
-MATCH_REJECTED = "rejected"
+if TYPE_CHECKING:
+    from pipeline.inbox import MailboxResult
+
+MATCH_SIGNED = Match.SIGNED
+MATCH_VISIBLE = Match.VISIBLE  # no usable metadata: matched on the visible identity, to confirm
+MATCH_REJECTED = Match.REJECTED
+NOT_RECORDED = {"not_found"}  # problems that are no file received: not kept as refused
+RECORDED_WARNINGS = {"unfilled_original"}  # warnings about a file set aside: kept too
 
 
 @dataclass
@@ -45,10 +61,11 @@ class Outcome:
     """What processing one returned file gave (picklable: crosses processes)."""
 
     sha256: str
-    match: str
+    match: Match
     match_note: str = ""
     student_id: str | None = None
-    status: str | None = None
+    status: ReturnStatus | None = None
+    saved_at: str | None = None  # the workbook's own save date, UTC (`state.UTC_FORMAT`)
     grid_id: str = ""
     grid_version: str = ""
     problems: list[dict[str, Any]] = field(default_factory=list)
@@ -64,23 +81,48 @@ class Recorded:
     outcome: Outcome | None  # None: already collected before
     student_name: str = ""
     return_id: int | None = None
-    # For a return « à confirmer »: the signed or confirmed return that still counts instead.
-    counted_instead: state.ReturnStanding | None = None
+    in_roster: bool = True  # False: the student was removed from the roster since
+    # The version that counts for the student instead of this one (an older return still
+    # counting would be signed or chosen by the teacher; else this one is older).
+    counted_instead: state.ReturnVersion | None = None
+    # The version that counted before this one and no longer does.
+    replaced: state.ReturnVersion | None = None
 
 
 @dataclass
 class CollectResult:
-    """Everything `collect` did, in order."""
+    """Everything `collect` did, in order; with `mailbox`, what became of the messages
+    of the mailbox (its `collected` is this same result)."""
 
     recorded: list[Recorded] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # files that could not be used
     duplicates: list[str] = field(default_factory=list)
+    mailbox: MailboxResult | None = None
+
+    @property
+    def rejected_count(self) -> int:
+        """Workbooks read but refused (another campaign, tampered, not a grille workbook…)."""
+        return sum(1 for r in self.recorded if r.outcome and r.outcome.match == MATCH_REJECTED)
+
+    @property
+    def failed_count(self) -> int:
+        """Files refused or unreadable: rejected workbooks and errors."""
+        return self.rejected_count + sum(1 for p in self.problems if p.severity == "error")
+
+    @property
+    def recorded_count(self) -> int:
+        """Returns recorded for a student."""
+        return len(self.recorded) - self.rejected_count
 
     @property
     def failed(self) -> bool:
-        return any(p.severity == "error" for p in self.problems) or any(
-            r.outcome is not None and r.outcome.match == MATCH_REJECTED for r in self.recorded
-        )
+        return self.failed_count > 0
+
+    @property
+    def exit_code(self) -> int:
+        """1 when some file or message could not be used (the others were), else 0."""
+        interrupted = self.mailbox is not None and bool(self.mailbox.interrupted)
+        return 1 if self.failed or interrupted else 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +168,7 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
     """Recognise and validate one returned workbook; never raises on bad input."""
     try:
         package = XlsxPackage(data, name)
+        saved_at = state.utc_text(package.saved_at())
         found = read_identity(package)
         identity = _identity(found[0], found[1])
         note = ""
@@ -152,18 +195,26 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
                 )
             grid = context.grids[grid_key]
             match = MATCH_SIGNED
-            returned = read_returned(package, grid, found)
+            located = read_located(package, grid, found)
         else:
             grid_key = context.default_grid
             grid = context.grids[grid_key]
-            returned = read_returned(package, grid, found)
-            matched, note = _match_visible(context, returned)
+            located = read_located(package, grid, found)
+            matched, note = _match_visible(context, located.returned, located.grid_found)
             if matched is None:
                 return _rejected(sha, note)
             student_id = matched
             match = MATCH_VISIBLE
+        returned = located.returned
         expected = context.students[student_id]
-        result = validate(grid, returned, expected, context.today)
+        result = validate(
+            grid,
+            returned,
+            expected,
+            context.today,
+            reading=located.problems,
+            unread=located.unread,
+        )
     except UnsafeFile as exc:
         return _rejected(sha, exc.reason)
     except GrilleError as exc:  # pragma: no cover - any other library refusal
@@ -176,25 +227,41 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
         status=result.status,
         grid_id=grid_key[0],
         grid_version=grid_key[1],
-        problems=[asdict(p) for p in result.problems],
+        problems=[_problem_json(p) for p in result.problems],
         evaluation=result.evaluation.to_json(),
         answers=_answers(returned, result.evaluation.to_json()),
+        saved_at=saved_at,
     )
 
 
-def _match_visible(context: _Context, returned: ReturnedWorkbook) -> tuple[str | None, str]:
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    """A problem as stored: the fields of `Problem` only."""
+    return {name: getattr(problem, name) for name in Problem.__dataclass_fields__}
+
+
+def _match_visible(
+    context: _Context, returned: ReturnedWorkbook, grid_found: bool = True
+) -> tuple[str | None, str]:
     """Fall back on the visible identity when the hidden one is gone."""
-    shown = returned.identity.get("student_name", "")
+    shown = returned.identity.get("student_name", "").strip()
     candidates = context.names.get(fold(shown), [])
     if len(candidates) > 1:
         class_name = fold(returned.identity.get("class_name", ""))
         candidates = [
             c for c in candidates if fold(context.students[c].identity["class_name"]) == class_name
         ]
+    if len(candidates) > 1:  # a student removed from the roster never wins over one in it
+        candidates = [c for c in candidates if context.students[c].in_roster] or candidates
     if len(candidates) == 1:
         return candidates[0], (
             "à confirmer : l'identité cachée du classeur a disparu (fichier recopié ou "
             "ré-enregistré ?) ; reconnu par le nom affiché « " + shown + " »."
+        )
+    if not shown and grid_found:
+        return None, (
+            "classeur grille sans identité cachée ni nom de stagiaire lisible (feuilles "
+            "recopiées sans la feuille Instructions ?) : impossible de savoir de quel stagiaire "
+            "il s'agit. Demandez au tuteur de renvoyer le classeur qu'il a reçu."
         )
     if not shown:
         return None, "ce n'est pas un classeur grille (ni identité cachée, ni nom de stagiaire)."
@@ -241,7 +308,7 @@ def _context_for(campaign: Campaign, today: date) -> _Context:
         identity = identity_values(student, campaign.grid, campaign.config.campaign_id, b"-")
         shown = {k: v for k, v in identity.items() if k in IDENTITY_LABELS}
         students[student.student_id] = ExpectedStudent(
-            student.tutor_name, student.start, student.end, shown
+            student.tutor_name, student.start, student.end, shown, bool(row["in_roster"])
         )
         names.setdefault(fold(student.display_name), []).append(student.student_id)
     grids = campaign.grids()
@@ -265,7 +332,8 @@ def collect(
     progress: Callable[[int], None] | None = None,
     on_problem: Callable[[Problem], None] | None = None,
 ) -> CollectResult:
-    """Gather, keep, recognise, validate and record every returned file under `paths`."""
+    """Gather, keep, recognise, validate and record every returned file under `paths`;
+    record the files refused or unreadable."""
     ws = campaign.workspace
     context = _context_for(campaign, today or date.today())
     if not context.students:
@@ -290,12 +358,13 @@ def collect(
                 continue
             if found.sha256 in blank:  # byte for byte a workbook grille made: nobody filled it
                 result.problems.append(
-                    Problem(
+                    FileProblem(
                         "unfilled_original",
                         "classeur vierge, tel que grille l'a produit : ignoré (le tuteur l'a-t-il "
                         "renvoyé sans le remplir ?).",
                         file=found.origin,
                         severity="warning",
+                        sha256=found.sha256,
                     )
                 )
                 continue
@@ -315,6 +384,7 @@ def collect(
     )
     for _, outcomes in batches:
         _record(campaign, [(pending.pop(o.sha256), o) for o in outcomes], result)
+    record_refused(campaign, result.problems)
     return result
 
 
@@ -325,12 +395,15 @@ def _record(
 ) -> None:
     root = campaign.workspace.root
     stamp = state.now()
+    refused: list[state.RefusedFile] = []
     with state.transaction(campaign.db) as db:
         for (candidate, stored), outcome in items:
+            before = state.counted_version(db, outcome.student_id) if outcome.student_id else None
             cursor = db.execute(
                 "INSERT INTO returns (sha256, stored_file, origin, file_name, converted_from, "
                 "collected_at, student_id, match, match_note, status, grid_id, grid_version, "
-                "problems, evaluation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "problems, evaluation, saved_at, mailed_at, file_time) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     outcome.sha256,
                     stored.relative_to(root).as_posix(),
@@ -348,24 +421,191 @@ def _record(
                     json.dumps(outcome.evaluation, ensure_ascii=False)
                     if outcome.evaluation is not None
                     else None,
+                    outcome.saved_at,
+                    state.utc_text(candidate.dates.mailed_at),
+                    state.utc_text(candidate.dates.file_time),
                 ),
             )
+            return_id = cursor.lastrowid
+            assert return_id is not None
             db.executemany(
                 "INSERT INTO answers VALUES (?,?,?,?,?,?)",
-                [(cursor.lastrowid, *answer) for answer in outcome.answers],
+                [(return_id, *answer) for answer in outcome.answers],
             )
-            name, counted = "", None
-            if outcome.match == MATCH_VISIBLE and outcome.student_id:
-                counted = state.counted_return(db, outcome.student_id)
-                if counted is not None and counted.return_id == cursor.lastrowid:
-                    counted = None  # nothing signed or confirmed: this one counts meanwhile
+            recorded = Recorded(candidate.origin, outcome, return_id=return_id)
+            if outcome.match == MATCH_REJECTED:
+                refused.append(_refused(candidate.origin, "rejected", outcome.match_note, outcome))
             if outcome.student_id:
+                after = state.counted_version(db, outcome.student_id)
+                if after is not None and after.return_id == return_id:
+                    recorded.replaced = before
+                else:
+                    recorded.counted_instead = after
                 row = db.execute(
-                    "SELECT last_name, first_name, class_name FROM students WHERE student_id = ?",
+                    "SELECT last_name, first_name, class_name, in_roster FROM students "
+                    "WHERE student_id = ?",
                     (outcome.student_id,),
                 ).fetchone()
                 if row:  # with the class: two students may share a name
-                    name = f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
-            result.recorded.append(
-                Recorded(candidate.origin, outcome, name, cursor.lastrowid, counted)
+                    recorded.student_name = (
+                        f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
+                    )
+                    recorded.in_roster = bool(row["in_roster"])
+            result.recorded.append(recorded)
+        state.record_refused_files(db, refused)
+
+
+def _shown_name(origin: str) -> str:
+    """The file name at the end of an origin (« boîte.mbox › message 2 › pièce jointe
+    « grille.xlsx » » → « grille.xlsx »)."""
+    last = origin.rsplit(" › ", 1)[-1]
+    attached = re.fullmatch(r"pièce jointe « (.*) »", last)
+    return os.path.basename((attached.group(1) if attached else last).replace("\\", "/"))
+
+
+def _refused(
+    origin: str, code: str, reason: str, outcome: Outcome | None = None
+) -> state.RefusedFile:
+    return state.RefusedFile(
+        file_name=_shown_name(origin),
+        origin=origin,
+        code=code,
+        reason=reason,
+        sha256=outcome.sha256 if outcome is not None else "",
+    )
+
+
+def record_refused(campaign: Campaign, problems: Sequence[Problem]) -> None:
+    """Remember the files behind `problems` that were refused or unreadable (errors, and a
+    blank workbook sent back), with their SHA-256 when their bytes were read. Recording
+    the same again only updates when it was last seen."""
+    refused = [
+        state.RefusedFile(
+            file_name=_shown_name(problem.file),
+            origin=problem.file,
+            code=problem.code,
+            reason=problem.message,
+            sha256=problem.sha256 if isinstance(problem, FileProblem) else "",
+        )
+        for problem in problems
+        if problem.file
+        and problem.code not in NOT_RECORDED
+        and (problem.severity == "error" or problem.code in RECORDED_WARNINGS)
+    ]
+    if refused:
+        state.record_refused_files(campaign.db, refused)
+
+
+# ------------------------------------------------------------------ the step
+
+
+@dataclass(frozen=True)
+class MailboxRequest:
+    """« collect --imap »: the folder of `[reception]` to read, with the command's overrides."""
+
+    folder: str | None = None
+    since: date | None = None
+    mark_seen: bool = False
+
+
+def collect_step(
+    campaign: Campaign,
+    paths: Sequence[Path] = (),
+    *,
+    mailbox: MailboxRequest | None = None,
+    password: Callable[[ImapSettings], str] | None = None,
+    jobs: int = 1,
+    today: date | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CollectResult:
+    """The « collect » step: the files of `paths` and, with `mailbox`, the new messages of
+    the mailbox; everything recorded, refused files included. The IMAP password is read from
+    the environment (`inbox.PASSWORD_VARIABLE`), else asked through `password`.
+    `GrilleError` (French) when nothing was given or the mailbox cannot be reached."""
+    if mailbox is None:
+        if not paths:
+            raise GrilleError(
+                "indiquez les fichiers ou dossiers à lire, ou --imap pour relever la boîte aux "
+                "lettres."
             )
+        return collect(campaign, paths, jobs=jobs, today=today, progress=progress)
+    from pipeline import inbox  # inbox builds on this module
+
+    settings = inbox.mailbox_settings(
+        campaign.config.imap, folder=mailbox.folder, since=mailbox.since
+    )
+    secret = os.environ.get(inbox.PASSWORD_VARIABLE) or (password(settings) if password else "")
+    fetched = inbox.collect_mailbox(
+        campaign,
+        settings,
+        secret,
+        paths=list(paths),
+        mark_seen=mailbox.mark_seen,
+        jobs=jobs,
+        today=today,
+        progress=progress,
+    )
+    result = fetched.collected
+    result.mailbox = fetched
+    record_refused(campaign, result.problems)  # the messages too large to fetch, too
+    return result
+
+
+# ------------------------------------------------------------------ the teacher's choice
+
+
+@dataclass(frozen=True)
+class VersionChoice:
+    """What « collect --use » did: the version chosen, and the one that counted before."""
+
+    chosen: state.ReturnVersion
+    before: state.ReturnVersion | None
+    student_name: str
+
+
+def find_return(campaign: Campaign, designation: str) -> int:
+    """The number of the return the teacher designates by its number, by a file she has
+    (the same bytes as a return collected) or by the name of a file collected; French
+    `GrilleError` when none, or several, fit."""
+    db = campaign.db
+    text = designation.strip()
+    if text.isdigit():
+        return int(text)
+    path = Path(text).expanduser()
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        found = state.return_with_sha256(db, digest)
+        if found is None:
+            raise GrilleError(
+                f"« {text} » n'a pas été collecté : lancez d'abord « grille collect {text} »."
+            )
+        return found[0]
+    named = state.returns_named(db, os.path.basename(text))
+    if not named:
+        raise GrilleError(
+            f"aucun retour collecté ne s'appelle « {text} » : donnez le n° du retour "
+            "(« grille status --format json », rubrique « versions »), ou le chemin du fichier."
+        )
+    if len(named) > 1:
+        numbers = ", ".join(f"n° {v.return_id}" for v in named)
+        raise GrilleError(
+            f"plusieurs retours collectés s'appellent « {text} » ({numbers}) : donnez le n° du "
+            "retour à retenir."
+        )
+    return named[0].return_id
+
+
+def choose_version(campaign: Campaign, designation: str, chosen_by: str) -> VersionChoice:
+    """« collect --use »: make the designated return the one that counts for its student,
+    whatever its date; the choice is recorded with who made it and when."""
+    db = campaign.db
+    return_id = find_return(campaign, designation)
+    target = state.return_version(db, return_id)
+    before = state.counted_version(db, target.student_id) if target is not None else None
+    chosen = state.choose_return(db, return_id, chosen_by)
+    row = db.execute(
+        "SELECT last_name, first_name, class_name FROM students WHERE student_id = ?",
+        (chosen.student_id,),
+    ).fetchone()
+    name = f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
+    return VersionChoice(chosen, before, name)

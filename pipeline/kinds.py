@@ -1,7 +1,9 @@
 """The words grille stores in its database and compares: one `StrEnum` each.
 
-Each member is the exact string kept in `output/grille.sqlite` (and in JSON output), so
-a member compares equal to the stored text and can be written back as is.
+Each member is the exact string kept in `output/grille.sqlite` (and in `grille status
+--format json`), so a member compares equal to the stored text, data stored before these
+enums existed reads the same, and a member can be written back as is. This module imports
+nothing of grille: any module can use it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from enum import StrEnum
 
 
 class ReturnStatus(StrEnum):
-    """Where a student's evaluation stands (`tracking.student_statuses`)."""
+    """Where a student's evaluation stands (`tracking.student_statuses`); the last three
+    are also what the validation of a return found (`returns.status`)."""
 
     GENERATED = "generated"  # a workbook exists, never delivered
     PREPARED = "prepared"  # written to the outbox: the teacher sends it herself
@@ -20,12 +23,27 @@ class ReturnStatus(StrEnum):
     COMPLETE = "complete"  # returned, every answer given and valid
 
 
-class MatchKind(StrEnum):
-    """How a returned file was recognised (`returns.match`)."""
+Status = ReturnStatus  # the name the returns modules use
 
-    SIGNED = "signed"  # its hidden, signed identity
-    VISIBLE = "visible"  # the name written on it: to be confirmed by the teacher
-    REJECTED = "rejected"  # not a workbook of this campaign
+
+class MatchKind(StrEnum):
+    """How a returned file was tied to a student (`returns.match`)."""
+
+    SIGNED = "signed"  # hidden identity present and its signature verified
+    VISIBLE = "visible"  # no usable hidden identity: matched on the name written on it
+    REJECTED = "rejected"  # refused: another campaign, tampered, not a grille workbook…
+
+
+Match = MatchKind  # the name the returns modules use
+
+
+class Standing(StrEnum):
+    """Where a recognised return stands with the teacher (view `return_standing`)."""
+
+    SIGNED = "signed"  # hidden identity verified: counts without a decision
+    CONFIRMED = "confirmed"  # matched « à confirmer », confirmed by the teacher
+    REJECTED = "rejected"  # matched « à confirmer », rejected by the teacher: never counts
+    PENDING = "pending"  # matched « à confirmer », no decision yet
 
 
 class SendingKind(StrEnum):

@@ -20,11 +20,14 @@ import re
 import stat
 import struct
 import unicodedata
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -162,6 +165,17 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
+class Dates:
+    """When a file was sent and last modified, as its container says (UTC; None: unknown).
+
+    `mailed_at` is the Date of the e-mail that brought it, `file_time` the modification
+    time of the file on disk or of its member in a .zip archive."""
+
+    mailed_at: datetime | None = None
+    file_time: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One returned workbook: where it came from and its .xlsx bytes."""
 
@@ -171,6 +185,14 @@ class Candidate:
     sha256: str
     original: bytes = field(repr=False)
     converted_from: str = ""
+    dates: Dates = Dates()
+
+
+@dataclass(frozen=True)
+class FileProblem(Problem):
+    """A problem with a file whose bytes were read: their SHA-256 identifies it later."""
+
+    sha256: str = ""
 
 
 Found = Candidate | Problem
@@ -401,6 +423,54 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _with_sha(problem: Problem, data: bytes) -> Problem:
+    """`problem` with the SHA-256 of the bytes it is about."""
+    if isinstance(problem, FileProblem) and problem.sha256:
+        return problem
+    fields = {name: getattr(problem, name) for name in Problem.__dataclass_fields__}
+    return FileProblem(**fields, sha256=_sha256(data))
+
+
+def _tagged(items: Iterable[_Item], origin: str, data: bytes) -> Iterator[_Item]:
+    """`items`, the problems about `origin` itself carrying the SHA-256 of `data`."""
+    for item in items:
+        if isinstance(item, Problem) and item.file == origin:
+            item = _with_sha(item, data)
+        yield item
+
+
+def _mail_date(parsed: Message) -> datetime | None:
+    """The Date header of a message, in UTC, or None when absent or unreadable."""
+    try:
+        value = parsed.get("Date")
+        moment = parsedate_to_datetime(str(value)) if value else None
+    except Exception:  # hostile headers: ValueError, TypeError, IndexError…
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # « -0000 »: a UTC time whose zone is unknown
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _utc(timestamp: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _zip_time(data: bytes, member: str) -> datetime | None:
+    """The modification time a zip archive gives `member` (local time, as written by the
+    machine that made it), in UTC; None when unreadable."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            stamp = archive.getinfo(member).date_time
+        return datetime(*stamp).astimezone(UTC)
+    except (KeyError, ValueError, OverflowError, OSError, zipfile.BadZipFile):
+        return None
+
+
 def _or(found: Iterable[Iterable[_Item]], problem: Problem | None) -> Iterator[_Item]:
     """Everything `found` yields, or `problem` alone when that is nothing."""
     empty = True
@@ -415,14 +485,15 @@ def _or(found: Iterable[Iterable[_Item]], problem: Problem | None) -> Iterator[_
 class _Pending:
     """A file LibreOffice converts in the background; `result()` gives what it became."""
 
-    def __init__(self, data: bytes, kind: str, origin: str, name: str) -> None:
+    def __init__(self, data: bytes, kind: str, origin: str, name: str, dates: Dates) -> None:
         self.data, self.kind, self.origin, self.name = data, kind, origin, name
+        self.dates = dates
         self.conversion: office.Conversion | None = None
         self.problem: Problem | None = None
 
     def _failed(self, why: str) -> Problem:
         what = _FORMATS[self.kind]
-        return _problem("conversion_failed", self.origin, what=what, why=why)
+        return _with_sha(_problem("conversion_failed", self.origin, what=what, why=why), self.data)
 
     @property
     def started(self) -> bool:
@@ -464,7 +535,9 @@ class _Pending:
         if sniff(converted) != "xlsx":
             return self._failed(_CONVERSION_WHY["not_xlsx"])
         data = self.data
-        return Candidate(self.origin, self.name, converted, _sha256(data), data, self.kind)
+        return Candidate(
+            self.origin, self.name, converted, _sha256(data), data, self.kind, self.dates
+        )
 
     def cancel(self) -> None:
         """Stop LibreOffice if it still runs; its temporary folder is removed."""
@@ -556,6 +629,7 @@ class _Gatherer:
         except OSError as exc:
             yield _problem("unreadable", origin, why=_why(exc))
             return
+        dates = Dates(file_time=_utc(info.st_mtime))
         if is_dir:
             yield from self.folder(path)
         elif data is None:
@@ -563,9 +637,9 @@ class _Gatherer:
         elif size > self.limit or len(data) > self.limit:
             yield _problem("too_large", origin, size=_size(size), limit=_size(self.limit))
         elif mail:
-            yield from self.message(data, origin, 0, alone=False)
+            yield from self.message(data, origin, 0, dates, alone=False)
         else:
-            yield from self.blob(data, origin, clean_name(os.fsdecode(path.name)))
+            yield from self.blob(data, origin, clean_name(os.fsdecode(path.name)), dates)
 
     def folder(self, path: Path) -> Iterator[_Item]:
         """Every file, sorted; a Maildir (cur/ new/ tmp/) is read as messages."""
@@ -589,26 +663,32 @@ class _Gatherer:
         yield from _or(found, _problem("no_workbook", _display(path)) if maildir else None)
 
     def blob(
-        self, data: bytes, origin: str, name: str, depth: int = 0, zips: int = 0
+        self, data: bytes, origin: str, name: str, dates: Dates, depth: int = 0, zips: int = 0
     ) -> Iterator[_Item]:
-        """Bytes whose type is sniffed: a workbook, a container, or a problem."""
+        """Bytes whose type is sniffed: a workbook, a container, or a problem (which
+        carries the SHA-256 of the bytes when it is about them)."""
+        yield from _tagged(self._sniffed(data, origin, name, dates, depth, zips), origin, data)
+
+    def _sniffed(
+        self, data: bytes, origin: str, name: str, dates: Dates, depth: int, zips: int
+    ) -> Iterator[_Item]:
         kind = sniff(data)
         if kind == "xlsx":
             try:
                 SafeZip(data, origin)
-                yield Candidate(origin, name, data, _sha256(data), data)
+                yield Candidate(origin, name, data, _sha256(data), data, dates=dates)
             except UnsafeFile as exc:
                 yield _unsafe(exc, origin)
         elif kind in _FORMATS:
-            yield self.convert(data, kind, origin, name)
+            yield self.convert(data, kind, origin, name, dates)
         elif kind == "zip":
-            yield from self.archive(data, origin, depth, zips, name)
+            yield from self.archive(data, origin, dates, depth, zips, name)
         elif kind == "eml":
-            yield from self.message(data, origin, depth)
+            yield from self.message(data, origin, depth, dates)
         elif kind == "mbox":
-            yield from self.mbox(data, origin, depth)
+            yield from self.mbox(data, origin, depth, dates)
         elif kind == "msg":
-            yield from self.outlook(data, origin, depth)
+            yield from self.outlook(data, origin, depth, dates)
         elif kind in ("encrypted", "empty", "xlsb"):
             yield _problem({"empty": "empty_file"}.get(kind, kind), origin)
         elif kind == "apple":
@@ -618,16 +698,16 @@ class _Gatherer:
                 kind = "html"
             yield _problem("not_a_workbook", origin, what=_LOOKS_LIKE[kind])
 
-    def convert(self, data: bytes, kind: str, origin: str, name: str) -> _Item:
+    def convert(self, data: bytes, kind: str, origin: str, name: str, dates: Dates) -> _Item:
         """A file LibreOffice will convert to .xlsx, once checked; a problem when it
         is not installed or when a cheap look shows the file is a trap."""
         if office.find_soffice() is None:
             return _problem("needs_conversion", origin, what=_FORMATS[kind])
         refusal = _conversion_refusal(data, kind, origin)
-        return refusal if refusal is not None else _Pending(data, kind, origin, name)
+        return refusal if refusal is not None else _Pending(data, kind, origin, name, dates)
 
     def archive(
-        self, data: bytes, origin: str, depth: int, zips: int, name: str = ""
+        self, data: bytes, origin: str, dates: Dates, depth: int, zips: int, name: str = ""
     ) -> Iterator[_Item]:
         """Every member of a zip archive (names are display only: nothing is extracted);
         an iWork document folder inside is one problem, not one per part."""
@@ -647,7 +727,8 @@ class _Gatherer:
         for member in sorted(set(archive.names())):
             package = _apple_folder(member)
             if package is None:
-                found.append(self.member(archive, member, origin, depth, zips))
+                member_dates = replace(dates, file_time=_zip_time(data, member) or dates.file_time)
+                found.append(self.member(archive, member, origin, member_dates, depth, zips))
             elif package not in packages:
                 packages.add(package)
                 where = f"{origin} › {printable(package)}"
@@ -658,7 +739,7 @@ class _Gatherer:
         yield from _or(found, empty)
 
     def member(
-        self, archive: SafeZip, member: str, origin: str, depth: int, zips: int
+        self, archive: SafeZip, member: str, origin: str, dates: Dates, depth: int, zips: int
     ) -> Iterator[_Item]:
         parts = [part for part in re.split(r"[\\/]+", member) if part not in ("", ".", "..")]
         if member.endswith(("/", "\\")) or not parts or parts[0] == "__MACOSX":
@@ -671,41 +752,51 @@ class _Gatherer:
         except UnsafeFile as exc:
             yield _unsafe(exc, where)
             return
-        yield from self.blob(content, where, clean_name(parts[-1]), depth + 1, zips + 1)
+        yield from self.blob(content, where, clean_name(parts[-1]), dates, depth + 1, zips + 1)
 
-    def mbox(self, data: bytes, origin: str, depth: int) -> Iterator[_Item]:
+    def mbox(self, data: bytes, origin: str, depth: int, dates: Dates) -> Iterator[_Item]:
         """Every message of a mailbox file (mbox format)."""
         mails = enumerate(_MBOX_SEPARATOR.split(data)[1:], start=1)
         found = (
-            self.message(mail, f"{origin} › message {i}", depth, alone=False) for i, mail in mails
+            self.message(mail, f"{origin} › message {i}", depth, dates, alone=False)
+            for i, mail in mails
         )
         yield from _or(found, _problem("no_workbook", origin))
 
     def message(
-        self, data: bytes, origin: str, depth: int, *, alone: bool = True
+        self, data: bytes, origin: str, depth: int, dates: Dates, *, alone: bool = True
     ) -> Iterator[_Item]:
-        """The workbooks attached to a message, forwarded messages included."""
+        """The workbooks attached to a message, forwarded messages included; each carries
+        the message's Date (a forwarded message's own Date when it has one)."""
         if depth >= _MAX_DEPTH:
-            yield _problem("too_deep", origin)
+            yield _with_sha(_problem("too_deep", origin), data)
             return
         try:
             parsed = BytesParser(policy=email.policy.default).parsebytes(data)
             parts = [part for part in parsed.walk() if not part.is_multipart()]
         except Exception:  # the parser on hostile input: RecursionError, ValueError…
-            yield _problem("damaged_mail", origin)
+            yield _with_sha(_problem("damaged_mail", origin), data)
             return
-        found = (self.part(part, origin, depth) for part in parts)
+        dates = replace(dates, mailed_at=_mail_date(parsed) or dates.mailed_at)
+        found = (self.part(part, origin, depth, dates) for part in parts)
         yield from _or(found, _problem("no_workbook", origin) if alone else None)
 
-    def part(self, part: Message, origin: str, depth: int) -> Iterator[_Item]:
+    def part(self, part: Message, origin: str, depth: int, dates: Dates) -> Iterator[_Item]:
         payload = _safely(lambda: part.get_payload(decode=True), None)
         defects: list[object] = _safely(lambda: list(part.defects), [])
         damaged = any(isinstance(defect, _BASE64_DEFECTS) for defect in defects)
         data = payload if isinstance(payload, bytes) else b""
-        yield from self.attached(_safely(part.get_filename, None), data, damaged, origin, depth)
+        filename = _safely(part.get_filename, None)
+        yield from self.attached(filename, data, damaged, origin, depth, dates)
 
     def attached(
-        self, filename: str | None, data: bytes, damaged: bool, origin: str, depth: int
+        self,
+        filename: str | None,
+        data: bytes,
+        damaged: bool,
+        origin: str,
+        depth: int,
+        dates: Dates,
     ) -> Iterator[_Item]:
         """An attachment, kept when its bytes or its name say workbook or archive."""
         if data.startswith(_TNEF_MAGIC):  # Outlook's winmail.dat hides the real attachments
@@ -719,11 +810,11 @@ class _Gatherer:
         name = clean_name(filename, fallback="pièce jointe sans nom")
         where = f"{origin} › pièce jointe « {name} »"
         if damaged:
-            yield _problem("damaged_attachment", where)
+            yield _with_sha(_problem("damaged_attachment", where), data)
         else:
-            yield from self.blob(data, where, name, depth + 1)
+            yield from self.blob(data, where, name, dates, depth + 1)
 
-    def outlook(self, data: bytes, origin: str, depth: int) -> Iterator[_Item]:
+    def outlook(self, data: bytes, origin: str, depth: int, dates: Dates) -> Iterator[_Item]:
         """The attachments of an Outlook .msg, when the extract_msg module is installed."""
         try:
             items = importlib.import_module("extract_msg").openMsg(data).attachments
@@ -736,7 +827,7 @@ class _Gatherer:
             return
         for filename, content in files:
             if isinstance(content, bytes):
-                yield from self.attached(filename, content, False, origin, depth)
+                yield from self.attached(filename, content, False, origin, depth, dates)
 
 
 def _is_apple_package(path: Path) -> bool:

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -1848,3 +1848,303 @@ def install_database(built: Path, db_path: Path, backups_dir: Path) -> Restored:
         finally:
             os.close(folder)
     return Restored(saved_as, set_aside)
+
+
+# ================================================================== return versions
+# Migration 012 and the functions on what it adds: which version of a student's workbook
+# counts (the most recent, or the teacher's choice), and the files collect refused.
+
+UTC_FORMAT = "%Y-%m-%d %H:%M:%S"  # dates of versions, stored in UTC, sortable as text
+VERSION_SAVED = "saved"  # the workbook's own save date (docProps/core.xml)
+VERSION_MAILED = "mailed"  # the Date of the e-mail that brought it
+VERSION_FILE = "file"  # the modification time of the file (or of its member in a .zip)
+VERSION_COLLECTED = "collected"  # none of those known: when grille collected it
+
+
+def _012_return_versions(db: sqlite3.Connection) -> None:
+    """The version of a student's workbook that counts; the teacher's choice; refused files.
+
+    `returns` gets the dates that order the versions of one student's workbook, in UTC:
+    `saved_at` (the workbook's own save date), `mailed_at` (the Date of the e-mail that
+    brought it), `file_time` (the file's modification time). `return_versions` gives each
+    recognised return its version date, the first of these it knows, else when it was
+    collected. `return_choices` records the teacher's explicit choices (« grille collect
+    --use »), the latest per student standing (`chosen_returns`). `counted_returns` now picks,
+    per student: the chosen return; else, as before, a signed or confirmed return before one
+    « à confirmer »; then the most recent version date, e-mail date, file time and number.
+    `refused_files` keeps each file `collect` refused or could not read.
+
+    Returns collected before 012 get `saved_at` from their kept .xlsx file when it says it.
+    """
+    _script(
+        db,
+        """
+        ALTER TABLE returns ADD COLUMN saved_at TEXT;
+        ALTER TABLE returns ADD COLUMN mailed_at TEXT;
+        ALTER TABLE returns ADD COLUMN file_time TEXT;
+        CREATE TABLE return_choices (
+            id INTEGER PRIMARY KEY,
+            student_id TEXT NOT NULL REFERENCES students(student_id) ON DELETE CASCADE,
+            return_id INTEGER NOT NULL REFERENCES returns(id) ON DELETE CASCADE,
+            chosen_by TEXT NOT NULL,
+            chosen_at TEXT NOT NULL
+        );
+        CREATE INDEX return_choices_student ON return_choices(student_id, id);
+        CREATE VIEW chosen_returns AS
+        SELECT c.student_id, c.return_id, c.chosen_by, c.chosen_at
+        FROM return_choices c
+        WHERE c.id = (SELECT MAX(id) FROM return_choices WHERE student_id = c.student_id);
+        CREATE VIEW return_versions AS
+        SELECT r.id AS return_id, r.student_id,
+               COALESCE(r.saved_at, r.mailed_at, r.file_time, datetime(r.collected_at, 'utc'))
+                   AS version_at,
+               CASE WHEN r.saved_at IS NOT NULL THEN 'saved'
+                    WHEN r.mailed_at IS NOT NULL THEN 'mailed'
+                    WHEN r.file_time IS NOT NULL THEN 'file'
+                    ELSE 'collected' END AS version_source,
+               r.mailed_at, r.file_time
+        FROM returns r
+        WHERE r.student_id IS NOT NULL AND r.match != 'rejected';
+        DROP VIEW counted_returns;
+        CREATE VIEW counted_returns AS
+        SELECT t.student_id, t.return_id, t.standing, t.decided_by, t.decided_at,
+               EXISTS (SELECT 1 FROM chosen_returns c WHERE c.return_id = t.return_id) AS chosen
+        FROM return_standing t
+        WHERE t.return_id = (
+            SELECT u.return_id FROM return_standing u
+            JOIN return_versions v ON v.return_id = u.return_id
+            LEFT JOIN chosen_returns c ON c.student_id = u.student_id
+            WHERE u.student_id = t.student_id AND u.standing != 'rejected'
+            ORDER BY u.return_id IS c.return_id DESC, u.standing = 'pending',
+                     v.version_at DESC, v.mailed_at DESC, v.file_time DESC, u.return_id DESC
+            LIMIT 1);
+        CREATE TABLE refused_files (
+            id INTEGER PRIMARY KEY,
+            file_name TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            sha256 TEXT NOT NULL DEFAULT '',
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            UNIQUE (origin, code, sha256)
+        )
+        """,
+    )
+    _012_saved_dates_of_kept_files(db)
+
+
+def _012_saved_dates_of_kept_files(db: sqlite3.Connection) -> None:
+    """Set `saved_at` of the returns already collected from their kept .xlsx originals
+    (`output/retours/…`, beside the database): unreadable or absent files are skipped."""
+    from pipeline.safe_zip import UnsafeFile
+    from pipeline.xlsx import XlsxPackage
+
+    main = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
+    if not main:
+        return  # an in-memory database: no campaign folder
+    root = Path(main).resolve().parent.parent
+    rows = db.execute(
+        "SELECT id, stored_file FROM returns WHERE stored_file LIKE '%.xlsx'"
+    ).fetchall()
+    for return_id, stored in rows:
+        path = root / stored
+        try:
+            if not path.resolve().is_relative_to(root):
+                continue
+            saved = XlsxPackage(path.read_bytes(), path.name).saved_at()
+        except (OSError, UnsafeFile, ValueError):
+            continue
+        if saved is not None:
+            db.execute("UPDATE returns SET saved_at = ? WHERE id = ?", (utc_text(saved), return_id))
+
+
+MIGRATIONS.append(("012_return_versions", _012_return_versions))
+
+
+def utc_text(moment: datetime | None) -> str | None:
+    """A moment as stored in the version columns (UTC, `UTC_FORMAT`); None stays None.
+    A moment without a zone is taken as local time."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime(UTC_FORMAT)
+
+
+def local_time(stored: str) -> datetime:
+    """A UTC moment of the version columns in the local time the teacher reads."""
+    moment = datetime.strptime(stored, UTC_FORMAT).replace(tzinfo=UTC)
+    return moment.astimezone()
+
+
+@dataclass(frozen=True)
+class ReturnVersion:
+    """One recognised return of a student, as a version of the student's workbook."""
+
+    return_id: int
+    student_id: str
+    file_name: str
+    origin: str
+    collected_at: str
+    status: str
+    standing: str
+    version_at: str  # UTC, `UTC_FORMAT`
+    version_source: str  # VERSION_SAVED, VERSION_MAILED, VERSION_FILE or VERSION_COLLECTED
+    counts: bool  # the return that counts for the student (`counted_returns`)
+    chosen: bool  # chosen by the teacher (« grille collect --use »), latest choice
+
+    @property
+    def local_version_at(self) -> datetime:
+        return local_time(self.version_at)
+
+
+_VERSIONS_QUERY = """
+SELECT v.return_id, v.student_id, v.version_at, v.version_source, r.file_name, r.origin,
+       r.collected_at, r.status, t.standing,
+       v.return_id IS k.return_id AS counts, v.return_id IS c.return_id AS chosen
+FROM return_versions v
+JOIN returns r ON r.id = v.return_id
+JOIN return_standing t ON t.return_id = v.return_id
+LEFT JOIN counted_returns k ON k.student_id = v.student_id
+LEFT JOIN chosen_returns c ON c.student_id = v.student_id
+"""
+_VERSIONS_ORDER = (
+    " ORDER BY v.student_id, v.version_at DESC, v.mailed_at DESC, v.file_time DESC, "
+    "v.return_id DESC"
+)
+
+
+def _version(row: sqlite3.Row) -> ReturnVersion:
+    return ReturnVersion(
+        return_id=row["return_id"],
+        student_id=row["student_id"],
+        file_name=row["file_name"],
+        origin=row["origin"],
+        collected_at=row["collected_at"],
+        status=row["status"] or "",
+        standing=row["standing"],
+        version_at=row["version_at"],
+        version_source=row["version_source"],
+        counts=bool(row["counts"]),
+        chosen=bool(row["chosen"]),
+    )
+
+
+def return_versions(
+    db: sqlite3.Connection, student_id: str | None = None
+) -> dict[str, list[ReturnVersion]]:
+    """Every recognised return by student id, most recent version first (rejected
+    ones included: they are part of the history, `standing` says so)."""
+    if student_id is None:
+        rows = db.execute(_VERSIONS_QUERY + _VERSIONS_ORDER)
+    else:
+        rows = db.execute(
+            _VERSIONS_QUERY + " WHERE v.student_id = ?" + _VERSIONS_ORDER, (student_id,)
+        )
+    found: dict[str, list[ReturnVersion]] = {}
+    for row in rows:
+        found.setdefault(row["student_id"], []).append(_version(row))
+    return found
+
+
+def return_version(db: sqlite3.Connection, return_id: int) -> ReturnVersion | None:
+    """Return `return_id` as a version of its student's workbook; None if not recognised."""
+    row = db.execute(_VERSIONS_QUERY + " WHERE v.return_id = ?", (return_id,)).fetchone()
+    return _version(row) if row else None
+
+
+def counted_version(db: sqlite3.Connection, student_id: str) -> ReturnVersion | None:
+    """The version that counts for `student_id`, or None."""
+    return next((v for v in return_versions(db, student_id).get(student_id, []) if v.counts), None)
+
+
+def choose_return(db: sqlite3.Connection, return_id: int, chosen_by: str) -> ReturnVersion:
+    """Record the teacher's choice of `return_id` as the version that counts for its student,
+    whatever its date (earlier choices are kept; the latest stands); the version chosen.
+
+    A return refused at collection, or rejected by the teacher, cannot be chosen."""
+    row = db.execute("SELECT file_name, match FROM returns WHERE id = ?", (return_id,)).fetchone()
+    if row is None:
+        raise GrilleError(
+            f"aucun retour n° {return_id} dans cette campagne : « grille status --format json » "
+            "donne les retours de chaque stagiaire (« versions »)."
+        )
+    chosen = return_version(db, return_id)
+    if chosen is None:
+        raise GrilleError(
+            f"le retour n° {return_id} (« {row['file_name']} ») a été refusé à la collecte : il "
+            "n'est rattaché à aucun stagiaire et ne peut pas être retenu."
+        )
+    if chosen.standing == STANDING_REJECTED:
+        raise GrilleError(
+            f"le retour n° {return_id} (« {row['file_name']} ») a été rejeté (« grille confirm "
+            f"{return_id} --reject ») : confirmez-le d'abord (« grille confirm {return_id} »)."
+        )
+    with _within_transaction(db):
+        db.execute(
+            "INSERT INTO return_choices (student_id, return_id, chosen_by, chosen_at) "
+            "VALUES (?, ?, ?, ?)",
+            (chosen.student_id, return_id, chosen_by, now()),
+        )
+    after = return_version(db, return_id)
+    assert after is not None
+    return after
+
+
+def returns_named(db: sqlite3.Connection, file_name: str) -> list[ReturnVersion]:
+    """The recognised returns whose file was called `file_name` (case ignored), oldest first."""
+    rows = db.execute(
+        _VERSIONS_QUERY + " WHERE r.file_name = ? COLLATE NOCASE ORDER BY v.return_id",
+        (file_name,),
+    )
+    return [_version(row) for row in rows]
+
+
+def return_with_sha256(db: sqlite3.Connection, sha256: str) -> tuple[int, bool] | None:
+    """(number, recognised) of the return whose original file has this SHA-256, or None."""
+    row = db.execute(
+        "SELECT id, student_id IS NOT NULL AND match != 'rejected' FROM returns WHERE sha256 = ?",
+        (sha256,),
+    ).fetchone()
+    return (int(row[0]), bool(row[1])) if row else None
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    """A file `collect` refused or could not read: enough to find it again."""
+
+    file_name: str
+    origin: str
+    code: str  # the problem's code (`returns`), or "rejected" for a workbook refused
+    reason: str  # in French, as the teacher read it
+    sha256: str = ""  # of the bytes received; "" when they could not be read
+    first_seen_at: str = ""  # local time, as `now()`
+    last_seen_at: str = ""
+
+
+def record_refused_files(db: sqlite3.Connection, refused: list[RefusedFile]) -> None:
+    """Remember each refused file; one seen again (same origin, reason and bytes) gets a
+    new `last_seen_at`. Runs in the caller's transaction when one is open."""
+    stamp = now()
+    with _within_transaction(db):
+        db.executemany(
+            "INSERT INTO refused_files (file_name, origin, code, reason, sha256, first_seen_at, "
+            "last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (origin, code, sha256) DO "
+            "UPDATE SET last_seen_at = excluded.last_seen_at, reason = excluded.reason",
+            [(f.file_name, f.origin, f.code, f.reason, f.sha256, stamp, stamp) for f in refused],
+        )
+
+
+def refused_files(db: sqlite3.Connection) -> list[RefusedFile]:
+    """Every file `collect` refused, the most recently seen first."""
+    return [
+        RefusedFile(
+            file_name=row["file_name"],
+            origin=row["origin"],
+            code=row["code"],
+            reason=row["reason"],
+            sha256=row["sha256"],
+            first_seen_at=row["first_seen_at"],
+            last_seen_at=row["last_seen_at"],
+        )
+        for row in db.execute("SELECT * FROM refused_files ORDER BY last_seen_at DESC, id DESC")
+    ]

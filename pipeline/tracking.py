@@ -488,7 +488,9 @@ def read_tracking_sheet(path: Path, db: sqlite3.Connection) -> TrackingSheet | N
         ) from exc
     try:
         sheets = sorted(
-            (ws for ws in wb.worksheets if ws.title != SUMMARY_SHEET),  # grille's own, redone
+            (
+                ws for ws in wb.worksheets if ws.title not in (SUMMARY_SHEET, REFUSED_SHEET)
+            ),  # grille's own, redone
             key=lambda ws: ws.title != SHEET,
         )
         for ws in sheets:
@@ -936,6 +938,7 @@ def write_tracking(path: Path, db: sqlite3.Connection, root: Path | None = None)
     notes = state.teacher_notes(db)
     root = path.parent.parent if root is None else root
     wb = build_tracking(student_statuses(db), notes, root=root, folder=path.parent)
+    add_refused_sheet(wb, state.refused_files(db))
     if outcome.unplaced:
         outcome.kept_aside = keep_aside(path)
     try:
@@ -967,3 +970,53 @@ def team_appreciations(db: sqlite3.Connection, path: Path) -> dict[str, str]:
         for student_id, note in read_teacher_columns(db, path).items()
         if note.team_appreciation.strip()
     }
+
+
+# ------------------------------------------------------------------ refused files
+
+REFUSED_SHEET = "Fichiers refusés"
+_REFUSED_COLUMNS: list[tuple[str, int]] = [
+    ("Reçu le", 17),
+    ("Fichier", 30),
+    ("Provenance", 50),
+    ("Raison", 70),
+    ("Empreinte SHA-256", 30),
+    ("Revu le", 17),
+]
+
+
+def add_refused_sheet(wb: Workbook, refused: list[state.RefusedFile]) -> None:
+    """Add the sheet « Fichiers refusés » to the (write-only) tracking workbook: each file
+    `collect` refused or could not read, the most recently seen first. grille rewrites it
+    every time (it is protected, without password: nothing typed there is read back)."""
+    ws = wb.create_sheet(REFUSED_SHEET)
+    for index, (_, width) in enumerate(_REFUSED_COLUMNS, start=1):
+        ws.column_dimensions[get_column_letter(index)].width = width
+    ws.freeze_panes = "A2"
+    ws.protection.sheet = True
+    ws.protection.autoFilter = False
+    ws.protection.sort = False
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(_REFUSED_COLUMNS))}{max(2, len(refused) + 1)}"
+    header = []
+    for title, _ in _REFUSED_COLUMNS:
+        cell = _text(WriteOnlyCell(ws), title)
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = PatternFill("solid", fgColor="833C0B")
+        header.append(cell)
+    ws.append(header)
+    wrap = Alignment(wrap_text=True, vertical="top")
+    for item in refused:
+        values = (
+            item.first_seen_at,
+            item.file_name,
+            item.origin,
+            item.reason,
+            item.sha256,
+            item.last_seen_at,
+        )
+        row = []
+        for value in values:
+            cell = _text(WriteOnlyCell(ws), clean_text(value))
+            cell.alignment = wrap
+            row.append(cell)
+        ws.append(row)

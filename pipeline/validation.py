@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -18,16 +19,17 @@ from typing import Any
 
 from pipeline.errors import Problem
 from pipeline.grid import Dimension, Grid
+from pipeline.kinds import ReturnStatus, Status
 from pipeline.workbook import APPRECIATION_PLACEHOLDER, CellRef, ReturnedWorkbook
 from pipeline.xlsx import RawCell
 
-STATUS_LABELS = {
-    "generated": "généré",
-    "prepared": "message prêt",
-    "sent": "envoyé",
-    "incomplete": "incomplet",
-    "invalid": "invalide",
-    "complete": "complet",
+STATUS_LABELS: dict[str, str] = {
+    Status.GENERATED: "généré",
+    Status.PREPARED: "message prêt",
+    Status.SENT: "envoyé",
+    Status.INCOMPLETE: "incomplet",
+    Status.INVALID: "invalide",
+    Status.COMPLETE: "complet",
 }
 IDENTITY_LABELS = {
     "student_name": "le nom du stagiaire",
@@ -99,6 +101,7 @@ class ExpectedStudent:
     start: date
     end: date
     identity: dict[str, str]  # the identity values the workbook was generated with
+    in_roster: bool = True  # False once removed from the roster (its workbook is kept)
 
 
 @dataclass
@@ -109,13 +112,13 @@ class ValidationResult:
     problems: list[Problem]
 
     @property
-    def status(self) -> str:
+    def status(self) -> ReturnStatus:
         severities = {p.code for p in self.problems if p.severity == "error"}
         if any(code.startswith("invalid") for code in severities):
-            return "invalid"
+            return ReturnStatus.INVALID
         if severities:
-            return "incomplete"
-        return "complete"
+            return ReturnStatus.INCOMPLETE
+        return ReturnStatus.COMPLETE
 
 
 def sort_problems(problems: list[dict[str, str]]) -> tuple[list[str], list[str], list[str]]:
@@ -215,11 +218,21 @@ def _name_tokens(text: str) -> set[str]:
 
 
 def validate(
-    grid: Grid, returned: ReturnedWorkbook, expected: ExpectedStudent, today: date
+    grid: Grid,
+    returned: ReturnedWorkbook,
+    expected: ExpectedStudent,
+    today: date,
+    *,
+    reading: Sequence[Problem] = (),
+    unread: Collection[str] = (),
 ) -> ValidationResult:
-    """Check every input of a returned workbook; collect all problems at once."""
+    """Check every input of a returned workbook; collect all problems at once.
+
+    `reading` holds what reading the file found (rows moved, a sheet left unread: see
+    `reading.read_located`), `unread` the answers it could not trust: those are left
+    empty, their problem already in `reading`."""
     evaluation = Evaluation()
-    problems: list[Problem] = []
+    problems: list[Problem] = list(reading)
 
     def problem(code: str, ref: CellRef, message: str, severity: str = "error") -> None:
         problems.append(Problem(code, message, sheet=ref.sheet, cell=ref.cell, severity=severity))
@@ -234,6 +247,9 @@ def validate(
         for criterion in section.criteria:
             ref, cell = returned.answers[criterion.id]
             where = f"{section.title} › {criterion.label} (cellule {ref.cell})"
+            if criterion.id in unread:
+                evaluation.ratings[criterion.id] = None
+                continue
             if cell is None:
                 evaluation.ratings[criterion.id] = None
                 problem("missing_rating", ref, f"{where} : non renseigné.")
@@ -251,6 +267,9 @@ def validate(
     for dimension in ge.dimensions:
         ref, cell = returned.answers[dimension.id]
         where = f"{ge.title} › {dimension.label} (cellule {ref.cell})"
+        if dimension.id in unread:
+            evaluation.levels[dimension.id] = None
+            continue
         if cell is None:
             evaluation.levels[dimension.id] = None
             problem("missing_level", ref, f"{where} : non renseigné.")
@@ -269,7 +288,9 @@ def validate(
     text = cell.value.strip() if cell is not None and cell.kind == "str" else ""
     if cell is not None and cell.kind != "str":
         text = cell.value.strip()
-    if not text or fold(text) == fold(APPRECIATION_PLACEHOLDER):
+    if "appreciation" in unread:
+        pass
+    elif not text or fold(text) == fold(APPRECIATION_PLACEHOLDER):
         problem(
             "missing_appreciation",
             ref,
@@ -279,7 +300,9 @@ def validate(
         evaluation.tutor_appreciation = text
     ref, cell = returned.answers["date"]
     where = f"{closing.date} (cellule {ref.cell})"
-    if cell is None:
+    if "date" in unread:
+        pass
+    elif cell is None:
         problem("missing_date", ref, f"{where} : non renseignée.")
     else:
         day = parse_date(cell, returned.date1904)
@@ -304,7 +327,9 @@ def validate(
     where = f"{closing.signature} (cellule {ref.cell})"
     signature = cell.value.strip() if cell is not None else ""
     evaluation.signature = signature
-    if not signature:
+    if "signature" in unread:
+        pass
+    elif not signature:
         problem("missing_signature", ref, f"{where} : le tuteur n'a pas écrit son nom.")
     elif not _name_tokens(signature) & _name_tokens(expected.tutor_name):
         problem(

@@ -18,7 +18,9 @@ import io
 import posixpath
 import re
 import zipfile
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,6 +33,11 @@ _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 _CONTENT_TYPES = "http://schemas.openxmlformats.org/package/2006/content-types"
 _CUSTOM = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
+_DCTERMS = "http://purl.org/dc/terms/"
+_W3CDTF = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?"
+    r"(Z|[+-]\d{2}:\d{2})?$"
+)
 _M = f"{{{_MAIN}}}"
 _CELL_REF = re.compile(r"^([A-Z]{1,3})([0-9]{1,7})$")
 MAX_SHARED_STRINGS = 200_000
@@ -218,6 +225,25 @@ class RawCell:
     has_formula: bool = False
 
 
+def parse_w3cdtf(text: str) -> datetime | None:
+    """A W3CDTF date (`2026-11-12T13:05:00Z`, as core properties hold them) in UTC, or
+    None when it is not one. A time without a zone is taken as UTC (ECMA-376 Part 2 says
+    UTC; Excel and LibreOffice write the `Z`)."""
+    match = _W3CDTF.match(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g or 0) for g in match.groups()[:6])
+    zone = match.group(7) or "Z"
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    return moment
+
+
 def split_ref(ref: str) -> tuple[str, int]:
     match = _CELL_REF.match(ref)
     if not match:
@@ -279,6 +305,23 @@ class XlsxPackage:
                 return sheet
         return None
 
+    def saved_at(self) -> datetime | None:
+        """When the workbook was last saved, by its own core properties (`dcterms:modified`,
+        in UTC), or None when it has none or an unreadable one."""
+        names = _folded_names(self.zip)
+        part = next(
+            (
+                names.get(target.lower(), "")
+                for _, kind, target in relationships(self.zip, "", self.name)
+                if kind.endswith("/core-properties")
+            ),
+            names.get("docprops/core.xml", ""),
+        )
+        if not part:
+            return None
+        element = self._xml(part).find(f"{{{_DCTERMS}}}modified")
+        return None if element is None else parse_w3cdtf(element.text or "")
+
     def custom_properties(self) -> dict[str, str]:
         """Custom document properties as strings, whatever type a client gave them."""
         if not self._custom_part:
@@ -327,7 +370,7 @@ class XlsxPackage:
                     if (ref := element.get("r", "")) in refs
                 }
             last_row = max(split_ref(ref)[1] for ref in refs)
-            return self._stream_cells(data, refs, last_row)
+            return self._stream_cells(data, refs.__contains__, last_row)
         except etree.XMLSyntaxError as exc:
             raise UnsafeFile(
                 self.name,
@@ -335,8 +378,34 @@ class XlsxPackage:
                 damaged=True,
             ) from exc
 
-    def _stream_cells(self, data: bytes, refs: set[str], last_row: int) -> dict[str, RawCell]:
-        """Big sheets: stream the XML, forget each row, stop after `last_row`."""
+    def read_columns(
+        self, sheet: Sheet, columns: Collection[str], last_row: int
+    ) -> dict[str, RawCell]:
+        """Every cell of `columns` (letters) of `sheet` down to row `last_row`, by reference;
+        bounded like `read_cells`. Cells without a reference attribute are left out."""
+        data = self.zip.read(sheet.path)
+        check_xml(data, self.name, sheet.path)
+
+        def wanted(ref: str) -> bool:
+            match = _CELL_REF.match(ref)
+            if match is None:
+                return False
+            return match.group(1) in columns and int(match.group(2)) <= last_row
+
+        try:
+            return self._stream_cells(to_transitional(data), wanted, last_row)
+        except etree.XMLSyntaxError as exc:
+            raise UnsafeFile(
+                self.name,
+                f"feuille « {sheet.name} » illisible (XML endommagé : {exc.msg}).",
+                damaged=True,
+            ) from exc
+
+    def _stream_cells(
+        self, data: bytes, wanted: Callable[[str], bool], last_row: int
+    ) -> dict[str, RawCell]:
+        """Big sheets: stream the XML, forget each row, stop after `last_row`; the cells
+        whose reference is `wanted`."""
         found: dict[str, RawCell] = {}
         context = etree.iterparse(
             io.BytesIO(data),
@@ -355,7 +424,7 @@ class XlsxPackage:
                     break
                 continue
             ref = element.get("r", "")
-            if ref in refs:
+            if wanted(ref):
                 found[ref] = self._cell(element)
         return found
 

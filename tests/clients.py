@@ -14,8 +14,12 @@ import posixpath
 import re
 import zipfile
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
+
+import openpyxl
 
 from pipeline.workbook import CellRef
 
@@ -421,3 +425,146 @@ def renamed_parts(data: bytes) -> bytes:
         return content
 
     return edit_package(data, edit, rename=renames)
+
+
+# ------------------------------------------------------------------ versions and copies
+
+
+def saved_at(data: bytes, when: datetime | None) -> bytes:
+    """Every client that saves a workbook writes the time of the save in the core
+    properties, `docProps/core.xml` `<dcterms:modified xsi:type="dcterms:W3CDTF">`, in UTC
+    (ECMA-376 Part 2 §11, openpyxl's writer, Excel and LibreOffice alike): this sets it to
+    `when`, or removes the core properties part and its relationship when None (a client
+    that writes none; the standard makes the part optional)."""
+    if when is None:
+
+        def drop(name: str, content: bytes) -> bytes | None:
+            if name == "docProps/core.xml":
+                return None
+            if name in ("_rels/.rels", "[Content_Types].xml"):
+                content = re.sub(rb"<(?:Relationship|Override)[^>]*core[^>]*/>", b"", content)
+            return content
+
+        return edit_package(data, drop)
+    stamp = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+
+    def edit(name: str, content: bytes) -> bytes:
+        if name != "docProps/core.xml":
+            return content
+        new, count = re.subn(
+            rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+            rb"\g<1>" + stamp + rb"\2",
+            content,
+        )
+        assert count == 1, content
+        return new
+
+    return edit_package(data, edit)
+
+
+def _unmerged(ws: Any) -> list[tuple[int, int, int, int]]:
+    ranges = [(r.min_col, r.min_row, r.max_col, r.max_row) for r in ws.merged_cells.ranges]
+    for merged in list(ws.merged_cells.ranges):
+        ws.unmerge_cells(str(merged))
+    return ranges
+
+
+def _merge(ws: Any, ranges: list[tuple[int, int, int, int]]) -> None:
+    for min_col, min_row, max_col, max_row in ranges:
+        if max_row >= min_row and (min_col, min_row) != (max_col, max_row):
+            ws.merge_cells(
+                start_row=min_row, start_column=min_col, end_row=max_row, end_column=max_col
+            )
+
+
+def excel_insert_row(path: Path, sheet: str, at: int, values: dict[str, Any]) -> Path:
+    """Excel's « Insérer › Ligne » on an unprotected copy: row `at` and every row below move
+    down one, merged areas with them (openpyxl's `insert_rows` moves the cells only, so the
+    merged areas are moved here as Excel does); the tutor then types `values` (column →
+    value) in the new row. The file is saved in place."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb[sheet]
+    ranges = _unmerged(ws)
+    ws.insert_rows(at)
+    moved = [(c1, r1 + (r1 >= at), c2, r2 + (r2 >= at)) for c1, r1, c2, r2 in ranges]
+    _merge(ws, moved)
+    for column, value in values.items():
+        ws[f"{column}{at}"] = value
+    wb.save(path)
+    return path
+
+
+def excel_delete_row(path: Path, sheet: str, at: int) -> Path:
+    """Excel's « Supprimer › Ligne »: row `at` goes, the rows below move up one (merged
+    areas with them). Saved in place."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb[sheet]
+    ranges = [r for r in _unmerged(ws) if not r[1] <= at <= r[3]]
+    ws.delete_rows(at)
+    _merge(ws, [(c1, r1 - (r1 > at), c2, r2 - (r2 > at)) for c1, r1, c2, r2 in ranges])
+    wb.save(path)
+    return path
+
+
+def copied_into_new_workbook(
+    path: Path,
+    target: Path,
+    *,
+    prefix: str = "",
+    suffix: str = "",
+    leave_out: tuple[str, ...] = ("Instructions",),
+    reverse: bool = False,
+    identity_line: str | None = None,
+) -> Path:
+    """The grid's sheets copied into a new workbook, as a tutor does to escape the
+    protection or to keep a copy:
+    - Google Sheets, « Copier vers › Nouvelle feuille de calcul », names each copy
+      « Copie de <nom> » (prefix); Excel's « Déplacer ou copier › (nouveau classeur) »
+      keeps the names, LibreOffice's « Feuille › Copier » into a new document too, or
+      adds « _2 » (suffix);
+    - the new workbook has only the sheets chosen: never the hidden `_grille` (a
+      veryHidden sheet cannot be selected) nor its custom document properties, and
+      often not the Instructions sheet (`leave_out`);
+    - a formula pointing at a sheet left behind becomes an external reference whose
+      last value is kept (Excel writes `[1]Instructions!B5` and keeps `<v>`): the line
+      « Stagiaire : NOM Prénom — classe — entreprise » of each sheet keeps its text when
+      `identity_line` gives it, and is « #REF! » (Google Sheets) when it is None.
+    Cell values are copied as they are; tabs come in the reverse order with `reverse`.
+    """
+    source = openpyxl.load_workbook(path)
+    new = openpyxl.Workbook()
+    assert new.active is not None
+    new.remove(new.active)
+    names = [n for n in source.sheetnames if n not in ("_grille", "Listes", *leave_out)]
+    for name in reversed(names) if reverse else names:
+        old = source[name]
+        ws = new.create_sheet(f"{prefix}{name}{suffix}")
+        for row in old.iter_rows():
+            for cell in row:
+                if cell.value is not None and type(cell).__name__ != "MergedCell":
+                    ws[cell.coordinate] = cell.value
+        for merged in old.merged_cells.ranges:
+            ws.merge_cells(str(merged))
+        if isinstance(old["A2"].value, str) and old["A2"].value.startswith('="Stagiaire'):
+            ws["A2"] = "@@IDENTITY_LINE@@"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    new.save(target)
+    data = target.read_bytes()
+    if identity_line is None:
+        cell = '<c r="A2" t="e"><f>"Stagiaire : "&amp;#REF!B5</f><v>#REF!</v></c>'
+    else:
+        cell = (
+            '<c r="A2" t="str"><f>"Stagiaire : "&amp;[1]Instructions!B5&amp;" — "&amp;'
+            f'[1]Instructions!B6&amp;" — "&amp;[1]Instructions!B7</f><v>{escape(identity_line)}'
+            "</v></c>"
+        )
+    data = edit_package(
+        data,
+        lambda name, content: (
+            re.sub(rb'<c r="A2"[^>]*><is><t>@@IDENTITY_LINE@@</t></is></c>', cell.encode(), content)
+            if name.startswith("xl/worksheets/")
+            else content
+        ),
+    )
+    target.write_bytes(data)
+    return target

@@ -38,7 +38,7 @@ def test_help__lists_commands_in_the_order_of_the_flow() -> None:
     ]
     assert commands == [
         "init", "generate", "send", "collect", "confirm", "status", "remind", "report",
-        "archive", "purge", "demo", "grid", "restore",
+        "archive", "purge", "demo", "grid", "rebuild", "restore", "ui",
     ]  # fmt: skip
     assert sorted(commands) == sorted(cli.commands)
     assert "Utilisation :" in result.output

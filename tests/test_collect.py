@@ -464,3 +464,74 @@ def test_collect__the_generated_blank_workbooks_are_ignored_not_recorded(campaig
     assert result.output.count("classeur vierge, tel que grille l'a produit : ignoré") == len(ROWS)
     assert {s["status"] for s in status_json(campaign).values()} == {"generated"}
     assert not (campaign / "output" / "retours").exists()
+
+
+def test_collect__the_line_of_each_return_says_what_matters(
+    campaign: Path, tmp_path: Path, write_csv: Callable[..., Path]
+) -> None:
+    """On the line of the return: a student no longer in the roster, a return matched
+    « à confirmer », a return that replaces another."""
+    garcia = fill(
+        workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", _answers_for("Bruno Caron")
+    )
+    from tests.tutors import ROSTER_HEADER
+
+    roster = write_csv(tmp_path / "liste_sans_garcia.csv", [ROSTER_HEADER, *ROWS[:-1]])
+    assert run(campaign, "generate", "--roster", str(roster), "--jobs", "1").exit_code == 0
+    copy = fill(
+        workbook_of(campaign, "Étienne"), tmp_path / "etienne.xlsx", _answers_for("Julien Lemaître")
+    )
+    wb = openpyxl.load_workbook(copy)
+    del wb["_grille"]
+    wb.custom_doc_props.props = []
+    wb.save(copy)
+    result = run(campaign, "collect", str(garcia), str(copy))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"  GARCIA Léa (BTS 2B) — complet — {garcia} — stagiaire retiré de la liste"
+    assert lines[1].startswith("      Ce stagiaire n'est plus dans la liste des stagiaires")
+    etienne = next(line for line in lines if line.startswith("  ÉTIENNE Lou"))
+    assert etienne == f"  ÉTIENNE Lou (BTS 2B) — complet — {copy} — à confirmer (retour n° 2)"
+
+    second = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "abadie.xlsx", _answers_for("Sophie Garnier")
+    )
+    assert run(campaign, "collect", str(second)).exit_code == 0
+    newer = fill(
+        workbook_of(campaign, "Abadie"),
+        tmp_path / "abadie_corrige.xlsx",
+        _answers_for("Sophie Garnier", appreciation="Corrigée."),
+    )
+    later = run(campaign, "collect", str(newer)).output.splitlines()[0]
+    assert later.startswith(
+        f"  ABADIE Chloé (BTS 2A) — complet — {newer} — remplace le retour n° 3 ("
+    )
+
+
+def test_collect_step__files_or_mailbox_chosen_by_the_library_with_its_exit_code(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """The step both front ends call: it reads what it is given and knows its failures."""
+    from pipeline import collect as collect_ops
+    from pipeline.campaign import Campaign
+    from pipeline.errors import GrilleError
+    from pipeline.settings import Workspace
+
+    good = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier")
+    )
+    bad = tmp_path / "vide.xlsx"
+    bad.write_bytes(b"")
+    opened = Campaign.open(Workspace(campaign))
+    try:
+        result = collect_ops.collect_step(opened, [good, bad])
+        assert (result.recorded_count, result.failed_count, result.exit_code) == (1, 1, 1)
+        assert result.mailbox is None
+        with pytest.raises(GrilleError, match="indiquez les fichiers ou dossiers à lire"):
+            collect_ops.collect_step(opened, [])
+        with pytest.raises(GrilleError, match="Boîte aux lettres non configurée"):
+            collect_ops.collect_step(
+                opened, [], mailbox=collect_ops.MailboxRequest(), password=lambda _: "x"
+            )
+    finally:
+        opened.close()

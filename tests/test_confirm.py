@@ -171,11 +171,13 @@ def test_unsigned_copy_with_a_typed_name__does_not_replace_the_signed_return(
 def test_status__lists_the_pending_return_in_table_csv_and_tracking_workbook(
     campaign: Path, tmp_path: Path
 ) -> None:
-    _, unsigned = _signed_then_impostor(campaign, tmp_path)
+    signed, unsigned = _signed_then_impostor(campaign, tmp_path)
     table = run(campaign, "status")
     assert table.exit_code == 0
     abadie_line = next(line for line in table.output.splitlines() if "ABADIE" in line)
-    assert abadie_line.endswith(f"retour(s) à confirmer : n° {unsigned}")
+    assert abadie_line.endswith(
+        f"retour(s) à confirmer : n° {unsigned} ; version retenue : n° {signed}, sur 2 reçues"
+    )
     assert "complet" in abadie_line and "(à confirmer)" not in abadie_line
     assert "1 retour(s) à confirmer : « grille confirm » les liste et dit pourquoi." in (
         table.output
@@ -439,14 +441,21 @@ def test_reminder__the_signed_incomplete_return_counts__not_the_complete_unsigne
     assert attached.get_content() == incomplete.read_bytes()  # the signed return, to complete
 
 
-def test_purging_returns__takes_their_decisions_with_them(campaign: Path, tmp_path: Path) -> None:
-    _, unsigned = _signed_then_impostor(campaign, tmp_path)
+def test_purging_returns__takes_their_decisions_and_choices_with_them(
+    campaign: Path, tmp_path: Path
+) -> None:
+    signed, unsigned = _signed_then_impostor(campaign, tmp_path)
     assert run(campaign, "confirm", str(unsigned), "--reject").exit_code == 0
+    assert run(campaign, "collect", "--use", str(signed)).exit_code == 0
+    refused = run(campaign, "collect", "--use", str(unsigned))
+    assert refused.exit_code == 2
+    assert "a été rejeté" in refused.output
     db = sqlite3.connect(campaign / "output" / "grille.sqlite", isolation_level=None)
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("DELETE FROM answers")
     db.execute("DELETE FROM returns")  # what « grille purge » does for a class
     assert db.execute("SELECT COUNT(*) FROM return_decisions").fetchone() == (0,)
+    assert db.execute("SELECT COUNT(*) FROM return_choices").fetchone() == (0,)
     db.close()
 
 
@@ -484,10 +493,11 @@ def test_migration__returns_collected_before_it__unsigned_ones_become_pending(
     path = tmp_path / "grille.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    for name, migration in state.MIGRATIONS:
-        if name != "009_return_confirmation":
-            migration(db)
-            db.execute("INSERT INTO schema_migrations VALUES (?, 'avant')", (name,))
+    for name, migration in state.MIGRATIONS:  # the database as it was before 009
+        if name == "009_return_confirmation":
+            break
+        migration(db)
+        db.execute("INSERT INTO schema_migrations VALUES (?, 'avant')", (name,))
     db.execute(
         "INSERT INTO students (student_id, last_name, first_name, class_name, company, "
         "tutor_name, tutor_email, start_date, end_date, updated_at) "

@@ -18,6 +18,7 @@ import time
 import types
 import zipfile
 from collections.abc import Iterable
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import pytest
 
 from pipeline import office, returns
 from pipeline.errors import Problem
-from pipeline.returns import Candidate, clean_name, gather, sniff, store_original
+from pipeline.returns import Candidate, FileProblem, clean_name, gather, sniff, store_original
 from tests import clients
 from tests.hostile import (
     MiB,
@@ -478,7 +479,9 @@ def test_a_truncated_base64_attachment__is_a_damaged_attachment(tmp_path: Path) 
     start = raw.index(b"UEsDB")
     path = write(tmp_path, {"coupe.eml": raw[: start + 402]}) / "coupe.eml"
     [problem] = gather([path])
-    assert problem == Problem(
+    assert isinstance(problem, FileProblem)  # the bytes that came: their SHA-256 is kept
+    assert len(problem.sha256) == 64
+    assert replace(problem, sha256="") == FileProblem(
         "damaged_attachment",
         "pièce jointe incomplète ou endommagée (message tronqué ?) : demandez au tuteur de "
         "renvoyer le classeur.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 
 from pipeline import collect as collect_ops
-from pipeline import inbox, state, tracking
+from pipeline import state, tracking
 from pipeline.cli.base import (
     Context,
     class_option,
@@ -26,23 +25,70 @@ from pipeline.cli.base import (
     refresh_tracking,
 )
 from pipeline.errors import GrilleError
+from pipeline.kinds import Match, Standing
+from pipeline.settings import ImapSettings
 from pipeline.validation import STATUS_LABELS
 
 MAX_PROBLEMS_SHOWN = 8  # per return on screen; the tracking workbook has them all
+MAX_REFUSED_SHOWN = 10  # refused files at the end of « status »; --refused lists them all
+
+
+def _when(version: state.ReturnVersion) -> str:
+    """« enregistré le 12/11/2026 à 14:05 »: the date that orders a version, and what it is."""
+    moment = version.local_version_at
+    what = {
+        state.VERSION_SAVED: "enregistré",
+        state.VERSION_MAILED: "envoyé",
+        state.VERSION_FILE: "fichier modifié",
+    }.get(version.version_source, "reçu")
+    return f"{what} le {moment:%d/%m/%Y} à {moment:%H:%M}"
+
+
+def _version_clause(recorded: collect_ops.Recorded) -> str:
+    """What this return does to the version that counts, said on its line."""
+    outcome = recorded.outcome
+    assert outcome is not None
+    kept, replaced = recorded.counted_instead, recorded.replaced
+    if replaced is not None:
+        return f" — remplace le retour n° {replaced.return_id} ({_when(replaced)})."
+    if kept is None:
+        return ""
+    if kept.chosen:
+        return (
+            f" — le retour n° {kept.return_id} que vous avez retenu compte toujours ; "
+            f"« grille collect --use {recorded.return_id} » pour retenir celui-ci."
+        )
+    if outcome.match == Match.VISIBLE and kept.standing != Standing.PENDING:
+        return ""  # said below: it waits for the teacher's confirmation
+    return (
+        f" — plus ancien que le retour n° {kept.return_id} déjà reçu ({_when(kept)}) : "
+        "ignoré, gardé dans l'historique."
+    )
 
 
 def _describe(recorded: collect_ops.Recorded) -> str:
     outcome = recorded.outcome
     assert outcome is not None
-    if outcome.match == collect_ops.MATCH_REJECTED:
+    if outcome.match == Match.REJECTED:
         return f"  Refusé — {recorded.origin} : {outcome.match_note}"
     label = STATUS_LABELS.get(outcome.status or "", outcome.status or "")
     line = f"  {recorded.student_name} — {label} — {recorded.origin}"
-    if outcome.match == collect_ops.MATCH_VISIBLE:
+    if outcome.match == Match.VISIBLE:
+        line += f" — à confirmer (retour n° {recorded.return_id})"
+    if not recorded.in_roster:
+        line += " — stagiaire retiré de la liste"
+    line += _version_clause(recorded)
+    if not recorded.in_roster:
+        line += (
+            "\n      Ce stagiaire n'est plus dans la liste des stagiaires (retiré lors d'un "
+            "« grille generate ») : son retour est enregistré, il n'est plus relancé. S'il doit "
+            "y revenir, remettez-le dans la liste et relancez « grille generate »."
+        )
+    if outcome.match == Match.VISIBLE:
         number = recorded.return_id
         line += f"\n      À confirmer (retour n° {number}) — {outcome.match_note}"
         kept = recorded.counted_instead
-        if kept is not None:
+        if kept is not None and kept.standing != Standing.PENDING and not kept.chosen:
             label = state.STANDING_LABELS[kept.standing]
             line += (
                 f"\n      En attente de confirmation : le retour {label} n° {kept.return_id} "
@@ -50,12 +96,14 @@ def _describe(recorded: collect_ops.Recorded) -> str:
                 "celui-ci ne le remplace pas tant que vous ne l'avez pas confirmé "
                 f"(« grille confirm {number} »)."
             )
-        else:
+        elif kept is None:
             line += (
                 f"\n      En attente de confirmation : il compte pour ce stagiaire en attendant ; "
                 f"confirmez-le (« grille confirm {number} ») ou rejetez-le "
                 f"(« grille confirm {number} --reject »)."
             )
+    if recorded.counted_instead is not None and outcome.match != Match.VISIBLE:
+        return line  # a version kept aside: its problems do not matter now
     shown = outcome.problems[:MAX_PROBLEMS_SHOWN]
     for problem in shown:
         prefix = "" if problem["severity"] == "error" else "Attention — "
@@ -96,6 +144,14 @@ def _describe(recorded: collect_ops.Recorded) -> str:
     is_flag=True,
     help="Avec --imap : marque comme lus les messages dont un classeur a été lu.",
 )
+@click.option(
+    "--use",
+    "use",
+    default=None,
+    metavar="FICHIER_OU_N°",
+    help="Retient cette version du classeur d'un stagiaire (n° du retour, fichier collecté ou "
+    "son nom), quelle que soit sa date ; s'emploie seul.",
+)
 @jobs_option
 @pass_context
 def collect(
@@ -105,6 +161,7 @@ def collect(
     since: str | None,
     folder: str | None,
     mark_seen: bool,
+    use: str | None,
     jobs: int,
 ) -> None:
     """Lit les classeurs retournés : fichiers, dossiers, e-mails (.eml, mbox), archives .zip,
@@ -114,53 +171,56 @@ def collect(
 
     Exemple : grille collect --imap --since 01/03/2027
 
+    Exemple : grille collect --use 12   (retient le retour n° 12 de son stagiaire)
+
     Chaque fichier est reconnu (identité signée), vérifié, et son état enregistré ;
-    l'original est conservé dans output/retours/. Met à jour output/suivi.xlsx.
+    l'original est conservé dans output/retours/. Quand un stagiaire a plusieurs versions
+    de son classeur, la plus récente compte (date d'enregistrement du classeur, sinon de
+    l'e-mail, sinon du fichier) ; les autres restent dans l'historique, et --use en retient
+    une autre. Un fichier refusé ou illisible est noté (grille status --refused).
+    Met à jour output/suivi.xlsx.
     Avec --imap, les nouveaux messages du dossier réglé dans la section [reception] de
     grille.toml sont relevés (mot de passe demandé, ou lu dans la variable
     GRILLE_IMAP_MOT_DE_PASSE) et lus comme des fichiers .eml. Un message déjà traité ne
     l'est pas deux fois ; rien n'est supprimé ni modifié sur le serveur (sauf --mark-seen).
     Code de sortie 1 si des fichiers n'ont pas pu être lus.
     """
+    if use is not None:
+        if paths or from_mailbox or since or folder or mark_seen:
+            raise click.UsageError("--use s'emploie seul, sans fichier ni --imap.")
+        _use(ctx, use)
+        return
     if not paths and not from_mailbox:
         raise click.UsageError(
             "indiquez les fichiers ou dossiers à lire, ou --imap pour relever la boîte aux lettres."
         )
     if not from_mailbox and (since or folder or mark_seen):
         raise click.UsageError("--since, --folder et --mark-seen ne s'emploient qu'avec --imap.")
-    since_day = parse_day(since)
+    request = (
+        collect_ops.MailboxRequest(folder, parse_day(since), mark_seen) if from_mailbox else None
+    )
     workspace = ctx.workspace
-    mailbox: inbox.MailboxResult | None = None
     with open_campaign(workspace) as opened:
         with progress_counter("Retours traités") as advance:
-            if from_mailbox:
-                settings = inbox.mailbox_settings(
-                    opened.config.imap, folder=folder, since=since_day
-                )
-                password: str = os.environ.get(inbox.PASSWORD_VARIABLE) or click.prompt(
-                    f"Mot de passe de {settings.user} sur {settings.host}", hide_input=True
-                )
-                mailbox = inbox.collect_mailbox(
-                    opened, settings, password, paths=list(paths), mark_seen=mark_seen,
-                    jobs=jobs, progress=advance,
-                )  # fmt: skip
-                result = mailbox.collected
-            else:
-                result = collect_ops.collect(opened, list(paths), jobs=jobs, progress=advance)
+            result = collect_ops.collect_step(
+                opened,
+                list(paths),
+                mailbox=request,
+                password=_ask_password,
+                jobs=jobs,
+                progress=advance,
+            )
         refresh_tracking(workspace, opened.db)
     for recorded in result.recorded:
         click.echo(_describe(recorded))
     for origin in result.duplicates:
         click.echo(f"  Déjà collecté — {origin} : ignoré.")
+    mailbox = result.mailbox
     for description in mailbox.without_workbook if mailbox else []:
         click.echo(f"  Sans classeur — {description} : ignoré.")
     print_problems(result.problems)
-    rejected = sum(
-        1 for r in result.recorded if r.outcome and r.outcome.match == collect_ops.MATCH_REJECTED
-    )
-    failed = rejected + sum(1 for p in result.problems if p.severity == "error")
     click.echo(
-        f"{len(result.recorded) - rejected} retour(s) enregistré(s), {failed} fichier(s) "
+        f"{result.recorded_count} retour(s) enregistré(s), {result.failed_count} fichier(s) "
         f"refusé(s) ou illisible(s), {len(result.duplicates)} déjà collecté(s). "
         f"Suivi : {workspace.tracking_path.relative_to(workspace.root)}."
     )
@@ -173,8 +233,41 @@ def collect(
         )
         if mailbox.interrupted:
             click.echo(f"Erreur : {mailbox.interrupted}", err=True)
-    if result.failed or (mailbox is not None and mailbox.failed):
-        sys.exit(1)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+def _ask_password(settings: ImapSettings) -> str:
+    password: str = click.prompt(
+        f"Mot de passe de {settings.user} sur {settings.host}", hide_input=True
+    )
+    return password
+
+
+def _use(ctx: Context, designation: str) -> None:
+    """« collect --use »: the teacher's choice of the version that counts."""
+    workspace = ctx.workspace
+    with open_campaign(workspace) as opened:
+        try:
+            choice = collect_ops.choose_version(opened, designation, _who())
+        except GrilleError as exc:
+            fail(str(exc), 2)
+        refresh_tracking(workspace, opened.db)
+    chosen, before = choice.chosen, choice.before
+    line = (
+        f"Retour n° {chosen.return_id} (« {chosen.file_name} », {_when(chosen)}) retenu pour "
+        f"{choice.student_name}"
+    )
+    if before is None or before.return_id == chosen.return_id:
+        click.echo(line + " ; c'était déjà lui qui comptait.")
+    else:
+        click.echo(line + f" ; il remplace le n° {before.return_id} (« {before.file_name} »).")
+    if chosen.standing == Standing.PENDING:
+        click.echo(
+            f"  Il reste à confirmer : « grille confirm {chosen.return_id} » quand vous l'aurez "
+            "vérifié."
+        )
+    click.echo("Relancez « grille report » pour mettre à jour les bilans.")
 
 
 def _who() -> str:
@@ -296,7 +389,7 @@ def confirm(
                 "« grille confirm N --reject » pour l'écarter."
             )
             return
-        decision = state.STANDING_REJECTED if reject else state.STANDING_CONFIRMED
+        decision = Standing.REJECTED if reject else Standing.CONFIRMED
         try:
             before, after = state.decide_return(db, target, decision, _who())
         except GrilleError as exc:
@@ -315,7 +408,7 @@ def confirm(
         f"Retour n° {target} (« {after.file_name} ») {label} pour {who}, par {after.decided_by} "
         f"le {after.decided_at}."
     )
-    if before.standing != state.STANDING_PENDING:
+    if before.standing != Standing.PENDING:
         click.echo(
             f"  Cette décision remplace la précédente ({state.STANDING_LABELS[before.standing]} "
             f"par {before.decided_by}, le {before.decided_at}), qui reste notée."
@@ -340,6 +433,82 @@ def _csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def _version_json(version: state.ReturnVersion) -> dict[str, object]:
+    return {
+        "return_id": version.return_id,
+        "file_name": version.file_name,
+        "origin": version.origin,
+        "version_date": f"{version.local_version_at:%d/%m/%Y %H:%M}",
+        "date_source": version.version_source,
+        "collected_at": version.collected_at,
+        "status": version.status,
+        "standing": version.standing,
+        "counts": version.counts,
+        "chosen": version.chosen,
+    }
+
+
+def _versions_detail(versions: list[state.ReturnVersion]) -> str:
+    """« version retenue : n° 5 (choisie), sur 2 reçues » when there are several."""
+    counted = next((v for v in versions if v.counts), None)
+    if len(versions) < 2 or counted is None:
+        return ""
+    chosen = " (choisie)" if counted.chosen else ""
+    return f"version retenue : n° {counted.return_id}{chosen}, sur {len(versions)} reçues"
+
+
+def _refused_json(refused: state.RefusedFile) -> dict[str, str]:
+    return {
+        "file_name": refused.file_name,
+        "origin": refused.origin,
+        "reason": refused.reason,
+        "code": refused.code,
+        "sha256": refused.sha256,
+        "first_seen_at": refused.first_seen_at,
+        "last_seen_at": refused.last_seen_at,
+    }
+
+
+def _print_refused(refused: list[state.RefusedFile], output_format: str, limit: int) -> None:
+    """The refused files: a list (`limit` of them, 0 for all) or CSV / JSON."""
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps([_refused_json(r) for r in refused], ensure_ascii=False, indent=2))
+        return
+    if output_format == "csv":
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+        writer.writerow(["Reçu le", "Fichier", "Provenance", "Raison", "SHA-256", "Revu le"])
+        for r in refused:
+            writer.writerow(
+                [
+                    _csv_safe(v)
+                    for v in (
+                        r.first_seen_at, r.file_name, r.origin, r.reason, r.sha256, r.last_seen_at
+                    )
+                ]
+            )  # fmt: skip
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    if not refused:
+        click.echo("Aucun fichier refusé.")
+        return
+    click.echo(f"Fichiers refusés ou illisibles ({len(refused)}) :")
+    shown = refused if not limit else refused[:limit]
+    for r in shown:
+        digest = f" (SHA-256 {r.sha256[:12]}…)" if r.sha256 else ""
+        click.echo(f"  {r.last_seen_at[:16]} — {r.origin}{digest} : {r.reason}")
+    if len(refused) > len(shown):
+        click.echo(
+            f"  … et {len(refused) - len(shown)} autre(s) : « grille status --refused » les "
+            "liste tous (aussi dans output/suivi.xlsx, feuille « Fichiers refusés »)."
+        )
+
+
 @cli.command()
 @click.option(
     "--format",
@@ -349,22 +518,51 @@ def _csv_safe(value: str) -> str:
     show_default=True,
     help="Présentation : tableau, CSV (;) ou JSON.",
 )
+@click.option(
+    "--refused",
+    is_flag=True,
+    help="Montre les fichiers refusés ou illisibles (au lieu des stagiaires).",
+)
 @class_option
 @pass_context
-def status(ctx: Context, output_format: str, class_name: str | None) -> None:
+def status(ctx: Context, output_format: str, refused: bool, class_name: str | None) -> None:
     """Affiche l'état de chaque stagiaire : généré, envoyé, incomplet, invalide, complet.
 
     Exemple : grille status --format json > etat.json
+
+    Exemple : grille status --refused   (les fichiers refusés à la collecte, et pourquoi)
+
+    Le tableau dit aussi quelle version compte quand un stagiaire en a plusieurs (en JSON :
+    « versions »), et finit par les fichiers refusés ou illisibles.
     """
     workspace = ctx.workspace
     with open_campaign(workspace, lock=False) as opened:
+        if refused:
+            if class_name:
+                raise click.UsageError("--refused ne s'emploie pas avec --class.")
+            _print_refused(state.refused_files(opened.db), output_format, 0)
+            return
         statuses = tracking.student_statuses(opened.db)
+        versions = state.return_versions(opened.db)
+        refused_files = state.refused_files(opened.db)
     if class_name:
         statuses = [s for s in statuses if s.class_name == class_name]
     if output_format == "json":
         import json
 
-        click.echo(json.dumps([s.to_json() for s in statuses], ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **s.to_json(),
+                        "versions": [_version_json(v) for v in versions.get(s.student_id, [])],
+                    }
+                    for s in statuses
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     if output_format == "csv":
         import csv
@@ -411,6 +609,8 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
         if s.pending_returns:
             numbers = ", ".join(f"n° {n}" for n in s.pending_returns)
             details.append(f"retour(s) à confirmer : {numbers}")
+        if several := _versions_detail(versions.get(s.student_id, [])):
+            details.append(several)
         detail = " ; ".join(details)
         click.echo(f"{name}  {s.class_name[:12]:<12}  {s.status_label:<24}  {detail}".rstrip())
     counts: dict[str, int] = {}
@@ -422,3 +622,6 @@ def status(ctx: Context, output_format: str, class_name: str | None) -> None:
             f"{pending} retour(s) à confirmer : « grille confirm » les liste et dit pourquoi."
         )
     click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+    if refused_files and not class_name:
+        click.echo("")
+        _print_refused(refused_files, "table", MAX_REFUSED_SHOWN)
