@@ -19,7 +19,7 @@ from pipeline.cli.base import _CLICK_FRENCH, CLICK_DEVELOPER_MESSAGES
         (["sedn"], "Erreur : Commande inconnue : 'sedn'. Vouliez-vous dire 'send' ?"),
         (
             ["remidn"],
-            "Erreur : Commande inconnue : 'remidn'. (Vouliez-vous dire : 'grid', 'remind' ?)",
+            "Erreur : Commande inconnue : 'remidn'. (Vouliez-vous dire : 'grid', 'rebuild', 'remind' ?)",
         ),
         (
             ["send", "--dry-rn"],
