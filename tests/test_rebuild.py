@@ -148,8 +148,15 @@ def _same_statuses(before: dict[str, dict[str, Any]], after: dict[str, dict[str,
     assert after.keys() == before.keys()
     for name, was in before.items():
         now = after[name]
-        for key in was.keys() - {"origin", *TIMES}:
+        for key in was.keys() - {"origin", "versions", *TIMES}:
             assert now[key] == was[key], (name, key)
+        lost = {"file_name", "origin", "collected_at"}  # where each version came from: lost
+        assert [
+            {k: v for k, v in version.items() if k not in lost} for version in now["versions"]
+        ] == [{k: v for k, v in version.items() if k not in lost} for version in was["versions"]], (
+            name,
+            "versions",
+        )
         for key in TIMES:
             assert bool(now[key]) == bool(was[key]), (name, key)
             if was[key]:
