@@ -95,7 +95,7 @@ def test_refused_files__recorded_and_shown_in_status_json_and_suivi(
     assert len(csv_lines) == 5
 
     wb = openpyxl.load_workbook(campaign / "output" / "suivi.xlsx")
-    assert wb.sheetnames == ["Suivi", "Fichiers refusés"]
+    assert wb.sheetnames == ["Suivi", "Synthèse", "Fichiers refusés"]
     rows = list(wb["Fichiers refusés"].iter_rows(values_only=True))
     assert rows[0] == ("Reçu le", "Fichier", "Provenance", "Raison", "Empreinte SHA-256", "Revu le")
     assert {row[1] for row in rows[1:]} == set(by_name)
