@@ -204,6 +204,9 @@ def _scan_workbooks(
             continue
         if not verify_identity(key, identity):
             forged.append(relative)
+            result.skipped.append(
+                (relative, "signature invalide : classeur modifié, ou signé avec une autre clé.")
+            )
             continue
         grid_key = (identity["grid_id"], identity["grid_version"])
         if grid_key not in grids:
@@ -244,10 +247,6 @@ def _scan_workbooks(
             "reconstruire la base. Remettez output/grille.sqlite depuis votre propre "
             "sauvegarde du dossier de la campagne."
         )
-    result.skipped.extend(
-        (relative, "signature invalide : classeur modifié, ou signé avec une autre clé.")
-        for relative in forged
-    )
     found.sort(key=lambda w: (w.mtime_ns, w.relative))
     return found
 

@@ -582,3 +582,30 @@ def test_rebuild__classes_whose_names_share_a_folder_keep_their_own(
     assert folders() == before
     generated = run(root, "generate", "--roster", str(roster)).output
     assert "0 régénéré(s), 2 inchangé(s)" in generated
+
+
+def test_rebuild__foreign_and_forged_files_listed__exit_1__the_rest_rebuilt(
+    campaign: Path, write_xlsx: Callable[..., Path]
+) -> None:
+    assert run(campaign, "send").exit_code == 0
+    before = status_json(campaign)
+    folder = workbook_of(campaign, "Abadie").parent
+    wb = openpyxl.load_workbook(workbook_of(campaign, "Abadie"))
+    wb["_grille"]["B6"].value = "0" * 64  # a signature made up by hand
+    wb.save(folder / "copie_modifiee.xlsx")
+    write_xlsx(folder / "mes_notes.xlsx", [["Élève", "Remarque"], ["Abadie", "RAS"]])
+    _lose_database(campaign)
+
+    rebuilt = run(campaign, "rebuild", "--roster", str(campaign / "liste.csv"))
+
+    assert rebuilt.exit_code == 1, rebuilt.output
+    lines = rebuilt.output.splitlines()
+    assert lines[0].startswith("Base de la campagne reconstruite à partir de ses fichiers : 5 ")
+    shown = folder.relative_to(campaign).as_posix()
+    start = lines.index("Non repris :")
+    assert lines[start + 1 : start + 3] == [
+        f"  {shown}/copie_modifiee.xlsx : signature invalide : classeur modifié, ou signé avec "
+        "une autre clé.",
+        f"  {shown}/mes_notes.xlsx : ce n'est pas un classeur de grille.",
+    ]
+    _same_statuses(before, status_json(campaign))

@@ -107,7 +107,7 @@ def _roster_students(workspace: Workspace, roster_paths: tuple[Path, ...]) -> li
     return list(roster.students)
 
 
-def _print_rebuilt(workspace: Workspace, done: rebuild_ops.RebuildResult, notes: int) -> None:
+def _print_rebuilt(done: rebuild_ops.RebuildResult, notes: int) -> None:
     """What `grille rebuild` put back, what it could not, and what is lost."""
     click.echo(
         f"Base de la campagne reconstruite à partir de ses fichiers : {done.students} "
@@ -144,15 +144,15 @@ def _print_rebuilt(workspace: Workspace, done: rebuild_ops.RebuildResult, notes:
             f"  Attention — aucune trace d'envoi du classeur de {name} : « grille send » "
             "l'enverrait ; vérifiez d'abord avec « grille send --dry-run »."
         )
-    if done.skipped:
-        click.echo("Non repris :")
-        for file, why in done.skipped:
-            click.echo(f"  {file} : {why}")
     for file in done.edited_reports:
         click.echo(
             f"  Bilan retouché à la main, laissé tel quel : {file} (le prochain « grille "
             "report » écrit la nouvelle version à côté)."
         )
+    if done.skipped:
+        click.echo("Non repris :")
+        for file, why in done.skipped:
+            click.echo(f"  {file} : {why}")
     click.echo("Perdu avec l'ancienne base :")
     click.echo(
         "  les décisions sur les retours « à confirmer » : "
@@ -219,7 +219,8 @@ def rebuild_command(
     classeurs (leur identité signée) et la liste des stagiaires redonnent les stagiaires ;
     les retours gardés dans output/retours sont relus ; les messages de output/envoi
     (et envoyes/) redonnent les envois : aucun tuteur n'est sollicité de nouveau. Les
-    décisions sur les retours « à confirmer » sont perdues.
+    décisions sur les retours « à confirmer » sont perdues. Code de sortie 1 si des
+    fichiers n'ont pas pu être repris (ils sont listés).
     """
     workspace = ctx.workspace
     with friendly_errors(workspace.output_dir):
@@ -234,4 +235,6 @@ def rebuild_command(
             finally:
                 opened.close()
             state.backup(workspace.db_path, workspace.backups_dir)
-    _print_rebuilt(workspace, done, notes)
+    _print_rebuilt(done, notes)
+    if done.skipped:  # the database is there; some files could not be used
+        sys.exit(1)
