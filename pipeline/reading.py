@@ -322,7 +322,7 @@ class _Reader:
     ) -> _Placement:
         """Find each item's label row: at its address unless rows moved, else by label."""
         expected = {item.key: item.label_row for item in plan.items}
-        if reference is None or self.in_place(plan, cells) or not plan.answers:
+        if reference is None or (plan.answers and self.in_place(plan, cells)):
             return _Placement(expected)
         wanted = reference.texts[plan.name]
         column = {int(ref[1:]): fold(cell.value) for ref, cell in cells.items() if ref[:1] == "A"}
@@ -384,12 +384,13 @@ class _Reader:
                         answers[item.key] = (item.value_ref(plan.name, item.label_row), None)
                 continue
             cells = self.read(sheet)
-            placement = self.place(plan, cells, reference)
-            if not plan.answers:
+            if not plan.answers:  # the identity: by its labels, wherever rows moved
+                placement = self.place(plan, cells, reference or _reference(self.grid))
                 for item in plan.items:
-                    ref = item.value_ref(sheet.name, placement.rows[item.key])
-                    identity[item.key] = _text(cells.get(ref.cell))
+                    if (row := placement.rows.get(item.key)) is not None:
+                        identity[item.key] = _text(cells.get(item.value_ref(sheet.name, row).cell))
                 continue
+            placement = self.place(plan, cells, reference)
             problems += self._report(plan, sheet, placement, cells)
             for item in plan.items:
                 row = placement.rows.get(item.key)

@@ -313,3 +313,25 @@ def test_reading_by_content__expects_the_texts_the_template_writes() -> None:
     assert (reference.line_prefix, reference.line_separator) == ("Stagiaire :", "—")
     assert "ponctualite" in reference.marks[SECTION.sheet]
     assert "ponctualite" not in reference.marks[GRID.sections[1].sheet]
+
+
+def test_rows_inserted_on_the_instructions_sheet__the_name_is_found_by_its_label(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """A copy without its hidden identity whose Instructions sheet got two more rows above
+    the identity block: the name is read beside the label « Stagiaire », not at B5."""
+    import openpyxl
+
+    typed = _typed()
+    path = fill(workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", typed)
+    wb = openpyxl.load_workbook(path)
+    del wb["_grille"]
+    wb.custom_doc_props.props = []
+    wb.save(path)
+    clients.excel_insert_row(path, "Instructions", 4, {"A": "Remarque", "B": "BTS 2B"})
+    clients.excel_insert_row(path, "Instructions", 4, {})
+    result = run(campaign, "collect", str(path))
+    assert result.exit_code == 0, result.output
+    garcia = status_json(campaign)["Garcia"]
+    assert (garcia["status"], garcia["to_confirm"]) == ("complete", True)
+    assert "reconnu par le nom affiché « GARCIA Léa »" in garcia["match_note"]
