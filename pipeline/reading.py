@@ -182,6 +182,16 @@ def _reference(grid: Grid) -> _Reference:
 _Read = Callable[[Sheet], dict[str, RawCell]]
 
 
+def _labels(cells: Mapping[str, RawCell]) -> dict[int, str]:
+    """The folded texts of column A, by row."""
+    found = {}
+    for ref, cell in cells.items():
+        column, row = split_ref(ref)
+        if column == "A":
+            found[row] = fold(cell.value)
+    return found
+
+
 def _grid_sheets(package: XlsxPackage) -> list[Sheet]:
     """The sheets that may hold the grid (not grille's own hidden ones), in file order."""
     hidden = {META_SHEET.casefold(), LISTS_SHEET.casefold()}
@@ -241,7 +251,7 @@ def _by_content(
     """Assign the grid's sheets missing by name to the other sheets of the file by their
     content (updates `found`); the sheets so found, by grid sheet name. A sheet found by
     name that has none of its own texts is dropped (a foreign sheet with the same name)."""
-    texts = {s.name: {fold(c.value) for r, c in read(s).items() if r[0] == "A"} for s in sheets}
+    texts = {sheet.name: set(_labels(read(sheet)).values()) for sheet in sheets}
 
     def score(plan: _SheetPlan, sheet: Sheet) -> float:
         marks = reference.marks[plan.name]
@@ -325,7 +335,7 @@ class _Reader:
         if reference is None or (plan.answers and self.in_place(plan, cells)):
             return _Placement(expected)
         wanted = reference.texts[plan.name]
-        column = {int(ref[1:]): fold(cell.value) for ref, cell in cells.items() if ref[:1] == "A"}
+        column = _labels(cells)
         label = {item.key: wanted.get(item.label_row, "") for item in plan.items}
         labels = set(label.values())
         mismatched = [i for i in plan.items if column.get(i.label_row) != label[i.key]]
