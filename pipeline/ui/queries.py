@@ -139,15 +139,3 @@ def student_reports(db: sqlite3.Connection, student_id: str) -> list[ReportFile]
             (student_id,),
         )
     ]
-
-
-def class_reports(db: sqlite3.Connection, class_name: str) -> list[ReportFile]:
-    """The class reports (not a student's) written for `class_name`, newest first."""
-    return [
-        ReportFile(row["file"], row["written_at"])
-        for row in db.execute(
-            "SELECT file, written_at FROM reports WHERE class_name = ? AND student_id IS NULL "
-            "ORDER BY written_at DESC, file",
-            (class_name,),
-        )
-    ]
