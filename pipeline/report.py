@@ -29,6 +29,7 @@ from pipeline.grid import Grid, Section
 from pipeline.report_template import (
     MARKERS,
     BodyBuilder,
+    Element,
     ReportError,
     add_header_banner,
     build_default_template,
@@ -191,6 +192,11 @@ def answer_notes(grid: Grid, problems: Sequence[str]) -> dict[str, str]:
     return notes
 
 
+def _is_missing(note: str) -> bool:
+    """Whether an answer's note says it is missing (« non renseigné(e) »), not invalid."""
+    return note.startswith("non renseign")
+
+
 def _unanswered(grid: Grid, evaluation: Evaluation) -> list[str]:
     """Ids of the global evaluation's dimensions without a valid level."""
     return [
@@ -206,7 +212,7 @@ def _total_text(grid: Grid, evaluation: Evaluation, notes: dict[str, str]) -> st
     lacking = _unanswered(grid, evaluation)
     if not lacking:
         return shown
-    invalid = sum(1 for i in lacking if not notes.get(i, "non renseign").startswith("non renseign"))
+    invalid = sum(1 for i in lacking if not _is_missing(notes.get(i, "non renseigné")))
     parts = []
     if len(lacking) - invalid:
         parts.append(
@@ -323,10 +329,9 @@ def _identity(b: BodyBuilder, config: CampaignConfig, data: StudentReportData) -
         b.cell(tr, rest, data.return_sha256, span=3, size=15)
 
 
-def _note_cell(b: BodyBuilder, tr: object, width: int, span: int, note: str) -> None:
+def _note_cell(b: BodyBuilder, tr: Element, width: int, span: int, note: str) -> None:
     """A cell saying what is wrong with an answer: missing (yellow) or invalid (red)."""
-    missing = note.startswith("non renseign")
-    fill, color = ("FFF2CC", DARK_YELLOW) if missing else ("F8D7DA", DARK_RED)
+    fill, color = ("FFF2CC", DARK_YELLOW) if _is_missing(note) else ("F8D7DA", DARK_RED)
     b.cell(tr, width, note, span=span, fill=fill, italic=True, color=color, align="center")
 
 
@@ -506,7 +511,7 @@ def _caption(b: BodyBuilder, text: str, *, before: int | None = None) -> None:
 
 
 def _complete_totals(grid: Grid, students: Sequence[StudentReportData]) -> list[int]:
-    """The global totals of the complete bilans (a partial total would mislead)."""
+    """The totals of the complete global evaluations (a partial total would mislead)."""
     return [d.evaluation.total(grid) for d in students if not _unanswered(grid, d.evaluation)]
 
 
