@@ -401,6 +401,12 @@ def cli(ctx: click.Context, root: Path) -> None:
       grille archive      archive chaque classe : bilans, retours, suivi, manifeste vérifiable
       grille purge        supprime les données personnelles d'une classe archivée et vérifiée
       grille demo         démonstration complète sur une classe fictive
+      grille ui           la même campagne dans le navigateur, sans terminal
+
+    \b
+    Les outils :
+      grille grid         écrit la grille dans un tableur, la vérifie, la liste
       grille restore      remet une sauvegarde de la base de la campagne
+      grille rebuild      reconstruit la base à partir des fichiers de la campagne
     """
     ctx.obj = Context(root)
