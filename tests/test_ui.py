@@ -33,17 +33,20 @@ import openpyxl
 import pytest
 
 from pipeline import state
-from pipeline.settings import Workspace
 from pipeline.ui import security
-from pipeline.ui.app import create_app, interface_of
+from pipeline.ui.app import interface_of
 from tests.tutors import complete_answers, fill, make_campaign, run, workbook_of
+from tests.ui_helpers import BASE, PORT, close_interfaces  # noqa: F401 (autouse fixture)
+from tests.ui_helpers import app_client as _app_client
+from tests.ui_helpers import csrf_of as _csrf
+from tests.ui_helpers import flush as _flush
+from tests.ui_helpers import logged_in as _logged_in
+from tests.ui_helpers import page_text as _text
 
 with warnings.catch_warnings():  # starlette now prefers httpx2; httpx works the same
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-PORT = 8765
-BASE = f"http://127.0.0.1:{PORT}"
 ROWS = [
     ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
     ["Bernard", "Yanis", "BTS 2A", "Banque Solvéa", "Marc Dubreuil", "md@solvea.example", "05/01/2026", "27/02/2026"],
@@ -121,30 +124,6 @@ def _returns(root: Path) -> dict[str, int]:
         return dict(db.execute("SELECT file_name, id FROM returns").fetchall())
 
 
-_OPENED: list[security.Guard] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_interfaces() -> Iterator[None]:
-    """Stop the background rewrite of suivi.xlsx of every interface a test made."""
-    yield
-    while _OPENED:
-        interface_of(_OPENED.pop()).access.close()
-
-
-def _app_client(root: Path, **options: Any) -> tuple[TestClient, security.Secrets]:
-    secrets = security.Secrets.new()
-    app = create_app(Workspace(root), secrets, PORT, **options)
-    _OPENED.append(app)
-    return TestClient(app, base_url=BASE), secrets
-
-
-def _flush(client: TestClient) -> bool:
-    """Do now the rewrite of suivi.xlsx the interface has scheduled."""
-    assert isinstance(client.app, security.Guard)
-    return interface_of(client.app).access.refresher.flush()
-
-
 def _tracking_row(root: Path, last_name: str) -> dict[str, Any]:
     """The row of suivi.xlsx of the student called `last_name`, by header."""
     ws = openpyxl.load_workbook(root / "output" / "suivi.xlsx")["Suivi"]
@@ -159,13 +138,6 @@ def anonymous(built: Path) -> TestClient:
     return _app_client(built)[0]
 
 
-def _logged_in(root: Path, **options: Any) -> TestClient:
-    client, secrets = _app_client(root, **options)
-    response = client.get(f"/?token={secrets.token}")
-    assert response.status_code == 200, response.text
-    return client
-
-
 @pytest.fixture
 def reader(built: Path) -> TestClient:
     """A client that opened the start address, on the shared campaign (reads only)."""
@@ -176,17 +148,6 @@ def reader(built: Path) -> TestClient:
 def writer(campaign: Path) -> TestClient:
     """A client that opened the start address, on a copy of the campaign (writes)."""
     return _logged_in(campaign)
-
-
-def _csrf(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, "no CSRF field in the page"
-    return found.group(1)
-
-
-def _text(html: str) -> str:
-    """The page's text, tags dropped and spaces collapsed (entities kept)."""
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 # ------------------------------------------------------------------ the session

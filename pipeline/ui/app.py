@@ -34,6 +34,7 @@ from pipeline.settings import Workspace
 from pipeline.tracking import StudentStatus
 from pipeline.ui import security
 from pipeline.ui.access import TRACKING_DELAY, CampaignAccess
+from pipeline.ui.jobs import Jobs
 
 HERE = Path(__file__).resolve().parent
 NOTICES_KEPT = 200
@@ -71,6 +72,10 @@ class Ui:
     templates: Jinja2Templates
     max_body: int = security.MAX_BODY
     notices: Notices = field(default_factory=Notices)
+    jobs: Jobs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.jobs = Jobs(self.access, on_bug=_crash_log(self.access.workspace.root))
 
     @property
     def workspace(self) -> Workspace:
@@ -138,6 +143,16 @@ def _day(stamp: str) -> str:
         return stamp
     shown = f"{parts[2]}/{parts[1]}/{parts[0]}"
     return f"{shown} à {clock[:5]}" if clock else shown
+
+
+def _crash_log(root: Path) -> Callable[[list[str]], str]:
+    def write(argv: list[str]) -> str:
+        from pipeline.cli import write_crash_log
+
+        log = write_crash_log(root, argv)
+        return str(log) if log else ""
+
+    return write
 
 
 def ui_of(request: Request) -> Ui:
@@ -212,7 +227,7 @@ def create_app(
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
     (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
-    from pipeline.ui import views
+    from pipeline.ui import views, views_jobs
 
     app = Starlette(
         routes=[
@@ -232,6 +247,7 @@ def create_app(
                 name="decision",
             ),
             Route("/fichier/{path:path}", views.download, name="fichier"),
+            *views_jobs.ROUTES,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={
