@@ -25,6 +25,8 @@ from pipeline.files import atomic_write_bytes
 from pipeline.kinds import SendingKind
 
 CONFIG_NAME = "grille.toml"
+ROSTER_XLSX_NAME = "roster.xlsx"
+ROSTER_CSV_NAME = "roster.csv"  # a CSV roster put in place by the web interface
 KEY_RELATIVE = Path(".grille") / "cle_secrete"
 BACKUPS_RELATIVE = Path("output") / ".sauvegardes"
 BUNDLED_TEMPLATES = Path(__file__).parent / "data"  # grille's own texts, copied by init
@@ -108,7 +110,11 @@ class Workspace:
 
     @property
     def roster_path(self) -> Path:
-        return self.templates_dir / "roster.xlsx"
+        """The roster `generate` reads by default: input_templates/roster.xlsx, or
+        roster.csv when only that one is there (a CSV put in place by `grille ui`)."""
+        xlsx = self.templates_dir / ROSTER_XLSX_NAME
+        csv = self.templates_dir / ROSTER_CSV_NAME
+        return csv if csv.is_file() and not xlsx.exists() else xlsx
 
     @property
     def report_template_path(self) -> Path:
@@ -159,11 +165,7 @@ class Workspace:
         try:
             data = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"{CONFIG_NAME} : syntaxe invalide {toml_position(exc)}. Corrigez-le : les textes "
-                "s'écrivent entre guillemets, les dates AAAA-MM-JJ sans guillemets, chaque section "
-                "[…] une seule fois."
-            ) from exc
+            raise _syntax_error(exc) from exc
         return _parse_config(data)
 
     def load_key(self) -> bytes:
@@ -182,6 +184,24 @@ class Workspace:
         if len(key) < 16:
             raise ConfigError(f"Clé de la campagne trop courte ({self.key_path}).")
         return key
+
+
+def parse_config_text(text: str) -> CampaignConfig:
+    """The configuration written in `text` (grille.toml's content); a French
+    `ConfigError` names the syntax fault or the key at fault."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc) from exc
+    return _parse_config(data)
+
+
+def _syntax_error(exc: ValueError) -> ConfigError:
+    return ConfigError(
+        f"{CONFIG_NAME} : syntaxe invalide {toml_position(exc)}. Corrigez-le : les textes "
+        "s'écrivent entre guillemets, les dates AAAA-MM-JJ sans guillemets, chaque section "
+        "[…] une seule fois."
+    )
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:

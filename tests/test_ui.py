@@ -867,10 +867,13 @@ def test_a_bug__french_page_500_details_in_the_journal(
 # ------------------------------------------------------------------ the command
 
 
-def test_ui_command__outside_a_campaign__french_message_exit_2(tmp_path: Path) -> None:
-    result = run(tmp_path, "ui", "--no-browser")
+def test_ui_command__a_file_for_folder__french_message_exit_2(tmp_path: Path) -> None:
+    # a folder without a campaign is accepted: the interface offers to create one
+    # (tests/test_ui_start.py); a file is not a folder
+    (tmp_path / "liste.csv").write_text("x", encoding="utf-8")
+    result = run(tmp_path, "ui", "--dir", str(tmp_path / "liste.csv"), "--no-browser")
     assert result.exit_code == 2
-    assert "aucune campagne dans" in result.output and "grille init" in result.output
+    assert "liste.csv' est un fichier" in result.output
 
 
 def _free_port() -> int:

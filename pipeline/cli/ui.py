@@ -31,7 +31,7 @@ from pipeline.settings import Workspace
 @click.option("--no-browser", is_flag=True, help="N'ouvre pas le navigateur.")
 @pass_context
 def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
-    """Ouvre la campagne dans le navigateur : suivi, fiche de chaque stagiaire.
+    """Ouvre la campagne dans le navigateur (ou la crée) : réglages, liste, classeurs, suivi.
 
     Exemple : grille ui --dir stages-2027
 
@@ -44,14 +44,10 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
 
     workspace = Workspace(root) if root is not None else ctx.workspace
     remember_campaign(workspace.root)  # a crash log goes to this campaign
-    if not workspace.config_path.is_file():
-        fail(
-            f"aucune campagne dans « {workspace.root} » (grille.toml absent). Indiquez son "
-            "dossier avec --dir, ou créez-en une (« grille init DOSSIER », ou « grille demo »).",
-            2,
-        )
-    with open_campaign(workspace, lock=False):
-        pass  # a campaign that cannot be opened is named here, in French, before starting
+    has_campaign = workspace.config_path.is_file()
+    if has_campaign:
+        with open_campaign(workspace, lock=False):
+            pass  # a campaign that cannot be opened is named here, in French, before starting
 
     def busy(taken: int) -> None:
         click.echo(f"Le port {taken} est déjà utilisé (par un autre programme) : essai du suivant.")
@@ -65,9 +61,14 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
     chosen = sock.getsockname()[1]
     secrets = security.Secrets.new()
     app = create_app(workspace, secrets, chosen)
-    access = interface_of(app).access
     url = f"http://{server.HOST}:{chosen}/?{security.TOKEN_PARAM}={secrets.token}"
-    click.echo(f"Interface de grille pour la campagne {workspace.root} :")
+    if has_campaign:
+        click.echo(f"Interface de grille pour la campagne {workspace.root} :")
+    else:
+        click.echo(
+            f"Aucune campagne dans « {workspace.root} » (grille.toml absent) : l'interface "
+            "s'ouvre sur la page Campagne, pour la créer ou ouvrir un autre dossier :"
+        )
     click.echo(f"  {url}")
     click.echo(
         "Cette adresse contient un jeton secret qui donne accès à la campagne : ne la "
@@ -78,6 +79,7 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
             "Aucun navigateur n'a pu être ouvert : copiez l'adresse ci-dessus dans le vôtre."
         )
     server.serve(app, sock)
+    access = interface_of(app).access  # the campaign opened last (« Ouvrir une campagne »)
     refresher = access.refresher
     due = refresher.pending
     if not refresher.flush(lambda: click.echo("Mise à jour de output/suivi.xlsx…")):

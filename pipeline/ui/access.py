@@ -43,9 +43,15 @@ class CampaignAccess:
 
     def __init__(self, workspace: Workspace, tracking_delay: float = TRACKING_DELAY):
         self.workspace = workspace
+        self.tracking_delay = tracking_delay
         self._write_lock = threading.Lock()
         self.statuses = StatusCache(workspace.db_path)
         self.refresher = TrackingRefresher(self, tracking_delay)
+
+    @property
+    def has_campaign(self) -> bool:
+        """False while the folder has no grille.toml yet (the interface offers to create it)."""
+        return self.workspace.config_path.is_file()
 
     @contextmanager
     def reading(self) -> Iterator[Campaign]:

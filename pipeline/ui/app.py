@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import getpass
 import itertools
+import secrets as secret_tokens
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -22,11 +23,13 @@ from urllib.parse import quote, urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, storage_problem
@@ -93,6 +96,25 @@ class Ui:
     def writing(self) -> Callable[[], AbstractContextManager[Campaign]]:
         return self.access.writing
 
+    def switch(self, workspace: Workspace) -> None:
+        """Work on the campaign `workspace` from now on (« Ouvrir une campagne »): the
+        current one's suivi.xlsx rewritten if due, then closed; a new CSRF token, so that a
+        form shown for the previous campaign (another tab) is refused, never applied to
+        this one. Refused (`GrilleError`) while a long operation runs."""
+        running = self.jobs.current()
+        if running is not None:
+            raise GrilleError(
+                f"Une opération est en cours : « {running.title} ». Attendez qu'elle finisse "
+                "avant d'ouvrir une autre campagne."
+            )
+        old = self.access
+        old.refresher.flush()
+        old.close()
+        self.access = CampaignAccess(workspace, old.tracking_delay)
+        self.jobs = Jobs(self.access, on_bug=_crash_log(workspace.root))
+        self.secrets = replace(self.secrets, csrf=secret_tokens.token_urlsafe(32))
+        self.templates.env.globals["csrf_token"] = self.secrets.csrf
+
     def statuses(self) -> list[StudentStatus]:
         """Every student's status (`tracking.student_statuses`), kept between requests."""
         return self.access.statuses.get()
@@ -158,6 +180,31 @@ def _crash_log(root: Path) -> Callable[[list[str]], str]:
 def ui_of(request: Request) -> Ui:
     ui: Ui = request.app.state.ui
     return ui
+
+
+# ------------------------------------------------------------------ no campaign yet
+
+WITHOUT_CAMPAIGN = ("/campagne", "/campagne/creer", "/campagne/ouvrir")
+
+
+class CampaignRequired:
+    """While the folder has no campaign (grille.toml), every page but the campaign's
+    creation leads to it (`/campagne` explains why)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and path not in WITHOUT_CAMPAIGN
+            and not path.startswith("/static/")
+            and not scope["app"].state.ui.access.has_campaign
+        ):
+            await RedirectResponse("/campagne", status_code=303)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 # ------------------------------------------------------------------ errors as pages
@@ -227,7 +274,7 @@ def create_app(
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
     (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
-    from pipeline.ui import views, views_jobs
+    from pipeline.ui import views, views_jobs, views_start
 
     app = Starlette(
         routes=[
@@ -248,6 +295,7 @@ def create_app(
             ),
             Route("/fichier/{path:path}", views.download, name="fichier"),
             *views_jobs.ROUTES,
+            *views_start.ROUTES,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={
@@ -259,10 +307,13 @@ def create_app(
             sqlite3.Error: _storage_or_bug,
             Exception: _storage_or_bug,
         },
+        middleware=[Middleware(CampaignRequired)],
     )
     access = CampaignAccess(workspace, tracking_delay)
     app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
-    return security.Guard(app, secrets, port, max_body)
+    guard = security.Guard(app, secrets, port, max_body)
+    guard.upload_limits.update(views_start.UPLOAD_LIMITS)
+    return guard
 
 
 def interface_of(app: security.Guard) -> Ui:

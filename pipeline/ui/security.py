@@ -136,6 +136,7 @@ class Guard:
         self.secrets = secrets
         self.port = port
         self.max_body = max_body
+        self.upload_limits: dict[str, int] = {}  # path → its own body limit (uploads)
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.cookie = cookie_name(port)
@@ -171,9 +172,10 @@ class Guard:
         ):
             await _refuse(send, 403, BAD_ORIGIN)
             return
+        limit = self.upload_limits.get(scope["path"], self.max_body)
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
-            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
             return
         started = False
 
@@ -183,11 +185,11 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, _limited(receive, self.max_body), watched_send)
+            await self.app(scope, _limited(receive, limit), watched_send)
         except BodyTooLarge:
             if started:
                 raise
-            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
         except Exception:
             # a bug: the application's handler already answered with a French page and
             # wrote the details in the campaign's journal; no traceback on the terminal
