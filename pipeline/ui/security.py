@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 TOKEN_PARAM = "token"
 CSRF_FIELD = "csrf"
 MAX_BODY = 1024 * 1024  # a page's form: far more than a teacher types; uploads get their own
+BODY_LIMIT = "grille.body_limit"  # the scope key holding the body limit of the request
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
         "content-security-policy",
@@ -173,6 +174,7 @@ class Guard:
             await _refuse(send, 403, BAD_ORIGIN)
             return
         limit = self.upload_limits.get(scope["path"], self.max_body)
+        scope[BODY_LIMIT] = limit  # the view that streams an upload names it when passed
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))

@@ -237,7 +237,7 @@ async def open_folder(request: Request) -> Response:
     except GrilleError as exc:
         context = _campaign_context(ui, request, opening=typed, open_fault=str(exc))
         return ui.render(request, "campagne.html", context, 400)
-    return _redirect(ui, "/", [("ok", f"Campagne ouverte : « {workspace.root} ».")])
+    return _redirect(ui, "/campagne", [("ok", f"Campagne ouverte : « {workspace.root} ».")])
 
 
 # ------------------------------------------------------------------ uploads
@@ -410,7 +410,7 @@ async def upload_roster(request: Request) -> Response:
     try:
         upload = await receive_upload(request, folder, max_files=1)
     except security.BodyTooLarge:
-        limit = security.human_size(ROSTER_LIMIT)
+        limit = security.human_size(request.scope.get(security.BODY_LIMIT, ROSTER_LIMIT))
         return ui.render(
             request,
             "erreur.html",
