@@ -554,6 +554,12 @@ def generation_outcome(workspace: Workspace, result: GenerateResult, label: str)
     def where(student_id: str) -> str:
         return result.files[student_id].relative_to(workspace.root).as_posix()
 
+    folder = workspace.workbooks_dir.relative_to(workspace.root).as_posix()
+    outcome.ok(  # the CLI's last line, first here: what the page says at a glance
+        f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
+        f"{len(result.unchanged)} inchangé(s), dans {folder}."
+    )
+
     for student in result.created[:LISTED]:
         outcome.ok(
             f"créé : {student.display_name} ({student.class_name}) → {where(student.student_id)}"
@@ -570,11 +576,6 @@ def generation_outcome(workspace: Workspace, result: GenerateResult, label: str)
             f"{student.display_name} ({student.class_name}) n'est plus dans la liste : son "
             "classeur est conservé."
         )
-    folder = workspace.workbooks_dir.relative_to(workspace.root).as_posix()
-    outcome.ok(
-        f"{len(result.created)} classeur(s) créé(s), {len(result.updated)} régénéré(s), "
-        f"{len(result.unchanged)} inchangé(s), dans {folder}."
-    )
     return outcome.link("Voir les classeurs", "/classeurs").link("Envoyer aux tuteurs", "/envoi")
 
 
