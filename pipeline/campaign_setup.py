@@ -279,6 +279,11 @@ def edit_settings(
             setting = SETTINGS_BY_KEY[key]
             if shown_value(value) == before.get(key, ""):
                 continue
+            placeholder = _placeholder(setting, document, value)
+            if placeholder is not None:  # « # depuis = 2027-03-01 » becomes the value
+                document = placeholder
+                changed.append(setting)
+                continue
             section = document.get(setting.section)
             if not isinstance(section, Mapping):
                 section = tomlkit.table()
@@ -295,6 +300,23 @@ def edit_settings(
         parse_config_text(text)  # the checks a command makes when it loads the file
         atomic_write_bytes(workspace.config_path, text.encode("utf-8"))
     return EditResult(changed)
+
+
+def _placeholder(
+    setting: Setting, document: tomlkit.TOMLDocument, value: Any
+) -> tomlkit.TOMLDocument | None:
+    """The document with `setting` written in place of its commented example line (as
+    `grille init` leaves « # date_limite_retour = 2027-03-15 »), when it has no value
+    yet and the file has exactly one such line; else None."""
+    section = document.get(setting.section)
+    if value is None or (isinstance(section, Mapping) and setting.name in section):
+        return None
+    text = tomlkit.dumps(document)
+    line = re.compile(rf"^#[ \t]*{re.escape(setting.name)}[ \t]*=.*$", re.MULTILINE)
+    if len(line.findall(text)) != 1:
+        return None
+    written = f"{setting.name} = {tomlkit.item(value).as_string()}"
+    return tomlkit.parse(line.sub(lambda _: written, text))
 
 
 CREATION_FIELDS = (

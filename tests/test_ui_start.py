@@ -181,8 +181,16 @@ def test_settings__written_to_grille_toml__its_comments_kept(tmp_path: Path) -> 
     assert "grille.toml enregistré (« Établissement », « Date limite de retour »" in shown
     assert "seront refaits à la prochaine génération" in shown
     after = (root / "grille.toml").read_text(encoding="utf-8")
-    comments = [line for line in before.splitlines() if line.lstrip().startswith("#")]
-    assert comments and all(line in after.splitlines() for line in comments)
+    examples = ("# date_limite_retour = 2027-03-15", "# depuis = 2027-03-01")
+    comments = [line for line in before.splitlines() if line.startswith("#")]
+    kept = [line for line in comments if line not in examples]
+    assert len(kept) > 20 and all(line in after.splitlines() for line in kept)
+    # an example line left commented by grille init becomes the value, where it was
+    for example, written in zip(
+        examples, ("date_limite_retour = 2027-04-02", "depuis = 2027-03-01"), strict=True
+    ):
+        assert after.splitlines()[before.splitlines().index(example)] == written
+    assert len(after.splitlines()) == len(before.splitlines())
     identity = next(line for line in before.splitlines() if line.startswith("identifiant"))
     assert identity in after.splitlines()
     config = Workspace(root).load_config()  # a command reads it as the form wrote it
