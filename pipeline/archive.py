@@ -43,6 +43,7 @@ from pipeline.files import atomic_write_with, safe_name
 from pipeline.report_files import class_report_files, ensure_pdfs, file_sha256, pdf_fault
 from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
 from pipeline.settings import Workspace, default_school_year
+from pipeline.text import display_name
 from pipeline.tracking import (
     StudentStatus,
     build_tracking,
@@ -171,7 +172,7 @@ def _return_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
                 "retour",
                 stored,
                 row["student_id"],
-                f"{row['last_name'].upper()} {row['first_name']}",
+                display_name(row["last_name"], row["first_name"]),
                 row["collected_at"],
                 row["grid_id"],
                 row["grid_version"],

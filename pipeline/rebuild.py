@@ -53,12 +53,14 @@ from pipeline import collect, state
 from pipeline.campaign import KEY_NAME, Campaign, KeyChangedError
 from pipeline.errors import GridError, GrilleError, french_os_error
 from pipeline.grid import GRIDS_DIR, Grid, grid_source, load_grid, shipped_grids
+from pipeline.kinds import Channel, Match
 from pipeline.mail import OUTBOX, REMIND, SEND, SENT_COPIES
 from pipeline.report_files import report_stem
 from pipeline.roster import Student
 from pipeline.safe_zip import SafeZip, UnsafeFile
 from pipeline.settings import CampaignConfig, Workspace, key_fingerprint
-from pipeline.validation import STATUS_LABELS, fold
+from pipeline.text import fold
+from pipeline.validation import STATUS_LABELS
 from pipeline.workbook import (
     META_KEYS,
     WorkbookStamper,
@@ -610,11 +612,11 @@ class _Builder:
                     state.set_return_collected(
                         db, outcome.sha256, _moment(mtime), self._relative(path)
                     )
-                if outcome.match == collect.MATCH_REJECTED:
+                if outcome.match == Match.REJECTED:
                     self.result.refused += 1
                     continue
                 self.result.returns += 1
-                self.result.to_confirm += outcome.match == collect.MATCH_VISIBLE
+                self.result.to_confirm += outcome.match == Match.VISIBLE
                 if outcome.student_id:
                     self.return_of_sha[outcome.sha256] = outcome.student_id
 
@@ -645,7 +647,7 @@ class _Builder:
         for student_id, student in self.students.items():
             latest = self.latest[student_id][0]
             sends = [s for s in found.of(student_id, SEND) if s.workbook_id == latest]
-            if any(s.channel != "fichier" for s in sends):
+            if any(s.channel != Channel.FILE for s in sends):
                 self.result.sent += 1
             elif sends:
                 self.result.prepared += 1
@@ -736,7 +738,7 @@ class _Builder:
                 )
             elif (
                 delivered
-                and all(s.channel == "fichier" for s in sends)
+                and all(s.channel == Channel.FILE for s in sends)
                 and (status == sent_label or _later(sent_at, max(s.sent_at for s in sends)))
             ):
                 first = sends[0]  # written to the outbox, then « grille send --mark-sent »

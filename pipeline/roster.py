@@ -32,7 +32,7 @@ from openpyxl import load_workbook
 from openpyxl.utils.datetime import from_excel
 
 from pipeline.errors import Problem, RosterError, french_os_error
-from pipeline.text import fold, french_count, is_email
+from pipeline.text import display_name, fold, french_count, is_email
 
 __all__ = [
     "DEMO_ROSTER",
@@ -78,7 +78,12 @@ class Student:
     @property
     def display_name(self) -> str:
         """« DUPONT Jean », the way French school documents name a student."""
-        return f"{self.last_name.upper()} {self.first_name}"
+        return display_name(self.last_name, self.first_name)
+
+    @property
+    def label(self) -> str:
+        """« DUPONT Jean (BTS MCO 2A) »: with the class, which tells two homonyms apart."""
+        return f"{self.display_name} ({self.class_name})"
 
     def fingerprint(self) -> str:
         """Hash of every roster field (not the row): changes when the line changes."""

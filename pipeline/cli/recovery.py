@@ -19,9 +19,9 @@ from pipeline.cli.base import (
     friendly_errors,
     jobs_option,
     pass_context,
-    print_problems,
     refresh_tracking,
 )
+from pipeline.cli.prepare import check_roster
 from pipeline.roster import RosterError, Student, read_rosters
 from pipeline.settings import Workspace
 
@@ -92,18 +92,7 @@ def _roster_students(workspace: Workspace, roster_paths: tuple[Path, ...]) -> li
         roster = read_rosters(paths)
     except RosterError as exc:
         fail(str(exc), 2)
-    if not roster.valid:
-        errors = [p for p in roster.problems if p.severity != "warning"]
-        click.echo(
-            f"Liste des stagiaires {label} : {len(errors)} problème(s) à corriger ; la base "
-            "n'a pas été reconstruite.",
-            err=True,
-        )
-        print_problems(roster.problems)
-        sys.exit(2)
-    print_problems([p for p in roster.problems if p.severity == "warning"])
-    if not roster.students:
-        fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
+    check_roster(roster, label, "la base n'a pas été reconstruite")
     return list(roster.students)
 
 
