@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from pipeline import state
+from pipeline import state, tracking
 from pipeline.errors import ConfigError, GridError, GrilleError, RequestError
 from pipeline.files import atomic_write_bytes
 from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_text
@@ -637,3 +637,15 @@ __all__ = [
     "list_backups",
     "restore_backup",
 ]
+
+
+def rewrite_tracking(workspace: Workspace, db: sqlite3.Connection) -> list[str]:
+    """Rewrite output/suivi.xlsx from the database (what the teacher typed in it is read
+    back first, `tracking.write_tracking`); the French warnings to show. A file that cannot
+    be written (open in Excel…) is only a warning: the state is safe in the database and
+    the next step rewrites it."""
+    try:
+        outcome = tracking.write_tracking(workspace.tracking_path, db)
+    except GrilleError as exc:
+        return [f"Attention — suivi non mis à jour : {exc}"]
+    return outcome.warnings(workspace.root)

@@ -1,4 +1,4 @@
-"""File helpers: atomic writes, safe file names, bounded reads of untrusted zips."""
+"""File helpers: atomic writes and safe file names (untrusted zips are read by `safe_zip`)."""
 
 from __future__ import annotations
 

@@ -905,9 +905,7 @@ class _SheetReader:
             )
             return None
         header, columns = located
-        missing = [
-            c.name for c in spec.columns if not c.optional and c.key not in columns.values()
-        ]
+        missing = [c.name for c in spec.columns if not c.optional and c.key not in columns.values()]
         seen: dict[str, int] = {}
         for column, key in sorted(columns.items()):
             if key in seen:

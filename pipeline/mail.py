@@ -6,8 +6,10 @@ when `[envoi] serveur` is set (`send_messages`: one connection, a pause between 
 retries of transient failures), otherwise as ready-to-send .eml files in `output/envoi/`.
 Every delivery is recorded in the `sendings` table as soon as it happens, so an
 interrupted run resumes without sending anything twice. `deliver_messages` is the step
-`grille send` and `grille remind` call: build, then (unless a dry run) deliver, with a
-`DeliveryResult` to show; `mark_sent_by_hand` is `grille send --mark-sent`.
+`grille send` and `grille remind` deliver with: build, then (unless a dry run) deliver,
+with a `DeliveryResult` to show. `send_step` is the « send » step both front ends call
+(what is pending, the password only when needed, the delivery: a `SendResult`);
+`mark_sent_by_hand` is `grille send --mark-sent`.
 """
 
 from __future__ import annotations

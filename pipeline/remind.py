@@ -4,8 +4,9 @@ A student is reminded about when the workbook was delivered (sent, or written to
 outbox) and no complete return has come back. The message lists, per student, exactly
 what is missing or wrong (the problems `collect` found) and attaches the workbook to
 complete: the one the tutor returned if any, else the one grille generated.
-`pending_reminders` gives those messages; they leave as `send`'s do
-(`mail.deliver_messages`), recorded in `sendings` with the kind `relance`.
+`pending_reminders` gives those messages; `remind_step`, the step both front ends call,
+delivers them as `send`'s leave (`mail.deliver_step`), recorded in `sendings` with the
+kind `relance`.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import french_os_error
 from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.kinds import RETURNED
 from pipeline.report import (
     StudentReportData,
     build_class_report,
@@ -81,7 +82,7 @@ def report_data(
     team = team_appreciations(campaign.db, campaign.workspace.tracking_path)
     with_return, without = [], []
     for status in statuses:
-        if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
+        if status.evaluation is None or status.status not in RETURNED:
             without.append(status)
             continue
         problems = [*status.missing, *status.invalid]

@@ -1,6 +1,8 @@
 """SQLite state of a campaign: migrations and the queries each step needs.
 
-What was generated, sent, returned and validated lives in `output/grille.sqlite`.
+What was generated, sent, returned and validated lives in `output/grille.sqlite`; every
+query and write of that data is here, as a view or a named function the other modules
+call (only transaction control and pragmas are issued elsewhere).
 Schema changes are named functions in `MIGRATIONS`, applied once each, in order,
 in a transaction, and recorded in `schema_migrations`.
 """
@@ -522,11 +524,12 @@ def return_standing(db: sqlite3.Connection, return_id: int) -> ReturnStanding | 
 
 def pending_returns(db: sqlite3.Connection, student_id: str | None = None) -> list[ReturnStanding]:
     """The returns matched « à confirmer » still awaiting the teacher's decision, oldest first."""
-    query = _STANDING_QUERY + "WHERE t.standing = 'pending'"
+    query = _STANDING_QUERY + "WHERE t.standing = :pending"
+    wanted = {"pending": Standing.PENDING, "student": student_id}
     if student_id is None:
-        rows = db.execute(query + " ORDER BY t.return_id")
+        rows = db.execute(query + " ORDER BY t.return_id", wanted)
     else:
-        rows = db.execute(query + " AND t.student_id = ? ORDER BY t.return_id", (student_id,))
+        rows = db.execute(query + " AND t.student_id = :student ORDER BY t.return_id", wanted)
     return [_standing(row) for row in rows]
 
 

@@ -7,8 +7,9 @@ without tokens are copied as they are, the few parts with tokens (shared strings
 custom properties) get the student's values. This is ~50× faster than building each
 workbook with openpyxl, and every file has exactly the same structure.
 
-Reading back is in `read_workbook` (see `pipeline.workbook_reader`), from the same
-`plan_layout(grid)` that places the cells when writing.
+Reading back, from the same `plan_layout(grid)` that places the cells when writing:
+`read_identity` (the signed hidden identity) and `read_returned` (every answer at its
+address); `pipeline.reading` finds the answers by content when the layout moved.
 """
 
 from __future__ import annotations

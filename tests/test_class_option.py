@@ -14,7 +14,7 @@ from pipeline import state
 from pipeline.classes import resolve_class
 from pipeline.errors import UnknownClassError
 from tests.test_mail import add_student
-from tests.tutors import make_campaign, run, status_json
+from tests.tutors import make_campaign, run, status_json, with_teacher_email
 
 ROWS = [
     ["Abadie", "Chloé", "BTS MUC 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
@@ -29,11 +29,7 @@ UNKNOWN = (
 
 @pytest.fixture
 def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
-    root = make_campaign(tmp_path / "campagne", ROWS, write_csv)
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('email = ""', 'email = "prof@lycee.example"'), "utf-8")
-    return root
+    return with_teacher_email(make_campaign(tmp_path / "campagne", ROWS, write_csv))
 
 
 @pytest.fixture

@@ -14,33 +14,28 @@ import json
 import sqlite3
 import subprocess
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.office import find_soffice
 from tests import clients
 from tests.tutors import (
     GRID,
     LAYOUT,
-    complete_answers,
+    answers_for,
     fill,
     make_campaign,
+    needs_soffice,
+    roster_rows,
     run,
     status_json,
     workbook_of,
 )
 
-ROWS = [
-    ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Garcia", "Léa", "BTS 2B", "Mutuelle H", "Bruno Caron", "bc@mutuelle.example", "05/01/2026", "27/02/2026"],
-]  # fmt: skip
-DAY = date(2026, 2, 20)
+ROWS = roster_rows("Abadie", "Garcia")
 SECTION = GRID.sections[0]  # « Intégration »: criteria in rows 10 to 16, one rating each
 GLOBAL = GRID.global_evaluation
-needs_soffice = pytest.mark.skipif(find_soffice() is None, reason="LibreOffice (soffice) absent")
 
 
 @pytest.fixture
@@ -51,8 +46,7 @@ def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
 def _typed() -> dict[str, Any]:
     """Every criterion rated (the four codes in turn: neighbours always differ), each
     dimension a different level."""
-    typed = complete_answers()
-    typed.update(signature="Bruno Caron", date=DAY)
+    typed = answers_for("Bruno Caron")
     for index, dimension in enumerate(GLOBAL.dimensions):
         typed[dimension.id] = dimension.values[index % len(dimension.values)]
     return typed

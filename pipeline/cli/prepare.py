@@ -106,9 +106,14 @@ def run_generate(
     print_generation(workspace, result, roster_paths)
 
 
-def check_roster(roster: RosterResult, label: str, consequence: str) -> None:
-    """The roster's problems, its warnings too; exits 2 when it has errors (`consequence`
-    says what was not done) or no student. Also run by `grille rebuild`."""
+def check_roster(
+    workspace: Workspace, roster: RosterResult, roster_paths: Sequence[Path], consequence: str
+) -> None:
+    """The problems of the roster read from `roster_paths` (by default the campaign's),
+    its warnings too; exits 2 when it has errors (`consequence` says what was not done) or
+    no student. Also run by `grille rebuild`."""
+    paths = list(roster_paths) or [workspace.roster_path]  # as `read_rosters` was given them
+    label = ", ".join(f"« {path.name or path} »" for path in paths)
     if not roster.valid:
         errors = [p for p in roster.problems if p.severity != "warning"]
         click.echo(
@@ -127,10 +132,8 @@ def print_generation(
 ) -> None:
     """The roster's problems (exit 2 when it blocks), then each workbook made. Also run by
     `grille demo`."""
-    paths = list(roster_paths) or [workspace.roster_path]  # as `generate_workbooks` read them
-    label = ", ".join(f"« {path.name or path} »" for path in paths)
     roster = result.roster
-    check_roster(roster, label, "aucun classeur n'a été produit")
+    check_roster(workspace, roster, roster_paths, "aucun classeur n'a été produit")
     if len(roster.files) > 1:
         click.echo(
             f"Liste des stagiaires : {len(roster.students)} stagiaire(s) dans "

@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from pipeline import state, tracking
+from pipeline.kinds import ReturnStatus
 from pipeline.text import fold
 from pipeline.tracking import StudentStatus
 from pipeline.ui import security
 from pipeline.ui.app import Ui, ui_of, who
 from pipeline.validation import STATUS_LABELS
 
-STATUS_ORDER = ("generated", "prepared", "sent", "incomplete", "invalid", "complete")
+STATUS_ORDER: tuple[str, ...] = tuple(ReturnStatus)  # generated … complete, in order
 TO_CONFIRM = "a_confirmer"  # not a status: a return awaits the teacher's decision
 WITHDRAWN = "retire"  # no longer in the roster
 FILTER_LABELS = {
