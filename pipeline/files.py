@@ -65,6 +65,12 @@ def atomic_save(path: Path, save: Callable[[Path], object]) -> None:
         raise
 
 
+def student_stem(last_name: str, first_name: str, student_id: str) -> str:
+    """`NOM_Prenom_ID`: how every file grille writes about a student begins its name (the
+    display name `text.display_name`, made safe; the identifier keeps homonyms apart)."""
+    return f"{safe_name(last_name).upper()}_{safe_name(first_name)}_{safe_name(student_id)}"
+
+
 def safe_name(text: str, max_length: int = 40) -> str:
     """ASCII file-name fragment safe on Windows, macOS and Linux ("Lefèvre" → "Lefevre")."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")

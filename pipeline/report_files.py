@@ -30,7 +30,7 @@ from pipeline import office, state
 from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import french_os_error
-from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.files import atomic_write_bytes, student_stem
 from pipeline.kinds import RETURNED
 from pipeline.report import (
     StudentReportData,
@@ -106,10 +106,7 @@ def report_data(
 
 def report_stem(student: Student) -> str:
     """File name of a student's report, without extension: `bilan_NOM_Prenom_id`."""
-    return (
-        f"bilan_{safe_name(student.last_name).upper()}_"
-        f"{safe_name(student.first_name)}_{safe_name(student.student_id)}"
-    )
+    return f"bilan_{student_stem(student.last_name, student.first_name, student.student_id)}"
 
 
 def _relative(campaign: Campaign, path: Path) -> str:

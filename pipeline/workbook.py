@@ -897,12 +897,9 @@ class WorkbookStamper:
 
 def student_file_name(student: Student) -> str:
     """`NOM_Prenom_ID.xlsx`: readable, unique, safe on Windows and macOS."""
-    from pipeline.files import safe_name
+    from pipeline.files import student_stem
 
-    return (
-        f"{safe_name(student.last_name).upper()}_{safe_name(student.first_name)}_"
-        f"{safe_name(student.student_id, 40)}.xlsx"
-    )
+    return f"{student_stem(student.last_name, student.first_name, student.student_id)}.xlsx"
 
 
 # ---------------------------------------------------------------- reading back

@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 
 from pipeline.roster import derive_student_id
-from pipeline.text import fold, is_email
+from pipeline.text import display_name, fold, is_email
 from tests.tutors import (
     LAYOUT,
     complete_answers,
@@ -115,3 +115,19 @@ def test_collect__visible_name_typed_with_other_apostrophe_spacing__matched_and_
     assert statuses["NʼDiaye"]["to_confirm"] is True
     assert statuses["Orsted"]["status"] == "generated"
     assert "a été modifié" not in json.dumps(statuses["NʼDiaye"], ensure_ascii=False)
+
+
+def test_display_name__one_way_to_write_a_student__in_messages_and_file_names() -> None:
+    from pipeline.files import student_stem
+    from pipeline.roster import Student
+
+    student = Student(
+        "E1234abcd", "NʼDiaye", "Léa", "BTS MUC 2A", "Agence", "Sophie Garnier",
+        "sg@horizon.example", date(2026, 1, 5), date(2026, 2, 27),
+    )  # fmt: skip
+
+    assert display_name("NʼDiaye", "Léa") == student.display_name == "NʼDIAYE Léa"
+    assert student.label == "NʼDIAYE Léa (BTS MUC 2A)"
+    assert student_stem(student.last_name, student.first_name, student.student_id) == (
+        "NDIAYE_Lea_E1234abcd"  # as workbooks and bilans were always named
+    )
