@@ -1083,6 +1083,21 @@ class Restored:
     set_aside: Path | None  # the replaced database, when damaged, moved aside
 
 
+def _keep_replaced(db_path: Path, backups_dir: Path) -> Restored:
+    """Back up the database about to be replaced; a damaged one (no backup possible) is
+    moved aside, untouched, for an expert, with its journal."""
+    saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
+    if saved_as is not None:
+        return Restored(saved_as, None)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        side = db_path.with_name(db_path.name + suffix)
+        if side.exists():
+            os.replace(side, set_aside.with_name(set_aside.name + suffix))
+    return Restored(None, set_aside)
+
+
 def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
     """Put the backup `copy` back as the campaign database; the current one is kept.
 
@@ -1093,17 +1108,9 @@ def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
     fault = check_backup(copy)
     if fault is not None:
         raise GrilleError(f"Sauvegarde « {copy.name} » {fault} : choisissez-en une autre.")
-    saved_as: Path | None = None
-    set_aside: Path | None = None
+    kept = Restored(None, None)
     if db_path.is_file() and db_path.stat().st_size > 0:
-        saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
-        if saved_as is None:  # damaged: keep it aside, untouched, for an expert
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
-            for suffix in ("", "-wal", "-shm"):
-                side = db_path.with_name(db_path.name + suffix)
-                if side.exists():
-                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+        kept = _keep_replaced(db_path, backups_dir)
     else:
         for suffix in ("", "-wal", "-shm"):
             db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
@@ -1118,7 +1125,7 @@ def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
             source.close()
     except sqlite3.Error as exc:
         raise database_error(db_path, exc) from exc
-    return Restored(saved_as, set_aside)
+    return kept
 
 
 # ------------------------------------------------------------------ reports, archives, purge
@@ -1806,17 +1813,9 @@ def install_database(built: Path, db_path: Path, backups_dir: Path) -> Restored:
     `grille.sqlite.abimee-AAAAMMJJ-hhmmss`); a blank one is dropped. A journal left beside
     it is removed first: SQLite would apply it to the new file. Call it under the run lock.
     """
-    saved_as: Path | None = None
-    set_aside: Path | None = None
+    kept = Restored(None, None)
     if db_path.exists() and blank_database(db_path) is None:
-        saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
-        if saved_as is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
-            for suffix in ("", "-wal", "-shm"):
-                side = db_path.with_name(db_path.name + suffix)
-                if side.exists():
-                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+        kept = _keep_replaced(db_path, backups_dir)
     for suffix in ("-wal", "-shm"):
         db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
     with built.open("rb") as handle:
@@ -1828,7 +1827,7 @@ def install_database(built: Path, db_path: Path, backups_dir: Path) -> Restored:
             os.fsync(folder)
         finally:
             os.close(folder)
-    return Restored(saved_as, set_aside)
+    return kept
 
 
 # ================================================================== return versions

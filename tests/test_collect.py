@@ -22,6 +22,7 @@ from tests.tutors import (
     roster_rows,
     run,
     status_json,
+    without_hidden_identity,
     workbook_of,
 )
 from tests.tutors import answers_for as _answers_for  # the name other test files import
@@ -190,10 +191,7 @@ def test_collect__metadata_gone__falls_back_on_visible_identity_to_confirm(
     filled = fill(
         workbook_of(campaign, "Étienne"), tmp_path / "e.xlsx", _answers_for("Julien Lemaître")
     )
-    wb = openpyxl.load_workbook(filled)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(filled)
+    without_hidden_identity(filled)
     assert run(campaign, "collect", str(filled)).exit_code == 0
     etienne = status_json(campaign)["Étienne"]
     assert etienne["status"] == "complete"
@@ -466,10 +464,7 @@ def test_collect__the_line_of_each_return_says_what_matters(
     copy = fill(
         workbook_of(campaign, "Étienne"), tmp_path / "etienne.xlsx", _answers_for("Julien Lemaître")
     )
-    wb = openpyxl.load_workbook(copy)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(copy)
+    without_hidden_identity(copy)
     result = run(campaign, "collect", str(garcia), str(copy))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

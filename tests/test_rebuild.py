@@ -37,6 +37,7 @@ from tests.tutors import (
     smtp_server,
     status_json,
     with_teacher_email,
+    without_hidden_identity,
     workbook_of,
 )
 
@@ -79,10 +80,7 @@ def _answers(tutor: str, **changes: Any) -> dict[str, Any]:
 def _stripped(source: Path, target: Path, answers: dict[str, Any]) -> Path:
     """A filled copy of `source` whose hidden identity is gone (copied into a new file)."""
     fill(source, target, answers)
-    wb = openpyxl.load_workbook(target)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(target)
+    without_hidden_identity(target)
     return target
 
 

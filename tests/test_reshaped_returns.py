@@ -30,6 +30,7 @@ from tests.tutors import (
     roster_rows,
     run,
     status_json,
+    without_hidden_identity,
     workbook_of,
 )
 
@@ -314,14 +315,10 @@ def test_rows_inserted_on_the_instructions_sheet__the_name_is_found_by_its_label
 ) -> None:
     """A copy without its hidden identity whose Instructions sheet got two more rows above
     the identity block: the name is read beside the label « Stagiaire », not at B5."""
-    import openpyxl
 
     typed = _typed()
     path = fill(workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", typed)
-    wb = openpyxl.load_workbook(path)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(path)
+    without_hidden_identity(path)
     clients.excel_insert_row(path, "Instructions", 4, {"A": "Remarque", "B": "BTS 2B"})
     clients.excel_insert_row(path, "Instructions", 4, {})
     result = run(campaign, "collect", str(path))

@@ -37,6 +37,19 @@ def opened(root: Path) -> Iterator[Campaign]:
     campaign.close()
 
 
+def _unreachable_server(root: Path, user: str = "") -> int:
+    """Set the campaign's SMTP server to a free port of the loopback (nothing listens);
+    its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = root / "grille.toml"
+    text = config.read_text(encoding="utf-8").replace('serveur = ""', 'serveur = "127.0.0.1"', 1)
+    text = text.replace('utilisateur = ""', f'utilisateur = "{user}"', 1)
+    config.write_text(text.replace("port = 587", f"port = {port}"), encoding="utf-8")
+    return port
+
+
 def test_no_library_module_uses_click() -> None:
     """Only `pipeline/cli/` talks to the teacher; the steps return results."""
     users = []
@@ -124,12 +137,7 @@ def test_deliver_messages__dry_run_builds_only__then_outbox__recorded(
 def test_deliver_messages__server_unreachable__fault_named__nothing_recorded(
     root: Path,
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8").replace('serveur = ""', 'serveur = "127.0.0.1"', 1)
-    config.write_text(text.replace("port = 587", f"port = {port}"), encoding="utf-8")
+    port = _unreachable_server(root)
     campaign = Campaign.open(Workspace(root))
     try:
         pending = mail.pending_messages(campaign)
@@ -163,13 +171,7 @@ def test_send_step__outbox__no_password_asked__then_nothing_pending(
 def test_send_step__server_with_a_user__password_asked_once__the_variable_first(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8").replace('serveur = ""', 'serveur = "127.0.0.1"', 1)
-    text = text.replace('utilisateur = ""', 'utilisateur = "prof"', 1)
-    config.write_text(text.replace("port = 587", f"port = {port}"), encoding="utf-8")
+    _unreachable_server(root, user="prof")
     asked: list[str] = []
 
     def password(smtp: SmtpSettings) -> str:

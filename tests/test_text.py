@@ -13,15 +13,7 @@ import pytest
 
 from pipeline.roster import derive_student_id
 from pipeline.text import display_name, fold, is_email
-from tests.tutors import (
-    LAYOUT,
-    complete_answers,
-    fill,
-    make_campaign,
-    run,
-    status_json,
-    workbook_of,
-)
+from tests import tutors
 
 
 @pytest.mark.parametrize(
@@ -95,25 +87,21 @@ def test_collect__visible_name_typed_with_other_apostrophe_spacing__matched_and_
         ["Orsted", "Søren", "BTS 2A", "Agence Horizon", "Sophie Garnier",
          "sg@horizon.example", "05/01/2026", "27/02/2026"],
     ]  # fmt: skip
-    campaign = make_campaign(tmp_path / "campagne", rows, write_csv)
-    answers = complete_answers()
-    answers.update(signature="Sophie Garnier", date=date(2026, 2, 20))
-    filled = fill(workbook_of(campaign, "NʼDiaye"), tmp_path / "r.xlsx", answers)
-    wb = openpyxl.load_workbook(filled)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    ref = LAYOUT.identity["student_name"]
+    campaign = tutors.make_campaign(tmp_path / "campagne", rows, write_csv)
+    answers = tutors.answers_for("Sophie Garnier")
+    filled = tutors.fill(tutors.workbook_of(campaign, "NʼDiaye"), tmp_path / "r.xlsx", answers)
+    wb = openpyxl.load_workbook(tutors.without_hidden_identity(filled))
+    ref = tutors.LAYOUT.identity["student_name"]
     assert wb[ref.sheet][ref.cell].value == "NʼDIAYE Søren"
     wb[ref.sheet][ref.cell].value = "n’diaye   SØREN"
     wb.save(filled)
 
-    result = run(campaign, "collect", str(filled))
+    result = tutors.run(campaign, "collect", str(filled))
 
     assert result.exit_code == 0, result.output
-    statuses = status_json(campaign)
-    assert statuses["NʼDiaye"]["status"] == "complete"
-    assert statuses["NʼDiaye"]["to_confirm"] is True
-    assert statuses["Orsted"]["status"] == "generated"
+    statuses = tutors.status_json(campaign)
+    found = {name: (s["status"], s["to_confirm"]) for name, s in statuses.items()}
+    assert found == {"NʼDiaye": ("complete", True), "Orsted": ("generated", False)}
     assert "a été modifié" not in json.dumps(statuses["NʼDiaye"], ensure_ascii=False)
 
 

@@ -116,6 +116,16 @@ def fill(source: Path, target: Path, answers: dict[str, Any], grid: Grid = GRID)
     return target
 
 
+def without_hidden_identity(path: Path) -> Path:
+    """What some spreadsheet programs do to a workbook: the hidden « _grille » sheet and the
+    custom document properties gone. grille falls back on the visible identity."""
+    wb = openpyxl.load_workbook(path)
+    del wb["_grille"]
+    wb.custom_doc_props.props = []
+    wb.save(path)
+    return path
+
+
 def status_json(root: Path) -> dict[str, dict[str, Any]]:
     result = run(root, "status", "--format", "json")
     assert result.exit_code == 0, result.output
