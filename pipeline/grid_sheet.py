@@ -30,6 +30,7 @@ from openpyxl.worksheet.pagebreak import Break
 from openpyxl.worksheet.worksheet import Worksheet
 
 from pipeline.errors import GridError, Problem
+from pipeline.files import container_of
 from pipeline.grid import (
     ID_PATTERN,
     Grid,
@@ -1393,7 +1394,7 @@ def check_grid_file(path: Path) -> GridSheetResult:
     """Read a grid file, spreadsheet or TOML: the grid, or its problems (never raises)."""
     try:
         raw = read_grid_bytes(path)
-        if raw.startswith(b"PK"):
+        if container_of(raw) == "zip":
             return read_grid_workbook(raw, path.name)
         grid = parse_grid_text(decode_grid_text(raw, path.name), path.name)
     except GridError as exc:
