@@ -39,10 +39,11 @@ from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import GrilleError, french_os_error
-from pipeline.files import atomic_write_with, safe_name
+from pipeline.files import atomic_write_with, safe_name, student_stem
 from pipeline.report_files import class_report_files, ensure_pdfs, file_sha256, pdf_fault
 from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
 from pipeline.settings import Workspace, default_school_year
+from pipeline.text import display_name
 from pipeline.tracking import (
     StudentStatus,
     build_tracking,
@@ -162,8 +163,8 @@ def _return_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
     for row in state.class_returns(campaign.db, class_name):
         stored = campaign.workspace.root / row["stored_file"]
         name = (
-            f"{safe_name(row['last_name']).upper()}_{safe_name(row['first_name'])}_"
-            f"{safe_name(row['student_id'])}_{row['collected_at'][:10]}_{row['sha256'][:8]}"
+            f"{student_stem(row['last_name'], row['first_name'], row['student_id'])}_"
+            f"{row['collected_at'][:10]}_{row['sha256'][:8]}"
         )
         entries.append(
             _Entry(
@@ -171,7 +172,7 @@ def _return_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
                 "retour",
                 stored,
                 row["student_id"],
-                f"{row['last_name'].upper()} {row['first_name']}",
+                display_name(row["last_name"], row["first_name"]),
                 row["collected_at"],
                 row["grid_id"],
                 row["grid_version"],

@@ -18,10 +18,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from pipeline import state
+from pipeline import state, tracking
 from pipeline.errors import ConfigError, GridError, GrilleError, RequestError
 from pipeline.files import atomic_write_bytes
-from pipeline.grid import Grid, edit_fault, grid_source, load_grid, parse_grid_text
+from pipeline.grid import (
+    Grid,
+    edit_fault,
+    find_shipped_grid,
+    grid_source,
+    load_grid,
+    parse_grid_text,
+    shipped_grids,
+)
 from pipeline.parallel import map_batches
 from pipeline.report import write_default_template
 from pipeline.roster import RosterResult, Student, read_rosters
@@ -637,3 +645,45 @@ __all__ = [
     "list_backups",
     "restore_backup",
 ]
+
+
+def rewrite_tracking(workspace: Workspace, db: sqlite3.Connection) -> list[str]:
+    """Rewrite output/suivi.xlsx from the database (what the teacher typed in it is read
+    back first, `tracking.write_tracking`); the French warnings to show. A file that cannot
+    be written (open in Excel…) is only a warning: the state is safe in the database and
+    the next step rewrites it."""
+    try:
+        outcome = tracking.write_tracking(workspace.tracking_path, db)
+    except GrilleError as exc:
+        return [f"Attention — suivi non mis à jour : {exc}"]
+    return outcome.warnings(workspace.root)
+
+
+def find_grid(workspace: Workspace, name: str | None) -> Grid:
+    """The grid `name` designates (`grille grid export --grid`): a grid file, a shipped
+    grid, or the latest version of a grid stored in the campaign of `workspace`; without
+    `name`, the campaign's grid, else (no campaign there) the shipped BTS MUC grid. Raises
+    `RequestError` (French, listing the shipped grids) when none is called so."""
+    in_campaign = workspace.config_path.is_file()
+    if name is None and not in_campaign:
+        return load_grid()
+    if name is not None and Path(name).is_file():
+        return load_grid(Path(name))
+    shipped = find_shipped_grid(name) if name is not None else None
+    if shipped is not None:
+        return shipped
+    if in_campaign:
+        opened = Campaign.open(workspace)
+        try:
+            if name is None:
+                return opened.grid
+            stored = [grid for grid, _ in opened.stored_grids() if grid.id == name.strip()]
+        finally:
+            opened.close()
+        if stored:
+            return stored[-1]
+    names = ", ".join(stem for stem, _ in shipped_grids())
+    raise RequestError(
+        f"grille « {name} » introuvable : ce n'est ni un fichier, ni une grille fournie "
+        f"({names}), ni une grille de la campagne. Voyez « grille grid list »."
+    )

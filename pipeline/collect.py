@@ -36,7 +36,8 @@ from pipeline.reading import read_located
 from pipeline.returns import Candidate, FileProblem, gather, store_original
 from pipeline.safe_zip import UnsafeFile
 from pipeline.settings import ImapSettings
-from pipeline.validation import IDENTITY_LABELS, ExpectedStudent, fold, validate
+from pipeline.text import fold
+from pipeline.validation import IDENTITY_LABELS, ExpectedStudent, validate
 from pipeline.workbook import (
     META_KEYS,
     ReturnedWorkbook,
@@ -49,9 +50,6 @@ from pipeline.xlsx import RawCell, XlsxPackage
 if TYPE_CHECKING:
     from pipeline.inbox import MailboxResult
 
-MATCH_SIGNED = Match.SIGNED
-MATCH_VISIBLE = Match.VISIBLE  # no usable metadata: matched on the visible identity, to confirm
-MATCH_REJECTED = Match.REJECTED
 NOT_RECORDED = {"not_found"}  # problems that are no file received: not kept as refused
 RECORDED_WARNINGS = {"unfilled_original"}  # warnings about a file set aside: kept too
 
@@ -102,7 +100,7 @@ class CollectResult:
     @property
     def rejected_count(self) -> int:
         """Workbooks read but refused (another campaign, tampered, not a grille workbook…)."""
-        return sum(1 for r in self.recorded if r.outcome and r.outcome.match == MATCH_REJECTED)
+        return sum(1 for r in self.recorded if r.outcome and r.outcome.match == Match.REJECTED)
 
     @property
     def failed_count(self) -> int:
@@ -152,7 +150,7 @@ def _process_batch(batch: Sequence[tuple[str, str, bytes]]) -> list[Outcome]:
 
 
 def _rejected(sha: str, note: str) -> Outcome:
-    return Outcome(sha256=sha, match=MATCH_REJECTED, match_note=note)
+    return Outcome(sha256=sha, match=Match.REJECTED, match_note=note)
 
 
 def _identity(meta: dict[str, str], properties: dict[str, str]) -> dict[str, str]:
@@ -194,7 +192,7 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
                     sha, f"grille {grid_key[0]} version {grid_key[1]} inconnue de cette campagne."
                 )
             grid = context.grids[grid_key]
-            match = MATCH_SIGNED
+            match = Match.SIGNED
             located = read_located(package, grid, found)
         else:
             grid_key = context.default_grid
@@ -204,7 +202,7 @@ def process_file(context: _Context, sha: str, name: str, data: bytes) -> Outcome
             if matched is None:
                 return _rejected(sha, note)
             student_id = matched
-            match = MATCH_VISIBLE
+            match = Match.VISIBLE
         returned = located.returned
         expected = context.students[student_id]
         result = validate(
@@ -299,11 +297,7 @@ def _answers(
 def _context_for(campaign: Campaign, today: date) -> _Context:
     students: dict[str, ExpectedStudent] = {}
     names: dict[str, list[str]] = {}
-    rows = campaign.db.execute(
-        "SELECT s.*, w.grid_id FROM students s JOIN workbooks w ON w.id = "
-        "(SELECT MAX(id) FROM workbooks WHERE student_id = s.student_id)"
-    )
-    for row in rows:
+    for row in state.students_with_workbooks(campaign.db):
         student = state.student_from_row(row)
         identity = identity_values(student, campaign.grid, campaign.config.campaign_id, b"-")
         shown = {k: v for k, v in identity.items() if k in IDENTITY_LABELS}
@@ -342,8 +336,8 @@ def collect(
             "lancez d'abord « grille generate »."
         )
     result = CollectResult()
-    known = {row[0] for row in campaign.db.execute("SELECT sha256 FROM returns")}
-    blank = {row[0] for row in campaign.db.execute("SELECT sha256 FROM workbooks")}
+    known = state.collected_sha256s(campaign.db)
+    blank = state.generated_sha256s(campaign.db)
     pending: dict[str, tuple[Candidate, Path]] = {}
 
     def fresh_candidates() -> Iterator[tuple[str, str, bytes]]:
@@ -399,41 +393,11 @@ def _record(
     with state.transaction(campaign.db) as db:
         for (candidate, stored), outcome in items:
             before = state.counted_version(db, outcome.student_id) if outcome.student_id else None
-            cursor = db.execute(
-                "INSERT INTO returns (sha256, stored_file, origin, file_name, converted_from, "
-                "collected_at, student_id, match, match_note, status, grid_id, grid_version, "
-                "problems, evaluation, saved_at, mailed_at, file_time) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    outcome.sha256,
-                    stored.relative_to(root).as_posix(),
-                    candidate.origin,
-                    candidate.name,
-                    candidate.converted_from,
-                    stamp,
-                    outcome.student_id,
-                    outcome.match,
-                    outcome.match_note,
-                    outcome.status,
-                    outcome.grid_id,
-                    outcome.grid_version,
-                    json.dumps(outcome.problems, ensure_ascii=False),
-                    json.dumps(outcome.evaluation, ensure_ascii=False)
-                    if outcome.evaluation is not None
-                    else None,
-                    outcome.saved_at,
-                    state.utc_text(candidate.dates.mailed_at),
-                    state.utc_text(candidate.dates.file_time),
-                ),
-            )
-            return_id = cursor.lastrowid
-            assert return_id is not None
-            db.executemany(
-                "INSERT INTO answers VALUES (?,?,?,?,?,?)",
-                [(return_id, *answer) for answer in outcome.answers],
+            return_id = state.record_return(
+                db, _new_return(candidate, stored, outcome, root, stamp)
             )
             recorded = Recorded(candidate.origin, outcome, return_id=return_id)
-            if outcome.match == MATCH_REJECTED:
+            if outcome.match == Match.REJECTED:
                 refused.append(_refused(candidate.origin, "rejected", outcome.match_note, outcome))
             if outcome.student_id:
                 after = state.counted_version(db, outcome.student_id)
@@ -441,18 +405,37 @@ def _record(
                     recorded.replaced = before
                 else:
                     recorded.counted_instead = after
-                row = db.execute(
-                    "SELECT last_name, first_name, class_name, in_roster FROM students "
-                    "WHERE student_id = ?",
-                    (outcome.student_id,),
-                ).fetchone()
-                if row:  # with the class: two students may share a name
-                    recorded.student_name = (
-                        f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
-                    )
-                    recorded.in_roster = bool(row["in_roster"])
+                student = state.find_student(db, outcome.student_id)
+                if student:  # with the class: two students may share a name
+                    recorded.student_name = student.label
+                    recorded.in_roster = state.student_in_roster(db, outcome.student_id)
             result.recorded.append(recorded)
         state.record_refused_files(db, refused)
+
+
+_KEPT_AS_IS = (
+    "sha256", "student_id", "match", "match_note", "status", "grid_id", "grid_version",
+    "saved_at", "answers",
+)  # fmt: skip
+
+
+def _new_return(
+    candidate: Candidate, stored: Path, outcome: Outcome, root: Path, stamp: str
+) -> state.NewReturn:
+    """The row `state.record_return` stores for a file collected at `stamp`."""
+    evaluation = outcome.evaluation
+    return state.NewReturn(
+        **{name: getattr(outcome, name) for name in _KEPT_AS_IS},
+        stored_file=stored.relative_to(root).as_posix(),
+        origin=candidate.origin,
+        file_name=candidate.name,
+        converted_from=candidate.converted_from,
+        collected_at=stamp,
+        problems=json.dumps(outcome.problems, ensure_ascii=False),
+        evaluation=None if evaluation is None else json.dumps(evaluation, ensure_ascii=False),
+        mailed_at=state.utc_text(candidate.dates.mailed_at),
+        file_time=state.utc_text(candidate.dates.file_time),
+    )
 
 
 def _shown_name(origin: str) -> str:
@@ -603,9 +586,4 @@ def choose_version(campaign: Campaign, designation: str, chosen_by: str) -> Vers
     target = state.return_version(db, return_id)
     before = state.counted_version(db, target.student_id) if target is not None else None
     chosen = state.choose_return(db, return_id, chosen_by)
-    row = db.execute(
-        "SELECT last_name, first_name, class_name FROM students WHERE student_id = ?",
-        (chosen.student_id,),
-    ).fetchone()
-    name = f"{row['last_name'].upper()} {row['first_name']} ({row['class_name']})"
-    return VersionChoice(chosen, before, name)
+    return VersionChoice(chosen, before, state.student_label(db, chosen.student_id))

@@ -1,4 +1,7 @@
-"""File helpers: atomic writes, safe file names, bounded reads of untrusted zips."""
+"""File helpers: atomic writes, safe file names, a file's type from its first bytes.
+
+Untrusted zips are read by `safe_zip`.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +66,26 @@ def atomic_save(path: Path, save: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a member, an empty zip, spanned
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, .msg, encrypted .xlsx…
+
+
+def container_of(head: bytes) -> str:
+    """What the first bytes of a file say it is, whatever its name: "zip" (.xlsx, .ods,
+    .docx… are zips), "ole2" (Excel 97-2003, Outlook .msg, a password-protected .xlsx) or ""
+    (anything else: text, CSV, TOML…). The one test of a file's type by its bytes; the
+    returns' `returns.sniff` then looks inside."""
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    return "ole2" if head.startswith(OLE2_MAGIC) else ""
+
+
+def student_stem(last_name: str, first_name: str, student_id: str) -> str:
+    """`NOM_Prenom_ID`: how every file grille writes about a student begins its name (the
+    display name `text.display_name`, made safe; the identifier keeps homonyms apart)."""
+    return f"{safe_name(last_name).upper()}_{safe_name(first_name)}_{safe_name(student_id)}"
 
 
 def safe_name(text: str, max_length: int = 40) -> str:

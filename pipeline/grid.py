@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import GridError, french_os_error, toml_position
+from pipeline.files import container_of
 
 GRIDS_DIR = Path(__file__).parent / "grids"
 DEFAULT_GRID = GRIDS_DIR / "bts_muc_stage.toml"
@@ -428,7 +429,7 @@ def _load_grid_cached(path: Path, mtime_ns: int, size: int) -> Grid:
     """`path` as a grid; the file's time and size are part of the key: an edited file
     is read again."""
     raw = read_grid_bytes(path)
-    if raw.startswith(b"PK"):  # a zip: a spreadsheet
+    if container_of(raw) == "zip":  # a spreadsheet
         from pipeline.grid_sheet import read_grid_workbook  # grid_sheet imports this module
 
         result = read_grid_workbook(raw, path.name)
@@ -475,7 +476,7 @@ def grid_source(path: Path | str | None = None) -> str:
     TOML, the TOML rendering of the grid when it is a spreadsheet."""
     resolved = grid_path(path)
     raw = read_grid_bytes(resolved)
-    if raw.startswith(b"PK"):
+    if container_of(raw) == "zip":
         return grid_to_toml(load_grid(resolved))
     return decode_grid_text(raw, resolved.name)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,6 +30,7 @@ from openpyxl.worksheet.pagebreak import Break
 from openpyxl.worksheet.worksheet import Worksheet
 
 from pipeline.errors import GridError, Problem
+from pipeline.files import container_of
 from pipeline.grid import (
     ID_PATTERN,
     Grid,
@@ -42,6 +42,7 @@ from pipeline.grid import (
     sheet_name_fault,
 )
 from pipeline.safe_zip import SafeZip, UnsafeFile
+from pipeline.text import fold as fold_text
 from pipeline.xlsx import RawCell, Sheet, XlsxPackage
 
 README_SHEET = "LISEZMOI"
@@ -52,45 +53,49 @@ HEADER_SEARCH_ROWS = 10
 
 
 @dataclass(frozen=True)
-class Column:
-    """A column of a table sheet: its key, French header and help text."""
+class _Described:
+    """What a column of a table sheet and a row of a « Rubrique / Texte » sheet share: a
+    key, the French name the teacher reads (header or label), a help text."""
 
     key: str
-    header: str
+    name: str
     help: str
-    optional: bool = False  # the column may be left out, its cells left empty
-    multiline: bool = False  # line breaks are kept (the référentiel tables)
-    width: int = 24
-    aliases: tuple[str, ...] = ()
+    optional: bool = False  # may be left out (a column: its cells left empty)
+    aliases: tuple[str, ...] = ()  # other names accepted, folded
 
 
 @dataclass(frozen=True)
-class TableSpec:
-    """A sheet with a header row and one row per item."""
+class Column(_Described):
+    """A column of a table sheet: its key, French header and help text."""
 
+    multiline: bool = False  # line breaks are kept (the référentiel tables)
+    width: int = 24
+
+
+@dataclass(frozen=True)
+class _SheetSpec:
     sheet: str
     purpose: str
+
+
+@dataclass(frozen=True)
+class TableSpec(_SheetSpec):
+    """A sheet with a header row and one row per item."""
+
     columns: tuple[Column, ...]
 
 
 @dataclass(frozen=True)
-class Field:
+class Field(_Described):
     """A row of a « Rubrique / Texte » sheet."""
 
-    key: str
-    label: str
-    help: str
-    optional: bool = False
     repeat: bool = False  # one row per item (objectives, points)
-    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class FieldsSpec:
+class FieldsSpec(_SheetSpec):
     """A sheet of « Rubrique / Texte » rows."""
 
-    sheet: str
-    purpose: str
     fields: tuple[Field, ...]
 
 
@@ -350,17 +355,14 @@ KEY_HEADER, TEXT_HEADER = "Rubrique", "Texte"
 
 # ------------------------------------------------------------------ text helpers
 
-_SPACES = re.compile(r"[ \t\u00a0\u202f]+")
 _LINE_SPACES = re.compile(r"[ \t]+")
-_FOLD_SEPARATORS = str.maketrans({"-": " ", "_": " ", "’": "'", "‘": "'", "ʼ": "'"})
+_FOLD_SEPARATORS = str.maketrans({"-": " ", "_": " "})
 
 
 def fold(text: str) -> str:
-    """For matching names typed by hand: case, accents, spaces, dashes and a trailing
-    « * » or « : » ignored."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD_SEPARATORS))
-    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACES.sub(" ", bare.casefold()).strip().rstrip("*: ").strip()
+    """For matching names typed by hand: `text.fold`, and dashes, underscores and a
+    trailing « * » or « : » ignored."""
+    return fold_text(text.translate(_FOLD_SEPARATORS)).rstrip("*: ").strip()
 
 
 def _tidy(text: str, multiline: bool) -> str:
@@ -402,7 +404,7 @@ def _header(ws: Worksheet, headers: Iterable[tuple[str, int]]) -> None:
 def _write_fields(wb: Workbook, spec: FieldsSpec, rows: list[tuple[str, str]]) -> None:
     ws = wb.create_sheet(spec.sheet)
     _header(ws, [(KEY_HEADER, 30), (TEXT_HEADER, 100)])
-    labels = {f.key: f.label for f in spec.fields}
+    labels = {f.key: f.name for f in spec.fields}
     for number, (key, text) in enumerate(rows, start=2):
         _put(ws, number, 1, labels[key])
         _put(ws, number, 2, text)
@@ -410,7 +412,7 @@ def _write_fields(wb: Workbook, spec: FieldsSpec, rows: list[tuple[str, str]]) -
 
 def _write_table(wb: Workbook, spec: TableSpec, rows: list[tuple[str | int, ...]]) -> Worksheet:
     ws = wb.create_sheet(spec.sheet)
-    _header(ws, [(c.header, c.width) for c in spec.columns])
+    _header(ws, [(c.name, c.width) for c in spec.columns])
     for number, values in enumerate(rows, start=2):
         for column, value in enumerate(values, start=1):
             if value != "":
@@ -590,9 +592,9 @@ def _write_readme(wb: Workbook, ws: Worksheet, example: Workbook) -> None:
         _put(ws, row, 2, spec.purpose)
         ws.merge_cells(start_row=row, start_column=2, end_row=row, end_column=5)
         items: list[tuple[str, str, bool, bool, str]] = (
-            [(f.key, f.label, f.optional, f.repeat, f.help) for f in spec.fields]
+            [(f.key, f.name, f.optional, f.repeat, f.help) for f in spec.fields]
             if isinstance(spec, FieldsSpec)
-            else [(c.key, c.header, c.optional, False, c.help) for c in spec.columns]
+            else [(c.key, c.name, c.optional, False, c.help) for c in spec.columns]
         )
         for key, label, optional, repeat, help_text in items:
             row += 1
@@ -718,18 +720,8 @@ def _write_sheets(wb: Workbook, grid: Grid) -> None:
         DIMENSIONS,
         [(d.id, d.label, level.value, level.text) for d in ge.dimensions for level in d.levels],
     )
-    closing = grid.closing
-    _write_fields(
-        wb,
-        CLOSING,
-        [
-            ("sheet", closing.sheet),
-            ("tutor_appreciation", closing.tutor_appreciation),
-            ("team_appreciation", closing.team_appreciation),
-            ("date", closing.date),
-            ("signature", closing.signature),
-        ],
-    )
+    # each row of « Fin » is the attribute of `grid.closing` named by its key
+    _write_fields(wb, CLOSING, [(f.key, getattr(grid.closing, f.key)) for f in CLOSING.fields])
 
 
 def write_grid_workbook(grid: Grid) -> bytes:
@@ -903,9 +895,9 @@ class _SheetReader:
         if sheet is None:
             return None
         cells = self.grid_cells(sheet)
-        known = {fold(name): c.key for c in spec.columns for name in (c.header, *c.aliases)}
+        known = {fold(name): c.key for c in spec.columns for name in (c.name, *c.aliases)}
         located = self._header_row(cells, known)
-        headers = ", ".join(f"« {c.header} »" for c in spec.columns)
+        headers = ", ".join(f"« {c.name} »" for c in spec.columns)
         if located is None:
             self.problem(
                 "grid.missing_header",
@@ -914,13 +906,11 @@ class _SheetReader:
             )
             return None
         header, columns = located
-        missing = [
-            c.header for c in spec.columns if not c.optional and c.key not in columns.values()
-        ]
+        missing = [c.name for c in spec.columns if not c.optional and c.key not in columns.values()]
         seen: dict[str, int] = {}
         for column, key in sorted(columns.items()):
             if key in seen:
-                label = next(c.header for c in spec.columns if c.key == key)
+                label = next(c.name for c in spec.columns if c.key == key)
                 self.problem(
                     "grid.duplicate_column",
                     f"la colonne « {label} » figure deux fois (aussi en "
@@ -971,7 +961,7 @@ class _SheetReader:
         text_column = min(c for c, k in columns.items() if k == "text")
         if self.too_many_rows(cells, sheet, header):
             return None
-        by_label = {fold(name): f for f in spec.fields for name in (f.label, *f.aliases)}
+        by_label = {fold(name): f for f in spec.fields for name in (f.name, *f.aliases)}
         found: dict[str, list[_Cell]] = {}
         key_letter, text_letter = get_column_letter(key_column), get_column_letter(text_column)
         for number in sorted(n for n in cells if n > header):
@@ -981,7 +971,7 @@ class _SheetReader:
                 continue
             entry = by_label.get(fold(label))
             if entry is None:
-                names = ", ".join(f"« {f.label} »" for f in spec.fields)
+                names = ", ".join(f"« {f.name} »" for f in spec.fields)
                 self.problem(
                     "grid.unknown_field",
                     f"rubrique « {label} » inconnue (rubriques : {names})."
@@ -994,7 +984,7 @@ class _SheetReader:
             if entry.key in found and not entry.repeat:
                 self.problem(
                     "grid.duplicate_field",
-                    f"rubrique « {entry.label} » en double (déjà en "
+                    f"rubrique « {entry.name} » en double (déjà en "
                     f"{key_letter}{found[entry.key][0].ref[1:]}) ; gardez-en une.",
                     sheet.name,
                     f"{key_letter}{number}",
@@ -1003,7 +993,7 @@ class _SheetReader:
             cell = _Cell(text, f"{text_letter}{number}")
             if not text and not entry.optional:
                 self.problem(
-                    "grid.empty", f"« {entry.label} » n'est pas rempli.", sheet.name, cell.ref
+                    "grid.empty", f"« {entry.name} » n'est pas rempli.", sheet.name, cell.ref
                 )
             if text or not entry.repeat:
                 found.setdefault(entry.key, []).append(cell)
@@ -1011,7 +1001,7 @@ class _SheetReader:
             if entry.key not in found and not entry.optional:
                 self.problem(
                     "grid.missing_field",
-                    f"rubrique « {entry.label} » absente : ajoutez une ligne « {entry.label} » "
+                    f"rubrique « {entry.name} » absente : ajoutez une ligne « {entry.name} » "
                     f"en colonne {key_letter} et son texte en colonne {text_letter}.",
                     sheet.name,
                 )
@@ -1024,7 +1014,7 @@ class _SheetReader:
         ok = True
         for key in keys:
             if not row.text(key):
-                header = next(c.header for c in spec.columns if c.key == key)
+                header = next(c.name for c in spec.columns if c.key == key)
                 self.problem("grid.empty", f"« {header} » n'est pas rempli.", sheet, row.ref(key))
                 ok = False
         return ok
@@ -1404,7 +1394,7 @@ def check_grid_file(path: Path) -> GridSheetResult:
     """Read a grid file, spreadsheet or TOML: the grid, or its problems (never raises)."""
     try:
         raw = read_grid_bytes(path)
-        if raw.startswith(b"PK"):
+        if container_of(raw) == "zip":
             return read_grid_workbook(raw, path.name)
         grid = parse_grid_text(decode_grid_text(raw, path.name), path.name)
     except GridError as exc:

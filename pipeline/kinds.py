@@ -24,6 +24,8 @@ class ReturnStatus(StrEnum):
 
 
 Status = ReturnStatus  # the name the returns modules use
+# What the validation of a returned workbook can find: the statuses of a return.
+RETURNED = (ReturnStatus.INCOMPLETE, ReturnStatus.INVALID, ReturnStatus.COMPLETE)
 
 
 class MatchKind(StrEnum):

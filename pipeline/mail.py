@@ -6,21 +6,24 @@ when `[envoi] serveur` is set (`send_messages`: one connection, a pause between 
 retries of transient failures), otherwise as ready-to-send .eml files in `output/envoi/`.
 Every delivery is recorded in the `sendings` table as soon as it happens, so an
 interrupted run resumes without sending anything twice. `deliver_messages` is the step
-`grille send` and `grille remind` call: build, then (unless a dry run) deliver, with a
-`DeliveryResult` to show; `mark_sent_by_hand` is `grille send --mark-sent`.
+`grille send` and `grille remind` deliver with: build, then (unless a dry run) deliver,
+with a `DeliveryResult` to show. `send_step` is the « send » step both front ends call
+(what is pending, the password only when needed, the delivery: a `SendResult`);
+`mark_sent_by_hand` is `grille send --mark-sent`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import smtplib
 import sqlite3
 import ssl
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.headerregistry import Address
@@ -770,3 +773,67 @@ def deliver_messages(
         except MailError as exc:
             result.fault = str(exc)
     return result
+
+
+PASSWORD_VARIABLE = "GRILLE_SMTP_MOT_DE_PASSE"  # the SMTP password, when not asked
+
+
+@dataclass
+class SendResult:
+    """What `send_step` (or `remind.remind_step`) did: the delivery, None when no message
+    was due; the students left out, each with the reason (French)."""
+
+    delivery: DeliveryResult | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a message was not built or not delivered, else 0."""
+        return 0 if self.delivery is None or self.delivery.ok else 1
+
+
+def smtp_password(
+    smtp: SmtpSettings, ask: Callable[[SmtpSettings], str | None] | None
+) -> str | None:
+    """The SMTP password when the server needs one: from `PASSWORD_VARIABLE`, else `ask`."""
+    if not smtp.configured or not smtp.user:
+        return None
+    return os.environ.get(PASSWORD_VARIABLE) or (ask(smtp) if ask else None)
+
+
+def deliver_step(
+    campaign: Campaign,
+    pending: Sequence[TutorMessage],
+    kind: SendingKind,
+    *,
+    dry_run: bool = False,
+    password: Callable[[SmtpSettings], str | None] | None = None,
+    skipped: Sequence[str] = (),
+) -> SendResult:
+    """Deliver `pending` (`deliver_messages`), the password asked only when something
+    leaves over a server that needs one; nothing when `pending` is empty."""
+    result = SendResult(skipped=list(skipped))
+    if pending:
+        secret = None if dry_run else smtp_password(campaign.config.smtp, password)
+        result.delivery = deliver_messages(
+            campaign, pending, kind, dry_run=dry_run, password=secret
+        )
+    return result
+
+
+def send_step(
+    campaign: Campaign,
+    *,
+    dry_run: bool = False,
+    resend: bool = False,
+    student_ids: Collection[str] = (),
+    class_name: str | None = None,
+    password: Callable[[SmtpSettings], str | None] | None = None,
+) -> SendResult:
+    """The « send » step: the latest workbooks not delivered yet (every one with `resend`;
+    only `student_ids` and the class `class_name` when given), one message per tutor, sent
+    or written to the outbox (`deliver_messages`). The password is read from
+    `PASSWORD_VARIABLE`, else asked through `password`, only when a message leaves."""
+    chosen = set(student_ids) or None
+    pending = pending_messages(campaign, resend=resend, student_ids=chosen, class_name=class_name)
+    return deliver_step(campaign, pending, SEND, dry_run=dry_run, password=password)

@@ -29,7 +29,7 @@ from functools import cache
 
 from pipeline.errors import Problem
 from pipeline.grid import Grid
-from pipeline.validation import fold
+from pipeline.text import fold
 from pipeline.workbook import (
     INSTRUCTIONS_SHEET,
     LISTS_SHEET,

@@ -50,15 +50,17 @@ from defusedxml import DefusedXmlException, ElementTree
 from openpyxl import load_workbook
 
 from pipeline import collect, state
-from pipeline.campaign import KEY_NAME, Campaign, KeyChangedError
+from pipeline.campaign import KEY_NAME, Campaign, KeyChangedError, rewrite_tracking
 from pipeline.errors import GridError, GrilleError, french_os_error
 from pipeline.grid import GRIDS_DIR, Grid, grid_source, load_grid, shipped_grids
+from pipeline.kinds import Channel, Match, Status
 from pipeline.mail import OUTBOX, REMIND, SEND, SENT_COPIES
 from pipeline.report_files import report_stem
-from pipeline.roster import Student
+from pipeline.roster import RosterResult, Student, read_rosters
 from pipeline.safe_zip import SafeZip, UnsafeFile
 from pipeline.settings import CampaignConfig, Workspace, key_fingerprint
-from pipeline.validation import STATUS_LABELS, fold
+from pipeline.text import fold
+from pipeline.validation import STATUS_LABELS
 from pipeline.workbook import (
     META_KEYS,
     WorkbookStamper,
@@ -105,6 +107,11 @@ class RebuildResult:
     archives: int = 0  # archives on disk, not recorded again
     mailbox_read: bool = False  # `collect --imap` had read messages (output/courrier/)
     replaced: state.Restored | None = None  # what became of the database replaced
+    # `rebuild_step` only: the roster read (nothing is rebuilt when it has errors or no
+    # student), the students whose notes suivi.xlsx gave back, what rewriting it said
+    roster: RosterResult = field(default_factory=RosterResult)
+    notes: int = 0
+    tracking_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,37 @@ class _Regeneration:
         )
 
 
+def rebuild_step(
+    workspace: Workspace,
+    roster_paths: Sequence[Path] = (),
+    grid_files: Sequence[Path] = (),
+    *,
+    replace: bool = False,
+    jobs: int = 1,
+) -> RebuildResult:
+    """The « rebuild » step: read the roster (`roster_paths`, by default
+    input_templates/roster.xlsx; when it has errors or no student, nothing is done and
+    `roster` says why), then, under the run lock, `rebuild` the database, rewrite
+    suivi.xlsx (which reads the teacher's notes back into it) and back the new database up.
+    Raises `RosterError` when a roster file cannot be read at all, and what `rebuild`
+    raises."""
+    workspace.load_config()  # a campaign folder, or say so
+    roster = read_rosters(list(roster_paths) or [workspace.roster_path])
+    if not roster.valid or not roster.students:
+        return RebuildResult(roster=roster)
+    with state.run_lock(workspace.output_dir):
+        result = rebuild(workspace, roster.students, grid_files, replace=replace, jobs=jobs)
+        result.roster = roster
+        opened = Campaign.open(workspace)
+        try:
+            result.tracking_warnings = rewrite_tracking(workspace, opened.db)
+            result.notes = len(state.teacher_notes(opened.db))
+        finally:
+            opened.close()
+        state.backup(workspace.db_path, workspace.backups_dir)
+    return result
+
+
 def rebuild(
     workspace: Workspace,
     students: Sequence[Student],
@@ -610,11 +648,11 @@ class _Builder:
                     state.set_return_collected(
                         db, outcome.sha256, _moment(mtime), self._relative(path)
                     )
-                if outcome.match == collect.MATCH_REJECTED:
+                if outcome.match == Match.REJECTED:
                     self.result.refused += 1
                     continue
                 self.result.returns += 1
-                self.result.to_confirm += outcome.match == collect.MATCH_VISIBLE
+                self.result.to_confirm += outcome.match == Match.VISIBLE
                 if outcome.student_id:
                     self.return_of_sha[outcome.sha256] = outcome.student_id
 
@@ -645,7 +683,7 @@ class _Builder:
         for student_id, student in self.students.items():
             latest = self.latest[student_id][0]
             sends = [s for s in found.of(student_id, SEND) if s.workbook_id == latest]
-            if any(s.channel != "fichier" for s in sends):
+            if any(s.channel != Channel.FILE for s in sends):
                 self.result.sent += 1
             elif sends:
                 self.result.prepared += 1
@@ -716,7 +754,10 @@ class _Builder:
         """What suivi.xlsx, as grille last wrote it, adds to the messages' copies: the
         messages the teacher marked as sent, those whose copy a later message to the same
         tutor replaced, and the latest reminder of each student."""
-        sent_label, prepared_label = fold(STATUS_LABELS["sent"]), fold(STATUS_LABELS["prepared"])
+        sent_label, prepared_label = (
+            fold(STATUS_LABELS[Status.SENT]),
+            fold(STATUS_LABELS[Status.PREPARED]),
+        )
         for student_id, row in read_tracking_dates(self.ws.tracking_path).items():
             if student_id not in self.students:
                 continue
@@ -736,7 +777,7 @@ class _Builder:
                 )
             elif (
                 delivered
-                and all(s.channel == "fichier" for s in sends)
+                and all(s.channel == Channel.FILE for s in sends)
                 and (status == sent_label or _later(sent_at, max(s.sent_at for s in sends)))
             ):
                 first = sends[0]  # written to the outbox, then « grille send --mark-sent »

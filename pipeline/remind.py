@@ -4,14 +4,16 @@ A student is reminded about when the workbook was delivered (sent, or written to
 outbox) and no complete return has come back. The message lists, per student, exactly
 what is missing or wrong (the problems `collect` found) and attaches the workbook to
 complete: the one the tutor returned if any, else the one grille generated.
-`pending_reminders` gives those messages; they leave as `send`'s do
-(`mail.deliver_messages`), recorded in `sendings` with the kind `relance`.
+`pending_reminders` gives those messages; `remind_step`, the step both front ends call,
+delivers them as `send`'s leave (`mail.deliver_step`), recorded in `sendings` with the
+kind `relance`.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,15 @@ from pipeline import state
 from pipeline.campaign import Campaign
 from pipeline.classes import resolve_class
 from pipeline.kinds import ReturnStatus
-from pipeline.mail import REMIND, TutorMessage, WorkbookToSend, group_by_tutor
+from pipeline.mail import (
+    REMIND,
+    SendResult,
+    TutorMessage,
+    WorkbookToSend,
+    deliver_step,
+    group_by_tutor,
+)
+from pipeline.settings import SmtpSettings
 from pipeline.tracking import StudentStatus, student_statuses
 
 TO_REMIND = (
@@ -150,3 +160,33 @@ def _workbook_to_complete(
         status.student_id, name, status.class_name, status.student.company, workbook_id,
         root / generated, workbook_sha, generated.name,
     )  # fmt: skip
+
+
+def remind_step(
+    campaign: Campaign,
+    *,
+    dry_run: bool = False,
+    student_ids: Collection[str] = (),
+    class_name: str | None = None,
+    interval_days: int = 7,
+    again: bool = False,
+    password: Callable[[SmtpSettings], str | None] | None = None,
+) -> SendResult:
+    """The « remind » step: the reminders due (`pending_reminders`; only `student_ids` and
+    the class `class_name` when given), delivered as `send`'s messages are
+    (`mail.deliver_step`); `skipped` says who was left out and why."""
+    reminders = pending_reminders(
+        campaign,
+        student_ids=set(student_ids) or None,
+        class_name=class_name,
+        interval_days=interval_days,
+        again=again,
+    )
+    return deliver_step(
+        campaign,
+        reminders.messages,
+        REMIND,
+        dry_run=dry_run,
+        password=password,
+        skipped=reminders.skipped,
+    )

@@ -26,6 +26,7 @@ from docx.document import Document
 
 from pipeline.files import atomic_save
 from pipeline.grid import Grid, Section
+from pipeline.kinds import ReturnStatus
 from pipeline.report_template import (
     MARKERS,
     BodyBuilder,
@@ -253,8 +254,8 @@ def build_student_report(
     b.para("Bilan de stage", "Title")
     b.para(grid.diploma, "Subtitle")
     if data.to_confirm:
-        _to_confirm_banner(b, data.problems if data.status == "complete" else ())
-    if data.status != "complete":
+        _to_confirm_banner(b, data.problems if data.status == ReturnStatus.COMPLETE else ())
+    if data.status != ReturnStatus.COMPLETE:
         _banner(b, data.status, data.problems)
     _identity(b, config, data)
     scale = " · ".join(f"{level.code} = {level.label}" for level in grid.scale)
@@ -277,8 +278,8 @@ def _markers(config: CampaignConfig, class_name: str, title: str) -> dict[str, s
 def _banner(b: BodyBuilder, status: str, problems: Sequence[str]) -> None:
     label = STATUS_LABELS.get(status, status).upper()
     explanation = _BANNER_TEXT.get(status, "ce bilan n’est pas définitif.")
-    border, fill = (DARK_RED, "F8D7DA") if status == "invalid" else ("BF8F00", "FFF2CC")
-    text = DARK_RED if status == "invalid" else DARK_YELLOW
+    border, fill = (DARK_RED, "F8D7DA") if status == ReturnStatus.INVALID else ("BF8F00", "FFF2CC")
+    text = DARK_RED if status == ReturnStatus.INVALID else DARK_YELLOW
     tbl = b.table([b.width], border=border, size=12)
     tc = b.cell(b.row(tbl, split=True), b.width, f"BILAN {label} — {explanation}", fill=fill,
                 style="Normal", bold=True, color=text)  # fmt: skip
@@ -704,13 +705,13 @@ def _appreciations(
         s, evaluation = data.student, data.evaluation
         b.para(f"{s.display_name} — {s.company}" if s.company else s.display_name, "Heading 2")
         status = _status_text(data)
-        notes = answer_notes(grid, data.problems) if data.status != "complete" else {}
+        notes = answer_notes(grid, data.problems) if data.status != ReturnStatus.COMPLETE else {}
         partial = " partiel" if _unanswered(grid, evaluation) else ""
         b.para(
             f"Tuteur : {s.tutor_name} · Stage du {_fmt_date(s.start)} au {_fmt_date(s.end)} · "
             f"Total{partial} : {_total_text(grid, evaluation, notes)} · Statut : {status}",
             "Normal", size=16,
-            color=DARK_RED if data.status == "invalid" or data.to_confirm else GREY,
+            color=DARK_RED if data.status == ReturnStatus.INVALID or data.to_confirm else GREY,
             keep_next=True,
         )  # fmt: skip
         b.para(closing.tutor_appreciation, "Normal", bold=True, keep_next=True, before=120)

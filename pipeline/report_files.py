@@ -30,7 +30,8 @@ from pipeline import office, state
 from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import french_os_error
-from pipeline.files import atomic_write_bytes, safe_name
+from pipeline.files import atomic_write_bytes, student_stem
+from pipeline.kinds import RETURNED
 from pipeline.report import (
     StudentReportData,
     build_class_report,
@@ -81,7 +82,7 @@ def report_data(
     team = team_appreciations(campaign.db, campaign.workspace.tracking_path)
     with_return, without = [], []
     for status in statuses:
-        if status.evaluation is None or status.status not in ("complete", "incomplete", "invalid"):
+        if status.evaluation is None or status.status not in RETURNED:
             without.append(status)
             continue
         problems = [*status.missing, *status.invalid]
@@ -105,10 +106,7 @@ def report_data(
 
 def report_stem(student: Student) -> str:
     """File name of a student's report, without extension: `bilan_NOM_Prenom_id`."""
-    return (
-        f"bilan_{safe_name(student.last_name).upper()}_"
-        f"{safe_name(student.first_name)}_{safe_name(student.student_id)}"
-    )
+    return f"bilan_{student_stem(student.last_name, student.first_name, student.student_id)}"
 
 
 def _relative(campaign: Campaign, path: Path) -> str:

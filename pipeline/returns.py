@@ -36,13 +36,12 @@ from defusedxml.ElementTree import ParseError, iterparse
 
 from pipeline import office
 from pipeline.errors import Problem, french_os_error
-from pipeline.files import atomic_write_bytes
+from pipeline.files import atomic_write_bytes, container_of
 from pipeline.parallel import default_jobs
 from pipeline.safe_zip import SafeZip, UnsafeFile, check_xml
 from pipeline.xlsx import main_part
 
 MiB = 1024 * 1024
-OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 CONVERSION_TIMEOUT = 60.0
 CONVERSION_MEMORY_MB = 2048
 _LOOKAHEAD = 16  # files read ahead of a conversion still running…
@@ -204,9 +203,10 @@ def sniff(data: bytes) -> str:
     (Numbers, Pages, Keynote), eml, mbox, msg, pdf, empty, text or unknown."""
     if not data:
         return "empty"
-    if data.startswith(b"PK"):
+    container = container_of(data)
+    if container == "zip":
         return _sniff_zip(data)
-    if data.startswith(OLE2_MAGIC):
+    if container == "ole2":
         return _sniff_ole(data)
     if _is_biff(data):
         return "encrypted" if _biff_encrypted(data) else "biff"

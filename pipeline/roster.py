@@ -32,7 +32,8 @@ from openpyxl import load_workbook
 from openpyxl.utils.datetime import from_excel
 
 from pipeline.errors import Problem, RosterError, french_os_error
-from pipeline.text import fold, french_count, is_email
+from pipeline.files import container_of
+from pipeline.text import display_name, fold, french_count, is_email
 
 __all__ = [
     "DEMO_ROSTER",
@@ -78,7 +79,12 @@ class Student:
     @property
     def display_name(self) -> str:
         """« DUPONT Jean », the way French school documents name a student."""
-        return f"{self.last_name.upper()} {self.first_name}"
+        return display_name(self.last_name, self.first_name)
+
+    @property
+    def label(self) -> str:
+        """« DUPONT Jean (BTS MCO 2A) »: with the class, which tells two homonyms apart."""
+        return f"{self.display_name} ({self.class_name})"
 
     def fingerprint(self) -> str:
         """Hash of every roster field (not the row): changes when the line changes."""
@@ -538,10 +544,11 @@ def _same_file_key(path: Path) -> Path:
 def _open_table(path: Path, name: str) -> Iterator[_Table]:
     """The roster table of `path`, its lines read as they are asked for (then closed)."""
     head = _read_head(path, name)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    container = container_of(head)
+    if container == "zip":
         with _open_xlsx(path, name) as table:
             yield table
-    elif head.startswith(b"\xd0\xcf\x11\xe0"):
+    elif container == "ole2":
         raise RosterError(_ole2_message(path, name))
     else:
         with _open_csv(path, name, head) as table:

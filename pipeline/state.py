@@ -1,6 +1,8 @@
 """SQLite state of a campaign: migrations and the queries each step needs.
 
-What was generated, sent, returned and validated lives in `output/grille.sqlite`.
+What was generated, sent, returned and validated lives in `output/grille.sqlite`; every
+query and write of that data is here, as a view or a named function the other modules
+call (only transaction control and pragmas are issued elsewhere).
 Schema changes are named functions in `MIGRATIONS`, applied once each, in order,
 in a transaction, and recorded in `schema_migrations`.
 """
@@ -19,14 +21,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from pipeline.errors import GrilleError, StorageError, french_os_error, storage_problem
 from pipeline.files import safe_name
-from pipeline.kinds import Channel, SendingKind
+from pipeline.kinds import Channel, SendingKind, Standing
 from pipeline.parallel import closed_in_workers
 from pipeline.roster import Student
 
@@ -435,20 +437,8 @@ def database_error(path: Path, exc: sqlite3.Error) -> GrilleError:
 
 def student_from_row(row: sqlite3.Row) -> Student:
     """A `Student` from a row of the `students` table."""
-    return Student(
-        student_id=row["student_id"],
-        last_name=row["last_name"],
-        first_name=row["first_name"],
-        class_name=row["class_name"],
-        company=row["company"],
-        tutor_name=row["tutor_name"],
-        tutor_email=row["tutor_email"],
-        start=date.fromisoformat(row["start_date"]),
-        end=date.fromisoformat(row["end_date"]),
-        student_email=row["student_email"],
-        tutor_phone=row["tutor_phone"],
-        referent=row["referent"],
-    )
+    start, end = date.fromisoformat(row["start_date"]), date.fromisoformat(row["end_date"])
+    return Student(**_columns(Student, row, start=start, end=end))
 
 
 def _assign_folder(db: sqlite3.Connection, class_name: str, preferred: str | None = None) -> str:
@@ -484,11 +474,11 @@ def class_folder(db: sqlite3.Connection, class_name: str) -> str:
         return str(again[0]) if again is not None else _assign_folder(db, class_name)
 
 
-STANDING_SIGNED = "signed"  # hidden identity verified: counts without a decision
-STANDING_CONFIRMED = "confirmed"  # matched « à confirmer », confirmed by the teacher
-STANDING_REJECTED = "rejected"  # matched « à confirmer », rejected by the teacher: never counts
-STANDING_PENDING = "pending"  # matched « à confirmer », no decision yet
-STANDING_LABELS = {
+STANDING_SIGNED = Standing.SIGNED  # the old names of `kinds.Standing`'s members
+STANDING_CONFIRMED = Standing.CONFIRMED
+STANDING_REJECTED = Standing.REJECTED
+STANDING_PENDING = Standing.PENDING
+STANDING_LABELS: dict[str, str] = {
     STANDING_SIGNED: "signé",
     STANDING_CONFIRMED: "confirmé",
     STANDING_REJECTED: "rejeté",
@@ -522,18 +512,8 @@ JOIN students s ON s.student_id = t.student_id
 
 
 def _standing(row: sqlite3.Row) -> ReturnStanding:
-    return ReturnStanding(
-        return_id=row["return_id"],
-        student=student_from_row(row),
-        file_name=row["file_name"],
-        origin=row["origin"],
-        collected_at=row["collected_at"],
-        status=row["status"] or "",
-        match_note=row["match_note"],
-        standing=row["standing"],
-        decided_by=row["decided_by"] or "",
-        decided_at=row["decided_at"] or "",
-    )
+    given = {name: row[name] or "" for name in ("status", "decided_by", "decided_at")}
+    return ReturnStanding(**_columns(ReturnStanding, row, student=student_from_row(row), **given))
 
 
 def return_standing(db: sqlite3.Connection, return_id: int) -> ReturnStanding | None:
@@ -544,11 +524,12 @@ def return_standing(db: sqlite3.Connection, return_id: int) -> ReturnStanding | 
 
 def pending_returns(db: sqlite3.Connection, student_id: str | None = None) -> list[ReturnStanding]:
     """The returns matched « à confirmer » still awaiting the teacher's decision, oldest first."""
-    query = _STANDING_QUERY + "WHERE t.standing = 'pending'"
+    query = _STANDING_QUERY + "WHERE t.standing = :pending"
+    wanted = {"pending": Standing.PENDING, "student": student_id}
     if student_id is None:
-        rows = db.execute(query + " ORDER BY t.return_id")
+        rows = db.execute(query + " ORDER BY t.return_id", wanted)
     else:
-        rows = db.execute(query + " AND t.student_id = ? ORDER BY t.return_id", (student_id,))
+        rows = db.execute(query + " AND t.student_id = :student ORDER BY t.return_id", wanted)
     return [_standing(row) for row in rows]
 
 
@@ -1102,6 +1083,21 @@ class Restored:
     set_aside: Path | None  # the replaced database, when damaged, moved aside
 
 
+def _keep_replaced(db_path: Path, backups_dir: Path) -> Restored:
+    """Back up the database about to be replaced; a damaged one (no backup possible) is
+    moved aside, untouched, for an expert, with its journal."""
+    saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
+    if saved_as is not None:
+        return Restored(saved_as, None)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        side = db_path.with_name(db_path.name + suffix)
+        if side.exists():
+            os.replace(side, set_aside.with_name(set_aside.name + suffix))
+    return Restored(None, set_aside)
+
+
 def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
     """Put the backup `copy` back as the campaign database; the current one is kept.
 
@@ -1112,17 +1108,9 @@ def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
     fault = check_backup(copy)
     if fault is not None:
         raise GrilleError(f"Sauvegarde « {copy.name} » {fault} : choisissez-en une autre.")
-    saved_as: Path | None = None
-    set_aside: Path | None = None
+    kept = Restored(None, None)
     if db_path.is_file() and db_path.stat().st_size > 0:
-        saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
-        if saved_as is None:  # damaged: keep it aside, untouched, for an expert
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
-            for suffix in ("", "-wal", "-shm"):
-                side = db_path.with_name(db_path.name + suffix)
-                if side.exists():
-                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+        kept = _keep_replaced(db_path, backups_dir)
     else:
         for suffix in ("", "-wal", "-shm"):
             db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
@@ -1137,7 +1125,7 @@ def restore(copy: Path, db_path: Path, backups_dir: Path) -> Restored:
             source.close()
     except sqlite3.Error as exc:
         raise database_error(db_path, exc) from exc
-    return Restored(saved_as, set_aside)
+    return kept
 
 
 # ------------------------------------------------------------------ reports, archives, purge
@@ -1825,17 +1813,9 @@ def install_database(built: Path, db_path: Path, backups_dir: Path) -> Restored:
     `grille.sqlite.abimee-AAAAMMJJ-hhmmss`); a blank one is dropped. A journal left beside
     it is removed first: SQLite would apply it to the new file. Call it under the run lock.
     """
-    saved_as: Path | None = None
-    set_aside: Path | None = None
+    kept = Restored(None, None)
     if db_path.exists() and blank_database(db_path) is None:
-        saved_as = backup(db_path, backups_dir, keep=BACKUPS_KEPT + 1)
-        if saved_as is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            set_aside = db_path.with_name(f"{db_path.name}.abimee-{stamp}")
-            for suffix in ("", "-wal", "-shm"):
-                side = db_path.with_name(db_path.name + suffix)
-                if side.exists():
-                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+        kept = _keep_replaced(db_path, backups_dir)
     for suffix in ("-wal", "-shm"):
         db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
     with built.open("rb") as handle:
@@ -1847,7 +1827,7 @@ def install_database(built: Path, db_path: Path, backups_dir: Path) -> Restored:
             os.fsync(folder)
         finally:
             os.close(folder)
-    return Restored(saved_as, set_aside)
+    return kept
 
 
 # ================================================================== return versions
@@ -2014,19 +1994,8 @@ _VERSIONS_ORDER = (
 
 
 def _version(row: sqlite3.Row) -> ReturnVersion:
-    return ReturnVersion(
-        return_id=row["return_id"],
-        student_id=row["student_id"],
-        file_name=row["file_name"],
-        origin=row["origin"],
-        collected_at=row["collected_at"],
-        status=row["status"] or "",
-        standing=row["standing"],
-        version_at=row["version_at"],
-        version_source=row["version_source"],
-        counts=bool(row["counts"]),
-        chosen=bool(row["chosen"]),
-    )
+    given = {"status": row["status"] or "", "counts": bool(row["counts"])}
+    return ReturnVersion(**_columns(ReturnVersion, row, chosen=bool(row["chosen"]), **given))
 
 
 def return_versions(
@@ -2137,14 +2106,232 @@ def record_refused_files(db: sqlite3.Connection, refused: list[RefusedFile]) -> 
 def refused_files(db: sqlite3.Connection) -> list[RefusedFile]:
     """Every file `collect` refused, the most recently seen first."""
     return [
-        RefusedFile(
-            file_name=row["file_name"],
-            origin=row["origin"],
-            code=row["code"],
-            reason=row["reason"],
-            sha256=row["sha256"],
-            first_seen_at=row["first_seen_at"],
-            last_seen_at=row["last_seen_at"],
-        )
+        RefusedFile(**_columns(RefusedFile, row))
         for row in db.execute("SELECT * FROM refused_files ORDER BY last_seen_at DESC, id DESC")
+    ]
+
+
+# ---- w3e-one-home
+# Reads and writes that `collect`, `tracking`, `cli/returns` and the web pages wrote
+# themselves before (issue 10: SQL lives here).
+
+
+def _columns(cls: type[Any], row: sqlite3.Row, **given: Any) -> dict[str, Any]:
+    """The fields of the dataclass `cls` read from the columns of `row` that bear their
+    names; `given` sets the others (or replaces what a column holds)."""
+    names = set(row.keys())
+    read = {f.name: row[f.name] for f in fields(cls) if f.name in names and f.name not in given}
+    return {**read, **given}
+
+
+def find_student(db: sqlite3.Connection, student_id: str) -> Student | None:
+    """The student `student_id` (in the roster or removed from it since), or None."""
+    row = db.execute("SELECT * FROM students WHERE student_id = ?", (student_id,)).fetchone()
+    return student_from_row(row) if row else None
+
+
+def student_exists(db: sqlite3.Connection, student_id: str) -> bool:
+    """True when the campaign knows the student `student_id`."""
+    return find_student(db, student_id) is not None
+
+
+def student_in_roster(db: sqlite3.Connection, student_id: str) -> bool:
+    """True when `student_id` is in the roster last used by `generate`."""
+    row = db.execute("SELECT in_roster FROM students WHERE student_id = ?", (student_id,))
+    found = row.fetchone()
+    return bool(found and found[0])
+
+
+def student_label(db: sqlite3.Connection, student_id: str) -> str:
+    """« DUPONT Jean (BTS MCO 2A) »: a student as messages name him (the class tells two
+    homonyms apart); the identifier itself for an unknown one."""
+    student = find_student(db, student_id)
+    return student.label if student else student_id
+
+
+def student_names(db: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every student's `student_id`, `last_name`, `first_name` and `class_name`."""
+    return db.execute(
+        "SELECT student_id, last_name, first_name, class_name FROM students"
+    ).fetchall()
+
+
+def return_owner(db: sqlite3.Connection, return_id: int) -> str | None:
+    """The student return `return_id` is tied to (None: unknown return, or refused)."""
+    row = db.execute("SELECT student_id FROM returns WHERE id = ?", (return_id,)).fetchone()
+    return row[0] if row else None
+
+
+def collected_sha256s(db: sqlite3.Connection) -> set[str]:
+    """The SHA-256 of every file already collected (each is recorded once)."""
+    return {row[0] for row in db.execute("SELECT sha256 FROM returns")}
+
+
+def generated_sha256s(db: sqlite3.Connection) -> set[str]:
+    """The SHA-256 of every workbook grille wrote: such a file returned is unfilled."""
+    return {row[0] for row in db.execute("SELECT sha256 FROM workbooks")}
+
+
+@dataclass(frozen=True)
+class NewReturn:
+    """A file `collect` just processed, as `record_return` stores it (one field a column
+    of `returns`, but `answers`)."""
+
+    origin: str  # where it came from: a path, a message, an attachment
+    file_name: str
+    converted_from: str
+    stored_file: str  # the original kept, under the campaign folder
+    sha256: str
+    collected_at: str
+    student_id: str | None
+    match: str  # a `kinds.MatchKind`
+    match_note: str
+    status: str | None  # a `kinds.ReturnStatus`, None when refused
+    grid_id: str
+    grid_version: str
+    problems: str  # JSON: a list of `asdict(Problem)`
+    evaluation: str | None  # JSON, None when refused
+    saved_at: str | None
+    mailed_at: str | None
+    file_time: str | None
+    # (item id, sheet, cell, raw text, value) of every answer read
+    answers: Sequence[tuple[str, str, str, str | None, str | None]] = ()
+
+
+def record_return(db: sqlite3.Connection, new: NewReturn) -> int:
+    """Store one collected file and its answers; its return id. Runs in the caller's
+    transaction when one is open."""
+    with _within_transaction(db):
+        columns = [f.name for f in fields(NewReturn) if f.name != "answers"]
+        cursor = db.execute(
+            f"INSERT INTO returns ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [getattr(new, name) for name in columns],
+        )
+        return_id = cursor.lastrowid
+        assert return_id is not None
+        db.executemany(
+            "INSERT INTO answers VALUES (?,?,?,?,?,?)",
+            [(return_id, *answer) for answer in new.answers],
+        )
+    return return_id
+
+
+@dataclass(frozen=True)
+class ReturnProblem:
+    """One fault of a return, located as the tutor sees it."""
+
+    kind: str  # "manquant", "invalide" or "avertissement"
+    sheet: str
+    cell: str
+    message: str
+
+
+REFUSED = "refused"  # the standing of a return refused at collection (no student)
+_PROBLEM_KINDS = (("missing", "manquant"), ("invalid", "invalide"))
+
+
+@dataclass(frozen=True)
+class ReturnRecord:
+    """One file received for a student, and where it stands."""
+
+    return_id: int
+    file_name: str
+    stored_file: str
+    origin: str
+    collected_at: str
+    status: str  # a `kinds.ReturnStatus`, "" when refused
+    match: str  # a `kinds.MatchKind`
+    match_note: str
+    standing: str  # a `kinds.Standing`, or `REFUSED` at collection
+    decided_by: str
+    decided_at: str
+    counts: bool  # the return that counts for the student
+    problems: list[ReturnProblem] = field(default_factory=list)
+    decisions: list[tuple[str, str, str]] = field(default_factory=list)  # (decision, by, at)
+
+    @property
+    def standing_label(self) -> str:
+        if self.standing == REFUSED:
+            return "refusé à la collecte"
+        return STANDING_LABELS.get(self.standing, self.standing)
+
+    @property
+    def decidable(self) -> bool:
+        """Matched on its visible identity: the teacher confirms or rejects it."""
+        return self.standing in (Standing.PENDING, Standing.CONFIRMED, Standing.REJECTED)
+
+
+def _return_problems(text: str | None) -> list[ReturnProblem]:
+    """A return's stored problems (`asdict(Problem)` as JSON): errors first, in file order."""
+    stored: list[dict[str, object]] = json.loads(text) if text else []
+    found = []
+    for problem in stored:
+        code = str(problem.get("code", ""))
+        kind = next((label for prefix, label in _PROBLEM_KINDS if code.startswith(prefix)), "")
+        if problem.get("severity") == "warning":
+            kind = "avertissement"
+        found.append(
+            ReturnProblem(
+                kind=kind or "problème",
+                sheet=str(problem.get("sheet") or ""),
+                cell=str(problem.get("cell") or ""),
+                message=str(problem.get("message") or ""),
+            )
+        )
+    found.sort(key=lambda p: p.kind == "avertissement")
+    return found
+
+
+def student_returns(db: sqlite3.Connection, student_id: str) -> list[ReturnRecord]:
+    """Every file received for `student_id`, newest first, with its standing, whether it
+    counts (`counted_returns`), its problems and the teacher's decisions on it."""
+    counted = db.execute(
+        "SELECT return_id FROM counted_returns WHERE student_id = ?", (student_id,)
+    ).fetchone()
+    decisions: dict[int, list[tuple[str, str, str]]] = {}
+    for row in db.execute(
+        "SELECT d.return_id, d.decision, d.decided_by, d.decided_at FROM return_decisions d "
+        "JOIN returns r ON r.id = d.return_id WHERE r.student_id = ? ORDER BY d.id",
+        (student_id,),
+    ):
+        decisions.setdefault(row[0], []).append((row[1], row[2], row[3]))
+    return [
+        ReturnRecord(
+            **_columns(
+                ReturnRecord,
+                row,
+                return_id=row["id"],
+                standing=row["standing"] or REFUSED,
+                counts=counted is not None and counted[0] == row["id"],
+                problems=_return_problems(row["problems"]),
+                decisions=decisions.get(row["id"], []),
+                **{name: row[name] or "" for name in ("status", "decided_by", "decided_at")},
+            )
+        )
+        for row in db.execute(
+            "SELECT r.*, t.standing, t.decided_by, t.decided_at FROM returns r "
+            "LEFT JOIN return_standing t ON t.return_id = r.id "
+            "WHERE r.student_id = ? ORDER BY r.id DESC",
+            (student_id,),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    """A report grille wrote for a student (Word, or its PDF)."""
+
+    file: str  # relative to the campaign folder
+    written_at: str
+
+
+def student_reports(db: sqlite3.Connection, student_id: str) -> list[ReportFile]:
+    """The reports written for `student_id`, newest first."""
+    return [
+        ReportFile(row["file"], row["written_at"])
+        for row in db.execute(
+            "SELECT file, written_at FROM reports WHERE student_id = ? "
+            "ORDER BY written_at DESC, file",
+            (student_id,),
+        )
     ]

@@ -6,6 +6,8 @@ the identifiers `roster.derive_student_id` computes, so it must not change what 
 for a name already folded: existing campaigns would see their students renamed.
 
 `is_email` accepts exactly one plain address (no display name, comma, space or line break).
+
+`display_name` is the one way grille writes a student's name (« DUPONT Jean »).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ def _fold_unicode(text: str) -> str:
 def is_email(text: str) -> bool:
     """True for exactly one plain e-mail address (dot-atom, a domain with a dot)."""
     return _EMAIL.fullmatch(text) is not None and ".." not in text
+
+
+def display_name(last_name: str, first_name: str) -> str:
+    """« DUPONT Jean »: the last name in capitals, then the first name, the way French
+    school documents name a student."""
+    return f"{last_name.upper()} {first_name}"
 
 
 def french_count(number: int) -> str:

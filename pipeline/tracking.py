@@ -54,8 +54,8 @@ from pipeline.state import (
     pending_returns,
     student_from_row,
 )
-from pipeline.text import fold as fold_text  # student_statuses; the rest: validation.fold
-from pipeline.validation import STATUS_LABELS, fold, sort_problems
+from pipeline.text import display_name, fold
+from pipeline.validation import STATUS_LABELS, sort_problems
 
 SHEET = "Suivi"
 NOTES_HEADER = "Notes du professeur"
@@ -202,11 +202,9 @@ class _GridMaxima:
     def _of(self, grid_id: str, version: str) -> dict[str, tuple[int, ...]] | None:
         key = (grid_id, version)
         if key not in self.dimensions:
-            row = self.db.execute(
-                "SELECT source FROM grids WHERE grid_id = ? AND grid_version = ?", key
-            ).fetchone()
+            source = state.stored_grid_source(self.db, grid_id, version)
             try:
-                grid = parse_grid_text(row[0], f"{grid_id} v{version}") if row else None
+                grid = parse_grid_text(source, f"{grid_id} v{version}") if source else None
             except GrilleError:
                 grid = None
             self.dimensions[key] = (
@@ -282,9 +280,7 @@ def student_statuses(db: sqlite3.Connection) -> list[StudentStatus]:
                 total_missing=lacking,
             )
         )
-    statuses.sort(
-        key=lambda s: (fold_text(s.class_name), fold_text(s.last_name), fold_text(s.first_name))
-    )
+    statuses.sort(key=lambda s: (fold(s.class_name), fold(s.last_name), fold(s.first_name)))
     return statuses
 
 
@@ -375,9 +371,9 @@ class _Students:
         self.names: dict[str, str] = {}
         self.ids: dict[str, str] = {}
         self.by_name: dict[tuple[str, ...], list[str]] = {}
-        for row in db.execute("SELECT student_id, last_name, first_name, class_name FROM students"):
+        for row in state.student_names(db):
             sid = row["student_id"]
-            self.names[sid] = f"{row['last_name'].upper()} {row['first_name']}"
+            self.names[sid] = display_name(row["last_name"], row["first_name"])
             self.ids[sid.casefold()] = sid
             last, first = fold(row["last_name"]), fold(row["first_name"])
             self.by_name.setdefault((last, first), []).append(sid)
@@ -552,11 +548,7 @@ def import_teacher_columns(db: sqlite3.Connection, sheet: TrackingSheet) -> list
 
 
 def _name(db: sqlite3.Connection, student_id: str) -> str:
-    row = db.execute(
-        "SELECT last_name, first_name, class_name FROM students WHERE student_id = ?",
-        (student_id,),
-    ).fetchone()
-    return f"{row[0].upper()} {row[1]} ({row[2]})" if row else student_id
+    return state.student_label(db, student_id)
 
 
 def read_teacher_columns(db: sqlite3.Connection, path: Path) -> dict[str, state.TeacherNote]:

@@ -10,16 +10,15 @@ renseigné. »
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from pipeline.errors import Problem
 from pipeline.grid import Dimension, Grid
 from pipeline.kinds import ReturnStatus, Status
+from pipeline.text import fold
 from pipeline.workbook import APPRECIATION_PLACEHOLDER, CellRef, ReturnedWorkbook
 from pipeline.xlsx import RawCell
 
@@ -127,14 +126,6 @@ def sort_problems(problems: list[dict[str, str]]) -> tuple[list[str], list[str],
     invalid = [p["message"] for p in problems if p["code"].startswith("invalid")]
     warnings = [p["message"] for p in problems if p["severity"] == "warning"]
     return missing, invalid, warnings
-
-
-@lru_cache(maxsize=8192)
-def fold(text: str) -> str:
-    """Lower case, no accents, single spaces, typographic apostrophes made plain."""
-    text = unicodedata.normalize("NFKD", text.replace("’", "'"))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(text.casefold().split())
 
 
 def _shown(cell: RawCell) -> str:

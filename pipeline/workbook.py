@@ -7,8 +7,9 @@ without tokens are copied as they are, the few parts with tokens (shared strings
 custom properties) get the student's values. This is ~50× faster than building each
 workbook with openpyxl, and every file has exactly the same structure.
 
-Reading back is in `read_workbook` (see `pipeline.workbook_reader`), from the same
-`plan_layout(grid)` that places the cells when writing.
+Reading back, from the same `plan_layout(grid)` that places the cells when writing:
+`read_identity` (the signed hidden identity) and `read_returned` (every answer at its
+address); `pipeline.reading` finds the answers by content when the layout moved.
 """
 
 from __future__ import annotations
@@ -896,12 +897,9 @@ class WorkbookStamper:
 
 def student_file_name(student: Student) -> str:
     """`NOM_Prenom_ID.xlsx`: readable, unique, safe on Windows and macOS."""
-    from pipeline.files import safe_name
+    from pipeline.files import student_stem
 
-    return (
-        f"{safe_name(student.last_name).upper()}_{safe_name(student.first_name)}_"
-        f"{safe_name(student.student_id, 40)}.xlsx"
-    )
+    return f"{student_stem(student.last_name, student.first_name, student.student_id)}.xlsx"
 
 
 # ---------------------------------------------------------------- reading back

@@ -3,6 +3,7 @@ unknown class is an error that lists the campaign's classes (exit code 2)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pipeline import state
 from pipeline.classes import resolve_class
 from pipeline.errors import UnknownClassError
 from tests.test_mail import add_student
-from tests.tutors import make_campaign, run, status_json
+from tests.tutors import make_campaign, run, status_json, with_teacher_email
 
 ROWS = [
     ["Abadie", "Chloé", "BTS MUC 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
@@ -28,11 +29,7 @@ UNKNOWN = (
 
 @pytest.fixture
 def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
-    root = make_campaign(tmp_path / "campagne", ROWS, write_csv)
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('email = ""', 'email = "prof@lycee.example"'), "utf-8")
-    return root
+    return with_teacher_email(make_campaign(tmp_path / "campagne", ROWS, write_csv))
 
 
 @pytest.fixture
@@ -131,3 +128,17 @@ def test_remind__class_typed_loosely__and_unknown_class_exit_2(campaign: Path) -
     assert "Julien Lemaître <jl@quartz.example>" in reminded.output
     assert "Sophie Garnier" not in reminded.output
     assert "1 message(s) prêt(s)" in reminded.output.splitlines()[-1]
+
+
+def test_status__class_typed_loosely__its_students__unknown_class_exit_2(campaign: Path) -> None:
+    loose = run(campaign, "status", "--class", "bts  muc 2a")
+    as_json = run(campaign, "status", "--format", "json", "--class", "terminale economie")
+    unknown = run(campaign, "status", "--class", "BTS MUC 2C")
+
+    assert loose.exit_code == 0, loose.output
+    assert "ABADIE Chloé" in loose.output and "BERNARD Yanis" in loose.output
+    assert "DA SILVA" not in loose.output
+    assert "lancez « grille generate »" not in loose.output
+    assert as_json.exit_code == 0, as_json.output
+    assert [s["last_name"] for s in json.loads(as_json.output)] == ["Da Silva"]
+    assert (unknown.exit_code, unknown.output) == (2, UNKNOWN)

@@ -17,36 +17,22 @@ import pytest
 from tests.tutors import (
     GRID,
     LAYOUT,
-    complete_answers,
     fill,
     make_campaign,
+    roster_rows,
     run,
     status_json,
+    without_hidden_identity,
     workbook_of,
 )
+from tests.tutors import answers_for as _answers_for  # the name other test files import
 
-ROWS = [
-    ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Bernard", "Yanis", "BTS 2A", "Banque Solvéa", "Marc Dubreuil", "md@solvea.example", "05/01/2026", "27/02/2026"],
-    ["Chevallier", "Inès", "BTS 2A", "Assurances B", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Da Silva", "Mathéo", "BTS 2B", "Immo Quartz", "Julien Lemaître", "jl@quartz.example", "05/01/2026", "27/02/2026"],
-    ["Étienne", "Lou", "BTS 2B", "Immo Quartz", "Julien Lemaître", "jl@quartz.example", "05/01/2026", "27/02/2026"],
-    ["Faure", "Gaëtan", "BTS 2B", "Mutuelle H", "Bruno Caron", "bc@mutuelle.example", "05/01/2026", "27/02/2026"],
-    ["Garcia", "Léa", "BTS 2B", "Mutuelle H", "Bruno Caron", "bc@mutuelle.example", "05/01/2026", "27/02/2026"],
-]  # fmt: skip
+ROWS = roster_rows("Abadie", "Bernard", "Chevallier", "Da Silva", "Étienne", "Faure", "Garcia")
 
 
 @pytest.fixture
 def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
     return make_campaign(tmp_path / "campagne", ROWS, write_csv)
-
-
-def _answers_for(tutor: str, **changes: object) -> dict[str, object]:
-    answers = complete_answers()
-    answers["signature"] = tutor
-    answers["date"] = date(2026, 2, 20)
-    answers.update(changes)
-    return answers
 
 
 def test_collect__typical_batch__gives_the_expected_statuses_and_problem_lists(
@@ -205,10 +191,7 @@ def test_collect__metadata_gone__falls_back_on_visible_identity_to_confirm(
     filled = fill(
         workbook_of(campaign, "Étienne"), tmp_path / "e.xlsx", _answers_for("Julien Lemaître")
     )
-    wb = openpyxl.load_workbook(filled)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(filled)
+    without_hidden_identity(filled)
     assert run(campaign, "collect", str(filled)).exit_code == 0
     etienne = status_json(campaign)["Étienne"]
     assert etienne["status"] == "complete"
@@ -481,10 +464,7 @@ def test_collect__the_line_of_each_return_says_what_matters(
     copy = fill(
         workbook_of(campaign, "Étienne"), tmp_path / "etienne.xlsx", _answers_for("Julien Lemaître")
     )
-    wb = openpyxl.load_workbook(copy)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(copy)
+    without_hidden_identity(copy)
     result = run(campaign, "collect", str(garcia), str(copy))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

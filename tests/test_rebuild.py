@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,25 +23,28 @@ from typing import Any
 
 import openpyxl
 import pytest
-from aiosmtpd.controller import Controller
 from docx import Document
 
 from pipeline import state
-from tests.test_send_remind import Server, use_smtp
+from tests.test_send_remind import use_smtp
 from tests.tutors import (
     ROSTER_HEADER,
+    Server,
     complete_answers,
     fill,
+    roster_rows,
     run,
+    smtp_server,
     status_json,
+    with_teacher_email,
+    without_hidden_identity,
     workbook_of,
 )
 
 ROWS = [
-    ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Bernard", "Yanis", "BTS 2A", "Banque Solvéa", "Marc Dubreuil", "md@solvea.example", "05/01/2026", "27/02/2026"],
+    *roster_rows("Abadie", "Bernard"),
     ["Chevallier", "Inès", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Da Silva", "Mathéo", "BTS 2B", "Immo Quartz", "Julien Lemaître", "jl@quartz.example", "05/01/2026", "27/02/2026"],
+    *roster_rows("Da Silva"),
     ["Étienne", "Lou", "BTS 2B", "Mutuelle Bleue", "Bruno Caron", "bc@mutuelle.example", "05/01/2026", "27/02/2026"],
 ]  # fmt: skip
 PROJECT = Path(__file__).resolve().parents[1]
@@ -50,25 +52,11 @@ TIMES = ("generated_at", "sent_at", "reminded_at", "returned_at")
 NOTES = "Notes du professeur"
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Server, int]]:
-    """A real SMTP server on the loopback that keeps what it accepts (as in test_send_remind)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    handler = Server()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
-def _teacher_email(root: Path) -> None:
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('email = ""', 'email = "prof@lycee.example"'), "utf-8")
+@pytest.fixture(name="smtp_server")
+def smtp_server_fixture() -> Iterator[tuple[Server, int]]:
+    """A real SMTP server on the loopback that keeps what it accepts."""
+    with smtp_server() as running:
+        yield running
 
 
 @pytest.fixture
@@ -76,7 +64,7 @@ def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
     """Five students, two classes, four tutors; the teacher's address set before generating."""
     root = tmp_path / "campagne"
     assert run(root, "init", "--school", "Lycée Test").exit_code == 0
-    _teacher_email(root)
+    with_teacher_email(root)
     roster = write_csv(root / "liste.csv", [ROSTER_HEADER, *ROWS])
     made = run(root, "generate", "--roster", str(roster), "--jobs", "1")
     assert made.exit_code == 0, made.output
@@ -92,10 +80,7 @@ def _answers(tutor: str, **changes: Any) -> dict[str, Any]:
 def _stripped(source: Path, target: Path, answers: dict[str, Any]) -> Path:
     """A filled copy of `source` whose hidden identity is gone (copied into a new file)."""
     fill(source, target, answers)
-    wb = openpyxl.load_workbook(target)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(target)
+    without_hidden_identity(target)
     return target
 
 
@@ -557,7 +542,7 @@ def test_rebuild__classes_whose_names_share_a_folder_keep_their_own(
 ) -> None:
     root = tmp_path / "campagne"
     assert run(root, "init", "--school", "Lycée Test").exit_code == 0
-    _teacher_email(root)
+    with_teacher_email(root)
     rows = [
         [*ROWS[0][:2], "BTS MUC 2A", *ROWS[0][3:]],
         [*ROWS[1][:2], "BTS MUC (2A)", *ROWS[1][3:]],

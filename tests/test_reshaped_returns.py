@@ -14,33 +14,29 @@ import json
 import sqlite3
 import subprocess
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.office import find_soffice
 from tests import clients
 from tests.tutors import (
     GRID,
     LAYOUT,
-    complete_answers,
+    answers_for,
     fill,
     make_campaign,
+    needs_soffice,
+    roster_rows,
     run,
     status_json,
+    without_hidden_identity,
     workbook_of,
 )
 
-ROWS = [
-    ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Garcia", "Léa", "BTS 2B", "Mutuelle H", "Bruno Caron", "bc@mutuelle.example", "05/01/2026", "27/02/2026"],
-]  # fmt: skip
-DAY = date(2026, 2, 20)
+ROWS = roster_rows("Abadie", "Garcia")
 SECTION = GRID.sections[0]  # « Intégration »: criteria in rows 10 to 16, one rating each
 GLOBAL = GRID.global_evaluation
-needs_soffice = pytest.mark.skipif(find_soffice() is None, reason="LibreOffice (soffice) absent")
 
 
 @pytest.fixture
@@ -51,8 +47,7 @@ def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
 def _typed() -> dict[str, Any]:
     """Every criterion rated (the four codes in turn: neighbours always differ), each
     dimension a different level."""
-    typed = complete_answers()
-    typed.update(signature="Bruno Caron", date=DAY)
+    typed = answers_for("Bruno Caron")
     for index, dimension in enumerate(GLOBAL.dimensions):
         typed[dimension.id] = dimension.values[index % len(dimension.values)]
     return typed
@@ -320,14 +315,10 @@ def test_rows_inserted_on_the_instructions_sheet__the_name_is_found_by_its_label
 ) -> None:
     """A copy without its hidden identity whose Instructions sheet got two more rows above
     the identity block: the name is read beside the label « Stagiaire », not at B5."""
-    import openpyxl
 
     typed = _typed()
     path = fill(workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", typed)
-    wb = openpyxl.load_workbook(path)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(path)
+    without_hidden_identity(path)
     clients.excel_insert_row(path, "Instructions", 4, {"A": "Remarque", "B": "BTS 2B"})
     clients.excel_insert_row(path, "Instructions", 4, {})
     result = run(campaign, "collect", str(path))

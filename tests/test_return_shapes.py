@@ -15,35 +15,31 @@ import sqlite3
 import subprocess
 import zipfile
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 
-from pipeline.office import find_soffice
 from pipeline.returns import Candidate, gather
 from pipeline.xlsx import XlsxPackage, transitional_package
 from tests import clients
 from tests.hostile import excel4_sheet, excel2003_xml
 from tests.tutors import (
+    DAY,
     GRID,
     LAYOUT,
-    complete_answers,
+    answers_for,
     fill,
     make_campaign,
+    needs_soffice,
+    roster_rows,
     run,
     status_json,
     workbook_of,
 )
 
-ROWS = [
-    ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
-    ["Bernard", "Yanis", "BTS 2A", "Banque Solvéa", "Marc Dubreuil", "md@solvea.example", "05/01/2026", "27/02/2026"],
-]  # fmt: skip
-DAY = date(2026, 2, 20)
-needs_soffice = pytest.mark.skipif(find_soffice() is None, reason="LibreOffice (soffice) absent")
+ROWS = roster_rows("Abadie", "Bernard")
 FIRST, SECOND = list(LAYOUT.criteria)[:2]
 AUTONOMY = GRID.global_evaluation.dimensions[0]
 
@@ -54,9 +50,7 @@ def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
 
 
 def answers(**changes: Any) -> dict[str, Any]:
-    typed = complete_answers()
-    typed.update(signature="Sophie Garnier", date=DAY, **changes)
-    return typed
+    return answers_for("Sophie Garnier", **changes)
 
 
 def expected_evaluation(typed: dict[str, Any], **read_as: Any) -> dict[str, Any]:

@@ -27,7 +27,8 @@ import openpyxl
 import pytest
 
 from pipeline import office, returns
-from pipeline.errors import Problem
+from pipeline.errors import Problem, RosterError
+from pipeline.files import OLE2_MAGIC
 from pipeline.returns import Candidate, FileProblem, clean_name, gather, sniff, store_original
 from tests import clients
 from tests.hostile import (
@@ -51,8 +52,8 @@ from tests.hostile import (
 
 ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 FAKE_ODS = zip_bytes({"mimetype": ODS_MIME, "content.xml": b"<x/>"}, zipfile.ZIP_STORED)
-FAKE_XLS = returns.OLE2_MAGIC + bytes(600) + "Workbook".encode("utf-16-le")
-FAKE_MSG = returns.OLE2_MAGIC + bytes(600) + "__substg1.0_0037001F".encode("utf-16-le")
+FAKE_XLS = OLE2_MAGIC + bytes(600) + "Workbook".encode("utf-16-le")
+FAKE_MSG = OLE2_MAGIC + bytes(600) + "__substg1.0_0037001F".encode("utf-16-le")
 RANDOM = random.Random(7).randbytes(3000)
 CSV = "Nom;Prénom\r\nDupont;Jean\r\n".encode()
 ROW = '<table:table-row><table:table-cell office:value-type="string"><text:p>Dupont</text:p></table:table-cell></table:table-row>'
@@ -97,7 +98,7 @@ def no_soffice(monkeypatch: pytest.MonkeyPatch) -> None:
         (zip_bytes({"dossier/dupont.xlsx": xlsx_bytes()}), "zip"),
         (xlsx_bytes()[:3000], "zip"),
         (FAKE_XLS, "xls"),
-        (returns.OLE2_MAGIC + bytes(600), "unknown"),
+        (OLE2_MAGIC + bytes(600), "unknown"),
         (encrypted_xlsx(), "encrypted"),
         (FAKE_MSG, "msg"),
         (mail().as_bytes(), "eml"),
@@ -693,3 +694,32 @@ def test_storing__repairs_a_damaged_copy_and_refuses_to_leave_the_folder(tmp_pat
     with pytest.raises(ValueError, match="outside"):
         store_original(candidate, tmp_path / "piege")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_container_of__one_test_of_a_files_bytes__roster_grid_and_returns_agree(
+    tmp_path: Path,
+) -> None:
+    from pipeline.files import container_of
+    from pipeline.roster import read_roster
+    from tests.conftest import write_xlsx
+    from tests.tutors import ROSTER_HEADER, roster_rows
+
+    named_csv = write_xlsx(tmp_path / "liste.csv", [ROSTER_HEADER, *roster_rows("Abadie")])
+    looks_zipped = tmp_path / "pk.csv"  # text that happens to begin with « PK »
+    looks_zipped.write_bytes(b"PK;Nom\r\n")
+
+    assert container_of(named_csv.read_bytes()) == "zip"
+    assert sniff(named_csv.read_bytes()) == "xlsx"
+    assert [s.last_name for s in read_roster(named_csv).students] == ["Abadie"]
+    assert (container_of(looks_zipped.read_bytes()), sniff(looks_zipped.read_bytes())) == (
+        "",
+        "text",
+    )
+    assert (container_of(FAKE_XLS), sniff(FAKE_XLS)) == ("ole2", "xls")
+    with pytest.raises(RosterError, match="au format Excel 97-2003"):
+        read_roster(_written(tmp_path / "liste.xlsx", FAKE_XLS))
+
+
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import socket
@@ -10,19 +9,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from pipeline.workbook import read_identity
 from pipeline.xlsx import XlsxPackage
 from tests.test_collect import ROWS, _answers_for
-from tests.tutors import ROSTER_HEADER, fill, make_campaign, run, status_json, workbook_of
+from tests.tutors import (
+    ROSTER_HEADER,
+    Server,
+    fill,
+    make_campaign,
+    parse,
+    run,
+    smtp_server,
+    status_json,
+    with_teacher_email,
+    workbook_of,
+)
 
 TUTORS = {
     "sg@horizon.example": ["Abadie", "Chevallier"],
@@ -34,17 +40,7 @@ TUTORS = {
 
 @pytest.fixture
 def campaign(tmp_path: Path, write_csv: Callable[..., Path]) -> Path:
-    root = make_campaign(tmp_path / "campagne", ROWS, write_csv)
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace('email = ""', 'email = "prof@lycee.example"'), "utf-8")
-    return root
-
-
-def parse(data: bytes) -> EmailMessage:
-    message = BytesParser(policy=policy.default).parsebytes(data)
-    assert isinstance(message, EmailMessage)
-    return message
+    return with_teacher_email(make_campaign(tmp_path / "campagne", ROWS, write_csv))
 
 
 def outbox(root: Path) -> dict[str, EmailMessage]:
@@ -151,46 +147,10 @@ def test_send__roster_name_with_line_break__refused_at_the_roster__no_header_can
 # ------------------------------------------------------------------ real SMTP server
 
 
-class Server:
-    """aiosmtpd handler: keeps what it accepts; can refuse or hang on chosen recipients."""
-
-    def __init__(self) -> None:
-        self.accepted: list[EmailMessage] = []
-        self.refuse: set[str] = set()
-        self.hang_on: str = ""
-        self.hanging = False
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        recipients = set(envelope.rcpt_tos)
-        if recipients & self.refuse:
-            return "550 5.7.1 Refusé pour le test"
-        if self.hang_on in recipients:
-            self.hanging = True
-            await asyncio.sleep(60)  # the sender is killed meanwhile
-            return "451 trop tard"
-        self.accepted.append(parse(envelope.content))
-        return "250 OK"
-
-    def count(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for message in self.accepted:
-            address = message["To"].addresses[0].addr_spec
-            counts[address] = counts.get(address, 0) + 1
-        return counts
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[Server, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    handler = Server()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_server() as running:
+        yield running
 
 
 def use_smtp(root: Path, port: int) -> None:

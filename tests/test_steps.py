@@ -13,7 +13,8 @@ import pytest
 from pipeline import mail, remind
 from pipeline.campaign import Campaign, generate_workbooks, list_backups, restore_backup
 from pipeline.errors import RequestError, RosterError
-from pipeline.settings import Workspace
+from pipeline.rebuild import rebuild_step
+from pipeline.settings import SmtpSettings, Workspace
 from tests.test_collect import ROWS
 from tests.tutors import ROSTER_HEADER, make_campaign, run
 
@@ -34,6 +35,19 @@ def opened(root: Path) -> Iterator[Campaign]:
     campaign = Campaign.open(Workspace(root))
     yield campaign
     campaign.close()
+
+
+def _unreachable_server(root: Path, user: str = "") -> int:
+    """Set the campaign's SMTP server to a free port of the loopback (nothing listens);
+    its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = root / "grille.toml"
+    text = config.read_text(encoding="utf-8").replace('serveur = ""', 'serveur = "127.0.0.1"', 1)
+    text = text.replace('utilisateur = ""', f'utilisateur = "{user}"', 1)
+    config.write_text(text.replace("port = 587", f"port = {port}"), encoding="utf-8")
+    return port
 
 
 def test_no_library_module_uses_click() -> None:
@@ -123,12 +137,7 @@ def test_deliver_messages__dry_run_builds_only__then_outbox__recorded(
 def test_deliver_messages__server_unreachable__fault_named__nothing_recorded(
     root: Path,
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = root / "grille.toml"
-    text = config.read_text(encoding="utf-8").replace('serveur = ""', 'serveur = "127.0.0.1"', 1)
-    config.write_text(text.replace("port = 587", f"port = {port}"), encoding="utf-8")
+    port = _unreachable_server(root)
     campaign = Campaign.open(Workspace(root))
     try:
         pending = mail.pending_messages(campaign)
@@ -140,6 +149,79 @@ def test_deliver_messages__server_unreachable__fault_named__nothing_recorded(
         assert len(mail.pending_messages(campaign)) == 4
     finally:
         campaign.close()
+
+
+def test_send_step__outbox__no_password_asked__then_nothing_pending(
+    opened: Campaign, root: Path
+) -> None:
+    asked: list[str] = []
+
+    def password(smtp: SmtpSettings) -> str:
+        asked.append(smtp.host)
+        return "secret"
+
+    first = mail.send_step(opened, password=password)
+    again = mail.send_step(opened, password=password)
+
+    assert first.delivery is not None and first.exit_code == 0
+    assert [p.parent for _, p in first.delivery.report.written] == [root / "output" / "envoi"] * 4
+    assert (again.delivery, again.exit_code, asked) == (None, 0, [])
+
+
+def test_send_step__server_with_a_user__password_asked_once__the_variable_first(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _unreachable_server(root, user="prof")
+    asked: list[str] = []
+
+    def password(smtp: SmtpSettings) -> str:
+        asked.append(f"{smtp.user}@{smtp.host}")
+        return "secret"
+
+    campaign = Campaign.open(Workspace(root))
+    try:
+        dry = mail.send_step(campaign, dry_run=True, password=password)
+        failed = mail.send_step(campaign, password=password)
+        monkeypatch.setenv(mail.PASSWORD_VARIABLE, "dans-la-variable")
+        from_variable = mail.send_step(campaign, student_ids=["nobody"], password=password)
+        again = mail.send_step(campaign, class_name="bts 2a", password=password)
+    finally:
+        campaign.close()
+
+    assert dry.delivery is not None and len(dry.delivery.built) == 4 and dry.exit_code == 0
+    assert failed.delivery is not None and failed.delivery.fault and failed.exit_code == 1
+    assert from_variable.delivery is None  # no such student: nothing pending, nothing asked
+    assert again.delivery is not None and again.exit_code == 1
+    assert asked == ["prof@127.0.0.1"]  # the dry run and the variable asked nothing
+
+
+def test_remind_step__skipped_students_said__dry_run_records_nothing(opened: Campaign) -> None:
+    mail.send_step(opened, class_name="BTS 2A")
+
+    dry = remind.remind_step(opened, dry_run=True)
+    done = remind.remind_step(opened, class_name="bts 2a")
+
+    assert dry.delivery is not None and dry.exit_code == 0
+    assert sorted(m.tutor_email for m, _ in dry.delivery.built) == [
+        "md@solvea.example",
+        "sg@horizon.example",
+    ]
+    assert len(dry.skipped) == 4  # BTS 2B: workbooks never sent
+    assert all("lancez « grille send »" in note for note in dry.skipped)
+    assert done.delivery is not None and len(done.delivery.report.written) == 2
+    assert remind.remind_step(opened).delivery is None  # reminded just now, the 2B never sent
+
+
+def test_rebuild_step__roster_with_errors__nothing_done__roster_says_why(
+    root: Path, write_csv: Callable[..., Path]
+) -> None:
+    bad = write_csv(root / "fausse.csv", [ROSTER_HEADER, ["Zola", "Émile", "BTS 2A"]])
+    database = (root / "output" / "grille.sqlite").read_bytes()
+
+    result = rebuild_step(Workspace(root), [bad], replace=True)
+
+    assert not result.roster.valid and result.students == 0
+    assert (root / "output" / "grille.sqlite").read_bytes() == database
 
 
 def test_mark_sent_by_hand_and_reminders__take_the_campaign__give_students(

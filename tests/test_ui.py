@@ -848,12 +848,10 @@ def test_broken_campaign__the_library_error_as_a_french_page(campaign: Path) -> 
 def test_a_bug__french_page_500_details_in_the_journal(
     writer: TestClient, campaign: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.ui import queries
-
     def broken(db: sqlite3.Connection, student_id: str) -> list[Any]:
         raise RuntimeError("un bogue simulé")
 
-    monkeypatch.setattr(queries, "student_returns", broken)
+    monkeypatch.setattr(state, "student_returns", broken)
     response = writer.get(f"/stagiaire/{_ids(campaign)['Bernard']}")
     assert response.status_code == 500
     text = unescape(response.text)

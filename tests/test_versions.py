@@ -30,7 +30,15 @@ import pytest
 
 from pipeline import state
 from tests import clients
-from tests.tutors import complete_answers, fill, make_campaign, run, status_json, workbook_of
+from tests.tutors import (
+    complete_answers,
+    fill,
+    make_campaign,
+    run,
+    status_json,
+    without_hidden_identity,
+    workbook_of,
+)
 
 ROWS = [
     ["Abadie", "Chloé", "BTS 2A", "Agence Horizon", "Sophie Garnier", "sg@horizon.example", "05/01/2026", "27/02/2026"],
@@ -284,12 +292,8 @@ def test_a_signed_return_still_beats_a_newer_unconfirmed_copy_and_a_choice_beats
     assert run(campaign, "collect", str(signed)).exit_code == 0
     copy = tmp_path / "copie.xlsx"
     _version(campaign, copy, LATE)
-    import openpyxl
 
-    wb = openpyxl.load_workbook(copy)
-    del wb["_grille"]
-    wb.custom_doc_props.props = []
-    wb.save(copy)
+    without_hidden_identity(copy)
     copy.write_bytes(clients.saved_at(copy.read_bytes(), LATE))
     result = run(campaign, "collect", str(copy))
     assert result.exit_code == 0, result.output

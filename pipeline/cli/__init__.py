@@ -1,9 +1,10 @@
 """The `grille` command line: a thin French layer over the library, one command per step.
 
 A command opens the campaign, calls the library's step (`step(campaign, …) -> Result`,
-e.g. `campaign.generate_workbooks`, `mail.deliver_messages`) and prints its result; only
-`grille demo` chains steps. Library errors (`GrilleError`) become a French message and
-their exit code (`GrilleError.exit_code`); no traceback reaches the teacher.
+e.g. `campaign.generate_workbooks`, `mail.send_step`, `collect.collect_step`) and prints
+its result; only `grille demo` chains steps, calling the same library functions. Library
+errors (`GrilleError`) become a French message and their exit code
+(`GrilleError.exit_code`); no traceback reaches the teacher.
 
 The commands live in one module per stage of the season (`prepare`, `mailing`,
 `returns`, `closing`, `grid`, `recovery`, `demo`), over what they share (`base`);

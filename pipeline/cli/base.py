@@ -13,8 +13,8 @@ from typing import Any, NoReturn
 
 import click
 
-from pipeline import state, tracking
-from pipeline.campaign import Campaign
+from pipeline import state
+from pipeline.campaign import Campaign, rewrite_tracking
 from pipeline.errors import GrilleError, Problem, french_os_error, storage_problem
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
@@ -321,12 +321,7 @@ def progress_counter(label: str) -> Iterator[Callable[[int], None]]:
 def refresh_tracking(workspace: Workspace, db: sqlite3.Connection) -> None:
     """Rewrite output/suivi.xlsx; if it cannot be (open in Excel…), warn and go on:
     the state is safe in the database and the next command rewrites it."""
-    try:
-        outcome = tracking.write_tracking(workspace.tracking_path, db)
-    except GrilleError as exc:
-        click.echo(f"Attention — suivi non mis à jour : {exc}", err=True)
-        return
-    for warning in outcome.warnings(workspace.root):
+    for warning in rewrite_tracking(workspace, db):
         click.echo(warning, err=True)
 
 

@@ -1,5 +1,7 @@
-"""`grille demo`: the whole season on the bundled class, step after step, each run and
-printed as its own command does (`run_generate`, `run_send`, …)."""
+"""`grille demo`: the whole season on the bundled class, step after step: each library
+step (`campaign.generate_workbooks`, `mail.send_step`, `collect.collect_step`,
+`remind.remind_step`, `report_files.write_reports`, `archive.build_archives`) is called
+and what it did printed in French, as its command prints it."""
 
 from __future__ import annotations
 
@@ -8,20 +10,93 @@ from pathlib import Path
 
 import click
 
+from pipeline import archive, mail, remind, report_files, tracking
+from pipeline import campaign as campaign_ops
+from pipeline import collect as collect_ops
 from pipeline import demo as demo_data
-from pipeline import mail
+from pipeline.campaign import Campaign
 from pipeline.cli.base import (
-    Context,
     cli,
     friendly_errors,
     open_campaign,
+    print_problems,
+    refresh_tracking,
 )
-from pipeline.cli.closing import archive_command, run_reports
-from pipeline.cli.mailing import run_remind, run_send
-from pipeline.cli.prepare import run_generate
-from pipeline.cli.returns import collect, status
+from pipeline.cli.mailing import (
+    NOTHING_TO_REMIND,
+    NOTHING_TO_SEND,
+    print_sending,
+    refresh_after_sending,
+)
+from pipeline.cli.prepare import print_generation
+from pipeline.cli.returns import _describe
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
+
+
+def _delivered(
+    workspace: Workspace, opened: Campaign, result: mail.SendResult, nothing: str
+) -> None:
+    """What `mail.send_step` or `remind.remind_step` did, as `send` and `remind` print it."""
+    refresh_after_sending(workspace, opened, result)
+    print_sending(workspace, result, nothing)
+
+
+def _collect(workspace: Workspace, opened: Campaign, replies: Path, jobs: int) -> None:
+    """The simulated returns collected (`collect.collect_step`), each said on its line."""
+    result = collect_ops.collect_step(opened, [replies], jobs=jobs)
+    refresh_tracking(workspace, opened.db)
+    for recorded in result.recorded:
+        click.echo(_describe(recorded))
+    for origin in result.duplicates:
+        click.echo(f"  Déjà collecté — {origin} : ignoré.")
+    print_problems(result.problems)
+    click.echo(
+        f"{result.recorded_count} retour(s) enregistré(s), {result.failed_count} fichier(s) "
+        f"refusé(s) ou illisible(s), {len(result.duplicates)} déjà collecté(s). "
+        f"Suivi : {workspace.tracking_path.relative_to(workspace.root)}."
+    )
+
+
+def _statuses(opened: Campaign) -> None:
+    """Each student's status (`tracking.student_statuses`), then the total by status."""
+    statuses = tracking.student_statuses(opened.db)
+    width = max((len(s.student.display_name) for s in statuses), default=0)
+    counts: dict[str, int] = {}
+    for s in statuses:
+        click.echo(f"  {s.student.display_name.ljust(width)}  {s.class_name:<12}  {s.status_label}")
+        counts[s.status_label] = counts.get(s.status_label, 0) + 1
+    click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
+
+
+def _reports(workspace: Workspace, opened: Campaign, pdf: bool) -> None:
+    """The bilans written (`report_files.write_reports`)."""
+    result = report_files.write_reports(opened, pdf=pdf)
+    for path in [*result.written, *result.pdfs]:
+        click.echo(f"  écrit : {path.relative_to(workspace.root)}")
+    for name in result.without_return:
+        click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
+    if result.pdf_problem:
+        click.echo(f"Attention — {result.pdf_problem}", err=True)
+    click.echo(
+        f"{len(result.written)} bilan(s) écrit(s) dans "
+        f"{workspace.reports_dir.relative_to(workspace.root)}."
+    )
+
+
+def _archives(workspace: Workspace, opened: Campaign) -> None:
+    """Each class archived (`archive.build_archives`)."""
+    built = archive.build_archives(opened)
+    for item in built.archives:
+        click.echo(
+            f"Classe {item.class_name}, année {item.school_year} : "
+            f"{item.zip_path.relative_to(workspace.root)}, "
+            f"{sum(item.counts.values())} fichier(s) au manifeste, "
+            f"empreinte SHA-256 {item.sha256}"
+        )
+    for warning in built.warnings:
+        click.echo(f"Attention — {warning}", err=True)
+    click.echo("Contrôlez chaque archive : grille archive verify <archive.zip>")
 
 
 @cli.command()
@@ -34,8 +109,7 @@ from pipeline.settings import Workspace
 )
 @click.option("--pdf", is_flag=True, help="Écrit aussi les PDF (LibreOffice).")
 @click.option("--jobs", type=click.IntRange(min=1), default=default_jobs(), hidden=True)
-@click.pass_context
-def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> None:
+def demo(directory: Path, pdf: bool, jobs: int) -> None:
     """Démonstration complète sur une classe fictive : 12 stagiaires, deux classes.
 
     Exemple : grille demo   (écrit dans output/demo/)
@@ -47,7 +121,6 @@ def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> Non
     Relancer la commande ne refait que ce qui manque.
     """
     workspace = Workspace(directory)
-    click_ctx.obj = Context(workspace.root)  # the commands below work on the demo campaign
     today = date.today()
     with friendly_errors():
         roster = demo_data.start_demo(workspace, today)
@@ -56,29 +129,31 @@ def demo(click_ctx: click.Context, directory: Path, pdf: bool, jobs: int) -> Non
         click.echo(click.style(f"\n== {title}", bold=True))
 
     step(f"1. Campagne de démonstration dans « {workspace.root} »")
-    step("2. Un classeur par stagiaire (grille generate)")
-    run_generate(workspace, (roster,), jobs=jobs)
-    step("3. Un message par tuteur, prêt à partir (grille send)")
-    run_send(workspace)
-    step("4. Les tuteurs répondent (simulation)")
     replies = workspace.root / "retours_simules"
-    if replies.is_dir() and any(replies.iterdir()):
-        click.echo(f"Réponses simulées déjà présentes dans {replies.name}/.")
-    else:
-        with open_campaign(workspace, lock=False) as opened:
-            simulated = demo_data.simulate_returns(opened, replies, today)
-        for name, what in simulated:
-            click.echo(f"  {name} : {what}")
-    step(f"5. Collecte des retours (grille collect {replies.name})")
-    click_ctx.invoke(collect, paths=(replies,), jobs=jobs)
-    step("6. Où en est chaque stagiaire (grille status)")
-    click_ctx.invoke(status, output_format="table", class_name=None)
-    step("7. Relances des tuteurs (grille remind)")
-    run_remind(workspace)
-    step("8. Bilans Word (grille report)")
-    run_reports(workspace, None, None, pdf)
-    step("9. Archive de chaque classe (grille archive)")
-    click_ctx.invoke(archive_command, class_name=None, school_year=None, pdf=False)
+    with open_campaign(workspace) as opened:
+        step("2. Un classeur par stagiaire (grille generate)")
+        generated = campaign_ops.generate_workbooks(opened, [roster], jobs=jobs)
+        if generated.generated:
+            refresh_tracking(workspace, opened.db)
+        print_generation(workspace, generated, [roster])
+        step("3. Un message par tuteur, prêt à partir (grille send)")
+        _delivered(workspace, opened, mail.send_step(opened), NOTHING_TO_SEND)
+        step("4. Les tuteurs répondent (simulation)")
+        if replies.is_dir() and any(replies.iterdir()):
+            click.echo(f"Réponses simulées déjà présentes dans {replies.name}/.")
+        else:
+            for name, what in demo_data.simulate_returns(opened, replies, today):
+                click.echo(f"  {name} : {what}")
+        step(f"5. Collecte des retours (grille collect {replies.name})")
+        _collect(workspace, opened, replies, jobs)
+        step("6. Où en est chaque stagiaire (grille status)")
+        _statuses(opened)
+        step("7. Relances des tuteurs (grille remind)")
+        _delivered(workspace, opened, remind.remind_step(opened), NOTHING_TO_REMIND)
+        step("8. Bilans Word (grille report)")
+        _reports(workspace, opened, pdf)
+        step("9. Archive de chaque classe (grille archive)")
+        _archives(workspace, opened)
     step("Terminé. À regarder :")
     where = [
         (workspace.workbooks_dir, "les classeurs envoyés aux tuteurs"),

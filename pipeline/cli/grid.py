@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
+from pipeline.campaign import find_grid
 from pipeline.cli.base import Context, cli, fail, friendly_errors, open_campaign, pass_context
 from pipeline.errors import GridError
 from pipeline.files import atomic_write_bytes
-from pipeline.grid import Grid, find_shipped_grid, grid_to_toml, load_grid, shipped_grids
+from pipeline.grid import Grid, grid_to_toml, shipped_grids
 from pipeline.grid_sheet import check_grid_file, problem_line, write_grid_workbook
 
 
@@ -31,33 +32,6 @@ def _describe(grid: Grid) -> str:
     return (
         f"« {grid.id} » version {grid.version} — {grid.diploma} "
         f"({_plural(len(grid.sections), 'section')}, {_plural(len(grid.criteria), 'critère')})"
-    )
-
-
-def _grid_to_export(ctx: Context, name: str | None) -> Grid:
-    """The grid called `name` (a file, a shipped grid, a grid of the campaign), or by
-    default the campaign's grid, else the shipped BTS MUC grid."""
-    with friendly_errors():
-        if name is None:
-            if not _in_campaign(ctx):
-                return load_grid()
-            with open_campaign(ctx.workspace, lock=False) as opened:
-                return opened.grid
-        if Path(name).is_file():
-            return load_grid(Path(name))
-        shipped = find_shipped_grid(name)
-        if shipped is not None:
-            return shipped
-        if _in_campaign(ctx):
-            with open_campaign(ctx.workspace, lock=False) as opened:
-                stored = [grid for grid, _ in opened.stored_grids() if grid.id == name.strip()]
-            if stored:
-                return stored[-1]
-    names = ", ".join(stem for stem, _ in shipped_grids())
-    fail(
-        f"grille « {name} » introuvable : ce n'est ni un fichier, ni une grille fournie "
-        f"({names}), ni une grille de la campagne. Voyez « grille grid list ».",
-        2,
     )
 
 
@@ -111,7 +85,8 @@ def export(ctx: Context, target: Path, grid_name: str | None, force: bool) -> No
             "remplacer.",
             2,
         )
-    grid = _grid_to_export(ctx, grid_name)
+    with friendly_errors(ctx.workspace.output_dir):
+        grid = find_grid(ctx.workspace, grid_name)
     with friendly_errors():
         data = write_grid_workbook(grid) if kind == ".xlsx" else grid_to_toml(grid).encode()
         atomic_write_bytes(target, data)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -20,17 +20,13 @@ from pipeline.cli.base import (
     refresh_tracking,
     student_option,
 )
-from pipeline.kinds import SendingKind
 from pipeline.settings import SmtpSettings, Workspace
 
 
-def _smtp_password(smtp: SmtpSettings) -> str | None:
-    """The SMTP password: from GRILLE_SMTP_MOT_DE_PASSE, else asked (never echoed)."""
-    if not smtp.configured or not smtp.user:
-        return None
-    return os.environ.get("GRILLE_SMTP_MOT_DE_PASSE") or click.prompt(
-        f"Mot de passe de {smtp.user} sur {smtp.host}", hide_input=True
-    )
+def _ask_smtp_password(smtp: SmtpSettings) -> str:
+    """The SMTP password, asked (never echoed)."""
+    password: str = click.prompt(f"Mot de passe de {smtp.user} sur {smtp.host}", hide_input=True)
+    return password
 
 
 def _print_delivery(workspace: Workspace, delivery: mail.DeliveryResult) -> None:
@@ -90,85 +86,55 @@ def _print_delivery(workspace: Workspace, delivery: mail.DeliveryResult) -> None
         )
 
 
-def _deliver(
-    workspace: Workspace,
-    opened: Campaign,
-    pending: list[mail.TutorMessage],
-    kind: SendingKind,
-    dry_run: bool,
-) -> mail.DeliveryResult:
-    """Ask the password when it is needed, deliver `pending` (`mail.deliver_messages`),
-    print what happened and refresh the tracking workbook."""
-    password = None if dry_run else _smtp_password(opened.config.smtp)
-    delivery = mail.deliver_messages(opened, pending, kind, dry_run=dry_run, password=password)
-    if not dry_run and not delivery.fault:
+def print_sending(workspace: Workspace, result: mail.SendResult, nothing: str) -> None:
+    """What `mail.send_step` or `remind.remind_step` did (`nothing`: the line when no
+    message was due); exits 1 when a message failed. Also run by `grille demo`."""
+    for note in result.skipped:
+        click.echo(f"  pas de relance : {note}")
+    if result.delivery is None:
+        click.echo(nothing)
+        return
+    _print_delivery(workspace, result.delivery)
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+NOTHING_TO_SEND = "Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend)."
+NOTHING_TO_REMIND = "Aucun tuteur à relancer."
+
+
+def refresh_after_sending(workspace: Workspace, opened: Campaign, result: mail.SendResult) -> None:
+    """Rewrite suivi.xlsx when messages left (or were written to the outbox)."""
+    delivery = result.delivery
+    if delivery is not None and not delivery.dry_run and not delivery.fault:
         refresh_tracking(workspace, opened.db)
-    _print_delivery(workspace, delivery)
-    return delivery
 
 
-def run_send(
-    workspace: Workspace,
-    *,
-    dry_run: bool = False,
-    resend: bool = False,
-    mark_sent: bool = False,
-    student_ids: tuple[str, ...] = (),
-    class_name: str | None = None,
+def _run_sending(
+    workspace: Workspace, step: Callable[..., mail.SendResult], nothing: str, **options: Any
 ) -> None:
-    """`grille send` (also run by `grille demo`): exits 1 when a message failed."""
-    if mark_sent and (dry_run or resend):
-        raise click.UsageError("--mark-sent ne s'emploie ni avec --dry-run ni avec --resend.")
-    chosen = set(student_ids) or None
+    """Run `mail.send_step` or `remind.remind_step` with the command's options, then print
+    what it did (exit 1 when a message failed)."""
     with open_campaign(workspace) as opened:
-        if mark_sent:
-            marked = mail.mark_sent_by_hand(opened, student_ids=chosen, class_name=class_name)
-            refresh_tracking(workspace, opened.db)
-            for student in marked:
-                click.echo(f"  envoyé par vous : {student.display_name} ({student.class_name})")
-            click.echo(
-                f"{len(marked)} classeur(s) notés comme envoyés."
-                if marked
-                else "Aucun message préparé en attente : rien à noter."
-            )
-            return
-        pending = mail.pending_messages(
-            opened, resend=resend, student_ids=chosen, class_name=class_name
-        )
-        if not pending:
-            click.echo("Rien à envoyer : chaque classeur a déjà été envoyé (voir --resend).")
-            return
-        delivery = _deliver(workspace, opened, pending, mail.SEND, dry_run)
-    if not delivery.ok:
-        sys.exit(1)
+        result = step(opened, password=_ask_smtp_password, **options)
+        refresh_after_sending(workspace, opened, result)
+    print_sending(workspace, result, nothing)
 
 
-def run_remind(
-    workspace: Workspace,
-    *,
-    dry_run: bool = False,
-    student_ids: tuple[str, ...] = (),
-    class_name: str | None = None,
-    interval: int = 7,
-    again: bool = False,
-) -> None:
-    """`grille remind` (also run by `grille demo`): exits 1 when a message failed."""
+def _mark_sent(workspace: Workspace, student_ids: tuple[str, ...], class_name: str | None) -> None:
+    """`grille send --mark-sent` (`mail.mark_sent_by_hand`)."""
     with open_campaign(workspace) as opened:
-        reminders = remind.pending_reminders(
-            opened,
-            student_ids=set(student_ids) or None,
-            class_name=class_name,
-            interval_days=interval,
-            again=again,
+        marked = mail.mark_sent_by_hand(
+            opened, student_ids=set(student_ids) or None, class_name=class_name
         )
-        for note in reminders.skipped:
-            click.echo(f"  pas de relance : {note}")
-        if not reminders.messages:
-            click.echo("Aucun tuteur à relancer.")
-            return
-        delivery = _deliver(workspace, opened, reminders.messages, mail.REMIND, dry_run)
-    if not delivery.ok:
-        sys.exit(1)
+        refresh_tracking(workspace, opened.db)
+    for student in marked:
+        click.echo(f"  envoyé par vous : {student.label}")
+    click.echo(
+        f"{len(marked)} classeur(s) notés comme envoyés."
+        if marked
+        else "Aucun message préparé en attente : rien à noter."
+    )
 
 
 @cli.command()
@@ -195,7 +161,12 @@ def send(ctx: Context, /, **options: Any) -> None:
     (sauf --resend), même après une interruption. Après avoir envoyé vous-même les
     messages préparés : grille send --mark-sent.
     """
-    run_send(ctx.workspace, **options)
+    if not options.pop("mark_sent"):
+        _run_sending(ctx.workspace, mail.send_step, NOTHING_TO_SEND, **options)
+    elif options["dry_run"] or options["resend"]:
+        raise click.UsageError("--mark-sent ne s'emploie ni avec --dry-run ni avec --resend.")
+    else:
+        _mark_sent(ctx.workspace, options["student_ids"], options["class_name"])
 
 
 @cli.command("remind")
@@ -204,6 +175,7 @@ def send(ctx: Context, /, **options: Any) -> None:
 @class_option
 @click.option(
     "--interval",
+    "interval_days",
     type=click.IntRange(min=0),
     default=7,
     show_default=True,
@@ -222,4 +194,4 @@ def remind_command(ctx: Context, /, **options: Any) -> None:
     l'original). Même envoi que « grille send » ; texte modifiable dans
     input_templates/email_relance.txt.
     """
-    run_remind(ctx.workspace, **options)
+    _run_sending(ctx.workspace, remind.remind_step, NOTHING_TO_REMIND, **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from pipeline.cli.base import (
     refresh_tracking,
     remember_campaign,
 )
+from pipeline.roster import RosterResult
 from pipeline.settings import Workspace
 
 
@@ -90,31 +92,32 @@ def run_generate(
     jobs: int = 1,
     new_key: bool = False,
 ) -> None:
-    """`grille generate` (also run by `grille demo`): exits 2 on a roster to correct."""
-    paths = list(roster_paths) or [workspace.roster_path]
+    """`grille generate`: exits 2 on a roster to correct."""
     with (
         open_campaign(workspace, grid_path, new_key=new_key) as opened,
         progress_bar("Classeurs") as progress,
     ):
         result = campaign_ops.generate_workbooks(
-            opened, paths, grid_file=grid_path, force=force, new_key=new_key, jobs=jobs,
+            opened, roster_paths, grid_file=grid_path, force=force, new_key=new_key, jobs=jobs,
             progress=progress,
         )  # fmt: skip
         if result.generated:
             refresh_tracking(workspace, opened.db)
-    _print_generation(workspace, result, ", ".join(f"« {path.name or path} »" for path in paths))
+    print_generation(workspace, result, roster_paths)
 
 
-def _print_generation(
-    workspace: Workspace, result: campaign_ops.GenerateResult, label: str
+def check_roster(
+    workspace: Workspace, roster: RosterResult, roster_paths: Sequence[Path], consequence: str
 ) -> None:
-    """The roster's problems (exit 2 when it blocks), then each workbook made."""
-    roster = result.roster
+    """The problems of the roster read from `roster_paths` (by default the campaign's),
+    its warnings too; exits 2 when it has errors (`consequence` says what was not done) or
+    no student. Also run by `grille rebuild`."""
+    paths = list(roster_paths) or [workspace.roster_path]  # as `read_rosters` was given them
+    label = ", ".join(f"« {path.name or path} »" for path in paths)
     if not roster.valid:
         errors = [p for p in roster.problems if p.severity != "warning"]
         click.echo(
-            f"Liste des stagiaires {label} : {len(errors)} problème(s) "
-            "à corriger ; aucun classeur n'a été produit.",
+            f"Liste des stagiaires {label} : {len(errors)} problème(s) à corriger ; {consequence}.",
             err=True,
         )
         print_problems(roster.problems)
@@ -122,6 +125,15 @@ def _print_generation(
     print_problems([p for p in roster.problems if p.severity == "warning"])
     if not roster.students:
         fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
+
+
+def print_generation(
+    workspace: Workspace, result: campaign_ops.GenerateResult, roster_paths: Sequence[Path] = ()
+) -> None:
+    """The roster's problems (exit 2 when it blocks), then each workbook made. Also run by
+    `grille demo`."""
+    roster = result.roster
+    check_roster(workspace, roster, roster_paths, "aucun classeur n'a été produit")
     if len(roster.files) > 1:
         click.echo(
             f"Liste des stagiaires : {len(roster.students)} stagiaire(s) dans "
@@ -129,16 +141,13 @@ def _print_generation(
         )
     for student in result.created:
         path = result.files[student.student_id].relative_to(workspace.root)
-        click.echo(f"  créé : {student.display_name} ({student.class_name}) → {path}")
+        click.echo(f"  créé : {student.label} → {path}")
     for student, reason in result.updated:
         path = result.files[student.student_id].relative_to(workspace.root)
-        click.echo(
-            f"  régénéré ({reason}) : {student.display_name} ({student.class_name}) → {path}"
-        )
+        click.echo(f"  régénéré ({reason}) : {student.label} → {path}")
     for student in result.removed:
         click.echo(
-            f"  Attention — {student.display_name} ({student.class_name}) n'est plus dans la "
-            "liste : son classeur est conservé."
+            f"  Attention — {student.label} n'est plus dans la liste : son classeur est conservé."
         )
     if result.removed:
         click.echo(

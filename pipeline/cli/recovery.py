@@ -11,18 +11,14 @@ import click
 from pipeline import campaign as campaign_ops
 from pipeline import rebuild as rebuild_ops
 from pipeline import state
-from pipeline.campaign import Campaign
 from pipeline.cli.base import (
     Context,
     cli,
-    fail,
     friendly_errors,
     jobs_option,
     pass_context,
-    print_problems,
-    refresh_tracking,
 )
-from pipeline.roster import RosterError, Student, read_rosters
+from pipeline.cli.prepare import check_roster
 from pipeline.settings import Workspace
 
 
@@ -84,30 +80,7 @@ def restore(ctx: Context, name: str | None, list_only: bool) -> None:
 # ------------------------------------------------------------------ rebuild from the files
 
 
-def _roster_students(workspace: Workspace, roster_paths: tuple[Path, ...]) -> list[Student]:
-    """The students of the roster, or exit 2 with its problems, as `generate` does."""
-    paths = list(roster_paths) or [workspace.roster_path]
-    label = ", ".join(f"« {path.name or path} »" for path in paths)
-    try:
-        roster = read_rosters(paths)
-    except RosterError as exc:
-        fail(str(exc), 2)
-    if not roster.valid:
-        errors = [p for p in roster.problems if p.severity != "warning"]
-        click.echo(
-            f"Liste des stagiaires {label} : {len(errors)} problème(s) à corriger ; la base "
-            "n'a pas été reconstruite.",
-            err=True,
-        )
-        print_problems(roster.problems)
-        sys.exit(2)
-    print_problems([p for p in roster.problems if p.severity == "warning"])
-    if not roster.students:
-        fail(f"la liste des stagiaires {label} ne contient aucun stagiaire.", 2)
-    return list(roster.students)
-
-
-def _print_rebuilt(done: rebuild_ops.RebuildResult, notes: int) -> None:
+def _print_rebuilt(done: rebuild_ops.RebuildResult) -> None:
     """What `grille rebuild` put back, what it could not, and what is lost."""
     click.echo(
         f"Base de la campagne reconstruite à partir de ses fichiers : {done.students} "
@@ -123,8 +96,10 @@ def _print_rebuilt(done: rebuild_ops.RebuildResult, notes: int) -> None:
         click.echo(
             f"  La base remplacée, abîmée, est mise de côté : {done.replaced.set_aside.name}."
         )
-    if notes:
-        click.echo(f"  Notes du professeur reprises de output/suivi.xlsx : {notes} stagiaire(s).")
+    if done.notes:
+        click.echo(
+            f"  Notes du professeur reprises de output/suivi.xlsx : {done.notes} stagiaire(s)."
+        )
     for name in done.not_in_roster:
         click.echo(
             f"  Attention — {name} n'est pas dans la liste : reconstruit d'après son classeur, "
@@ -224,17 +199,12 @@ def rebuild_command(
     """
     workspace = ctx.workspace
     with friendly_errors(workspace.output_dir):
-        workspace.load_config()  # a campaign folder, or say so
-        students = _roster_students(workspace, roster_paths)
-        with state.run_lock(workspace.output_dir):
-            done = rebuild_ops.rebuild(workspace, students, grid_paths, replace=replace, jobs=jobs)
-            opened = Campaign.open(workspace)
-            try:  # rewriting suivi.xlsx reads the teacher's notes back into the database
-                refresh_tracking(workspace, opened.db)
-                notes = len(state.teacher_notes(opened.db))
-            finally:
-                opened.close()
-            state.backup(workspace.db_path, workspace.backups_dir)
-    _print_rebuilt(done, notes)
+        done = rebuild_ops.rebuild_step(
+            workspace, roster_paths, grid_paths, replace=replace, jobs=jobs
+        )
+    check_roster(workspace, done.roster, roster_paths, "la base n'a pas été reconstruite")
+    for warning in done.tracking_warnings:
+        click.echo(warning, err=True)
+    _print_rebuilt(done)
     if done.skipped:  # the database is there; some files could not be used
         sys.exit(1)

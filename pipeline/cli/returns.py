@@ -11,6 +11,7 @@ import click
 
 from pipeline import collect as collect_ops
 from pipeline import state, tracking
+from pipeline.classes import resolve_class
 from pipeline.cli.base import (
     Context,
     class_option,
@@ -301,16 +302,14 @@ def _chosen_return(
     if student_id is None:
         return number
     student_id = student_id.strip()
-    known = db.execute("SELECT 1 FROM students WHERE student_id = ?", (student_id,)).fetchone()
-    if known is None:
+    if not state.student_exists(db, student_id):
         fail(
             f"aucun stagiaire d'identifiant « {student_id} » (voir « grille status "
             "--format csv »).",
             2,
         )
     if number is not None:
-        owner = db.execute("SELECT student_id FROM returns WHERE id = ?", (number,)).fetchone()
-        if owner is None or owner[0] != student_id:
+        if state.return_owner(db, number) != student_id:
             fail(f"le retour n° {number} n'est pas rattaché au stagiaire « {student_id} ».", 2)
         return number
     pending = state.pending_returns(db, student_id)
@@ -542,11 +541,12 @@ def status(ctx: Context, output_format: str, refused: bool, class_name: str | No
                 raise click.UsageError("--refused ne s'emploie pas avec --class.")
             _print_refused(state.refused_files(opened.db), output_format, 0)
             return
+        wanted = resolve_class(opened, class_name) if class_name else None
         statuses = tracking.student_statuses(opened.db)
         versions = state.return_versions(opened.db)
         refused_files = state.refused_files(opened.db)
     if class_name:
-        statuses = [s for s in statuses if s.class_name == class_name]
+        statuses = [s for s in statuses if s.class_name == wanted]
     if output_format == "json":
         import json
 

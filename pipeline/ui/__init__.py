@@ -2,6 +2,6 @@
 
 `app` builds the web application (routes, templates, errors as French pages), `security`
 guards it (secret token then cookie, Host, CSRF, body size, headers, downloads), `views`
-are thin pages over the library, `queries` a few reads not yet in `pipeline.state`,
+are thin pages over the library (its reads are named functions of `pipeline.state`),
 `server` finds a free port and runs uvicorn.
 """

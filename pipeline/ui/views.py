@@ -19,12 +19,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from pipeline import state, tracking
+from pipeline.kinds import ReturnStatus
+from pipeline.text import fold
 from pipeline.tracking import StudentStatus
-from pipeline.ui import queries, security
+from pipeline.ui import security
 from pipeline.ui.app import Ui, ui_of, who
-from pipeline.validation import STATUS_LABELS, fold
+from pipeline.validation import STATUS_LABELS
 
-STATUS_ORDER = ("generated", "prepared", "sent", "incomplete", "invalid", "complete")
+STATUS_ORDER: tuple[str, ...] = tuple(ReturnStatus)  # generated … complete, in order
 TO_CONFIRM = "a_confirmer"  # not a status: a return awaits the teacher's decision
 WITHDRAWN = "retire"  # no longer in the roster
 FILTER_LABELS = {
@@ -158,10 +160,10 @@ def student_page(request: Request) -> Response:
     student_id = request.path_params["student_id"]
     with ui.reading() as campaign:
         status = _find_status(ui.statuses(), student_id)
-        returns = queries.student_returns(campaign.db, student_id)
+        returns = state.student_returns(campaign.db, student_id)
         note = state.teacher_notes(campaign.db).get(student_id, state.TeacherNote(student_id))
         history = state.teacher_note_history(campaign.db, student_id)
-        reports = queries.student_reports(campaign.db, student_id)
+        reports = state.student_reports(campaign.db, student_id)
     counted = next((r for r in returns if r.counts), None)
     downloads = [
         Download(label, file, name, security.campaign_file(ui.root, file) is not None)
@@ -222,8 +224,7 @@ async def save_notes(request: Request) -> Response:
     def work() -> list[tuple[str, str]]:
         with ui.writing() as campaign:
             db = campaign.db
-            known = db.execute("SELECT 1 FROM students WHERE student_id = ?", (student_id,))
-            if known.fetchone() is None:
+            if not state.student_exists(db, student_id):
                 raise HTTPException(
                     404, f"Aucun stagiaire d'identifiant « {student_id} » dans la campagne."
                 )
