@@ -35,10 +35,10 @@ from pipeline.errors import ConfigError, GrilleError, Problem
 from pipeline.roster import RosterResult, read_rosters
 from pipeline.roster_template import build_roster_template
 from pipeline.settings import CONFIG_NAME, SECURITY_CHOICES, Workspace
+from pipeline.text import display_name, fold
 from pipeline.ui import security
 from pipeline.ui.app import Ui, ui_of
 from pipeline.ui.jobs import Outcome, Progress
-from pipeline.validation import fold
 
 ROSTER_UPLOAD = "/stagiaires/liste"
 ROSTER_LIMIT = 20 * 1024 * 1024  # 100,000 students in a CSV fit in about 15 MB
@@ -491,7 +491,7 @@ def _classes(ui: Ui, campaign: Campaign) -> list[ClassWorkbooks]:
         by_class.setdefault(row["class_name"], []).append(
             {
                 "student_id": row["student_id"],
-                "name": f"{row['last_name'].upper()} {row['first_name']}",
+                "name": display_name(row["last_name"], row["first_name"]),
                 "company": row["company"],
                 "tutor": row["tutor_name"],
                 "file": file,
