@@ -23,6 +23,7 @@ import openpyxl
 
 from pipeline import state
 from pipeline.campaign import Campaign, init_campaign
+from pipeline.campaign_setup import install_roster
 from pipeline.files import atomic_save, atomic_write_bytes
 from pipeline.grid import Grid
 from pipeline.roster import DEMO_ROSTER
@@ -69,7 +70,9 @@ class DemoStudent:
 
 def start_demo(workspace: Workspace, today: date) -> Path:
     """Create the demonstration campaign (what exists is kept) and write its roster, with
-    internships that ended a week before `today`; the roster's path."""
+    internships that ended a week before `today`, where `generate` and the interface read
+    it (`input_templates/roster.csv`; the blank roster.xlsx goes to anciennes_listes/);
+    the roster's path."""
     init_campaign(
         workspace,
         school="Lycée de démonstration",
@@ -78,7 +81,11 @@ def start_demo(workspace: Workspace, today: date) -> Path:
         teacher_email="claire.martin@lycee-demo.example",
         deadline=today + timedelta(days=14),
     )
-    return demo_roster(workspace.templates_dir / "demo_roster.csv", today)
+    roster = demo_roster(workspace.templates_dir / "demo_roster.csv", today)
+    current = workspace.roster_path
+    if not current.is_file() or current.read_bytes() != roster.read_bytes():
+        install_roster(workspace, roster)
+    return workspace.roster_path
 
 
 def latest_workbooks(campaign: Campaign) -> list[DemoStudent]:
