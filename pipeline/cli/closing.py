@@ -22,6 +22,7 @@ from pipeline.cli.base import (
     student_option,
 )
 from pipeline.settings import Workspace
+from pipeline.validation import STATUS_LABELS
 
 
 def run_reports(
@@ -41,6 +42,18 @@ def run_reports(
         click.echo(
             f"  Attention — {edited.relative_to(workspace.root)} a été modifié à la main : "
             f"conservé ; nouvelle version dans {new.name}."
+        )
+    for old, new in result.renamed:
+        click.echo(
+            f"  remplacé : {old.relative_to(workspace.root).as_posix()} (et son PDF) par "
+            f"{new.name} : le statut du stagiaire a changé."
+        )
+    for old, new, status in result.outdated_kept:
+        label = STATUS_LABELS.get(status, status)
+        click.echo(
+            f"  Attention — {old.relative_to(workspace.root).as_posix()} a été modifié à la "
+            f"main : conservé, mais il ne correspond plus au statut du stagiaire ({label}) ; "
+            f"le bilan à jour est {new.name}. Supprimez l'ancien s'il ne sert plus."
         )
     for name in result.without_return:
         click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
