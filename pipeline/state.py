@@ -2148,3 +2148,15 @@ def refused_files(db: sqlite3.Connection) -> list[RefusedFile]:
         )
         for row in db.execute("SELECT * FROM refused_files ORDER BY last_seen_at DESC, id DESC")
     ]
+
+
+# ---- w3d-returns-docs
+
+
+def forget_refused_files(db: sqlite3.Connection, refused: list[RefusedFile]) -> None:
+    """Delete the records of these refused files (their name may be personal data)."""
+    with _within_transaction(db):
+        db.executemany(
+            "DELETE FROM refused_files WHERE origin = ? AND code = ? AND sha256 = ?",
+            [(f.origin, f.code, f.sha256) for f in refused],
+        )

@@ -81,4 +81,4 @@ def fill(source: Path, target: Path, answers: dict[str, Any], grid: Grid = GRID)
 def status_json(root: Path) -> dict[str, dict[str, Any]]:
     result = run(root, "status", "--format", "json")
     assert result.exit_code == 0, result.output
-    return {s["last_name"]: s for s in json.loads(result.output)}
+    return {s["last_name"]: s for s in json.loads(result.output)["stagiaires"]}

@@ -249,6 +249,11 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
         click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
         click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
         click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
+        if plan.refused_files:
+            click.echo(
+                f"  {len(plan.refused_files)} fichier(s) refusé(s) noté(s) à la collecte (nom "
+                "au sujet de la classe, ou fichier disparu)"
+            )
         click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
         for path in plan.unknown:
             click.echo(
