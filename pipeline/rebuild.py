@@ -54,7 +54,7 @@ from pipeline.campaign import KEY_NAME, Campaign, KeyChangedError
 from pipeline.errors import GridError, GrilleError, french_os_error
 from pipeline.grid import GRIDS_DIR, Grid, grid_source, load_grid, shipped_grids
 from pipeline.mail import OUTBOX, REMIND, SEND, SENT_COPIES
-from pipeline.report_files import report_stem, student_stem
+from pipeline.report_files import bare_report_stem, report_stem
 from pipeline.roster import Student
 from pipeline.safe_zip import SafeZip, UnsafeFile
 from pipeline.settings import CampaignConfig, Workspace, key_fingerprint
@@ -784,7 +784,7 @@ class _Builder:
                 if not written_by_grille(path):
                     self.result.edited_reports.append(relative)
                     continue
-                stem = student_stem(path.stem)  # « bilan_…_INCOMPLET_nouveau_2 »
+                stem = bare_report_stem(path.stem)  # « bilan_…_INCOMPLET_nouveau_2 »
                 student_id = stems.get(stem)
                 if student_id is None and not stem.startswith("bilan_classe_"):
                     self.result.skipped.append((relative, "bilan d'un stagiaire inconnu."))

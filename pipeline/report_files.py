@@ -124,7 +124,7 @@ _BESIDE = re.compile(r"_nouveau(?:_\d+)?$")  # written beside a bilan the teache
 _STATUS_SUFFIX = re.compile(r"_(?:INCOMPLET|INVALIDE)$")
 
 
-def student_stem(stem: str) -> str:
+def bare_report_stem(stem: str) -> str:
     """The `bilan_NOM_Prenom_id` a report file's stem was made from: without the status
     (« _INCOMPLET ») nor the « _nouveau_2 » of a version written beside an edited one."""
     return _STATUS_SUFFIX.sub("", _BESIDE.sub("", stem))
