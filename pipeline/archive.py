@@ -198,10 +198,23 @@ def _grid_entries(campaign: Campaign, class_name: str) -> list[_Entry]:
     ]
 
 
-def _tracking_bytes(campaign: Campaign, statuses: list[StudentStatus]) -> bytes:
-    """The tracking workbook of these students, with what the teacher wrote in suivi.xlsx."""
+def _tracking_bytes(
+    campaign: Campaign, statuses: list[StudentStatus], returns: list[_Entry]
+) -> bytes:
+    """The tracking workbook of these students, with what the teacher wrote in suivi.xlsx;
+    each returned file links to its copy in the archive (`returns`, beside suivi.xlsx)."""
+    archived = {
+        entry.source.relative_to(campaign.workspace.root).as_posix(): entry.path
+        for entry in returns
+        if isinstance(entry.source, Path)
+    }
+    links = {
+        st.student_id: archived[st.return_file] for st in statuses if st.return_file in archived
+    }
     workbook = build_tracking(
-        statuses, read_teacher_columns(campaign.db, campaign.workspace.tracking_path)
+        statuses,
+        read_teacher_columns(campaign.db, campaign.workspace.tracking_path),
+        links=links,
     )
     buffer = io.BytesIO()
     workbook.save(buffer)
@@ -349,11 +362,12 @@ def _archive_class(
     now = state.now()
     readme = _readme(campaign, class_name, school_year, name, now).encode("utf-8")
     warnings: list[str] = []
+    returns = _return_entries(campaign, class_name)
     entries = [
         _Entry(README_NAME, "lisezmoi", readme, date=now),
         *_report_entries(campaign, class_name, statuses, warnings),
-        *_return_entries(campaign, class_name),
-        _Entry("suivi.xlsx", "suivi", _tracking_bytes(campaign, statuses), date=now),
+        *returns,
+        _Entry("suivi.xlsx", "suivi", _tracking_bytes(campaign, statuses, returns), date=now),
         *_grid_entries(campaign, class_name),
     ]
     grids = [{"id": e.grid_id, "version": e.grid_version} for e in entries if e.kind == "grille"]

@@ -6,11 +6,17 @@ of its students was collected since. `plan_purge` says what would go, deleting n
 workbooks, stored returns, bilans and the .eml messages that concern it alone) under
 `output/`, the folders they leave empty, and its rows of the database. A file grille did
 not write is only listed (`PurgePlan.unknown`), never deleted; the archives stay.
+
+The records of files `collect` refused hold file names, which can be personal data, and
+no class: those about the class go (`_refused_of`): a name holding a student's last
+name, the bytes of one of its returns, or a file no longer where it came from (an
+absolute path that is gone); every one of them once no student is left.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from pipeline.archive import ARCHIVE_DIR
 from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import GrilleError
+from pipeline.text import fold
 
 
 @dataclass
@@ -35,6 +42,7 @@ class PurgePlan:
     messages: set[Path] = field(default_factory=set)  # .eml written or fetched: theirs only
     folders: list[Path] = field(default_factory=list)  # removed once empty
     unknown: list[Path] = field(default_factory=list)  # in their folders, not grille's: kept
+    refused_files: list[state.RefusedFile] = field(default_factory=list)  # records forgotten
 
 
 @dataclass
@@ -106,6 +114,7 @@ def plan_purge(campaign: Campaign, class_name: str | None = None) -> PurgePlan:
         plan.reports |= on_disk([record.file for record in state.class_reports(db, klass)])
         plan.folders += [f for f in (workbooks_dir, reports_dir) if f.is_dir()]
     plan.messages = _messages_of(campaign, plan.classes)
+    plan.refused_files = _refused_of(campaign, plan.classes)
     for files in (plan.workbooks, plan.returns, plan.reports, plan.messages):  # output/ only
         files -= {p for p in files if not _inside(p, ws.output_dir) or _inside(p, protected)}
     leaving = plan.workbooks | plan.reports
@@ -133,6 +142,41 @@ def _messages_of(campaign: Campaign, classes: list[str]) -> set[Path]:
     }
 
 
+def _letters(text: str) -> str:
+    """Only the letters and digits of `text`, accents and case left out."""
+    return re.sub(r"[^a-z0-9]", "", fold(text).casefold())
+
+
+def _source_gone(origin: str) -> bool:
+    """Whether the file an origin names (its absolute path, before any « › ») is gone."""
+    source = Path(origin.split(" › ", 1)[0])
+    return source.is_absolute() and not os.path.lexists(source)
+
+
+def _refused_of(campaign: Campaign, classes: list[str]) -> list[state.RefusedFile]:
+    """The refused files whose record goes with `classes`: every one when no student is
+    left; else those named after one of their students (last name, 3 letters or more),
+    holding the bytes of one of their returns, or whose source file is gone."""
+    if not classes:
+        return []
+    db = campaign.db
+    students = state.students_by_id(db)
+    leaving = state.class_student_ids(db, classes)
+    refused = state.refused_files(db)
+    if set(students) <= leaving:
+        return refused
+    names = {_letters(students[i].last_name) for i in leaving if i in students}
+    names = {name for name in names if len(name) >= 3}
+    digests = {row["sha256"] for klass in classes for row in state.class_returns(db, klass)}
+    return [
+        item
+        for item in refused
+        if (item.sha256 and item.sha256 in digests)
+        or any(name in _letters(item.file_name) for name in names)
+        or _source_gone(item.origin)
+    ]
+
+
 def purge(campaign: Campaign, plan: PurgePlan) -> PurgeResult:
     """Delete the files, then the database rows, of the classes of `plan` (archives kept)."""
     ws = campaign.workspace
@@ -154,5 +198,6 @@ def purge(campaign: Campaign, plan: PurgePlan) -> PurgeResult:
                 Path(top).rmdir()
                 removed += 1
     state.delete_classes(campaign.db, plan.classes)
+    state.forget_refused_files(campaign.db, plan.refused_files)
     state.forget_backups(campaign.db, ws.backups_dir)  # the copies still hold the purged data
     return PurgeResult(list(plan.classes), len(files), removed)

@@ -12,6 +12,10 @@ When the layout moved, each answer is found by content instead:
   longer has leaves that answer unread, reported; a label found more times than the grid
   has it leaves the whole sheet unread, named, so that no rating is ever stored against
   the wrong criterion;
+- columns inserted or deleted before the answers (a section's ratings, the global
+  evaluation's levels): the answers' column is found by its header (« Tuteur (TI / I / S
+  / TS) », « Tuteur : niveau »), named in a warning; a header found in several columns
+  leaves the whole sheet unread, named;
 - the visible identity (the student's name) is read on the Instructions sheet wherever
   it is, else on the « Stagiaire : NOM Prénom — classe — entreprise » line each sheet
   repeats (its last value survives a copy into another workbook).
@@ -26,6 +30,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+
+from openpyxl.utils import column_index_from_string, get_column_letter
 
 from pipeline.errors import Problem
 from pipeline.grid import Grid
@@ -44,6 +50,7 @@ from pipeline.workbook import (
 from pipeline.xlsx import RawCell, Sheet, XlsxPackage, split_ref
 
 EXTRA_ROWS = 500  # rows a tutor may have added below the grid's last row, still read
+EXTRA_COLUMNS = 20  # columns a tutor may have inserted before the answers, still read
 MAX_SHEETS = 60  # sheets of a returned workbook looked at when looking for the grid's
 MATCH_THRESHOLD = 0.5  # share of a sheet's own texts another sheet must have to be it
 _SHOWN = 5  # moved rows named in a warning; the others are counted
@@ -60,8 +67,11 @@ class _Item:
     title: str  # « Section › Critère », as validation names it
     missing: str = ""  # the problem code of an answer whose row is gone
 
-    def value_ref(self, sheet: str, label_row: int) -> CellRef:
-        return CellRef(sheet, f"{self.value_column}{label_row + self.value_row - self.label_row}")
+    def value_ref(self, sheet: str, label_row: int, column: str = "") -> CellRef:
+        """The answer's cell when its label is on `label_row` (in `column` when the
+        answers' column moved)."""
+        row = label_row + self.value_row - self.label_row
+        return CellRef(sheet, f"{column or self.value_column}{row}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class _SheetPlan:
     title: str
     items: tuple[_Item, ...]
     answers: bool  # False for the Instructions sheet: identity only
+    rater: str = ""  # who answers (« Tuteur »): the answers' column header starts with it
 
 
 @dataclass
@@ -96,6 +107,7 @@ class _Reference:
 
     texts: dict[str, dict[int, str]]
     marks: dict[str, frozenset[str]]
+    headers: dict[str, str]  # sheet → the answers' column header, as written (one line)
     line_prefix: str  # « Stagiaire : », as written
     line_separator: str  # « — »
 
@@ -120,7 +132,8 @@ def _plans(grid: Grid) -> tuple[_SheetPlan, ...]:
             column, row = split_ref(value.cell)
             title = f"{plan.section.title} › {criterion.label}"
             items.append(_Item(criterion.id, row, column, row, title, "missing_rating"))
-        sections.append(_SheetPlan(plan.section.sheet, plan.section.title, tuple(items), True))
+        sheet, title, rater = plan.section.sheet, plan.section.title, plan.section.rater
+        sections.append(_SheetPlan(sheet, title, tuple(items), True, rater))
     ge = grid.global_evaluation
     dimensions = []
     for dimension in ge.dimensions:
@@ -143,7 +156,7 @@ def _plans(grid: Grid) -> tuple[_SheetPlan, ...]:
     return (
         _SheetPlan(INSTRUCTIONS_SHEET, INSTRUCTIONS_SHEET, tuple(identity), False),
         *sections,
-        _SheetPlan(ge.sheet, ge.title, tuple(dimensions), True),
+        _SheetPlan(ge.sheet, ge.title, tuple(dimensions), True, ge.rater),
         _SheetPlan(closing.sheet, closing.sheet, tuple(fields), True),
     )
 
@@ -153,9 +166,17 @@ def _reference(grid: Grid) -> _Reference:
     """The template's texts (built once per grid and process: about 0.15 s)."""
     workbook = build_template(grid, TemplateOptions(campaign_id=""))
     texts: dict[str, dict[int, str]] = {}
+    headers: dict[str, str] = {}
     line = ""
     for plan in _plans(grid):
         ws = workbook[plan.name]
+        if plan.rater:
+            column_cells = ws[plan.items[0].value_column]
+            headers[plan.name] = next(
+                " ".join(str(c.value).split())
+                for c in column_cells
+                if isinstance(c.value, str) and fold(c.value).startswith(fold(plan.rater))
+            )
         column = {}
         for row in range(1, ws.max_row + 1):
             value = ws.cell(row=row, column=1).value
@@ -176,7 +197,7 @@ def _reference(grid: Grid) -> _Reference:
     literals = re.findall(r'"((?:[^"]|"")*)"', line)
     prefix = literals[0] if literals else ""
     separator = literals[1] if len(literals) > 1 else ""
-    return _Reference(texts, marks, prefix.strip(), separator.strip())
+    return _Reference(texts, marks, headers, prefix.strip(), separator.strip())
 
 
 _Read = Callable[[Sheet], dict[str, RawCell]]
@@ -199,7 +220,15 @@ def _grid_sheets(package: XlsxPackage) -> list[Sheet]:
 
 
 def _columns(plans: Iterable[_SheetPlan]) -> set[str]:
-    return {"A", "B", *(item.value_column for plan in plans for item in plan.items)}
+    """The columns read: the grid's, and as many more as a tutor may have inserted before
+    its answers (the whole sheet is parsed in any case)."""
+    used = {"A", "B", *(item.value_column for plan in plans for item in plan.items)}
+    last = max(column_index_from_string(column) for column in used) + EXTRA_COLUMNS
+    return {get_column_letter(index) for index in range(1, last + 1)}
+
+
+def _column_key(column: str) -> int:
+    return int(column_index_from_string(column))
 
 
 def _last_row(plans: Iterable[_SheetPlan]) -> int:
@@ -400,15 +429,21 @@ class _Reader:
                     if (row := placement.rows.get(item.key)) is not None:
                         identity[item.key] = _text(cells.get(item.value_ref(sheet.name, row).cell))
                 continue
+            column, moved_columns = self.answer_column(plan, sheet, cells)
+            if moved_columns is not None:
+                problems.append(moved_columns)
             placement = self.place(plan, cells, reference)
-            problems += self._report(plan, sheet, placement, cells)
+            if column is None:  # the answers' column is not known for sure: nothing is read
+                placement = _Placement({})
+            else:
+                problems += self._report(plan, sheet, placement, cells, column)
             for item in plan.items:
                 row = placement.rows.get(item.key)
                 if row is None:
                     unread.add(item.key)
                     answers[item.key] = (item.value_ref(sheet.name, item.label_row), None)
                     continue
-                ref = item.value_ref(sheet.name, row)
+                ref = item.value_ref(sheet.name, row, column or "")
                 answers[item.key] = (ref, _shown(cells.get(ref.cell)))
                 if item.key in self.criteria:
                     label_ref = CellRef(sheet.name, f"A{row}")
@@ -443,8 +478,53 @@ class _Reader:
         )
         return Located(returned, problems, unread, grid_found)
 
+    def answer_column(
+        self, plan: _SheetPlan, sheet: Sheet, cells: Mapping[str, RawCell]
+    ) -> tuple[str | None, Problem | None]:
+        """The column of the sheet's answers, and what to say about it: "" (each answer in
+        its usual column) while the rater's header is there and nowhere else, or nowhere
+        (read by address, as before); else the one column holding the header, with a
+        warning; None when the header is in several columns, with the problem that leaves
+        the sheet unread. The closing sheet, with no such header, is read by address."""
+        if not plan.rater:
+            return "", None
+        expected = plan.items[0].value_column
+        rater = fold(plan.rater)
+        marked = {split_ref(ref)[0] for ref, c in cells.items() if fold(c.value).startswith(rater)}
+        if marked <= {expected}:
+            return "", None
+        header = _reference(self.grid).headers[plan.name]
+        columns = sorted(
+            {split_ref(ref)[0] for ref, c in cells.items() if fold(c.value) == fold(header)},
+            key=_column_key,
+        )
+        if not columns or columns == [expected]:
+            return "", None
+        tab = sheet.name
+        what = "les notes" if plan.items[0].key in self.criteria else "les niveaux"
+        if len(columns) == 1:
+            message = (
+                f"feuille « {tab} » : des colonnes ont été insérées ou supprimées ; {what} ont "
+                f"été lu{'e' if what == 'les notes' else ''}s dans la colonne {columns[0]} (au "
+                f"lieu de {expected}), sous son en-tête « {header} »."
+            )
+            return columns[0], Problem("moved_columns", message, sheet=tab, severity="warning")
+        message = (
+            f"feuille « {tab} » ({plan.title}) : des colonnes ont été insérées ou supprimées et "
+            f"l'en-tête {what.replace('les ', 'des ')} « {header} » y figure dans les colonnes "
+            f"{', '.join(columns)} : cette partie n'est pas lue, pour ne pas attribuer une note "
+            "au mauvais critère. Demandez au tuteur de reprendre le classeur envoyé, sans "
+            "ajouter ni supprimer de colonne."
+        )
+        return None, Problem("invalid_layout", message, sheet=tab)
+
     def _report(
-        self, plan: _SheetPlan, sheet: Sheet, placement: _Placement, cells: Mapping[str, RawCell]
+        self,
+        plan: _SheetPlan,
+        sheet: Sheet,
+        placement: _Placement,
+        cells: Mapping[str, RawCell],
+        column: str,
     ) -> list[Problem]:
         """What moved, what is lost, what is unread, in French, for one sheet."""
         tab = sheet.name
@@ -466,7 +546,7 @@ class _Reader:
                 for item, row in placement.moved[:_SHOWN]
             )
             more = len(placement.moved) - _SHOWN
-            extra = self._extra_rows(plan, placement, cells)
+            extra = self._extra_rows(plan, placement, cells, column)
             problems.append(
                 Problem(
                     "moved_rows",
@@ -489,12 +569,13 @@ class _Reader:
         return problems
 
     def _extra_rows(
-        self, plan: _SheetPlan, placement: _Placement, cells: Mapping[str, RawCell]
+        self, plan: _SheetPlan, placement: _Placement, cells: Mapping[str, RawCell], column: str
     ) -> str:
-        """Rows among the answers that are no item of the grid and hold a value: named."""
+        """Rows among the answers (in `column`, or the usual one when "") that are no item
+        of the grid and hold a value: named."""
         if not placement.rows:
             return ""
-        column = plan.items[0].value_column
+        column = column or plan.items[0].value_column
         used = set(placement.rows.values())
         first, last = min(used), max(used)
         extra = []

@@ -55,7 +55,7 @@ from pipeline.errors import GridError, GrilleError, french_os_error
 from pipeline.grid import GRIDS_DIR, Grid, grid_source, load_grid, shipped_grids
 from pipeline.kinds import Channel, Match, Status
 from pipeline.mail import OUTBOX, REMIND, SEND, SENT_COPIES
-from pipeline.report_files import report_stem
+from pipeline.report_files import bare_report_stem, report_stem
 from pipeline.roster import RosterResult, Student, read_rosters
 from pipeline.safe_zip import SafeZip, UnsafeFile
 from pipeline.settings import CampaignConfig, Workspace, key_fingerprint
@@ -75,7 +75,6 @@ from pipeline.xlsx import XlsxPackage
 
 SAVE_TIME_PART = "docProps/core.xml"  # the only part of a workbook that differs between runs
 _PERIOD = re.compile(r"du (\d{2}/\d{2}/\d{4}) au (\d{2}/\d{2}/\d{4})")
-_BESIDE = re.compile(r"_nouveau(?:_\d+)?$")
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _CORE = {
     "cp": "http://schemas.openxmlformats.org/package/2006/metadata/core-properties",
@@ -826,7 +825,7 @@ class _Builder:
                 if not written_by_grille(path):
                     self.result.edited_reports.append(relative)
                     continue
-                stem = _BESIDE.sub("", path.stem)  # « bilan_…_nouveau_2 »: written beside
+                stem = bare_report_stem(path.stem)  # « bilan_…_INCOMPLET_nouveau_2 »
                 student_id = stems.get(stem)
                 if student_id is None and not stem.startswith("bilan_classe_"):
                     self.result.skipped.append((relative, "bilan d'un stagiaire inconnu."))

@@ -404,6 +404,7 @@ def _closing(b: BodyBuilder, grid: Grid, config: CampaignConfig, data: StudentRe
     its text is longer than a page): the date and signature always stay with the text."""
     closing, evaluation = grid.closing, data.evaluation
     b.para("Appréciations", "Heading 1")
+    start = len(b.blocks)
     b.para(closing.tutor_appreciation, "Heading 3")
     text = evaluation.tutor_appreciation
     tc = b.box(text, 0)
@@ -422,6 +423,9 @@ def _closing(b: BodyBuilder, grid: Grid, config: CampaignConfig, data: StudentRe
            before=360 if text else 2000, rule_above=True)  # fmt: skip
     b.para("Date et signature :", "Normal", parent=tc)
     b.para("", "Normal", parent=tc, before=700)  # room to sign
+    texts = (evaluation.tutor_appreciation, data.team_appreciation)
+    if sum(len(line) // 95 + 1 for text in texts for line in text.split("\n")) <= 24:
+        b.keep_together(start)  # the teacher's visa never alone on a last page
 
 
 # --- the class report ---------------------------------------------------------------------

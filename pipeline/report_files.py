@@ -20,6 +20,7 @@ import hashlib
 import io
 import itertools
 import os
+import re
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from pipeline.report import (
     build_class_report,
     build_student_report,
     document_bytes,
+    report_file_suffix,
 )
 from pipeline.roster import Student
 from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
@@ -62,6 +64,9 @@ class ReportResult:
     pdf_problem: str = ""
     stale_pdfs: list[Path] = field(default_factory=list)  # made stale by a rewrite: deleted
     stale_kept: list[Path] = field(default_factory=list)  # stale, not grille's bytes: kept
+    # a student's bilan under the name of an earlier status (« _INCOMPLET »…):
+    renamed: list[tuple[Path, Path]] = field(default_factory=list)  # (grille's, deleted; new)
+    outdated_kept: list[tuple[Path, Path, str]] = field(default_factory=list)  # edited, kept
 
     @property
     def matched_nobody(self) -> bool:
@@ -99,14 +104,28 @@ def report_data(
                 returned_on=date.fromisoformat(status.returned_at[:10])
                 if status.returned_at
                 else None,
+                return_file_name=status.return_name,
+                return_sha256=status.return_sha256,
             )
         )
     return with_return, without
 
 
-def report_stem(student: Student) -> str:
-    """File name of a student's report, without extension: `bilan_NOM_Prenom_id`."""
-    return f"bilan_{student_stem(student.last_name, student.first_name, student.student_id)}"
+def report_stem(student: Student, status: str = "complete") -> str:
+    """File name of a student's report, without extension: `bilan_NOM_Prenom_id`, ending
+    with the status when the bilan is not complete (`bilan_NOM_Prenom_id_INCOMPLET`)."""
+    stem = student_stem(student.last_name, student.first_name, student.student_id)
+    return f"bilan_{stem}{report_file_suffix(status)}"
+
+
+_BESIDE = re.compile(r"_nouveau(?:_\d+)?$")  # written beside a bilan the teacher edited
+_STATUS_SUFFIX = re.compile(r"_(?:INCOMPLET|INVALIDE)$")
+
+
+def bare_report_stem(stem: str) -> str:
+    """The `bilan_NOM_Prenom_id` a report file's stem was made from: without the status
+    (« _INCOMPLET ») nor the « _nouveau_2 » of a version written beside an edited one."""
+    return _STATUS_SUFFIX.sub("", _BESIDE.sub("", stem))
 
 
 def _relative(campaign: Campaign, path: Path) -> str:
@@ -175,9 +194,12 @@ def _same_document(old: bytes, new: bytes) -> bool:
         return False
 
 
-def _drop_stale_pdf(campaign: Campaign, document: Path, digest: str, result: ReportResult) -> None:
+def _drop_stale_pdf(
+    campaign: Campaign, document: Path, digest: str, result: ReportResult, *, listed: bool = True
+) -> None:
     """Delete the recorded PDF of `document` unless it was made from these bytes (`digest`);
-    a PDF whose bytes are not grille's is kept, but no longer recorded (never archived)."""
+    a PDF whose bytes are not grille's is kept, but no longer recorded (never archived).
+    Without `listed`, a deleted PDF is not listed in `result.stale_pdfs` (its bilan went)."""
     pdf = document.with_suffix(".pdf")
     record = state.report_record(campaign.db, _relative(campaign, pdf))
     if record is None or record.source_sha256 == digest:
@@ -186,8 +208,43 @@ def _drop_stale_pdf(campaign: Campaign, document: Path, digest: str, result: Rep
         result.stale_kept.append(pdf)
     elif os.path.lexists(pdf):
         pdf.unlink()
-        result.stale_pdfs.append(pdf)
+        if listed:
+            result.stale_pdfs.append(pdf)
     state.forget_report(campaign.db, record.file)
+
+
+def _drop_outdated(
+    campaign: Campaign,
+    class_name: str,
+    student_id: str,
+    current: Path,
+    status: str,
+    result: ReportResult,
+) -> None:
+    """Delete the student's bilans recorded under another name than `current`'s (written
+    when the status was another: « _INCOMPLET » became complete…), and their PDFs, so
+    that two contradictory bilans never stay side by side; one the teacher edited is
+    kept (and said in `result.outdated_kept`)."""
+    root = campaign.workspace.root
+    current_stem = _BESIDE.sub("", current.stem)
+    for record in state.class_reports(campaign.db, class_name):
+        path = root / record.file
+        if (
+            record.student_id != student_id
+            or path.suffix.lower() != ".docx"
+            or _BESIDE.sub("", path.stem) == current_stem
+        ):
+            continue
+        if not os.path.lexists(path):
+            state.forget_report(campaign.db, record.file)
+        elif path.is_file() and _grille_wrote(campaign, path):
+            path.unlink()
+            state.forget_report(campaign.db, record.file)
+            result.renamed.append((path, current))
+        else:
+            result.outdated_kept.append((path, current, status))
+            continue
+        _drop_stale_pdf(campaign, path, "", result, listed=False)
 
 
 def write_reports(
@@ -228,8 +285,11 @@ def write_reports(
                 continue
             grid = grids.get(grid_of[student_id], campaign.grid)
             doc = build_student_report(grid, campaign.config, item, template)
-            name = f"{report_stem(item.student)}.docx"
-            _write_report(campaign, folder / name, document_bytes(doc), result, klass, student_id)
+            name = f"{report_stem(item.student, item.status)}.docx"
+            written = _write_report(
+                campaign, folder / name, document_bytes(doc), result, klass, student_id
+            )
+            _drop_outdated(campaign, klass, student_id, written, item.status, result)
             if progress:
                 progress(1)
         if not student_ids:

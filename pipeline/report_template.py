@@ -474,6 +474,21 @@ class BodyBuilder:
         tr = self.row(self.table([self.width]), height=height, split=lines > 35)
         return self.cell(tr, self.width, text, valign="top", style="Normal", before=60)
 
+    def keep_together(self, start: int) -> None:
+        """Move the blocks added since there were `start` of them into the one cell of a
+        borderless table row that does not split: Word and LibreOffice keep them on one
+        page (keep-with-next is not honoured by LibreOffice for a table)."""
+        inner = self.blocks[start:]
+        del self.blocks[start:]
+        tbl = self.table([self.width], border="")
+        margins = tbl.find(_tag("tblPr")).find(_tag("tblCellMar"))
+        for side in margins:
+            side.set(_tag("w"), "0")
+        tc = self.cell(self.row(tbl), self.width, valign="top", style="Normal")
+        last = tc[-1]  # the cell's paragraph: a cell ends with one
+        for block in inner:
+            last.addprevious(block)
+
     def heading_row(self, tbl: Element, text: str, span: int, fill: str, **run: Any) -> None:
         """A shaded row spanning the whole table (section or sub-heading)."""
         self.cell(self.row(tbl), self.width, text, span=span, fill=fill, keep_next=True, **run)

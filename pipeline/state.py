@@ -2335,3 +2335,15 @@ def student_reports(db: sqlite3.Connection, student_id: str) -> list[ReportFile]
             (student_id,),
         )
     ]
+
+
+# ---- w3d-returns-docs
+
+
+def forget_refused_files(db: sqlite3.Connection, refused: list[RefusedFile]) -> None:
+    """Delete the records of these refused files (their name may be personal data)."""
+    with _within_transaction(db):
+        db.executemany(
+            "DELETE FROM refused_files WHERE origin = ? AND code = ? AND sha256 = ?",
+            [(f.origin, f.code, f.sha256) for f in refused],
+        )

@@ -645,6 +645,7 @@ def build_tracking(
     *,
     root: Path | None = None,
     folder: Path | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> Workbook:
     """The tracking workbook; `notes` holds the teacher's columns (from the database).
 
@@ -652,7 +653,9 @@ def build_tracking(
     pages, the details on the following ones (a column break after « Retourné le » and
     after the teacher's columns), the header row and the names repeated on each page;
     rows as tall as their wrapped text; real dates. When the campaign folder `root` and
-    the `folder` of suivi.xlsx are given, each returned file links to its stored copy.
+    the `folder` of suivi.xlsx are given, each returned file links to its stored copy;
+    `links` (student id → path relative to suivi.xlsx, POSIX) gives those links instead
+    (the copies in an archive).
     A second sheet counts the students per status. Written row by row (write-only mode):
     memory stays small whatever the number of rows.
     """
@@ -701,7 +704,10 @@ def build_tracking(
             st.student.tutor_email,
             _date(st.generated_at) if st.generated_at else None,
         ]
-        link = _return_link(st, root, folder)
+        if links is not None:
+            link = quote(links[st.student_id]) if st.student_id in links else ""
+        else:
+            link = _return_link(st, root, folder)
         row = []
         wrapped = []
         for (title, width), value in zip(_COLUMNS, values, strict=True):

@@ -494,6 +494,26 @@ def excel_insert_row(path: Path, sheet: str, at: int, values: dict[str, Any]) ->
     return path
 
 
+def excel_insert_column(path: Path, sheet: str, at: str, values: dict[str, Any]) -> Path:
+    """Excel's « Insérer › Colonne » on an unprotected copy: column `at` and every column
+    right of it move right one, merged areas with them (openpyxl's `insert_cols` moves the
+    cells only; a merged area that spans `at` grows by one, as in Excel); the tutor then
+    types `values` (cell → value) in the sheet. The file is saved in place."""
+    from openpyxl.utils import column_index_from_string
+
+    index = column_index_from_string(at)
+    wb = openpyxl.load_workbook(path)
+    ws = wb[sheet]
+    ranges = _unmerged(ws)
+    ws.insert_cols(index)
+    moved = [(c1 + (c1 >= index), r1, c2 + (c2 >= index), r2) for c1, r1, c2, r2 in ranges]
+    _merge(ws, moved)
+    for ref, value in values.items():
+        ws[ref] = value
+    wb.save(path)
+    return path
+
+
 def excel_delete_row(path: Path, sheet: str, at: int) -> Path:
     """Excel's « Supprimer › Ligne »: row `at` goes, the rows below move up one (merged
     areas with them). Saved in place."""

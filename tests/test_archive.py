@@ -13,6 +13,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import openpyxl
 import pytest
@@ -257,7 +258,7 @@ def test_class_option__any_case_and_spaces__report_archive_and_purge_find_the_cl
     )
 
 
-@pytest.mark.parametrize("command", ["report", "archive", "purge"])
+@pytest.mark.parametrize("command", ["report", "archive", "purge", "status"])
 def test_class_option__unknown_class__the_same_french_message_lists_the_classes(
     campaign: Path, command: str
 ) -> None:
@@ -267,6 +268,19 @@ def test_class_option__unknown_class__the_same_french_message_lists_the_classes(
         "Erreur : classe « BTS 3C » inconnue de la campagne. Ses classes : « BTS 2A », "
         "« BTS 2B ».\n"
     )
+
+
+@pytest.mark.parametrize("output_format", ["table", "json", "csv"])
+def test_status_class_option__any_case_and_spaces__finds_the_class(
+    campaign: Path, output_format: str
+) -> None:
+    result = run(campaign, "status", "--class", "  bts   2a ", "--format", output_format)
+
+    assert result.exit_code == 0, result.output
+    for name in ("ABADIE", "BERNARD", "CHEVALLIER"):
+        assert name in result.output.upper()
+    for name in ("DA SILVA", "FAURE", "GARCIA"):
+        assert name not in result.output.upper()
 
 
 def test_archive__second_run_writes_v2_and_leaves_the_first_identical(campaign: Path) -> None:
@@ -783,6 +797,28 @@ def test_purge__refused_before_verification__then_deletes_exactly_that_class(
     )
 
 
+def test_purge__refused_files_naming_the_class_or_whose_file_is_gone__forgotten(
+    campaign: Path, archived: Path, tmp_path: Path
+) -> None:
+    assert run(campaign, "archive", "verify", str(archived)).exit_code == 0
+    inbox = tmp_path / "boite"
+    inbox.mkdir()
+    for name in ("grille Abadie Chloé.xlsx", "budget.xlsx", "GARCIA.xlsx", "perdu.xlsx"):
+        (inbox / name).write_bytes(bytes(range(256)) * 8)  # not a workbook: refused
+    assert run(campaign, "collect", str(inbox)).exit_code == 1
+    (inbox / "perdu.xlsx").unlink()  # the teacher deleted it since
+
+    result = run(campaign, "purge", "--class", "BTS 2A", "--oui")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "  2 fichier(s) refusé(s) noté(s) à la collecte (nom au sujet de la classe, ou "
+        "fichier disparu)\n"
+    ) in result.output
+    left = [row[0] for row in _db_rows(campaign, "SELECT file_name FROM refused_files")]
+    assert sorted(left) == ["GARCIA.xlsx", "budget.xlsx"]  # BTS 2B, and nobody's
+
+
 def test_purge__outbox_messages_about_that_class_only__deleted__others_kept(
     campaign: Path, archived: Path
 ) -> None:
@@ -848,3 +884,31 @@ def test_purge__without_oui__asks_and_no_keeps_everything(campaign: Path, archiv
     )
     assert yes.exit_code == 0, yes.output
     assert _class_files(campaign, "BTS_2A") == {}
+
+
+def test_archive__suivi_links_each_returned_file_to_its_copy_inside_the_archive(
+    campaign: Path, tmp_path: Path
+) -> None:
+    _archive(campaign, "--class", "BTS 2A")
+    zip_path = _year_dir(campaign) / "BTS_2A.zip"
+    with zipfile.ZipFile(zip_path) as package:
+        members = set(package.namelist())
+        (tmp_path / "suivi.xlsx").write_bytes(package.read("suivi.xlsx"))
+        archived_returns = {
+            name: package.read(name) for name in members if name.startswith("retours/")
+        }
+    ws = openpyxl.load_workbook(tmp_path / "suivi.xlsx")["Suivi"]
+    header = [c.value for c in ws[1]]
+    name_col, file_col = header.index("Nom"), header.index("Fichier retourné")
+    cells = {row[name_col].value: row[file_col] for row in ws.iter_rows(min_row=2)}
+
+    assert cells["ABADIE"].value == "abadie.xlsx"  # the version that counts, as received
+    for last_name, original in (("ABADIE", "abadie.xlsx"), ("BERNARD", "bernard.xlsx")):
+        cell = cells[last_name]
+        assert cell.hyperlink is not None, last_name
+        target = unquote(cell.hyperlink.target)
+        assert target in members and target.startswith("retours/"), target  # inside the zip
+        sent = (campaign.parent / "retours2" / original, campaign.parent / "retours1" / original)
+        assert archived_returns[target] == next(p for p in sent if p.is_file()).read_bytes()
+    unpacked = _year_dir(campaign) / "BTS_2A"  # beside the zip: the same links work there
+    assert (unpacked / unquote(cells["BERNARD"].hyperlink.target)).is_file()

@@ -140,5 +140,5 @@ def test_status__class_typed_loosely__its_students__unknown_class_exit_2(campaig
     assert "DA SILVA" not in loose.output
     assert "lancez « grille generate »" not in loose.output
     assert as_json.exit_code == 0, as_json.output
-    assert [s["last_name"] for s in json.loads(as_json.output)] == ["Da Silva"]
+    assert [s["last_name"] for s in json.loads(as_json.output)["stagiaires"]] == ["Da Silva"]
     assert (unknown.exit_code, unknown.output) == (2, UNKNOWN)

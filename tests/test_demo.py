@@ -56,7 +56,7 @@ def texts(path: Path) -> list[str]:
 def statuses(root: Path) -> dict[str, dict[str, object]]:
     result = run(root, "status", "--format", "json")
     by_name = {}
-    for s in json.loads(result.output):
+    for s in json.loads(result.output)["stagiaires"]:
         name = f"{s['last_name'].upper()} {s['first_name']}"
         if s["last_name"] == "Martin":
             name += f" ({s['class']})"

@@ -49,10 +49,13 @@ def _collect_three(campaign: Path, tmp_path: Path) -> None:
 
 def _text(document: Any) -> str:
     parts = [p.text for p in document.paragraphs]
-    for table in document.tables:
+    tables = list(document.tables)
+    while tables:  # tables inside tables too (the appreciations are held on one page)
+        table = tables.pop(0)
         for row in table.rows:
             for cell in row.cells:
                 parts.append(cell.text)
+                tables.extend(cell.tables)
     return "\n".join(parts)
 
 

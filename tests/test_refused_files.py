@@ -2,9 +2,10 @@
 
 Before, a refused file was named on the console only: once the terminal scrolled, nothing
 in `status`, `suivi.xlsx` or the database said it came. Each one is now recorded (name,
-where it came from, reason, date, SHA-256 of the bytes received) and shown in `status`
-(a section of its own, `--refused` for all of them, in CSV or JSON too) and in the sheet
-« Fichiers refusés » of suivi.xlsx.
+where it came from, reason, date, SHA-256 of the bytes received) and shown: counted on
+the last line of `status`, in the « fichiers_refuses » key of `status --format json`, all
+of them with `status --refused` (in CSV or JSON too), and in the sheet « Fichiers
+refusés » of suivi.xlsx.
 """
 
 from __future__ import annotations
@@ -81,8 +82,14 @@ def test_refused_files__recorded_and_shown_in_status_json_and_suivi(
     )
 
     table = run(campaign, "status").output.splitlines()
-    start = table.index("Fichiers refusés ou illisibles (4) :")
-    section = table[start + 1 : start + 5]
+    assert table[-1] == (
+        "4 fichier(s) refusé(s) ou illisible(s) à la collecte : « grille status --refused » "
+        "les liste (aussi dans output/suivi.xlsx, feuille « Fichiers refusés »)."
+    )
+    assert not any(str(files["noise"]) in line for line in table)  # the count only
+    listing = run(campaign, "status", "--refused").output.splitlines()
+    start = listing.index("Fichiers refusés ou illisibles (4) :")
+    section = listing[start + 1 : start + 5]
     assert any(
         line.endswith(f"{files['noise']} (SHA-256 {_sha(files['noise'])[:12]}…) : ce n'est pas "
                       "un classeur Excel : il contient des données d'un type inconnu. Si c'est "
@@ -140,8 +147,32 @@ def test_a_damaged_attachment__recorded_under_its_own_name_with_its_message(
     assert len(item["sha256"]) == 64
 
 
+def test_status_json__refused_files_in_a_key_of_their_own_without_the_refused_option(
+    campaign: Path,
+    tmp_path: Path,
+    write_xlsx: Callable[..., Path],
+    write_csv: Callable[..., Path],
+) -> None:
+    files = _batch(campaign, tmp_path / "retours", write_xlsx, write_csv)
+    assert run(campaign, "collect", str(tmp_path / "retours")).exit_code == 1
+
+    result = run(campaign, "status", "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert [s["last_name"] for s in listed["stagiaires"]] == ["Abadie"]
+    assert listed["stagiaires"][0]["status"] == "complete"
+    by_name = {item["file_name"]: item for item in listed["fichiers_refuses"]}
+    assert set(by_name) == {"autre_campagne.xlsx", "budget.xlsx", "hasard.xlsx", "vide.xlsx"}
+    budget = by_name["budget.xlsx"]
+    assert budget["origin"] == str(files["budget"]) and budget["sha256"] == _sha(files["budget"])
+    assert budget["reason"].startswith("ce n'est pas un classeur grille")
+    assert budget["first_seen_at"][:10] == date.today().isoformat()
+
+
 def test_status__no_refused_file__no_section_and_refused_says_so(campaign: Path) -> None:
     table = run(campaign, "status").output
-    assert "Fichiers refusés" not in table
+    assert "Fichiers refusés" not in table and "refusé" not in table
+    assert json.loads(run(campaign, "status", "--format", "json").output)["fichiers_refuses"] == []
     assert run(campaign, "status", "--refused").output == "Aucun fichier refusé.\n"
     assert run(campaign, "status", "--refused", "--format", "json").output == "[]\n"

@@ -17,6 +17,7 @@ import pytest
 from docx.document import Document
 from docx.oxml.ns import qn
 from docx.shared import Pt
+from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from pipeline import office
@@ -187,11 +188,28 @@ def test_student_report__invalid__shows_the_invalid_banner(grid: Grid, tmp_path:
     assert "•\tNote « TB » inconnue (cellule D20)." in lines
 
 
+def tables(doc: Document) -> list[Table]:
+    """Every table of the body in document order, those inside a table too, without the
+    borderless one-cell tables that only hold others together on one page."""
+    found: list[Table] = []
+
+    def walk(level: list[Table]) -> None:
+        for table in level:
+            nested = [n for row in table.rows for cell in row.cells for n in cell.tables]
+            if nested:
+                walk(nested)
+            else:
+                found.append(table)
+
+    walk(doc.tables)
+    return found
+
+
 def boxes(doc: Document) -> list[list[str]]:
     """Paragraph texts of the framed one-cell boxes (the appreciations), in order."""
     return [
         [p.text for p in t.cell(0, 0).paragraphs]
-        for t in doc.tables
+        for t in tables(doc)
         if len(t.columns) == 1 and len(t.rows) == 1
     ]
 
@@ -210,7 +228,7 @@ def test_student_report__no_team_appreciation__leaves_room_to_write_above_the_vi
     grid: Grid, tmp_path: Path
 ) -> None:
     doc = saved(build_student_report(grid, CONFIG, make_data(grid)), tmp_path / "bilan.docx")
-    box = [t for t in doc.tables if len(t.columns) == 1 and len(t.rows) == 1][-1]
+    box = [t for t in tables(doc) if len(t.columns) == 1 and len(t.rows) == 1][-1]
     first, visa = box.cell(0, 0).paragraphs[:2]
     assert first.text == ""
     assert visa.text == "Visa du professeur : Claire Martin"
@@ -223,26 +241,29 @@ def test_student_report__date_and_signature__in_the_same_unsplittable_row_as_the
     grid: Grid, tmp_path: Path
 ) -> None:
     doc = saved(build_student_report(grid, CONFIG, make_data(grid)), tmp_path / "bilan.docx")
-    tutor_box = next(t for t in doc.tables if t.cell(0, 0).paragraphs[0].text == APPRECIATION)
+    tutor_box = next(t for t in tables(doc) if t.cell(0, 0).paragraphs[0].text == APPRECIATION)
     assert [p.text for p in tutor_box.cell(0, 0).paragraphs] == [
         APPRECIATION,
         "Date : 14/02/2027",
         "Signature du tuteur : Paul Tuteur (nom écrit par le tuteur dans son classeur)",
     ]
     assert tutor_box.rows[0]._tr.trPr.find(qn("w:cantSplit")) is not None
-    team_box = [t for t in doc.tables if len(t.columns) == 1 and len(t.rows) == 1][-1]
+    team_box = [t for t in tables(doc) if len(t.columns) == 1 and len(t.rows) == 1][-1]
     assert [p.text for p in team_box.cell(0, 0).paragraphs][1:3] == [
         "Visa du professeur : Claire Martin",
         "Date et signature :",
     ]
     assert team_box.rows[0]._tr.trPr.find(qn("w:cantSplit")) is not None
     # each box follows its heading, which is kept with it
-    body = list(doc.element.body)
     for box, title in ((tutor_box, grid.closing.tutor_appreciation),
                        (team_box, grid.closing.team_appreciation)):  # fmt: skip
-        heading = Paragraph(body[body.index(box._tbl) - 1], doc)
+        heading = Paragraph(box._tbl.getprevious(), doc)
         assert heading.text == title
         assert heading.style.paragraph_format.keep_with_next
+    # both short: held together in one row that does not split (the visa never alone)
+    row = tutor_box._tbl.getparent().getparent()  # tbl → tc → tr
+    assert row is team_box._tbl.getparent().getparent()
+    assert row.trPr.find(qn("w:cantSplit")) is not None
 
 
 def test_student_report__no_signature_and_no_appreciation__each_says_so_in_its_box(
@@ -545,7 +566,7 @@ def test_student_report__missing_and_invalid_answers__say_so_in_their_own_rows(
     assert rows[third.label].count("X") == 1  # the others are untouched
     global_rows = {
         row.cells[0].text: [c.text for c in row.cells[1:]]
-        for row in doc.tables[-3].rows  # the global evaluation, before the two boxes
+        for row in tables(doc)[-3].rows  # the global evaluation, before the two boxes
     }
     assert global_rows[dims[0].label] == ["—", "non renseigné"]
     assert global_rows[dims[1].label] == ["—", "« 9 » n'est pas un niveau possible (0, 1, 2, 3, 4)"]
@@ -735,6 +756,8 @@ def test_student_report_pdf__banner_on_every_page_and_the_signature_never_alone(
             assert signed.count("Stagiaire sérieux") == n
         [visa] = [p for p in pages if "Visa du professeur : Claire Martin" in p]
         assert grid.closing.team_appreciation in visa and "Bien." in visa
+        if n <= 24:  # both appreciations short: kept on one page, the visa never alone
+            assert visa == signed, n
         last = pages[-1].split("\n")
         assert len([line for line in last if line.strip()]) > 6  # never a near-empty last page
 

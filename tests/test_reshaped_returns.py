@@ -279,6 +279,68 @@ def test_a_row_inserted_in_the_global_evaluation__each_level_stays_with_its_dime
     assert status_json(campaign)["Garcia"]["status"] == "complete"
 
 
+def test_a_column_inserted_before_the_ratings__each_rating_read_in_its_moved_column(
+    campaign: Path, tmp_path: Path
+) -> None:
+    typed = _typed()
+    path = fill(workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", typed)
+    clients.excel_insert_column(path, SECTION.sheet, "D", {"D10": "vu en réunion"})
+    result = run(campaign, "collect", str(path))
+    assert result.exit_code == 0, result.output
+
+    evaluation, cells = _recorded(campaign)
+    assert evaluation["ratings"] == _ratings(typed)
+    assert ("integration.ponctualite", "Intégration", "E15") in cells
+    garcia = status_json(campaign)["Garcia"]
+    assert garcia["status"] == "complete"
+    assert garcia["warnings"] == [
+        "feuille « Intégration » : des colonnes ont été insérées ou supprimées ; les notes "
+        "ont été lues dans la colonne E (au lieu de D), sous son en-tête « Tuteur (TI / I / S "
+        "/ TS) »."
+    ]
+
+
+def test_a_column_inserted_in_the_global_evaluation__each_level_read_in_its_moved_column(
+    campaign: Path, tmp_path: Path
+) -> None:
+    typed = _typed()
+    path = fill(workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", typed)
+    clients.excel_insert_column(path, GLOBAL.sheet, "B", {})
+    assert run(campaign, "collect", str(path)).exit_code == 0
+
+    evaluation, _ = _recorded(campaign)
+    assert evaluation["levels"] == _levels(typed)
+    assert status_json(campaign)["Garcia"]["status"] == "complete"
+
+
+def test_a_rating_column_copied_twice__the_section_is_refused_by_name_not_guessed(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """The tutor inserted a column and copied the header and other ratings into it: which
+    column holds the ratings cannot be told; nothing of the section is read."""
+    typed = _typed()
+    path = fill(workbook_of(campaign, "Garcia"), tmp_path / "garcia.xlsx", typed)
+    header = f"{SECTION.rater}\n(TI / I / S / TS)"
+    ratings = {f"D{row}": "TI" for row in range(10, 17)}
+    clients.excel_insert_column(path, SECTION.sheet, "D", {"D9": header, **ratings})
+    assert run(campaign, "collect", str(path)).exit_code == 0
+
+    evaluation, _ = _recorded(campaign)
+    assert all(evaluation["ratings"][c.id] is None for c in SECTION.criteria)
+    others = [c for c in GRID.criteria if c.section_id != SECTION.id]
+    assert all(evaluation["ratings"][c.id] == typed[c.id] for c in others)
+    garcia = status_json(campaign)["Garcia"]
+    assert garcia["status"] == "invalid"
+    assert garcia["invalid"] == [
+        f"feuille « Intégration » ({SECTION.title}) : des colonnes ont été insérées ou "
+        "supprimées et l'en-tête des notes « Tuteur (TI / I / S / TS) » y figure dans les "
+        "colonnes D, E : cette partie n'est pas lue, pour ne pas attribuer une note au "
+        "mauvais critère. Demandez au tuteur de reprendre le classeur envoyé, sans ajouter ni "
+        "supprimer de colonne."
+    ]
+    assert garcia["missing"] == []
+
+
 def test_an_edited_label_in_place__is_still_a_warning_and_read_by_address(
     campaign: Path, tmp_path: Path
 ) -> None:

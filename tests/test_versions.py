@@ -308,7 +308,7 @@ def test_versions__listed_in_status_json_most_recent_first(campaign: Path, tmp_p
     folder = tmp_path / "retours"
     _first_and_corrected(campaign, folder, first="v1.xlsx", corrected="v2.xlsx")
     assert run(campaign, "collect", str(folder)).exit_code == 0
-    versions = json.loads(run(campaign, "status", "--format", "json").output)
+    versions = json.loads(run(campaign, "status", "--format", "json").output)["stagiaires"]
     garcia = next(s for s in versions if s["last_name"] == "Garcia")
     assert [
         (v["file_name"], v["version_date"], v["date_source"], v["counts"])

@@ -129,7 +129,7 @@ def without_hidden_identity(path: Path) -> Path:
 def status_json(root: Path) -> dict[str, dict[str, Any]]:
     result = run(root, "status", "--format", "json")
     assert result.exit_code == 0, result.output
-    return {s["last_name"]: s for s in json.loads(result.output)}
+    return {s["last_name"]: s for s in json.loads(result.output)["stagiaires"]}
 
 
 def with_teacher_email(root: Path, email: str = "prof@lycee.example") -> Path:

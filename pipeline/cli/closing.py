@@ -22,6 +22,7 @@ from pipeline.cli.base import (
     student_option,
 )
 from pipeline.settings import Workspace
+from pipeline.validation import STATUS_LABELS
 
 
 def run_reports(
@@ -41,6 +42,18 @@ def run_reports(
         click.echo(
             f"  Attention — {edited.relative_to(workspace.root)} a été modifié à la main : "
             f"conservé ; nouvelle version dans {new.name}."
+        )
+    for old, new in result.renamed:
+        click.echo(
+            f"  remplacé : {old.relative_to(workspace.root).as_posix()} (et son PDF) par "
+            f"{new.name} : le statut du stagiaire a changé."
+        )
+    for old, new, status in result.outdated_kept:
+        label = STATUS_LABELS.get(status, status)
+        click.echo(
+            f"  Attention — {old.relative_to(workspace.root).as_posix()} a été modifié à la "
+            f"main : conservé, mais il ne correspond plus au statut du stagiaire ({label}) ; "
+            f"le bilan à jour est {new.name}. Supprimez l'ancien s'il ne sert plus."
         )
     for name in result.without_return:
         click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
@@ -236,6 +249,11 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
         click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
         click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
         click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
+        if plan.refused_files:
+            click.echo(
+                f"  {len(plan.refused_files)} fichier(s) refusé(s) noté(s) à la collecte (nom "
+                "au sujet de la classe, ou fichier disparu)"
+            )
         click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
         for path in plan.unknown:
             click.echo(

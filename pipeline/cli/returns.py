@@ -31,7 +31,6 @@ from pipeline.settings import ImapSettings
 from pipeline.validation import STATUS_LABELS
 
 MAX_PROBLEMS_SHOWN = 8  # per return on screen; the tracking workbook has them all
-MAX_REFUSED_SHOWN = 10  # refused files at the end of « status »; --refused lists them all
 
 
 def _when(version: state.ReturnVersion) -> str:
@@ -532,7 +531,8 @@ def status(ctx: Context, output_format: str, refused: bool, class_name: str | No
     Exemple : grille status --refused   (les fichiers refusés à la collecte, et pourquoi)
 
     Le tableau dit aussi quelle version compte quand un stagiaire en a plusieurs (en JSON :
-    « versions »), et finit par les fichiers refusés ou illisibles.
+    « versions »), et finit par le nombre de fichiers refusés ou illisibles (en JSON :
+    « fichiers_refuses », à côté de « stagiaires »).
     """
     workspace = ctx.workspace
     with open_campaign(workspace, lock=False) as opened:
@@ -550,15 +550,14 @@ def status(ctx: Context, output_format: str, refused: bool, class_name: str | No
     if output_format == "json":
         import json
 
+        students = [
+            {**s.to_json(), "versions": [_version_json(v) for v in versions.get(s.student_id, [])]}
+            for s in statuses
+        ]
+        refused_json = [_refused_json(r) for r in refused_files]
         click.echo(
             json.dumps(
-                [
-                    {
-                        **s.to_json(),
-                        "versions": [_version_json(v) for v in versions.get(s.student_id, [])],
-                    }
-                    for s in statuses
-                ],
+                {"stagiaires": students, "fichiers_refuses": refused_json},
                 ensure_ascii=False,
                 indent=2,
             )
@@ -622,6 +621,9 @@ def status(ctx: Context, output_format: str, refused: bool, class_name: str | No
             f"{pending} retour(s) à confirmer : « grille confirm » les liste et dit pourquoi."
         )
     click.echo("Total : " + ", ".join(f"{n} {label}" for label, n in counts.items()))
-    if refused_files and not class_name:
-        click.echo("")
-        _print_refused(refused_files, "table", MAX_REFUSED_SHOWN)
+    if refused_files:
+        click.echo(
+            f"{len(refused_files)} fichier(s) refusé(s) ou illisible(s) à la collecte : "
+            "« grille status --refused » les liste (aussi dans output/suivi.xlsx, feuille "
+            "« Fichiers refusés »)."
+        )
