@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 TOKEN_PARAM = "token"
 CSRF_FIELD = "csrf"
 MAX_BODY = 1024 * 1024  # a page's form: far more than a teacher types; uploads get their own
+MAX_UPLOAD = 200 * 1024 * 1024  # a multipart form (files dropped on a page): hundreds of returns
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
         "content-security-policy",
@@ -118,7 +119,8 @@ def refusal_page(title: str, message: str) -> bytes:
 
 
 class BodyTooLarge(Exception):
-    """A request body went beyond the limit while it was read."""
+    """A request body went beyond the limit while it was read (the limit, in bytes, is its
+    argument)."""
 
 
 def human_size(size: int) -> str:
@@ -131,11 +133,19 @@ def human_size(size: int) -> str:
 class Guard:
     """ASGI middleware: host, session (token then cookie), origin, body size, headers."""
 
-    def __init__(self, app: ASGIApp, secrets: Secrets, port: int, max_body: int = MAX_BODY):
+    def __init__(
+        self,
+        app: ASGIApp,
+        secrets: Secrets,
+        port: int,
+        max_body: int = MAX_BODY,
+        max_upload: int = MAX_UPLOAD,
+    ):
         self.app = app
         self.secrets = secrets
         self.port = port
         self.max_body = max_body
+        self.max_upload = max_upload  # for multipart forms (uploads)
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.cookie = cookie_name(port)
@@ -172,8 +182,10 @@ class Guard:
             await _refuse(send, 403, BAD_ORIGIN)
             return
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
-            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+        multipart = headers.get("content-type", "").lower().startswith("multipart/form-data")
+        limit = self.max_upload if multipart else self.max_body
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
             return
         started = False
 
@@ -183,11 +195,11 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, _limited(receive, self.max_body), watched_send)
+            await self.app(scope, _limited(receive, limit), watched_send)
         except BodyTooLarge:
             if started:
                 raise
-            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
         except Exception:
             # a bug: the application's handler already answered with a French page and
             # wrote the details in the campaign's journal; no traceback on the terminal
@@ -252,7 +264,7 @@ def _limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise BodyTooLarge
+                raise BodyTooLarge(limit)
         return message
 
     return receiver
