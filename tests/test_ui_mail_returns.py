@@ -630,6 +630,7 @@ def test_relances__preview_names_what_is_missing__sent_over_smtp__again_as_a_che
     later = unescape(page_text(client.get("/relances").text))
     assert "0 relance(s) à envoyer" in later
     assert "tuteur déjà relancé le" in later
+    assert "(voir « Pas de relance depuis », ou « Relancer même les tuteurs" in later
     again = unescape(page_text(client.get("/relances?encore=oui").text))
     assert "4 relance(s) à envoyer" in again
     interface_of(client.app).access.close()
@@ -658,3 +659,22 @@ def test_relances__without_server__prepared_as_eml_zip(campaign: Path, tmp_path:
         assert len(names) == 4 and all(name.startswith("relance_") for name in names)
         first = _parse(archive.read(names[0]))
     assert first["Subject"] is not None and list(first.iter_attachments())
+
+
+def test_pages__no_inline_script_nor_style__every_field_labelled(
+    campaign: Path, smtp_server: tuple[Server, int]
+) -> None:
+    use_smtp(campaign, smtp_server[1])
+    client = logged_in(campaign)
+    for path in ("/envoi", "/retours", "/relances"):
+        page = client.get(path).text
+        scripts = re.findall(r"<script[^>]*>", page)
+        assert all(re.fullmatch(r'<script src="/static/[a-z.]+\.js" defer>', s) for s in scripts)
+        assert "<style" not in page
+        assert not re.search(r"<[^>]+\s(?:style|on[a-z]+)\s*=", page)
+        for field in re.findall(r"<(?:input|select|textarea)\b[^>]*>", page):
+            if 'type="hidden"' in field:
+                continue
+            found = re.search(r'id="([^"]+)"', field)
+            assert found, field
+            assert f'for="{found.group(1)}"' in page, field

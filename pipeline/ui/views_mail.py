@@ -67,6 +67,14 @@ def _card(message: mail.TutorMessage, email: EmailMessage) -> Card:
     )
 
 
+def _on_the_page(note: str) -> str:
+    """A note of `grille remind` with the page's fields instead of the command's options."""
+    return note.replace(
+        "(voir --interval, ou --again)",
+        "(voir « Pas de relance depuis », ou « Relancer même les tuteurs relancés récemment »)",
+    ).replace("lancez « grille send »", "envoyez-le depuis la page Envoi")
+
+
 def _classes(campaign: Campaign) -> list[str]:
     rows = campaign.db.execute(
         "SELECT DISTINCT class_name FROM students WHERE in_roster = 1"
@@ -111,7 +119,7 @@ class Choice:
         reminders = remind.pending_reminders(
             campaign, class_name=chosen_class, interval_days=self.interval, again=self.again
         )
-        return reminders.messages, reminders.skipped
+        return reminders.messages, [_on_the_page(note) for note in reminders.skipped]
 
 
 # ------------------------------------------------------------------ pages
