@@ -287,6 +287,7 @@ def test_envoi__eml_zip_downloaded_and_parseable__then_one_tutor_marked_sent_by_
         assert message["X-Unsent"] == "1"  # a draft, as the CLI writes it
         assert _attached_students(message) == expected[message["To"].addresses[0].addr_spec]
     assert set(_statuses(campaign).values()) == {"prepared"}
+    assert not list(campaign.rglob("*.zip"))  # made when downloaded: nothing a purge misses
     on_disk = sorted(p.name for p in (campaign / "output" / "envoi").glob("*.eml"))
     whole = client.get("/envoi/messages.zip")
     assert whole.headers["content-type"] == "application/zip"

@@ -5,9 +5,9 @@ in the system's temp folder: the returns hold personal data) and writes each fil
 folder of its own under `output/.depots/` (hidden: never downloadable), named from the
 browser's name only through `returns.clean_name` (its last part, printable: no path can
 leave the folder). The body's size limit is the `security.Guard`'s, for multipart forms;
-the caller checks the CSRF field, hands the files to the library step, then removes the
-folder (`Dropped.remove`). A folder left by a server stopped meanwhile is removed at the
-next upload.
+the CSRF field, which our forms send first, is checked before any file is written; the
+caller hands the files to the library step, then removes the folder (`Dropped.remove`).
+A folder left by a server stopped meanwhile is removed at the next upload.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from pipeline.returns import clean_name
+from pipeline.ui.security import CSRF_FIELD, CsrfRefused, same
 
 UPLOADS = ".depots"  # under output/: one folder per upload, removed once read
 MAX_FILES = 2000
@@ -90,9 +91,11 @@ def _decode(raw: bytes, charset: str) -> str:
     return raw.decode(charset, "replace")
 
 
-async def receive_files(request: Request, output_dir: Path, file_field: str) -> Dropped:
+async def receive_files(request: Request, output_dir: Path, file_field: str, csrf: str) -> Dropped:
     """Stream the multipart form of `request` to a new folder under `output/.depots/`;
-    the files of the field `file_field` (an empty file input sends no file)."""
+    the files of the field `file_field` (an empty file input sends no file). The form's
+    CSRF field must come before its files and be `csrf` (`CsrfRefused`), as our pages
+    send it: nothing of a forged form is written."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UploadRefused("Formulaire inattendu : envoyez les fichiers depuis la page Retours.")
@@ -109,7 +112,8 @@ async def receive_files(request: Request, output_dir: Path, file_field: str) -> 
     current = _Part()
 
     def on_part_begin() -> None:
-        current.__init__()  # type: ignore[misc]
+        nonlocal current
+        current = _Part()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         current.header_name += data[start:end]
@@ -132,6 +136,8 @@ async def receive_files(request: Request, output_dir: Path, file_field: str) -> 
             return
         if current.name != file_field:
             raise UploadRefused("Formulaire inattendu : un fichier dans un champ inconnu.")
+        if not same(dropped.fields.get(CSRF_FIELD), csrf):  # no file kept from a forged form
+            raise CsrfRefused
         given = _decode(options[b"filename"], charset)
         if not given:  # an empty file input: nothing to keep
             return

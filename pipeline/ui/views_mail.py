@@ -11,6 +11,8 @@ request and the job's memory only, never written to disk, a page or the job's ou
 from __future__ import annotations
 
 import io
+import secrets
+import threading
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,22 +23,23 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from pipeline import mail, remind, state
 from pipeline.campaign import Campaign
-from pipeline.files import atomic_write_bytes
 from pipeline.kinds import SendingKind
 from pipeline.ui import security
-from pipeline.ui.app import Ui, download_url, ui_of
+from pipeline.ui.app import Ui, ui_of
 from pipeline.ui.jobs import Outcome, Progress
 from pipeline.validation import fold
 
 PASSWORD_FIELD = "mot_de_passe"  # never stored, never shown, never logged
 CARDS_SHOWN = 80  # cards on one page; the others are counted
 DEFAULT_INTERVAL = 7  # days, as `grille remind --interval`
+BATCHES_KEPT = 50
 
 
 @dataclass(frozen=True)
@@ -200,14 +203,44 @@ def reminding_page(request: Request) -> Response:
 # ------------------------------------------------------------------ jobs
 
 
-def _zip_of(paths: Sequence[Path], target: Path) -> Path:
-    """The .eml files `paths` in one .zip at `target` (atomic)."""
+class Batches:
+    """The .eml files each preparation wrote, by a random key, for the .zip of its outcome
+    (made when downloaded: no copy of the messages is left on disk that a purge of the
+    class would miss). Kept in memory, the last `BATCHES_KEPT` ones."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, files: list[str]) -> str:
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            self._files[key] = files
+            for old in list(self._files)[:-BATCHES_KEPT]:
+                del self._files[old]
+        return key
+
+    def get(self, key: str) -> list[str] | None:
+        with self._lock:
+            return self._files.get(key)
+
+
+BATCHES = Batches()
+
+
+def _zip_response(root: Path, files: Sequence[str], name: str) -> Response:
+    """The files `files` of the campaign (those still there) in one .zip, sent as `name`."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in paths:
-            archive.write(path, path.name)
-    atomic_write_bytes(target, buffer.getvalue(), durable=False)
-    return target
+        for file in files:
+            path = security.campaign_file(root, file)
+            if path is not None:
+                archive.write(path, path.name)
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _delivery_work(
@@ -236,13 +269,12 @@ def _delivery_work(
         workspace = campaign.workspace
         for line in mail.delivery_lines(workspace, delivery):
             outcome.lines.append((line.kind, line.text))
-        written = [path for _, path in delivery.report.written]
+        written = [
+            path.relative_to(workspace.root).as_posix() for _, path in delivery.report.written
+        ]
         if written:
-            stamp = datetime.now().strftime("%Y-%m-%d_%H%M%S")
-            target = _zip_of(written, delivery.outbox / f"{kind}_{stamp}.zip")
-            relative = target.relative_to(workspace.root).as_posix()
             label = f"Télécharger les {len(written)} message(s) (.zip)"
-            outcome.link(label, download_url(relative))
+            outcome.link(label, f"/courrier/lot/{BATCHES.add(written)}/{kind}.zip")
         outcome.link("Voir le suivi", "/suivi")
         return outcome.link("Retour à la page", "/envoi" if kind == mail.SEND else "/relances")
 
@@ -312,16 +344,21 @@ def drafts_zip(request: Request) -> Response:
     with ui.reading() as campaign:
         rows = state.outbox_only_sendings(campaign.db)
     files = sorted({row["file"] for row in rows if row["file"]})
-    paths = [found for file in files if (found := security.campaign_file(ui.root, file))]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in paths:
-            archive.write(path, path.name)
-    return Response(
-        buffer.getvalue(),
-        media_type="application/zip",
-        headers={"content-disposition": 'attachment; filename="messages_a_envoyer.zip"'},
-    )
+    return _zip_response(ui.root, files, "messages_a_envoyer.zip")
+
+
+def batch_zip(request: Request) -> Response:
+    """The messages one preparation wrote, in one .zip."""
+    files = BATCHES.get(request.path_params["key"])
+    if files is None:
+        raise HTTPException(
+            404,
+            "Ce lot de messages n'est plus connu de l'interface (elle a été redémarrée) : les "
+            "messages sont dans output/envoi/.",
+        )
+    kind = request.path_params["kind"]
+    stamp = datetime.now().strftime("%Y-%m-%d")
+    return _zip_response(ui_of(request).root, files, f"{kind}_{stamp}.zip")
 
 
 ROUTES = [
@@ -330,6 +367,7 @@ ROUTES = [
     Route("/envoi/preparer", prepare, methods=["POST"], name="envoi_preparer"),
     Route("/envoi/envoye", mark_sent, methods=["POST"], name="envoi_envoye"),
     Route("/envoi/messages.zip", drafts_zip, name="envoi_zip"),
+    Route("/courrier/lot/{key}/{kind:str}.zip", batch_zip, name="courrier_lot"),
     Route("/relances", reminding_page, name="relances"),
     Route("/relances/envoyer", send_reminders, methods=["POST"], name="relances_envoyer"),
     Route("/relances/preparer", prepare_reminders, methods=["POST"], name="relances_preparer"),

@@ -82,7 +82,9 @@ async def drop(request: Request) -> Response:
     """The files dropped (streamed to disk, CSRF checked), collected as a job."""
     ui = ui_of(request)
     try:
-        dropped = await uploads.receive_files(request, ui.workspace.output_dir, FILE_FIELD)
+        dropped = await uploads.receive_files(
+            request, ui.workspace.output_dir, FILE_FIELD, ui.secrets.csrf
+        )
     except UploadRefused as exc:
         return _back(ui, [("attention", str(exc))])
     if not security.same(dropped.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
