@@ -4,8 +4,12 @@ SMTP server (aiosmtpd) and a real IMAP server (pymap) on loopback, real files dr
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +20,7 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -60,8 +65,11 @@ class Server:
 
     def __init__(self) -> None:
         self.accepted: list[EmailMessage] = []
+        self.refuse: set[str] = set()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if set(envelope.rcpt_tos) & self.refuse:
+            return "550 5.7.1 Refusé pour le test"
         parsed = BytesParser(policy=policy.default).parsebytes(envelope.content)
         assert isinstance(parsed, EmailMessage)
         self.accepted.append(parsed)
@@ -260,6 +268,33 @@ def test_envoi__wrong_password__french_refusal_per_the_server__nothing_sent__pas
     assert set(_statuses(campaign).values()) == {"generated"}
     interface_of(client.app).access.close()
     _nowhere(campaign, wrong, outcome, repr(job.outcome))
+
+
+def test_envoi__one_tutor_refused_by_the_server__his_line_says_why__the_others_sent(
+    campaign: Path, smtp_server: tuple[Server, int]
+) -> None:
+    handler, port = smtp_server
+    handler.refuse = {"md@solvea.example"}
+    use_smtp(campaign, port)
+    client = logged_in(campaign)
+    page = client.get("/envoi")
+
+    job = _job_of(
+        client,
+        client.post(
+            "/envoi/envoyer",
+            data={"csrf": csrf_of(page.text), "mot_de_passe": SMTP_PASSWORD},
+            follow_redirects=False,
+        ),
+    )
+
+    assert ("erreur", "Erreur — Marc Dubreuil <md@solvea.example> : message refusé par le "
+            "serveur : 550 5.7.1 Refusé pour le test") in job.outcome.lines  # fmt: skip
+    assert ("erreur", "3 message(s) envoyé(s), 1 en échec.") in job.outcome.lines
+    assert len(handler.accepted) == 3
+    assert _statuses(campaign)["Bernard"] == "generated"
+    again = unescape(page_text(client.get("/envoi").text))
+    assert "1 message(s) à envoyer" in again and "md@solvea.example" in again
 
 
 def test_envoi__eml_zip_downloaded_and_parseable__then_one_tutor_marked_sent_by_hand(
@@ -679,3 +714,54 @@ def test_pages__no_inline_script_nor_style__every_field_labelled(
             found = re.search(r'id="([^"]+)"', field)
             assert found, field
             assert f'for="{found.group(1)}"' in page, field
+
+
+def test_real_server__password_sent_over_smtp__never_in_its_terminal_output(
+    campaign: Path, smtp_server: tuple[Server, int]
+) -> None:
+    """`grille ui` as the teacher starts it: what it prints holds no password."""
+    handler, port = smtp_server
+    use_smtp(campaign, port)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        ui_port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "pipeline", "--dir", str(campaign), "ui", "--no-browser"]
+    process = subprocess.Popen(
+        [*command, "--port", str(ui_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        first: list[str] = []
+        while not any("token=" in line for line in first):
+            line = process.stdout.readline()
+            assert line, first
+            first.append(line)
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", "".join(first))
+        assert url is not None
+        with httpx.Client(base_url=f"http://127.0.0.1:{url.group(1)}") as client:
+            page = client.get(f"/envoi?token={url.group(2)}", follow_redirects=True)
+            sent = client.post(
+                "/envoi/envoyer",
+                data={"csrf": csrf_of(page.text), "mot_de_passe": SMTP_PASSWORD},
+                follow_redirects=True,
+            )
+            assert sent.status_code == 200  # the job's page, once redirected
+            state_url = sent.url.path + "/etat"
+            deadline = time.monotonic() + 60
+            while "hx-get" in (fragment := client.get(state_url).text):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert "4 message(s) envoyé(s), 0 en échec." in unescape(fragment)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert len(handler.accepted) == 4
+    assert "Traceback" not in err
+    _nowhere(campaign, SMTP_PASSWORD, "".join(first), out, err)
