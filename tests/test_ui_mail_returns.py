@@ -32,6 +32,7 @@ from pipeline.xlsx import XlsxPackage
 from tests.conftest import write_csv
 from tests.hostile import bomb, mail, zip_bytes
 from tests.test_collect import ROWS, _answers_for
+from tests.test_confirm import _stripped
 from tests.test_inbox import PASSWORD as IMAP_PASSWORD
 from tests.test_inbox import ImapServer, filled, reply, use_imap
 from tests.test_inbox import imap_server as imap_server  # the fixture, re-exported
@@ -455,6 +456,31 @@ def test_retours__complete_incomplete_invalid_in_an_eml_in_a_zip__one_line_each_
     assert newer.startswith(
         "ABADIE Chloé (BTS 2A) — complet — abadie.xlsx — remplace le retour n° 1"
     )
+
+
+def test_retours__hidden_identity_gone__recorded_a_confirmer__with_the_cli_sentence(
+    campaign: Path, tmp_path: Path
+) -> None:
+    stripped = _stripped(
+        workbook_of(campaign, "Garcia"),
+        tmp_path / "copie.xlsx",
+        "GARCIA Léa",
+        _answers_for("Bruno Caron"),
+    )
+    client = logged_in(campaign)
+
+    job = _job_of(
+        client,
+        _drop(
+            client, [("copie.xlsx", stripped.read_bytes())], csrf_of(client.get("/retours").text)
+        ),
+    )
+
+    kind, line = job.outcome.lines[0]
+    assert kind == "attention"
+    assert line.startswith("GARCIA Léa (BTS 2B) — complet — copie.xlsx — à confirmer (retour n° 1)")
+    assert "En attente de confirmation : il compte pour ce stagiaire en attendant" in line
+    assert ("Retours à confirmer", "/suivi?statut=a_confirmer") in job.outcome.links
 
 
 def test_retours__hostile_files__each_refused_with_its_line__names_never_trusted(
