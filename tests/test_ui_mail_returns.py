@@ -27,6 +27,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pipeline.ui.app import interface_of
 from pipeline.ui.jobs import Job
+from pipeline.ui.views_returns import DROP, DROP_LIMIT
 from pipeline.workbook import read_identity
 from pipeline.xlsx import XlsxPackage
 from tests.conftest import write_csv
@@ -398,6 +399,12 @@ def _returns(campaign: Path, tmp_path: Path) -> list[tuple[str, bytes]]:
     ]
 
 
+def _upload_limit(client: Any, limit: int) -> None:
+    """The body limit of the drop, smaller for the test (the guard's own setting)."""
+    assert client.app.upload_limits[DROP] == DROP_LIMIT == 200 * 1024 * 1024
+    client.app.upload_limits[DROP] = limit
+
+
 def _drop(client: Any, files: list[tuple[str, bytes]], csrf: str | None) -> Any:
     data = {"csrf": csrf} if csrf is not None else {}
     return client.post(
@@ -521,7 +528,8 @@ def test_retours__hostile_files__each_refused_with_its_line__names_never_trusted
 def test_retours__upload_over_the_limit__413_in_french__nothing_kept(
     campaign: Path, tmp_path: Path
 ) -> None:
-    client = logged_in(campaign, max_upload=200_000)
+    client = logged_in(campaign)
+    _upload_limit(client, 200_000)
     csrf = csrf_of(client.get("/retours").text)
 
     refused = _drop(client, [("gros.xlsx", bytes(300_000))], csrf)
@@ -538,7 +546,8 @@ def test_retours__upload_over_the_limit__413_in_french__nothing_kept(
 def test_retours__streamed_body_over_the_limit_without_length__413_in_french(
     campaign: Path,
 ) -> None:
-    client = logged_in(campaign, max_upload=100_000)
+    client = logged_in(campaign)
+    _upload_limit(client, 100_000)
     csrf = csrf_of(client.get("/retours").text)
     boundary = "limite"
     head = (
@@ -560,7 +569,7 @@ def test_retours__streamed_body_over_the_limit_without_length__413_in_french(
     )
 
     assert refused.status_code == 413
-    assert "il dépasse la taille permise" in unescape(refused.text)
+    assert "il dépasse la taille permise (97 ko)" in unescape(refused.text)
     depots = campaign / "output" / ".depots"
     assert not depots.exists() or not any(depots.iterdir())
 

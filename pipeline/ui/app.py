@@ -71,7 +71,6 @@ class Ui:
     port: int
     templates: Jinja2Templates
     max_body: int = security.MAX_BODY
-    max_upload: int = security.MAX_UPLOAD
     notices: Notices = field(default_factory=Notices)
     jobs: Jobs = field(init=False)
 
@@ -182,7 +181,7 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
 
 
 async def _too_large(request: Request, exc: Exception) -> Response:
-    limit = security.human_size(exc.args[0] if exc.args else ui_of(request).max_body)
+    limit = security.human_size(ui_of(request).max_body)
     return _error_page(
         request, 413, "Envoi trop volumineux", security.TOO_LARGE.format(limit=limit)
     )
@@ -224,7 +223,6 @@ def create_app(
     port: int,
     *,
     max_body: int = security.MAX_BODY,
-    max_upload: int = security.MAX_UPLOAD,
     tracking_delay: float = TRACKING_DELAY,
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
@@ -265,8 +263,10 @@ def create_app(
         },
     )
     access = CampaignAccess(workspace, tracking_delay)
-    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body, max_upload)
-    return security.Guard(app, secrets, port, max_body, max_upload)
+    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
+    guard = security.Guard(app, secrets, port, max_body)
+    guard.upload_limits.update(views_returns.UPLOAD_LIMITS)
+    return guard
 
 
 def interface_of(app: security.Guard) -> Ui:

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 TOKEN_PARAM = "token"
 CSRF_FIELD = "csrf"
 MAX_BODY = 1024 * 1024  # a page's form: far more than a teacher types; uploads get their own
-MAX_UPLOAD = 200 * 1024 * 1024  # a multipart form (files dropped on a page): hundreds of returns
+BODY_LIMIT = "grille.body_limit"  # the scope key holding the body limit of the request
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
         "content-security-policy",
@@ -119,8 +119,7 @@ def refusal_page(title: str, message: str) -> bytes:
 
 
 class BodyTooLarge(Exception):
-    """A request body went beyond the limit while it was read (the limit, in bytes, is its
-    argument)."""
+    """A request body went beyond the limit while it was read."""
 
 
 def human_size(size: int) -> str:
@@ -133,19 +132,12 @@ def human_size(size: int) -> str:
 class Guard:
     """ASGI middleware: host, session (token then cookie), origin, body size, headers."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        secrets: Secrets,
-        port: int,
-        max_body: int = MAX_BODY,
-        max_upload: int = MAX_UPLOAD,
-    ):
+    def __init__(self, app: ASGIApp, secrets: Secrets, port: int, max_body: int = MAX_BODY):
         self.app = app
         self.secrets = secrets
         self.port = port
         self.max_body = max_body
-        self.max_upload = max_upload  # for multipart forms (uploads)
+        self.upload_limits: dict[str, int] = {}  # path → its own body limit (uploads)
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.cookie = cookie_name(port)
@@ -181,9 +173,9 @@ class Guard:
         ):
             await _refuse(send, 403, BAD_ORIGIN)
             return
+        limit = self.upload_limits.get(scope["path"], self.max_body)
+        scope[BODY_LIMIT] = limit  # the view that streams an upload names it when passed
         declared = headers.get("content-length", "")
-        multipart = headers.get("content-type", "").lower().startswith("multipart/form-data")
-        limit = self.max_upload if multipart else self.max_body
         if declared.isdigit() and int(declared) > limit:
             await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
             return
@@ -264,7 +256,7 @@ def _limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise BodyTooLarge(limit)
+                raise BodyTooLarge
         return message
 
     return receiver

@@ -23,6 +23,9 @@ from pipeline.ui.uploads import Dropped, UploadRefused
 FILE_FIELD = "fichiers"
 ACCEPTED = ".xlsx,.xlsm,.xls,.ods,.zip,.eml,.mbox,.msg"
 PASSWORD_FIELD = "mot_de_passe"  # never stored, never shown, never logged
+DROP = "/retours/deposer"
+DROP_LIMIT = 200 * 1024 * 1024  # one drop: hundreds of returns, or a mailbox export
+UPLOAD_LIMITS = {DROP: DROP_LIMIT}  # the guard's body limit of the upload (`security.Guard`)
 
 
 def returns_page(request: Request) -> Response:
@@ -35,7 +38,7 @@ def returns_page(request: Request) -> Response:
         "retours.html",
         {
             "page": "retours",
-            "limit": security.human_size(ui.max_upload),
+            "limit": security.human_size(DROP_LIMIT),
             "accepted": ACCEPTED,
             "file_field": FILE_FIELD,
             "password_field": PASSWORD_FIELD,
@@ -87,6 +90,14 @@ async def drop(request: Request) -> Response:
         )
     except UploadRefused as exc:
         return _back(ui, [("attention", str(exc))])
+    except security.BodyTooLarge:  # streamed past the limit (the files already removed)
+        limit = security.human_size(request.scope.get(security.BODY_LIMIT, DROP_LIMIT))
+        return ui.render(
+            request,
+            "erreur.html",
+            {"title": "Envoi trop volumineux", "message": security.TOO_LARGE.format(limit=limit)},
+            413,
+        )
     if not security.same(dropped.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
         dropped.remove()
         raise security.CsrfRefused
@@ -166,6 +177,6 @@ async def read_mailbox(request: Request) -> Response:
 
 ROUTES = [
     Route("/retours", returns_page, name="retours"),
-    Route("/retours/deposer", drop, methods=["POST"], name="retours_deposer"),
+    Route(DROP, drop, methods=["POST"], name="retours_deposer"),
     Route("/retours/boite", read_mailbox, methods=["POST"], name="retours_boite"),
 ]
