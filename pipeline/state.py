@@ -2148,3 +2148,41 @@ def refused_files(db: sqlite3.Connection) -> list[RefusedFile]:
         )
         for row in db.execute("SELECT * FROM refused_files ORDER BY last_seen_at DESC, id DESC")
     ]
+
+
+# ---- w3b-ui-mail-returns
+
+
+def rename_origins(db: sqlite3.Connection, renamed: dict[str, str]) -> None:
+    """Give the returns and refused files whose origin is a key of `renamed` (or lies
+    inside it: « key › member ») that key's value instead: the files dropped in the
+    interface are named as the teacher gave them, not by the path of their passing copy.
+    A refused file already known under its new origin is seen again, not doubled."""
+    with transaction(db):
+        for old, new in renamed.items():
+            size = len(old)
+            inside = (
+                "substr(origin, 1, :size) = :old AND "
+                "(length(origin) = :size OR substr(origin, :size + 1, 3) = ' › ')"
+            )
+            names = {"old": old, "new": new, "size": size}
+            db.execute(
+                "UPDATE refused_files AS known SET last_seen_at = dropped.last_seen_at, "
+                "reason = dropped.reason FROM refused_files AS dropped "
+                f"WHERE {inside.replace('origin', 'dropped.origin')} "
+                "AND known.origin = :new || substr(dropped.origin, :size + 1) "
+                "AND known.code = dropped.code AND known.sha256 = dropped.sha256",
+                names,
+            )
+            db.execute(
+                "DELETE FROM refused_files AS dropped "
+                f"WHERE {inside} AND EXISTS (SELECT 1 FROM refused_files AS known "
+                "WHERE known.origin = :new || substr(dropped.origin, :size + 1) "
+                "AND known.code = dropped.code AND known.sha256 = dropped.sha256)",
+                names,
+            )
+            for table in ("returns", "refused_files"):
+                db.execute(
+                    f"UPDATE {table} SET origin = :new || substr(origin, :size + 1) WHERE {inside}",
+                    names,
+                )

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -453,6 +454,15 @@ def test_retours__complete_incomplete_invalid_in_an_eml_in_a_zip__one_line_each_
         "Garcia": "generated",
     }  # fmt: skip
     assert not any((campaign / "output" / ".depots").iterdir())  # the dropped copies gone
+    with sqlite3.connect(campaign / "output" / "grille.sqlite") as db:
+        origins = sorted(row[0] for row in db.execute("SELECT origin FROM returns"))
+    assert origins == sorted(
+        ["abadie.xlsx", "bernard.xlsx", "chevallier.xlsx", "retours.zip › etienne.xlsx",
+         "réponse.eml › pièce jointe « grille Da Silva.xlsx »"]
+    )  # fmt: skip
+    student = status_json(campaign)["Da Silva"]["student_id"]
+    assert "réponse.eml › pièce jointe" in unescape(client.get(f"/stagiaire/{student}").text)
+    assert ".depots" not in client.get(f"/stagiaire/{student}").text
     assert len(list((campaign / "output" / "retours").rglob("*.*"))) >= 5  # originals kept
 
     again = _job_of(
@@ -498,6 +508,7 @@ def test_retours__hostile_files__each_refused_with_its_line__names_never_trusted
     complete = fill(
         workbook_of(campaign, "Faure"), tmp_path / "f.xlsx", _answers_for("Bruno Caron")
     )
+    bombed = bomb(600 * 1024 * 1024)
     garcia = fill(workbook_of(campaign, "Garcia"), tmp_path / "g.xlsx", _answers_for("Bruno Caron"))
 
     job = _job_of(
@@ -505,7 +516,7 @@ def test_retours__hostile_files__each_refused_with_its_line__names_never_trusted
         _drop(
             client,
             [
-                ("bombe.xlsx", bomb(600 * 1024 * 1024)),
+                ("bombe.xlsx", bombed),
                 ("piege.zip", zip_bytes({"../../evil2.xlsx": garcia.read_bytes()})),
                 ("../../../../evil.xlsx", complete.read_bytes()),
             ],
@@ -522,6 +533,14 @@ def test_retours__hostile_files__each_refused_with_its_line__names_never_trusted
     assert "FAURE Gaëtan (BTS 2B) — complet — evil.xlsx" in texts  # the name's last part
     assert not (campaign / "evil.xlsx").exists() and not (tmp_path / "evil.xlsx").exists()
     assert not list(campaign.parent.rglob("evil*.xlsx"))
+    again = _job_of(
+        client,
+        _drop(client, [("bombe.xlsx", bombed)], csrf_of(client.get("/retours").text)),
+    )
+    assert next(t for _, t in again.outcome.lines).startswith("Erreur — bombe.xlsx")
+    with sqlite3.connect(campaign / "output" / "grille.sqlite") as db:
+        refused = [row[0] for row in db.execute("SELECT origin FROM refused_files")]
+    assert refused == ["bombe.xlsx"]  # named as given, seen twice, kept once
     assert _statuses(campaign)["Faure"] == _statuses(campaign)["Garcia"] == "complete"
 
 

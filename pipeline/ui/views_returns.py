@@ -4,16 +4,18 @@ its outcome says, file by file, what `grille collect` says (`collect_report`).""
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from pipeline import collect_report
+from pipeline import collect_report, state
 from pipeline.campaign import Campaign
 from pipeline.collect import CollectResult, MailboxRequest, collect_step
 from pipeline.inbox import describe_mailbox
+from pipeline.returns import printable
 from pipeline.settings import ImapSettings, Workspace
 from pipeline.ui import security, uploads
 from pipeline.ui.app import Ui, ui_of
@@ -114,6 +116,8 @@ async def drop(request: Request) -> Response:
                 [path for _, path in dropped.files],
                 progress=_Counter(progress, len(dropped.files)),
             )
+            renamed = {printable(os.fsdecode(path)): name for name, path in dropped.files}
+            state.rename_origins(campaign.db, renamed)
         finally:
             dropped.remove()
         return _outcome(campaign.workspace, result, dropped)
