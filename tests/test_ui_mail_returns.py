@@ -14,6 +14,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -31,6 +32,7 @@ from pipeline.ui.jobs import Job
 from pipeline.ui.views_returns import DROP, DROP_LIMIT
 from pipeline.workbook import read_identity
 from pipeline.xlsx import XlsxPackage
+from tests import clients
 from tests.conftest import write_csv
 from tests.hostile import bomb, mail, zip_bytes
 from tests.test_collect import ROWS, _answers_for
@@ -498,6 +500,31 @@ def test_retours__hidden_identity_gone__recorded_a_confirmer__with_the_cli_sente
     assert line.startswith("GARCIA Léa (BTS 2B) — complet — copie.xlsx — à confirmer (retour n° 1)")
     assert "En attente de confirmation : il compte pour ce stagiaire en attendant" in line
     assert ("Retours à confirmer", "/suivi?statut=a_confirmer") in job.outcome.links
+
+
+def test_retours__an_older_version_dropped_later__ignored_kept__the_cli_sentence(
+    campaign: Path, tmp_path: Path
+) -> None:
+    newer = fill(workbook_of(campaign, "Garcia"), tmp_path / "v2.xlsx", _answers_for("Bruno Caron"))
+    older = fill(
+        workbook_of(campaign, "Garcia"),
+        tmp_path / "v1.xlsx",
+        _answers_for("Bruno Caron", **{"integration.ponctualite": None}),
+    )
+    client = logged_in(campaign)
+    saved = datetime(2026, 11, 12, 13, 5, tzinfo=UTC)
+    first = [("v2.xlsx", clients.saved_at(newer.read_bytes(), saved))]
+    _job_of(client, _drop(client, first, csrf_of(client.get("/retours").text)))
+
+    later = [("v1.xlsx", clients.saved_at(older.read_bytes(), saved - timedelta(days=2)))]
+    job = _job_of(client, _drop(client, later, csrf_of(client.get("/retours").text)))
+
+    kind, line = job.outcome.lines[0]
+    assert kind == "attention"
+    assert line.startswith("GARCIA Léa (BTS 2B) — incomplet — v1.xlsx — plus ancien que le ")
+    assert "retour n° 1 déjà reçu (enregistré le 12/11/2026 à" in line
+    assert line.endswith(": ignoré, gardé dans l'historique.")
+    assert _statuses(campaign)["Garcia"] == "complete"
 
 
 def test_retours__hostile_files__each_refused_with_its_line__names_never_trusted(
