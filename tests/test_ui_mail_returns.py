@@ -3,9 +3,11 @@ SMTP server (aiosmtpd) and a real IMAP server (pymap) on loopback, real files dr
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -846,3 +848,71 @@ def test_real_server__password_sent_over_smtp__never_in_its_terminal_output(
     assert len(handler.accepted) == 4
     assert "Traceback" not in err
     _nowhere(campaign, SMTP_PASSWORD, "".join(first), out, err)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium absent (apt-get install chromium)")
+def test_browser__files_dropped_on_the_zone__sent_and_read__no_script_error(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """A real drag and drop in Chromium: depot.js hands the files to the form and sends it."""
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright absent")
+    returns = _returns(campaign, tmp_path)[:2]
+    command = [sys.executable, "-m", "pipeline", "--dir", str(campaign), "ui", "--no-browser"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        ui_port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [*command, "--port", str(ui_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    errors: list[str] = []
+    try:
+        assert process.stdout is not None
+        line = ""
+        while "token=" not in line:
+            line = process.stdout.readline()
+            assert line
+        url = re.search(r"http://127\.0\.0\.1:\d+/\?token=\S+", line)
+        assert url is not None
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(url.group(0))
+                page.get_by_role("link", name="Retours").click()
+                page.wait_for_url("**/retours")
+                page.evaluate(
+                    """(files) => {
+                        const dropped = new DataTransfer();
+                        for (const [name, data] of files) {
+                            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+                            dropped.items.add(new File([bytes], name));
+                        }
+                        const zone = document.querySelector("[data-depot]");
+                        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: dropped}));
+                        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dropped}));
+                    }""",
+                    [[name, base64.b64encode(data).decode()] for name, data in returns],
+                )
+                page.wait_for_url("**/travail/*")
+                page.get_by_text("2 retour(s) enregistré(s)").wait_for(timeout=60_000)
+                assert page.get_by_text("ABADIE Chloé (BTS 2A) — complet — abadie.xlsx").count()
+            finally:
+                browser.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert errors == []  # no script error, nothing the CSP blocked
+    assert _statuses(campaign)["Bernard"] == "incomplete"
