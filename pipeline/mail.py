@@ -24,7 +24,7 @@ import ssl
 import time
 import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -525,6 +525,7 @@ def send_messages(
     timeout: float = 30,
     retry_delays: Sequence[float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
     """Send a batch over one connection, pausing between messages; never twice the same.
 
@@ -534,7 +535,8 @@ def send_messages(
     accepted message, so the caller records it before the next one. A connection lost
     after the data went out may have delivered the message: it is reported in
     `uncertain` (and `on_uncertain` runs), never retried. Connection or login failures
-    before the first message raise `MailError`.
+    before the first message raise `MailError`. `progress(done, total)` runs after each
+    message, whatever became of it.
     """
     report = SendReport()
     if not messages:
@@ -585,6 +587,8 @@ def send_messages(
                         for t, _ in messages[index + 1 :]
                     ]
                     break
+            if progress is not None:
+                progress(index + 1, len(messages))
     finally:
         _close(client)
     return report
@@ -671,8 +675,11 @@ def deliver(
     *,
     today: date | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    to_outbox: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SendReport:
-    """Send over SMTP when a server is set, else write .eml files to `output/envoi/`.
+    """Send over SMTP when a server is set (unless `to_outbox`), else write .eml files to
+    `output/envoi/`; `progress(done, total)` after each message.
 
     Each delivery is recorded at once, so an interrupted run resumes where it stopped.
     """
@@ -683,7 +690,7 @@ def deliver(
     def prefix(message: TutorMessage) -> str:
         return f"{message.kind}_{day:%Y-%m-%d}"
 
-    if smtp.configured:
+    if smtp.configured and not to_outbox:
         emails = {str(email["Message-ID"]): email for _, email in built}
 
         def keep(message: TutorMessage, message_id: str, uncertain: bool = False) -> None:
@@ -701,6 +708,7 @@ def deliver(
             on_sent=keep,
             on_uncertain=lambda m, mid: keep(m, mid, uncertain=True),
             sleep=sleep,
+            progress=progress,
         )
     report = SendReport()
     for message, email in built:
@@ -711,6 +719,8 @@ def deliver(
             db, message, str(email["Message-ID"]), state.now(), channel=Channel.FILE, file=relative
         )
         report.written.append((message, path))
+        if progress is not None:
+            progress(len(report.written), len(built))
     return report
 
 
@@ -752,6 +762,8 @@ def deliver_messages(
     password: str | None = None,
     today: date | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    to_outbox: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DeliveryResult:
     """`grille send` and `grille remind`: build the messages of `pending` from the
     campaign's text for `kind`, then (unless `dry_run`) send them over the SMTP server of
@@ -761,15 +773,26 @@ def deliver_messages(
     A message that cannot be built (a bad address, a workbook changed on disk) is reported
     in `errors` and the others go on; a server that cannot be reached or refuses the login
     is named in `fault`, before any message left. A wrong teacher address raises
-    `MailError`.
+    `MailError`. With `to_outbox`, the messages are written to the outbox even when a
+    server is set (the interface's « .eml » download); `progress(done, total)` runs after
+    each message delivered.
     """
     workspace = campaign.workspace
-    result = DeliveryResult(kind, dry_run, campaign.config.smtp, workspace.output_dir / OUTBOX)
+    smtp = replace(campaign.config.smtp, host="") if to_outbox else campaign.config.smtp
+    result = DeliveryResult(kind, dry_run, smtp, workspace.output_dir / OUTBOX)
     template = load_template(workspace, kind)
     result.built, result.errors = build_messages(campaign.config, pending, template)
     if not dry_run:
         try:
-            result.report = deliver(campaign, password, result.built, today=today, sleep=sleep)
+            result.report = deliver(
+                campaign,
+                password,
+                result.built,
+                today=today,
+                sleep=sleep,
+                to_outbox=to_outbox,
+                progress=progress,
+            )
         except MailError as exc:
             result.fault = str(exc)
     return result
@@ -837,3 +860,67 @@ def send_step(
     chosen = set(student_ids) or None
     pending = pending_messages(campaign, resend=resend, student_ids=chosen, class_name=class_name)
     return deliver_step(campaign, pending, SEND, dry_run=dry_run, password=password)
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One thing a delivery says, per tutor then in sum: `kind` "ok", "attention" (perhaps
+    not sent) or "erreur" (not sent, and why); `text` in French, as `grille send` says it;
+    `per_tutor` False for the summary line."""
+
+    kind: str
+    text: str
+    per_tutor: bool = True
+
+
+def delivery_lines(workspace: Workspace, delivery: DeliveryResult) -> list[DeliveryLine]:
+    """What a delivery (not a dry run) did, tutor by tutor, then in sum: the sentences of
+    `grille send` and `grille remind`, on the terminal and in the interface."""
+    if delivery.fault:
+        return [DeliveryLine("erreur", delivery.fault, per_tutor=False)]
+    lines = [DeliveryLine("erreur", f"Erreur — {error}") for error in delivery.errors]
+    report = delivery.report
+    lines += [
+        DeliveryLine(
+            "ok",
+            f"envoyé : {m.tutor_name} <{m.tutor_email}>, {len(m.workbooks)} classeur(s)",
+        )
+        for m, _ in report.sent
+    ]
+    lines += [
+        DeliveryLine(
+            "ok",
+            f"prêt : {m.tutor_name} <{m.tutor_email}>, {len(m.workbooks)} classeur(s) → "
+            f"{path.relative_to(workspace.root).as_posix()}",
+        )
+        for m, path in report.written
+    ]
+    lines += [
+        DeliveryLine(
+            "attention",
+            f"Attention — {m.tutor_name} <{m.tutor_email}> : {reason} après l'envoi du "
+            "contenu ; le message est peut-être parti. Vérifiez vos messages envoyés ; au "
+            "besoin : grille send --resend --student IDENTIFIANT.",
+        )
+        for m, reason in report.uncertain
+    ]
+    lines += [
+        DeliveryLine("erreur", f"Erreur — {m.tutor_name} <{m.tutor_email}> : {reason}")
+        for m, reason in report.failed
+    ]
+    kind = "ok" if delivery.ok else "erreur"
+    if delivery.smtp.configured and not report.written:
+        summary = f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec" + (
+            f", {len(report.uncertain)} incertain(s)." if report.uncertain else "."
+        )
+    else:
+        outbox = delivery.outbox.relative_to(workspace.root).as_posix()
+        why = (
+            "" if delivery.smtp.configured else " (aucun serveur d'envoi dans grille.toml [envoi])"
+        )
+        summary = (
+            f"{len(report.written)} message(s) prêt(s) à partir dans {outbox}/{why} : ouvrez "
+            "chaque fichier .eml avec Thunderbird ou Outlook et envoyez-le."
+        )
+    lines.append(DeliveryLine(kind, summary, per_tutor=False))
+    return lines

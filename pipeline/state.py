@@ -1222,9 +1222,11 @@ def forget_report(db: sqlite3.Connection, file: str) -> None:
         db.execute("DELETE FROM reports WHERE file = ?", (file,))
 
 
-def class_names(db: sqlite3.Connection) -> list[str]:
-    """The classes of the campaign's students, sorted."""
-    return sorted(row[0] for row in db.execute("SELECT DISTINCT class_name FROM students"))
+def class_names(db: sqlite3.Connection, *, in_roster: bool = False) -> list[str]:
+    """The classes of the campaign's students (only those still in the roster with
+    `in_roster`), sorted."""
+    where = " WHERE in_roster = 1" if in_roster else ""
+    return sorted(row[0] for row in db.execute(f"SELECT DISTINCT class_name FROM students{where}"))
 
 
 def students_by_id(db: sqlite3.Connection) -> dict[str, Student]:
@@ -2347,3 +2349,41 @@ def forget_refused_files(db: sqlite3.Connection, refused: list[RefusedFile]) -> 
             "DELETE FROM refused_files WHERE origin = ? AND code = ? AND sha256 = ?",
             [(f.origin, f.code, f.sha256) for f in refused],
         )
+
+
+# ---- w3b-ui-mail-returns
+
+
+def rename_origins(db: sqlite3.Connection, renamed: dict[str, str]) -> None:
+    """Give the returns and refused files whose origin is a key of `renamed` (or lies
+    inside it: « key › member ») that key's value instead: the files dropped in the
+    interface are named as the teacher gave them, not by the path of their passing copy.
+    A refused file already known under its new origin is seen again, not doubled."""
+    with transaction(db):
+        for old, new in renamed.items():
+            size = len(old)
+            inside = (
+                "substr(origin, 1, :size) = :old AND "
+                "(length(origin) = :size OR substr(origin, :size + 1, 3) = ' › ')"
+            )
+            names = {"old": old, "new": new, "size": size}
+            db.execute(
+                "UPDATE refused_files AS known SET last_seen_at = dropped.last_seen_at, "
+                "reason = dropped.reason FROM refused_files AS dropped "
+                f"WHERE {inside.replace('origin', 'dropped.origin')} "
+                "AND known.origin = :new || substr(dropped.origin, :size + 1) "
+                "AND known.code = dropped.code AND known.sha256 = dropped.sha256",
+                names,
+            )
+            db.execute(
+                "DELETE FROM refused_files AS dropped "
+                f"WHERE {inside} AND EXISTS (SELECT 1 FROM refused_files AS known "
+                "WHERE known.origin = :new || substr(dropped.origin, :size + 1) "
+                "AND known.code = dropped.code AND known.sha256 = dropped.sha256)",
+                names,
+            )
+            for table in ("returns", "refused_files"):
+                db.execute(
+                    f"UPDATE {table} SET origin = :new || substr(origin, :size + 1) WHERE {inside}",
+                    names,
+                )

@@ -29,7 +29,7 @@ from pipeline.cli.mailing import (
     refresh_after_sending,
 )
 from pipeline.cli.prepare import print_generation
-from pipeline.cli.returns import _describe
+from pipeline.collect_report import describe
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
 
@@ -47,7 +47,7 @@ def _collect(workspace: Workspace, opened: Campaign, replies: Path, jobs: int) -
     result = collect_ops.collect_step(opened, [replies], jobs=jobs)
     refresh_tracking(workspace, opened.db)
     for recorded in result.recorded:
-        click.echo(_describe(recorded))
+        click.echo(describe(recorded))
     for origin in result.duplicates:
         click.echo(f"  Déjà collecté — {origin} : ignoré.")
     print_problems(result.problems)

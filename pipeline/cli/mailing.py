@@ -31,11 +31,11 @@ def _ask_smtp_password(smtp: SmtpSettings) -> str:
 
 def _print_delivery(workspace: Workspace, delivery: mail.DeliveryResult) -> None:
     """What `mail.deliver_messages` built, sent or wrote, message by message, then in sum."""
-    for error in delivery.errors:
-        click.echo(f"  Erreur — {error}", err=True)
-    smtp = delivery.smtp
-    outbox = delivery.outbox.relative_to(workspace.root)
     if delivery.dry_run:
+        for error in delivery.errors:
+            click.echo(f"  Erreur — {error}", err=True)
+        smtp = delivery.smtp
+        outbox = delivery.outbox.relative_to(workspace.root)
         where = f"serveur {smtp.host}:{smtp.port}" if smtp.configured else f"dossier {outbox}/"
         for message, email in delivery.built:
             names = ", ".join(part.get_filename() or "?" for part in email.iter_attachments())
@@ -52,38 +52,14 @@ def _print_delivery(workspace: Workspace, delivery: mail.DeliveryResult) -> None
         )
         return
     if delivery.fault:
+        for error in delivery.errors:
+            click.echo(f"  Erreur — {error}", err=True)
         fail(delivery.fault)
-    report = delivery.report
-    for message, _ in report.sent:
-        click.echo(
-            f"  envoyé : {message.tutor_name} <{message.tutor_email}>, "
-            f"{len(message.workbooks)} classeur(s)"
-        )
-    for message, path in report.written:
-        click.echo(
-            f"  prêt : {message.tutor_name} <{message.tutor_email}>, "
-            f"{len(message.workbooks)} classeur(s) → {path.relative_to(workspace.root)}"
-        )
-    for message, reason in report.uncertain:
-        click.echo(
-            f"  Attention — {message.tutor_name} <{message.tutor_email}> : {reason} après "
-            "l'envoi du contenu ; le message est peut-être parti. Vérifiez vos messages "
-            "envoyés ; au besoin : grille send --resend --student IDENTIFIANT.",
-            err=True,
-        )
-    for message, reason in report.failed:
-        click.echo(f"  Erreur — {message.tutor_name} <{message.tutor_email}> : {reason}", err=True)
-    if smtp.configured:
-        click.echo(
-            f"{len(report.sent)} message(s) envoyé(s), {len(report.failed)} en échec"
-            + (f", {len(report.uncertain)} incertain(s)." if report.uncertain else ".")
-        )
-    else:
-        click.echo(
-            f"{len(report.written)} message(s) prêt(s) à partir dans {outbox}/ (aucun serveur "
-            "d'envoi dans grille.toml [envoi]) : ouvrez chaque fichier .eml avec Thunderbird "
-            "ou Outlook et envoyez-le."
-        )
+    for line in mail.delivery_lines(workspace, delivery):
+        if line.per_tutor:
+            click.echo(f"  {line.text}", err=line.kind != "ok")
+        else:
+            click.echo(line.text)
 
 
 def print_sending(workspace: Workspace, result: mail.SendResult, nothing: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from pipeline import collect as collect_ops
-from pipeline import state, tracking
+from pipeline import collect_report, state, tracking
 from pipeline.classes import resolve_class
 from pipeline.cli.base import (
     Context,
@@ -21,99 +21,13 @@ from pipeline.cli.base import (
     open_campaign,
     parse_day,
     pass_context,
-    print_problems,
     progress_counter,
     refresh_tracking,
 )
 from pipeline.errors import GrilleError
-from pipeline.kinds import Match, Standing
+from pipeline.kinds import Standing
 from pipeline.settings import ImapSettings
 from pipeline.validation import STATUS_LABELS
-
-MAX_PROBLEMS_SHOWN = 8  # per return on screen; the tracking workbook has them all
-
-
-def _when(version: state.ReturnVersion) -> str:
-    """« enregistré le 12/11/2026 à 14:05 »: the date that orders a version, and what it is."""
-    moment = version.local_version_at
-    what = {
-        state.VERSION_SAVED: "enregistré",
-        state.VERSION_MAILED: "envoyé",
-        state.VERSION_FILE: "fichier modifié",
-    }.get(version.version_source, "reçu")
-    return f"{what} le {moment:%d/%m/%Y} à {moment:%H:%M}"
-
-
-def _version_clause(recorded: collect_ops.Recorded) -> str:
-    """What this return does to the version that counts, said on its line."""
-    outcome = recorded.outcome
-    assert outcome is not None
-    kept, replaced = recorded.counted_instead, recorded.replaced
-    if replaced is not None:
-        return f" — remplace le retour n° {replaced.return_id} ({_when(replaced)})."
-    if kept is None:
-        return ""
-    if kept.chosen:
-        return (
-            f" — le retour n° {kept.return_id} que vous avez retenu compte toujours ; "
-            f"« grille collect --use {recorded.return_id} » pour retenir celui-ci."
-        )
-    if outcome.match == Match.VISIBLE and kept.standing != Standing.PENDING:
-        return ""  # said below: it waits for the teacher's confirmation
-    return (
-        f" — plus ancien que le retour n° {kept.return_id} déjà reçu ({_when(kept)}) : "
-        "ignoré, gardé dans l'historique."
-    )
-
-
-def _describe(recorded: collect_ops.Recorded) -> str:
-    outcome = recorded.outcome
-    assert outcome is not None
-    if outcome.match == Match.REJECTED:
-        return f"  Refusé — {recorded.origin} : {outcome.match_note}"
-    label = STATUS_LABELS.get(outcome.status or "", outcome.status or "")
-    line = f"  {recorded.student_name} — {label} — {recorded.origin}"
-    if outcome.match == Match.VISIBLE:
-        line += f" — à confirmer (retour n° {recorded.return_id})"
-    if not recorded.in_roster:
-        line += " — stagiaire retiré de la liste"
-    line += _version_clause(recorded)
-    if not recorded.in_roster:
-        line += (
-            "\n      Ce stagiaire n'est plus dans la liste des stagiaires (retiré lors d'un "
-            "« grille generate ») : son retour est enregistré, il n'est plus relancé. S'il doit "
-            "y revenir, remettez-le dans la liste et relancez « grille generate »."
-        )
-    if outcome.match == Match.VISIBLE:
-        number = recorded.return_id
-        line += f"\n      À confirmer (retour n° {number}) — {outcome.match_note}"
-        kept = recorded.counted_instead
-        if kept is not None and kept.standing != Standing.PENDING and not kept.chosen:
-            label = state.STANDING_LABELS[kept.standing]
-            line += (
-                f"\n      En attente de confirmation : le retour {label} n° {kept.return_id} "
-                f"(« {kept.file_name} », reçu le {kept.collected_at[:10]}) compte toujours ; "
-                "celui-ci ne le remplace pas tant que vous ne l'avez pas confirmé "
-                f"(« grille confirm {number} »)."
-            )
-        elif kept is None:
-            line += (
-                f"\n      En attente de confirmation : il compte pour ce stagiaire en attendant ; "
-                f"confirmez-le (« grille confirm {number} ») ou rejetez-le "
-                f"(« grille confirm {number} --reject »)."
-            )
-    if recorded.counted_instead is not None and outcome.match != Match.VISIBLE:
-        return line  # a version kept aside: its problems do not matter now
-    shown = outcome.problems[:MAX_PROBLEMS_SHOWN]
-    for problem in shown:
-        prefix = "" if problem["severity"] == "error" else "Attention — "
-        line += f"\n      • {prefix}{problem['message']}"
-    if len(outcome.problems) > len(shown):
-        line += (
-            f"\n      … et {len(outcome.problems) - len(shown)} autre(s) point(s) : "
-            "la liste complète est dans output/suivi.xlsx et « grille status --format json »."
-        )
-    return line
 
 
 @cli.command()
@@ -211,28 +125,10 @@ def collect(
                 progress=advance,
             )
         refresh_tracking(workspace, opened.db)
-    for recorded in result.recorded:
-        click.echo(_describe(recorded))
-    for origin in result.duplicates:
-        click.echo(f"  Déjà collecté — {origin} : ignoré.")
-    mailbox = result.mailbox
-    for description in mailbox.without_workbook if mailbox else []:
-        click.echo(f"  Sans classeur — {description} : ignoré.")
-    print_problems(result.problems)
-    click.echo(
-        f"{result.recorded_count} retour(s) enregistré(s), {result.failed_count} fichier(s) "
-        f"refusé(s) ou illisible(s), {len(result.duplicates)} déjà collecté(s). "
-        f"Suivi : {workspace.tracking_path.relative_to(workspace.root)}."
-    )
-    if mailbox is not None:
-        seen = f" {mailbox.marked_seen} marqué(s) comme lu(s)." if mark_seen else ""
-        click.echo(
-            f"Boîte aux lettres {mailbox.mailbox} : {mailbox.read} message(s) relevé(s), "
-            f"{mailbox.already} déjà traité(s), {len(mailbox.without_workbook)} sans classeur, "
-            f"{mailbox.returns} retour(s) enregistré(s).{seen}"
-        )
-        if mailbox.interrupted:
-            click.echo(f"Erreur : {mailbox.interrupted}", err=True)
+    lines = collect_report.file_lines(result)
+    lines += collect_report.summary_lines(result, workspace, mark_seen=mark_seen)
+    for line in lines:
+        click.echo(line.text, err=line.error)
     if result.exit_code:
         sys.exit(result.exit_code)
 
@@ -255,8 +151,8 @@ def _use(ctx: Context, designation: str) -> None:
         refresh_tracking(workspace, opened.db)
     chosen, before = choice.chosen, choice.before
     line = (
-        f"Retour n° {chosen.return_id} (« {chosen.file_name} », {_when(chosen)}) retenu pour "
-        f"{choice.student_name}"
+        f"Retour n° {chosen.return_id} (« {chosen.file_name} », "
+        f"{collect_report.when(chosen)}) retenu pour {choice.student_name}"
     )
     if before is None or before.return_id == chosen.return_id:
         click.echo(line + " ; c'était déjà lui qui comptait.")

@@ -274,7 +274,7 @@ def create_app(
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
     (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
-    from pipeline.ui import views, views_jobs, views_start
+    from pipeline.ui import views, views_jobs, views_mail, views_returns, views_start
 
     app = Starlette(
         routes=[
@@ -296,6 +296,8 @@ def create_app(
             Route("/fichier/{path:path}", views.download, name="fichier"),
             *views_jobs.ROUTES,
             *views_start.ROUTES,
+            *views_mail.ROUTES,
+            *views_returns.ROUTES,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={
@@ -313,6 +315,7 @@ def create_app(
     app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
     guard = security.Guard(app, secrets, port, max_body)
     guard.upload_limits.update(views_start.UPLOAD_LIMITS)
+    guard.upload_limits.update(views_returns.UPLOAD_LIMITS)
     return guard
 
 
