@@ -71,6 +71,7 @@ class Ui:
     port: int
     templates: Jinja2Templates
     max_body: int = security.MAX_BODY
+    upload_max: int = security.UPLOAD_MAX
     notices: Notices = field(default_factory=Notices)
     jobs: Jobs = field(init=False)
 
@@ -181,7 +182,9 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
 
 
 async def _too_large(request: Request, exc: Exception) -> Response:
-    limit = security.human_size(ui_of(request).max_body)
+    ui = ui_of(request)
+    upload = security.is_upload(request.headers.get("content-type", ""))
+    limit = security.human_size(ui.upload_max if upload else ui.max_body)
     return _error_page(
         request, 413, "Envoi trop volumineux", security.TOO_LARGE.format(limit=limit)
     )
@@ -223,11 +226,12 @@ def create_app(
     port: int,
     *,
     max_body: int = security.MAX_BODY,
+    upload_max: int = security.UPLOAD_MAX,
     tracking_delay: float = TRACKING_DELAY,
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
     (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
-    from pipeline.ui import views, views_jobs
+    from pipeline.ui import views, views_closing, views_jobs
 
     app = Starlette(
         routes=[
@@ -248,6 +252,7 @@ def create_app(
             ),
             Route("/fichier/{path:path}", views.download, name="fichier"),
             *views_jobs.ROUTES,
+            *views_closing.ROUTES,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={
@@ -261,8 +266,8 @@ def create_app(
         },
     )
     access = CampaignAccess(workspace, tracking_delay)
-    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
-    return security.Guard(app, secrets, port, max_body)
+    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body, upload_max=upload_max)
+    return security.Guard(app, secrets, port, max_body, upload_max)
 
 
 def interface_of(app: security.Guard) -> Ui:

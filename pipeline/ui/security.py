@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 TOKEN_PARAM = "token"
 CSRF_FIELD = "csrf"
 MAX_BODY = 1024 * 1024  # a page's form: far more than a teacher types; uploads get their own
+UPLOAD_MAX = 256 * 1024 * 1024  # a form sending files (multipart): streamed to disk
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
         "content-security-policy",
@@ -131,11 +132,19 @@ def human_size(size: int) -> str:
 class Guard:
     """ASGI middleware: host, session (token then cookie), origin, body size, headers."""
 
-    def __init__(self, app: ASGIApp, secrets: Secrets, port: int, max_body: int = MAX_BODY):
+    def __init__(
+        self,
+        app: ASGIApp,
+        secrets: Secrets,
+        port: int,
+        max_body: int = MAX_BODY,
+        upload_max: int = UPLOAD_MAX,
+    ):
         self.app = app
         self.secrets = secrets
         self.port = port
         self.max_body = max_body
+        self.upload_max = upload_max
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.cookie = cookie_name(port)
@@ -171,9 +180,10 @@ class Guard:
         ):
             await _refuse(send, 403, BAD_ORIGIN)
             return
+        limit = self.upload_max if is_upload(headers.get("content-type", "")) else self.max_body
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
-            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
             return
         started = False
 
@@ -183,11 +193,11 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, _limited(receive, self.max_body), watched_send)
+            await self.app(scope, _limited(receive, limit), watched_send)
         except BodyTooLarge:
             if started:
                 raise
-            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(self.max_body)))
+            await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
         except Exception:
             # a bug: the application's handler already answered with a French page and
             # wrote the details in the campaign's journal; no traceback on the terminal
@@ -213,6 +223,11 @@ class Guard:
             }
         )
         await send({"type": "http.response.body", "body": b""})
+
+
+def is_upload(content_type: str) -> bool:
+    """Whether a request sends files (a multipart form): it gets the upload limit."""
+    return content_type.lower().startswith("multipart/form-data")
 
 
 def _headers(scope: Scope) -> dict[str, str]:
