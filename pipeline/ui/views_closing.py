@@ -44,10 +44,25 @@ ALL_CLASSES = ""  # the value of « Toutes les classes » in the forms
 
 
 def _said(outcome: Outcome, lines: list[tuple[str, str]]) -> Outcome:
-    """Add a command's lines (kind, text) to a job's outcome, as the command prints them."""
+    """Add a command's lines (kind, text) to a job's outcome, as the command prints them;
+    a run of indented lines of one kind (the files written…) makes one message, a line
+    each, instead of one message per file."""
     for kind, text in lines:
-        outcome.lines.append((kind, text.strip()))
+        indented = text.startswith("  ")
+        previous = outcome.lines[-1] if outcome.lines else None
+        if indented and previous is not None and previous[0] == kind and _grouped(previous[1]):
+            outcome.lines[-1] = (kind, f"{previous[1]}\n{text.strip()}")
+        else:
+            outcome.lines.append((kind, (GROUP if indented else "") + text.strip()))
+    outcome.lines = [(kind, text.removeprefix(GROUP)) for kind, text in outcome.lines]
     return outcome
+
+
+GROUP = "\x00"  # marks, while `_said` works, a message made of indented lines
+
+
+def _grouped(text: str) -> bool:
+    return text.startswith(GROUP)
 
 
 def _wanted_class(form_value: object) -> str | None:
@@ -157,7 +172,11 @@ async def write_reports(request: Request) -> Response:
             progress=progress.advance,
             announce=lambda total: progress.expect(total, label),
         )
-        outcome = _said(Outcome(), result.lines(workspace))
+        lines = result.lines(workspace)
+        *listed, total = lines
+        outcome = Outcome().ok(total[1])  # the count first: the list may be long
+        _said(outcome, [line for line in listed if line[0] == "attention"])
+        _said(outcome, [line for line in listed if line[0] != "attention"])
         if result.matched_nobody:
             outcome.attention("Aucun stagiaire ne correspond à ces critères (classe).")
         query = f"?classe={class_name}" if class_name else ""
@@ -181,6 +200,7 @@ class ArchiveRow:
     created_at: str
     verified_at: str
     available: bool
+    purged: bool  # the class has no student left in the campaign
 
 
 def archive_page(request: Request) -> Response:
@@ -199,6 +219,7 @@ def archive_page(request: Request) -> Response:
             row["created_at"],
             row["verified_at"] or "",
             _available(ui, row["path"]),
+            row["class_name"] not in classes,
         )
         for row in reversed(rows)
     ]
@@ -413,7 +434,9 @@ def purge_page(request: Request) -> Response:
         "purge.html",
         {
             "class_name": plan.classes[0] if plan.classes else wanted,
-            "lines": [(kind, text.strip()) for kind, text in plan.lines(ui.root)],
+            "lines": [
+                (kind, text.strip(), text.startswith("  ")) for kind, text in plan.lines(ui.root)
+            ],
             "possible": bool(plan.classes),
             "tracking": ui.access.refresher,
             "page": "archive",
