@@ -511,3 +511,20 @@ def test_demo__ends_by_saying_how_to_open_it_in_the_interface__pages_show_it(
     assert "BTS MUC 2A — 5 bilan(s) sur 6 stagiaire(s)" in bilans
     archive = page_text(client.get("/archive").text)
     assert "Télécharger BTS_MUC_2A.zip" in archive and "Télécharger BTS_MUC_2B.zip" in archive
+
+
+def test_archive_verify__two_files_at_once__refused_nothing_kept(archived: Path) -> None:
+    root = archived.parents[3]
+    client = logged_in(root)
+    response = client.post(
+        "/archive/verifier",
+        data={"csrf": csrf_of(client.get("/archive").text)},
+        files=[
+            ("archive", ("BTS_2A.zip", archived.read_bytes(), "application/zip")),
+            ("archive", ("BTS_2A.zip", archived.read_bytes(), "application/zip")),
+        ],
+    )
+    assert response.status_code == 400
+    assert "Une archive à la fois : choisissez un seul fichier .zip" in unescape(response.text)
+    assert _uploads_left(root) == []
+    assert _db(root, "SELECT verified_at FROM archives") == [(None,)]

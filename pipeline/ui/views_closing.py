@@ -14,6 +14,7 @@ a file found anywhere (hostile until proven intact: `safe_zip` limits), then del
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -266,22 +267,20 @@ async def create_archive(request: Request) -> Response:
     return _to_job(ui, title, work, "/archive")
 
 
-class _Upload:
-    """A multipart body parsed as it streams in: its (small) text fields, and its first
-    file written to `folder` under a name of ours."""
+class Upload:
+    """A multipart body parsed as it streams in: its (small) text fields, and each file
+    written to `folder` under a name of ours (`_stored_name`), never the browser's path."""
 
     def __init__(self, folder: Path, boundary: bytes):
         self.folder = folder
         self.fields: dict[str, str] = {}
-        self.file: Path | None = None
-        self.file_name = ""  # as the browser gave it
-        self.extra_files = 0
+        self.files: list[tuple[str, Path]] = []  # (name the browser gave, where written)
         self._headers: dict[bytes, bytes] = {}
         self._field, self._value = b"", b""
         self._name = ""
         self._data = bytearray()
         self._handle: Any = None
-        self._ignore = False
+        self._skip = False
         self.parser = MultipartParser(
             boundary,
             {
@@ -298,7 +297,7 @@ class _Upload:
     def _begin(self) -> None:
         self._headers, self._field, self._value = {}, b"", b""
         self._data = bytearray()
-        self._handle, self._ignore = None, False
+        self._handle, self._skip = None, False
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -317,16 +316,19 @@ class _Upload:
             if len(self.fields) >= MAX_FIELDS:
                 raise _BadForm("trop de champs")
             return
-        if self.file is not None:  # one archive at a time: the others are not kept
-            self.extra_files += 1
-            self._ignore = True
+        browser_name = options[b"filename"].decode("utf-8", "replace")
+        if not browser_name:  # a file field left empty: nothing to keep
+            self._skip = True
             return
-        self.file_name = options[b"filename"].decode("utf-8", "replace")
-        self.file = self.folder / _stored_name(self.file_name)
-        self._handle = self.file.open("xb")
+        stored = _stored_name(browser_name)
+        target = self.folder / stored
+        if os.path.lexists(target):  # two files of one name: the second numbered
+            target = self.folder / f"{len(self.files) + 1:03d}_{stored}"
+        self.files.append((browser_name, target))
+        self._handle = target.open("xb")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._ignore:
+        if self._skip:
             return
         if self._handle is not None:
             self._handle.write(data[start:end])
@@ -339,7 +341,7 @@ class _Upload:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-        elif not self._ignore:
+        elif not self._skip:
             self.fields[self._name] = self._data.decode("utf-8", "replace")
 
     def close(self) -> None:
@@ -362,7 +364,7 @@ def _stored_name(browser_name: str) -> str:
     return safe_name(stem, 60) + (f".{suffix.lower()}" if suffix else "")
 
 
-async def _receive_upload(request: Request, ui: Ui) -> _Upload:
+async def receive_upload(request: Request, ui: Ui) -> Upload:
     """Stream the multipart body of `request` into a new folder under output/.televersements
     (the Guard stops it beyond `ui.upload_max`); the folder is removed on any failure."""
     kind, options = parse_options_header(request.headers.get("content-type", ""))
@@ -371,7 +373,7 @@ async def _receive_upload(request: Request, ui: Ui) -> _Upload:
         raise HTTPException(400, "Envoi refusé : choisissez un fichier dans le formulaire.")
     folder = ui.workspace.output_dir / UPLOADS_DIR / secrets.token_hex(8)
     await run_in_threadpool(folder.mkdir, parents=True)
-    upload = _Upload(folder, boundary)
+    upload = Upload(folder, boundary)
     try:
         async for chunk in request.stream():
             if chunk:
@@ -390,16 +392,20 @@ async def _receive_upload(request: Request, ui: Ui) -> _Upload:
 async def verify_upload(request: Request) -> Response:
     """`grille archive verify` on an archive sent from the teacher's computer, as a job."""
     ui = ui_of(request)
-    upload = await _receive_upload(request, ui)
+    upload = await receive_upload(request, ui)
     folder = upload.folder
     try:
         if not security.same(upload.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
             raise security.CsrfRefused
-        if upload.file is None or not upload.file_name:
+        if not upload.files:
             raise HTTPException(
                 400, "Aucun fichier reçu : choisissez l'archive (.zip) à vérifier, puis validez."
             )
-        path = upload.file
+        if len(upload.files) > 1:
+            raise HTTPException(
+                400, "Une archive à la fois : choisissez un seul fichier .zip, puis validez."
+            )
+        ((_, path),) = upload.files
         workspace = ui.workspace
 
         def work(campaign: Campaign, progress: Progress) -> Outcome:
