@@ -528,3 +528,22 @@ def test_archive_verify__two_files_at_once__refused_nothing_kept(archived: Path)
     assert "Une archive à la fois : choisissez un seul fichier .zip" in unescape(response.text)
     assert _uploads_left(root) == []
     assert _db(root, "SELECT verified_at FROM archives") == [(None,)]
+
+
+def test_student_statuses__of_one_student__the_same_as_in_the_whole_list(campaign: Path) -> None:
+    """The student page reads only its student (`student_statuses(db, id)`): the same
+    status, problems and return as when every student is read."""
+    from pipeline import tracking
+
+    db = sqlite3.connect(campaign / "output" / "grille.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        everyone = tracking.student_statuses(db)
+        assert len(everyone) == len(ROWS)
+        for status in everyone:
+            assert tracking.student_statuses(db, status.student_id) == [status]
+        assert tracking.student_statuses(db, "inconnu") == []
+    finally:
+        db.close()
+    abadie = next(s for s in everyone if s.last_name == "Abadie")
+    assert abadie.status == "incomplete" and abadie.missing and abadie.workbook_file
