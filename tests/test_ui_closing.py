@@ -547,3 +547,25 @@ def test_student_statuses__of_one_student__the_same_as_in_the_whole_list(campaig
         db.close()
     abadie = next(s for s in everyone if s.last_name == "Abadie")
     assert abadie.status == "incomplete" and abadie.missing and abadie.workbook_file
+
+
+def test_archive_verify__an_upload_folder_left_by_a_stopped_interface__removed_a_day_later(
+    archived: Path,
+) -> None:
+    import os
+
+    root = archived.parents[3]
+    uploads = root / "output" / UPLOADS_DIR
+    old, recent = uploads / "ancien", uploads / "recent"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "BTS_2A.zip").write_bytes(b"moitie")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    client = logged_in(root)
+
+    job = _job_of(client, _upload(client, "BTS_2A.zip", archived.read_bytes()))
+
+    assert job.state == DONE
+    assert not old.exists()
+    assert (recent / "BTS_2A.zip").read_bytes() == b"moitie"  # maybe still being sent

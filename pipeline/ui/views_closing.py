@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -364,6 +365,22 @@ def _stored_name(browser_name: str) -> str:
     return safe_name(stem, 60) + (f".{suffix.lower()}" if suffix else "")
 
 
+STALE_UPLOAD = 24 * 3600  # seconds: a folder left by an interface stopped mid-upload
+
+
+def _drop_stale_uploads(uploads: Path) -> None:
+    """Remove the upload folders an interface stopped abruptly left behind (a day old)."""
+    if not uploads.is_dir():
+        return
+    now = time.time()
+    for folder in uploads.iterdir():
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > STALE_UPLOAD:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
 async def receive_upload(request: Request, ui: Ui) -> Upload:
     """Stream the multipart body of `request` into a new folder under output/.televersements
     (the Guard stops it beyond `ui.upload_max`); the folder is removed on any failure."""
@@ -371,7 +388,9 @@ async def receive_upload(request: Request, ui: Ui) -> Upload:
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise HTTPException(400, "Envoi refusé : choisissez un fichier dans le formulaire.")
-    folder = ui.workspace.output_dir / UPLOADS_DIR / secrets.token_hex(8)
+    uploads = ui.workspace.output_dir / UPLOADS_DIR
+    await run_in_threadpool(_drop_stale_uploads, uploads)
+    folder = uploads / secrets.token_hex(8)
     await run_in_threadpool(folder.mkdir, parents=True)
     upload = Upload(folder, boundary)
     try:
