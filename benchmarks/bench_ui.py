@@ -11,13 +11,21 @@ each as it is most of the time (the statuses kept from the previous request) and
 after the database changed (another connection commits before each request: the statuses
 are read again);
 - saving the team's appreciation (POST: run lock, database write, redirect);
-- the rewrite of suivi.xlsx the interface then does in the background (with a backup).
-Target: ≤ 150 ms for the status page and a student page.
+- the rewrite of suivi.xlsx the interface then does in the background (with a backup);
+- 200 returns (kept aside: the pages are measured with 800 returned) collected by
+  `grille collect` on one copy of the campaign, and on another copy uploaded through the
+  interface (one multipart form, streamed to disk under the upload limit by
+  `views_closing.receive_upload`) then collected by the same step (`collect_step`) in a
+  job, until the job page says it ended; the rewrite of suivi.xlsx, which the command
+  does before it ends and the interface a few seconds later, is timed apart.
+Targets: ≤ 150 ms for the status page and a student page; the upload and collection of
+200 returns through the interface ≤ 10 % more than `grille collect`.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -33,12 +41,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_collect import fill_package, write_roster
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
+from pipeline.campaign import Campaign
 from pipeline.cli import cli
+from pipeline.collect import collect_step
 from pipeline.grid import load_grid
+from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
-from pipeline.ui.app import create_app, interface_of
+from pipeline.ui import security
+from pipeline.ui.app import create_app, interface_of, ui_of
+from pipeline.ui.jobs import Outcome, Progress
 from pipeline.ui.security import Secrets
+from pipeline.ui.views_closing import receive_upload
 from pipeline.workbook import plan_layout
 
 with warnings.catch_warnings():
@@ -75,6 +92,87 @@ def make_returns(root: Path, inbox: Path) -> None:
         )
 
 
+ASIDE = 200  # returns kept out of the first collection, collected by both front ends
+
+
+async def upload_returns(request: Request) -> Response:
+    """What the « Retours » page does with dropped files: stream them to disk, then the
+    collect step in a job (the page of issue 14, point 5; here for the measure)."""
+    ui = ui_of(request)
+    upload = await receive_upload(request, ui)
+    if not security.same(upload.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
+        shutil.rmtree(upload.folder)
+        raise security.CsrfRefused
+    paths = [path for _, path in upload.files]
+
+    def work(campaign: Campaign, progress: Progress) -> Outcome:
+        try:
+            result = collect_step(campaign, paths, jobs=default_jobs(), progress=progress.advance)
+        finally:
+            shutil.rmtree(upload.folder, ignore_errors=True)
+        return Outcome().ok(f"{result.recorded_count} retour(s) enregistré(s)")
+
+    job = ui.jobs.start("Collecte des retours", work, back="/suivi")
+    return RedirectResponse(f"/travail/{job.job_id}", status_code=303)
+
+
+def compare_collect(root: Path, aside: Path, tmp: Path) -> None:
+    """`grille collect` and the interface on two copies of the campaign, the same files."""
+    by_cli, by_ui = tmp / "par_cli", tmp / "par_ui"
+    shutil.copytree(root, by_cli / "campagne")
+    shutil.copytree(root, by_ui / "campagne")
+    start = time.perf_counter()
+    result = CliRunner().invoke(
+        cli, ["--dir", str(by_cli / "campagne"), "collect", str(aside)], catch_exceptions=False
+    )
+    cli_seconds = time.perf_counter() - start
+    assert result.exit_code == 0, result.output[-2000:]
+    assert f"{ASIDE} retour(s) enregistré(s)" in result.output, result.output[-500:]
+
+    secrets = Secrets.new()
+    app = create_app(Workspace(by_ui / "campagne"), secrets, PORT, tracking_delay=3600)
+    inner = app.app
+    assert hasattr(inner, "router")
+    inner.router.routes.insert(0, Route("/banc/retours", upload_returns, methods=["POST"]))
+    client = TestClient(app, base_url=f"http://127.0.0.1:{PORT}")
+    assert client.get(f"/?token={secrets.token}").status_code == 200
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/archive").text)
+    assert csrf is not None
+    files = [
+        ("fichiers", (path.name, path.read_bytes(), "application/octet-stream"))
+        for path in sorted(aside.iterdir())
+    ]
+    ui = interface_of(app)
+    start = time.perf_counter()
+    response = client.post(
+        "/banc/retours", data={"csrf": csrf.group(1)}, files=files, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    uploaded = time.perf_counter() - start
+    job = ui.jobs.get(response.headers["location"].rsplit("/", 1)[-1])
+    assert job is not None
+    while job.running:
+        time.sleep(0.02)
+        client.get(f"/travail/{job.job_id}/etat")  # the page polls, as htmx does
+    ui_seconds = time.perf_counter() - start
+    assert job.outcome.lines == [("ok", f"{ASIDE} retour(s) enregistré(s)")], job.outcome.lines
+    start = time.perf_counter()
+    assert ui.access.refresher.flush(), ui.access.refresher.problem
+    rewrite = time.perf_counter() - start
+    ui.access.close()
+    extra = 100 * (ui_seconds + rewrite - cli_seconds) / cli_seconds
+    print(f"{ASIDE} retours (mêmes fichiers, {default_jobs()} processus) :")
+    print(f"  grille collect (suivi.xlsx compris)       : {cli_seconds * 1000:7.0f} ms")
+    print(
+        f"  interface : envoi {uploaded * 1000:.0f} ms, collecte jusqu'à la fin du travail : "
+        f"{ui_seconds * 1000:7.0f} ms"
+    )
+    print(
+        f"  interface, plus suivi.xlsx réécrit ensuite: {(ui_seconds + rewrite) * 1000:7.0f} ms "
+        f"({extra:+.1f} % par rapport à grille collect)"
+    )
+
+
 def timed(call: Callable[[], object], runs: int) -> tuple[float, float]:
     """(median, 90th percentile) in milliseconds of `runs` calls, after one warm-up."""
     call()
@@ -100,6 +198,10 @@ def main() -> None:
         assert result.exit_code == 0, result.output
         inbox = Path(tmp) / "retours"
         make_returns(root, inbox)
+        aside = Path(tmp) / "retours_a_part"
+        aside.mkdir()
+        for path in sorted(inbox.iterdir())[-ASIDE:]:
+            path.rename(aside / path.name)
         result = runner.invoke(cli, ["--dir", str(root), "collect", str(inbox)])
         assert result.exit_code == 0, result.output[-2000:]
 
@@ -116,7 +218,10 @@ def main() -> None:
         csrf = re.search(r'name="csrf" value="([^"]+)"', student_page.text)
         assert csrf is not None
 
-        print(f"{count} stagiaires, {runs} requêtes par page (médiane / 90e centile) :")
+        print(
+            f"{count} stagiaires ({count - ASIDE} retours collectés), {runs} requêtes par page "
+            "(médiane / 90e centile) :"
+        )
         other = sqlite3.connect(root / "output" / "grille.sqlite", isolation_level=None)
         serial = iter(range(10**6))
 
@@ -185,6 +290,7 @@ def main() -> None:
             "(suivi.xlsx réécrit, base sauvegardée)"
         )
         interface_of(app).access.close()
+        compare_collect(root, aside, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -409,6 +409,36 @@ class ArchiveResult:
     archives: list[ArchivedClass] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def lines(self, root: Path) -> list[tuple[str, str]]:
+        """What `grille archive` says of this result, in order: (kind, French line), kind
+        "ok" or "attention" (a warning: the command prints it on its error output)."""
+        lines: list[tuple[str, str]] = []
+        for item in self.archives:
+            counts = ", ".join(
+                f"{item.counts[kind]} {label}"
+                for kind, label in ARCHIVED_KINDS
+                if item.counts.get(kind)
+            )
+            lines += [
+                ("ok", f"Classe {item.class_name}, année {item.school_year} :"),
+                ("ok", f"  dossier : {item.folder.relative_to(root).as_posix()}"),
+                ("ok", f"  archive : {item.zip_path.relative_to(root).as_posix()}"),
+                ("ok", f"  empreinte SHA-256 de l'archive : {item.sha256}"),
+                ("ok", f"  {counts} ; {sum(item.counts.values())} fichier(s) au manifeste."),
+            ]
+        lines += [("attention", f"Attention — {warning}") for warning in self.warnings]
+        return lines
+
+
+ARCHIVED_KINDS = (  # the kinds of file an archive holds, and how the teacher reads them
+    ("bilan", "bilan(s)"),
+    ("bilan_classe", "bilan(s) de classe"),
+    ("pdf", "PDF"),
+    ("retour", "retour(s)"),
+    ("suivi", "tableau de suivi"),
+    ("grille", "grille(s)"),
+)
+
 
 def build_archives(
     campaign: Campaign,
@@ -525,6 +555,48 @@ class Verification:
     fingerprint: str = "non comparée (hors de la campagne)"
     verified_classes: list[str] = field(default_factory=list)  # recorded as verified
     record_problem: str = ""  # why an intact archive could not be recorded as verified
+
+    def lines(self) -> list[tuple[str, str]]:
+        """What `grille archive verify` says, in order, except its verdict when the archive is
+        not intact (`verdict`): (kind, French line), kind "ok" or "attention" (printed by
+        the command on its error output)."""
+        lines = []
+        if self.zip_sha256:
+            lines.append(
+                ("ok", f"{self.name} : empreinte SHA-256 de l'archive : {self.zip_sha256}")
+            )
+        lines += [("attention", f"  Erreur — {problem}") for problem in self.problems]
+        if self.summary():
+            lines.append(("ok", self.summary()))
+        if self.problems:
+            return lines
+        lines.append(
+            ("ok", f"{self.name} : archive intègre, chaque fichier correspond au manifeste.")
+        )
+        if self.record_problem:
+            lines.append(
+                (
+                    "attention",
+                    "Attention — vérification non enregistrée dans la campagne : "
+                    f"{self.record_problem}",
+                )
+            )
+        elif self.verified_classes:
+            lines.append(
+                (
+                    "ok",
+                    f"Vérification enregistrée pour {', '.join(self.verified_classes)} : "
+                    "« grille purge » est possible.",
+                )
+            )
+        return lines
+
+    @property
+    def verdict(self) -> str:
+        """Why the archive is not intact, in one French sentence ("" when it is)."""
+        if not self.problems:
+            return ""
+        return f"{self.name} : {len(self.problems)} problème(s) ; l'archive n'est pas intègre."
 
     def summary(self) -> str:
         """One French line: what was checked and what could not be ("" if nothing was)."""

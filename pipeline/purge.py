@@ -44,6 +44,48 @@ class PurgePlan:
     unknown: list[Path] = field(default_factory=list)  # in their folders, not grille's: kept
     refused_files: list[state.RefusedFile] = field(default_factory=list)  # records forgotten
 
+    def lines(self, root: Path) -> list[tuple[str, str]]:
+        """What `grille purge` says before asking for confirmation: (kind, French line), kind
+        "ok" or "attention" (a refusal: printed by the command on its error output)."""
+        lines = [("attention", f"  Refusé — {reason}") for reason in self.refused]
+        if not self.classes:
+            return lines
+        lines += [
+            (
+                "ok",
+                f"Données personnelles à supprimer définitivement ({', '.join(self.classes)}) :",
+            ),
+            (
+                "ok",
+                f"  {self.students} stagiaire(s) de la base, avec leurs envois, retours et "
+                "réponses",
+            ),
+            ("ok", f"  {len(self.workbooks)} classeur(s) dans output/classeurs"),
+            ("ok", f"  {len(self.returns)} fichier(s) retourné(s) dans output/retours"),
+            ("ok", f"  {len(self.reports)} bilan(s) dans output/rapports"),
+            ("ok", f"  {len(self.messages)} message(s) .eml (envoyés ou relevés) à leur sujet"),
+        ]
+        if self.refused_files:
+            lines.append(
+                (
+                    "ok",
+                    f"  {len(self.refused_files)} fichier(s) refusé(s) noté(s) à la collecte "
+                    "(nom au sujet de la classe, ou fichier disparu)",
+                )
+            )
+        lines += [
+            ("ok", f"Conservées : {', '.join(self.archives)} et la configuration."),
+        ]
+        lines += [
+            (
+                "ok",
+                f"  Conservé — {path.relative_to(root).as_posix()} : grille ne l'a pas écrit ; "
+                "supprimez-le vous-même s'il contient des données personnelles.",
+            )
+            for path in self.unknown
+        ]
+        return lines
+
 
 @dataclass
 class PurgeResult:

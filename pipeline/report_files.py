@@ -41,8 +41,9 @@ from pipeline.report import (
     report_file_suffix,
 )
 from pipeline.roster import Student
+from pipeline.settings import Workspace
 from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
-from pipeline.validation import Evaluation
+from pipeline.validation import STATUS_LABELS, Evaluation
 
 _CORE_PROPERTIES = "docProps/core.xml"  # creation and modification times
 PDF_TIMEOUT = 120.0  # seconds for LibreOffice to convert a folder's bilans…
@@ -72,6 +73,70 @@ class ReportResult:
     def matched_nobody(self) -> bool:
         """True when no student matched the criteria (--student, --class)."""
         return not self.written and not self.without_return
+
+    def lines(self, workspace: Workspace) -> list[tuple[str, str]]:
+        """What `grille report` says of this result, in order: (kind, French line), kind "ok"
+        or "attention" (a warning: the command prints it on its error output)."""
+        root = workspace.root
+
+        def shown(path: Path) -> str:
+            return path.relative_to(root).as_posix()
+
+        lines = [("ok", f"  écrit : {shown(path)}") for path in self.written]
+        lines += [
+            (
+                "attention",
+                f"  Attention — {shown(edited)} a été modifié à la main : conservé ; nouvelle "
+                f"version dans {new.name}.",
+            )
+            for edited, new in self.kept_edited
+        ]
+        lines += [
+            (
+                "ok",
+                f"  remplacé : {shown(old)} (et son PDF) par {new.name} : le statut du "
+                "stagiaire a changé.",
+            )
+            for old, new in self.renamed
+        ]
+        lines += [
+            (
+                "attention",
+                f"  Attention — {shown(old)} a été modifié à la main : conservé, mais il ne "
+                f"correspond plus au statut du stagiaire ({label}) ; le bilan à jour est "
+                f"{new.name}. Supprimez l'ancien s'il ne sert plus.",
+            )
+            for old, new, status in self.outdated_kept
+            for label in [STATUS_LABELS.get(status, status)]
+        ]
+        lines += [
+            ("ok", f"  Pas de bilan pour {name} : aucun retour du tuteur.")
+            for name in self.without_return
+        ]
+        lines += [("ok", f"  PDF : {shown(path)}") for path in self.pdfs]
+        lines += [
+            (
+                "ok",
+                f"  PDF supprimé : {shown(path)} : il ne correspond plus au bilan Word réécrit ; "
+                "« grille report --pdf » le refait.",
+            )
+            for path in self.stale_pdfs
+        ]
+        lines += [
+            (
+                "attention",
+                f"  Attention — {shown(path)} ne correspond plus au bilan Word réécrit et a été "
+                "modifié hors de grille : conservé tel quel, mais plus archivé ; « grille report "
+                "--pdf » le remplacerait par le PDF du bilan Word.",
+            )
+            for path in self.stale_kept
+        ]
+        if self.pdf_problem:
+            lines.append(("attention", f"Attention — {self.pdf_problem}"))
+        lines.append(
+            ("ok", f"{len(self.written)} bilan(s) écrit(s) dans {shown(workspace.reports_dir)}.")
+        )
+        return lines
 
 
 def file_sha256(path: Path) -> str:
@@ -255,9 +320,11 @@ def write_reports(
     pdf: bool = False,
     today: date | None = None,
     progress: Callable[[int], None] | None = None,
+    announce: Callable[[int], None] | None = None,
 ) -> ReportResult:
     """Write the per-student and per-class reports of the latest returns (only the class
-    `class_name` names, see `select_classes`), and their PDF with `pdf`."""
+    `class_name` names, see `select_classes`), and their PDF with `pdf`; `announce` is told
+    the number of student bilans before they are written, `progress` each one written."""
     ws = campaign.workspace
     wanted = set(select_classes(campaign, class_name)) if class_name is not None else None
     template = ws.report_template_path if ws.report_template_path.is_file() else None
@@ -276,6 +343,14 @@ def write_reports(
         if student_ids and status.student_id not in student_ids:
             continue
         result.without_return.append(f"{status.student.display_name} ({status.class_name})")
+    if announce:
+        announce(
+            sum(
+                not student_ids or item.student.student_id in student_ids
+                for items in by_class.values()
+                for item in items
+            )
+        )
     for klass, items in sorted(by_class.items()):
         folder_name = state.class_folder(campaign.db, klass)
         folder = ws.reports_dir / folder_name

@@ -812,9 +812,10 @@ def test_statuses__kept_across_a_note_saved__read_again_after_a_decision(
     reads: list[int] = []
     real = access.tracking.student_statuses
 
-    def counted(db: sqlite3.Connection) -> list[Any]:
-        reads.append(1)
-        return real(db)
+    def counted(db: sqlite3.Connection, student_id: str | None = None) -> list[Any]:
+        if student_id is None:  # every student (a student's page reads only its own)
+            reads.append(1)
+        return real(db, student_id)
 
     monkeypatch.setattr(access.tracking, "student_statuses", counted)
     ids = _ids(campaign)
@@ -834,7 +835,9 @@ def test_statuses__kept_across_a_note_saved__read_again_after_a_decision(
         f"/stagiaire/{ids['Abadie']}/retours/{copy}",
         data={"csrf": _csrf(page), "decision": "rejeter"},
     )
-    assert len(reads) == 2  # a decision changes statuses: read again for the next page
+    assert len(reads) == 1  # the student's page after it reads that student only
+    writer.get("/suivi")
+    assert len(reads) == 2  # a decision changes statuses: read again for the status page
 
 
 def test_broken_campaign__the_library_error_as_a_french_page(campaign: Path) -> None:

@@ -22,7 +22,6 @@ from pipeline.cli.base import (
     student_option,
 )
 from pipeline.settings import Workspace
-from pipeline.validation import STATUS_LABELS
 
 
 def run_reports(
@@ -36,47 +35,8 @@ def run_reports(
             opened, student_ids=student_ids, class_name=class_name, pdf=pdf,
             progress=advance,
         )  # fmt: skip
-    for path in result.written:
-        click.echo(f"  écrit : {path.relative_to(workspace.root)}")
-    for edited, new in result.kept_edited:
-        click.echo(
-            f"  Attention — {edited.relative_to(workspace.root)} a été modifié à la main : "
-            f"conservé ; nouvelle version dans {new.name}."
-        )
-    for old, new in result.renamed:
-        click.echo(
-            f"  remplacé : {old.relative_to(workspace.root).as_posix()} (et son PDF) par "
-            f"{new.name} : le statut du stagiaire a changé."
-        )
-    for old, new, status in result.outdated_kept:
-        label = STATUS_LABELS.get(status, status)
-        click.echo(
-            f"  Attention — {old.relative_to(workspace.root).as_posix()} a été modifié à la "
-            f"main : conservé, mais il ne correspond plus au statut du stagiaire ({label}) ; "
-            f"le bilan à jour est {new.name}. Supprimez l'ancien s'il ne sert plus."
-        )
-    for name in result.without_return:
-        click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
-    for path in result.pdfs:
-        click.echo(f"  PDF : {path.relative_to(workspace.root)}")
-    for path in result.stale_pdfs:
-        click.echo(
-            f"  PDF supprimé : {path.relative_to(workspace.root).as_posix()} : il ne correspond "
-            "plus au bilan Word réécrit ; « grille report --pdf » le refait."
-        )
-    for path in result.stale_kept:
-        click.echo(
-            f"  Attention — {path.relative_to(workspace.root).as_posix()} ne correspond plus au "
-            "bilan Word réécrit et a été modifié hors de grille : conservé tel quel, mais plus "
-            "archivé ; « grille report --pdf » le remplacerait par le PDF du bilan Word.",
-            err=True,
-        )
-    if result.pdf_problem:
-        click.echo(f"Attention — {result.pdf_problem}", err=True)
-    click.echo(
-        f"{len(result.written)} bilan(s) écrit(s) dans "
-        f"{workspace.reports_dir.relative_to(workspace.root)}."
-    )
+    for kind, line in result.lines(workspace):
+        click.echo(line, err=kind == "attention")
     if result.matched_nobody:
         fail("aucun stagiaire ne correspond à ces critères (--student, --class).")
 
@@ -98,39 +58,14 @@ def report(ctx: Context, student_ids: tuple[str, ...], class_name: str | None, p
     run_reports(ctx.workspace, set(student_ids) or None, class_name, pdf)
 
 
-_ARCHIVED_KINDS = (
-    ("bilan", "bilan(s)"),
-    ("bilan_classe", "bilan(s) de classe"),
-    ("pdf", "PDF"),
-    ("retour", "retour(s)"),
-    ("suivi", "tableau de suivi"),
-    ("grille", "grille(s)"),
-)
-
-
 def _verify_archive(workspace: Workspace, path: Path) -> None:
     """Check an archive, print every problem and what was checked; exit 1 unless intact."""
     with friendly_errors():
         result = archive.verify_archive(path, workspace)
-    if result.zip_sha256:
-        click.echo(f"{path.name} : empreinte SHA-256 de l'archive : {result.zip_sha256}")
-    for problem in result.problems:
-        click.echo(f"  Erreur — {problem}", err=True)
-    if result.summary():
-        click.echo(result.summary())
-    if result.problems:
-        fail(f"{path.name} : {len(result.problems)} problème(s) ; l'archive n'est pas intègre.")
-    click.echo(f"{path.name} : archive intègre, chaque fichier correspond au manifeste.")
-    if result.record_problem:
-        click.echo(
-            f"Attention — vérification non enregistrée dans la campagne : {result.record_problem}",
-            err=True,
-        )
-    elif result.verified_classes:
-        click.echo(
-            f"Vérification enregistrée pour {', '.join(result.verified_classes)} : "
-            "« grille purge » est possible."
-        )
+    for kind, line in result.lines():
+        click.echo(line, err=kind == "attention")
+    if result.verdict:
+        fail(result.verdict)
 
 
 @cli.group("archive", invoke_without_command=True, subcommand_metavar="[verify ARCHIVE]")
@@ -180,19 +115,8 @@ def archive_command(
         built = archive.build_archives(
             opened, class_name=class_name, school_year=school_year, pdf=pdf
         )
-    for item in built.archives:
-        click.echo(f"Classe {item.class_name}, année {item.school_year} :")
-        click.echo(f"  dossier : {item.folder.relative_to(workspace.root)}")
-        click.echo(f"  archive : {item.zip_path.relative_to(workspace.root)}")
-        click.echo(f"  empreinte SHA-256 de l'archive : {item.sha256}")
-        counts = ", ".join(
-            f"{item.counts[kind]} {label}"
-            for kind, label in _ARCHIVED_KINDS
-            if item.counts.get(kind)
-        )
-        click.echo(f"  {counts} ; {sum(item.counts.values())} fichier(s) au manifeste.")
-    for warning in built.warnings:
-        click.echo(f"Attention — {warning}", err=True)
+    for kind, line in built.lines(workspace.root):
+        click.echo(line, err=kind == "attention")
     click.echo("Contrôlez chaque archive : grille archive verify <archive.zip>")
 
 
@@ -237,29 +161,10 @@ def purge(ctx: Context, class_name: str | None, yes: bool) -> None:
     workspace = ctx.workspace
     with open_campaign(workspace) as opened:
         plan = purge_step.plan_purge(opened, class_name)
-        for reason in plan.refused:
-            click.echo(f"  Refusé — {reason}", err=True)
+        for kind, line in plan.lines(workspace.root):
+            click.echo(line, err=kind == "attention")
         if not plan.classes:
             fail("aucune classe ne peut être purgée ; rien n'a été supprimé.")
-        click.echo(f"Données personnelles à supprimer définitivement ({', '.join(plan.classes)}) :")
-        click.echo(
-            f"  {plan.students} stagiaire(s) de la base, avec leurs envois, retours et réponses"
-        )
-        click.echo(f"  {len(plan.workbooks)} classeur(s) dans output/classeurs")
-        click.echo(f"  {len(plan.returns)} fichier(s) retourné(s) dans output/retours")
-        click.echo(f"  {len(plan.reports)} bilan(s) dans output/rapports")
-        click.echo(f"  {len(plan.messages)} message(s) .eml (envoyés ou relevés) à leur sujet")
-        if plan.refused_files:
-            click.echo(
-                f"  {len(plan.refused_files)} fichier(s) refusé(s) noté(s) à la collecte (nom "
-                "au sujet de la classe, ou fichier disparu)"
-            )
-        click.echo(f"Conservées : {', '.join(plan.archives)} et la configuration.")
-        for path in plan.unknown:
-            click.echo(
-                f"  Conservé — {path.relative_to(workspace.root).as_posix()} : grille ne l'a pas "
-                "écrit ; supprimez-le vous-même s'il contient des données personnelles."
-            )
         if not yes and not _ask_yes("Supprimer définitivement ces données ?"):
             click.echo("Purge annulée : rien n'a été supprimé.")
             sys.exit(1)

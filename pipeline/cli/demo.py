@@ -166,3 +166,4 @@ def demo(directory: Path, pdf: bool, jobs: int) -> None:
     for path, what in where:
         click.echo(f"  {path} : {what}")
     click.echo(f"Pour continuer sur cette campagne : grille --dir {directory} status")
+    click.echo(f"Pour l'ouvrir dans l'interface : grille ui --dir {directory}")

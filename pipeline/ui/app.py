@@ -74,6 +74,7 @@ class Ui:
     port: int
     templates: Jinja2Templates
     max_body: int = security.MAX_BODY
+    upload_max: int = security.UPLOAD_MAX
     notices: Notices = field(default_factory=Notices)
     jobs: Jobs = field(init=False)
 
@@ -228,7 +229,11 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
 
 
 async def _too_large(request: Request, exc: Exception) -> Response:
-    limit = security.human_size(ui_of(request).max_body)
+    ui = ui_of(request)
+    upload = security.is_upload(request.headers.get("content-type", ""))
+    limit = security.human_size(
+        request.scope.get(security.BODY_LIMIT) or (ui.upload_max if upload else ui.max_body)
+    )
     return _error_page(
         request, 413, "Envoi trop volumineux", security.TOO_LARGE.format(limit=limit)
     )
@@ -270,11 +275,12 @@ def create_app(
     port: int,
     *,
     max_body: int = security.MAX_BODY,
+    upload_max: int = security.UPLOAD_MAX,
     tracking_delay: float = TRACKING_DELAY,
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
     (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
-    from pipeline.ui import views, views_jobs, views_mail, views_returns, views_start
+    from pipeline.ui import views, views_closing, views_jobs, views_mail, views_returns, views_start
 
     app = Starlette(
         routes=[
@@ -298,6 +304,7 @@ def create_app(
             *views_start.ROUTES,
             *views_mail.ROUTES,
             *views_returns.ROUTES,
+            *views_closing.ROUTES,
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         exception_handlers={
@@ -312,8 +319,8 @@ def create_app(
         middleware=[Middleware(CampaignRequired)],
     )
     access = CampaignAccess(workspace, tracking_delay)
-    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body)
-    guard = security.Guard(app, secrets, port, max_body)
+    app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body, upload_max=upload_max)
+    guard = security.Guard(app, secrets, port, max_body, upload_max)
     guard.upload_limits.update(views_start.UPLOAD_LIMITS)
     guard.upload_limits.update(views_returns.UPLOAD_LIMITS)
     return guard

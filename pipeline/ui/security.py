@@ -35,6 +35,7 @@ TOKEN_PARAM = "token"
 CSRF_FIELD = "csrf"
 MAX_BODY = 1024 * 1024  # a page's form: far more than a teacher types; uploads get their own
 BODY_LIMIT = "grille.body_limit"  # the scope key holding the body limit of the request
+UPLOAD_MAX = 256 * 1024 * 1024  # a form sending files (multipart): streamed to disk
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     (
         "content-security-policy",
@@ -132,12 +133,20 @@ def human_size(size: int) -> str:
 class Guard:
     """ASGI middleware: host, session (token then cookie), origin, body size, headers."""
 
-    def __init__(self, app: ASGIApp, secrets: Secrets, port: int, max_body: int = MAX_BODY):
+    def __init__(
+        self,
+        app: ASGIApp,
+        secrets: Secrets,
+        port: int,
+        max_body: int = MAX_BODY,
+        upload_max: int = UPLOAD_MAX,
+    ):
         self.app = app
         self.secrets = secrets
         self.port = port
         self.max_body = max_body
         self.upload_limits: dict[str, int] = {}  # path → its own body limit (uploads)
+        self.upload_max = upload_max
         self.hosts = allowed_hosts(port)
         self.origins = frozenset(f"http://{host}" for host in self.hosts)
         self.cookie = cookie_name(port)
@@ -175,6 +184,7 @@ class Guard:
             return
         limit = self.upload_limits.get(scope["path"], self.max_body)
         scope[BODY_LIMIT] = limit  # the view that streams an upload names it when passed
+        limit = self.upload_max if is_upload(headers.get("content-type", "")) else self.max_body
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
@@ -217,6 +227,11 @@ class Guard:
             }
         )
         await send({"type": "http.response.body", "body": b""})
+
+
+def is_upload(content_type: str) -> bool:
+    """Whether a request sends files (a multipart form): it gets the upload limit."""
+    return content_type.lower().startswith("multipart/form-data")
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -159,7 +159,7 @@ def student_page(request: Request) -> Response:
     ui = ui_of(request)
     student_id = request.path_params["student_id"]
     with ui.reading() as campaign:
-        status = _find_status(ui.statuses(), student_id)
+        status = _find_status(tracking.student_statuses(campaign.db, student_id), student_id)
         returns = state.student_returns(campaign.db, student_id)
         note = state.teacher_notes(campaign.db).get(student_id, state.TeacherNote(student_id))
         history = state.teacher_note_history(campaign.db, student_id)
