@@ -182,9 +182,11 @@ class Guard:
         ):
             await _refuse(send, 403, BAD_ORIGIN)
             return
-        limit = self.upload_limits.get(scope["path"], self.max_body)
+        upload = is_upload(headers.get("content-type", ""))
+        limit = self.upload_limits.get(scope["path"]) or (
+            self.upload_max if upload else self.max_body
+        )
         scope[BODY_LIMIT] = limit  # the view that streams an upload names it when passed
-        limit = self.upload_max if is_upload(headers.get("content-type", "")) else self.max_body
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _refuse(send, 413, TOO_LARGE.format(limit=human_size(limit)))
