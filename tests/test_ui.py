@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import warnings
 import zipfile
@@ -1028,3 +1029,33 @@ def test_browser__open_the_address_read_the_table_type_the_team_appreciation(
             "SELECT team_appreciation, source FROM teacher_notes WHERE student_id = ?", (student,)
         ).fetchone()
     assert tuple(row) == ("Stage réussi, bonne progression.", "ui")
+
+
+def test_statuses__warmed__a_command_meanwhile__the_status_page_finds_them_read(
+    campaign: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`grille ui` reads the statuses ahead once the database changed (a CLI command
+    here), so the status page does not pay the ≈ 0.4 s of 1,000 students itself."""
+    from pipeline.ui import access
+
+    page_reads: list[str] = []
+    real = access.tracking.student_statuses
+
+    def counted(db: sqlite3.Connection, student_id: str | None = None) -> list[Any]:
+        if student_id is None:
+            page_reads.append(threading.current_thread().name)
+        return real(db, student_id)
+
+    monkeypatch.setattr(access.tracking, "student_statuses", counted)
+    client = _logged_in(campaign, warm_interval=0.05)
+    client.get("/suivi")  # read now: nothing changes until the command below
+    page_reads.clear()
+    copy = _returns(campaign)["copie-abadie.xlsx"]
+    assert run(campaign, "confirm", str(copy)).exit_code == 0  # a command, meanwhile
+    deadline = time.monotonic() + 20
+    while "grille-statuts" not in page_reads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "grille-statuts" in page_reads  # read again by the warming thread
+    done = len(page_reads)
+    assert client.get("/suivi").status_code == 200
+    assert len(page_reads) == done  # the page found them ready

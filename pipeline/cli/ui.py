@@ -60,7 +60,7 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
         fail(f"impossible d'ouvrir le port {port} sur cet ordinateur ({exc.strerror}).", 2)
     chosen = sock.getsockname()[1]
     secrets = security.Secrets.new()
-    app = create_app(workspace, secrets, chosen)
+    app = create_app(workspace, secrets, chosen, warm_interval=1.0)
     url = f"http://{server.HOST}:{chosen}/?{security.TOKEN_PARAM}={secrets.token}"
     if has_campaign:
         click.echo(f"Interface de grille pour la campagne {workspace.root} :")

@@ -41,11 +41,19 @@ _NEVER = float("inf")  # a rewrite due, but only at the next write or at the sto
 class CampaignAccess:
     """One campaign folder, as the requests of the interface reach it."""
 
-    def __init__(self, workspace: Workspace, tracking_delay: float = TRACKING_DELAY):
+    def __init__(
+        self,
+        workspace: Workspace,
+        tracking_delay: float = TRACKING_DELAY,
+        warm_interval: float | None = None,
+    ):
         self.workspace = workspace
+        self.warm_interval = warm_interval  # statuses read ahead (`StatusCache.warm`), or not
         self.tracking_delay = tracking_delay
         self._write_lock = threading.Lock()
         self.statuses = StatusCache(workspace.db_path)
+        if warm_interval is not None:
+            self.statuses.warm(warm_interval)
         self.refresher = TrackingRefresher(self, tracking_delay)
 
     @property
@@ -102,6 +110,24 @@ class StatusCache:
         self._file: tuple[int, int] | None = None
         self._version: int | None = None
         self._statuses: list[StudentStatus] = []
+        self._stop = threading.Event()
+        self._warmer: threading.Thread | None = None
+
+    def warm(self, interval: float) -> None:
+        """Read the statuses again on a thread of its own, at most every `interval` seconds,
+        as soon as the database changed (a command, a job): the next page finds them ready
+        instead of computing them (≈ 0.4 s for 1,000 students)."""
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.get()
+                except (sqlite3.Error, OSError, GrilleError):
+                    continue  # no database yet, or one being replaced: the next turn
+
+        if self._warmer is None:
+            self._warmer = threading.Thread(target=run, name="grille-statuts", daemon=True)
+            self._warmer.start()
 
     def get(self) -> list[StudentStatus]:
         """Every student's status (shared: do not modify), as the database is now."""
@@ -157,6 +183,9 @@ class StatusCache:
         return self._db
 
     def close(self) -> None:
+        self._stop.set()
+        if self._warmer is not None:
+            self._warmer.join()
         with self._lock:
             if self._db is not None:
                 self._db.close()

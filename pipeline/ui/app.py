@@ -111,7 +111,7 @@ class Ui:
         old = self.access
         old.refresher.flush()
         old.close()
-        self.access = CampaignAccess(workspace, old.tracking_delay)
+        self.access = CampaignAccess(workspace, old.tracking_delay, old.warm_interval)
         self.jobs = Jobs(self.access, on_bug=_crash_log(workspace.root))
         self.secrets = replace(self.secrets, csrf=secret_tokens.token_urlsafe(32))
         self.templates.env.globals["csrf_token"] = self.secrets.csrf
@@ -277,9 +277,11 @@ def create_app(
     max_body: int = security.MAX_BODY,
     upload_max: int = security.UPLOAD_MAX,
     tracking_delay: float = TRACKING_DELAY,
+    warm_interval: float | None = None,
 ) -> security.Guard:
     """The interface of the campaign `workspace`, answering on 127.0.0.1:`port` only
-    (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`)."""
+    (`interface_of` gives its `Ui`: stop it with `ui.access.close()` or `flush`);
+    `warm_interval`: read the statuses ahead after each change (`StatusCache.warm`)."""
     from pipeline.ui import views, views_closing, views_jobs, views_mail, views_returns, views_start
 
     app = Starlette(
@@ -318,7 +320,7 @@ def create_app(
         },
         middleware=[Middleware(CampaignRequired)],
     )
-    access = CampaignAccess(workspace, tracking_delay)
+    access = CampaignAccess(workspace, tracking_delay, warm_interval)
     app.state.ui = Ui(access, secrets, port, _templates(secrets), max_body, upload_max=upload_max)
     guard = security.Guard(app, secrets, port, max_body, upload_max)
     guard.upload_limits.update(views_start.UPLOAD_LIMITS)
