@@ -306,7 +306,7 @@ def test_roster_upload__good__students_table__put_where_generate_reads_it(tmp_pa
     kept = list((root / "input_templates" / "anciennes_listes").glob("roster-*.xlsx"))
     assert len(kept) == 1  # the template grille init wrote, kept aside
     assert Workspace(root).roster_path == installed
-    assert not list((root / "output" / ".televersements").rglob("*.csv"))  # cleaned up
+    assert not list((root / "output" / ".depots").rglob("*.csv"))  # cleaned up
     cli = run(root, "generate", "--jobs", "1")  # the CLI, without --roster, reads it too
     assert cli.exit_code == 0, cli.output
     assert "3 classeur(s) créé(s)" in cli.output
@@ -429,7 +429,7 @@ def test_forms_without_csrf__refused__nothing_changed(tmp_path: Path) -> None:
     assert (root / "grille.toml").read_bytes() == before
     assert not (tmp_path / "autre").exists()
     assert not (root / "input_templates" / "roster.csv").exists()
-    assert not list((root / "output" / ".televersements").rglob("l.csv"))
+    assert not list((root / "output" / ".depots").rglob("l.csv"))
     assert not (root / "output" / "classeurs").exists()
 
 

@@ -98,7 +98,7 @@ async def receive_files(request: Request, output_dir: Path, file_field: str, csr
     send it: nothing of a forged form is written."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
-        raise UploadRefused("Formulaire inattendu : envoyez les fichiers depuis la page Retours.")
+        raise UploadRefused("Formulaire inattendu : envoyez les fichiers depuis la page de grille.")
     charset = params.get(b"charset", b"utf-8").decode("latin-1")
     try:
         charset = codecs.lookup(charset).name
@@ -187,7 +187,7 @@ async def receive_files(request: Request, output_dir: Path, file_field: str, csr
     except MultipartParseError as exc:
         dropped.remove()
         raise UploadRefused(
-            "Envoi incomplet ou mal formé : recommencez le dépôt des fichiers."
+            "Envoi incomplet ou mal formé : recommencez l'envoi du fichier."
         ) from exc
     except BaseException:
         dropped.remove()

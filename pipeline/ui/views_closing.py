@@ -6,23 +6,18 @@ Each action is the library step its command runs (`report_files.write_reports` f
 archive`, `purge.plan_purge` and `purge.purge` for `grille purge`), run as a job; the job
 page then says what the command says (`lines()` of each result).
 
-An archive to verify is streamed to a folder of its own under `output/.televersements/`
-(a hidden folder: never downloadable, archived or purged), under a name made from the
-browser's one (`files.safe_name`: never a path), checked as `grille archive verify` checks
-a file found anywhere (hostile until proven intact: `safe_zip` limits), then deleted.
+An archive to verify is streamed to disk by `uploads.receive_files`, as the files
+dropped on « Retours » (never under the browser's path), checked as `grille archive
+verify` checks a file found anywhere (hostile until proven intact: `safe_zip` limits),
+then deleted.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import shutil
-import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 from typing import Any
 
-from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,15 +28,11 @@ from pipeline import archive, office, purge, report_files, state, tracking
 from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import GrilleError
-from pipeline.files import safe_name
 from pipeline.tracking import StudentStatus
-from pipeline.ui import security
+from pipeline.ui import security, uploads
 from pipeline.ui.app import Ui, download_url, ui_of
 from pipeline.ui.jobs import Outcome, Progress
 
-UPLOADS_DIR = ".televersements"  # under output/: hidden, so never downloaded nor archived
-MAX_FIELDS = 20
-MAX_FIELD_SIZE = 64 * 1024
 ALL_CLASSES = ""  # the value of « Toutes les classes » in the forms
 
 
@@ -268,154 +259,17 @@ async def create_archive(request: Request) -> Response:
     return _to_job(ui, title, work, "/archive")
 
 
-class Upload:
-    """A multipart body parsed as it streams in: its (small) text fields, and each file
-    written to `folder` under a name of ours (`_stored_name`), never the browser's path."""
-
-    def __init__(self, folder: Path, boundary: bytes):
-        self.folder = folder
-        self.fields: dict[str, str] = {}
-        self.files: list[tuple[str, Path]] = []  # (name the browser gave, where written)
-        self._headers: dict[bytes, bytes] = {}
-        self._field, self._value = b"", b""
-        self._name = ""
-        self._data = bytearray()
-        self._handle: Any = None
-        self._skip = False
-        self.parser = MultipartParser(
-            boundary,
-            {
-                "on_part_begin": self._begin,
-                "on_header_field": self._header_field,
-                "on_header_value": self._header_value,
-                "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_done,
-                "on_part_data": self._part_data,
-                "on_part_end": self._part_end,
-            },
-        )
-
-    def _begin(self) -> None:
-        self._headers, self._field, self._value = {}, b"", b""
-        self._data = bytearray()
-        self._handle, self._skip = None, False
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._field += data[start:end]
-
-    def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def _header_end(self) -> None:
-        self._headers[self._field.lower()] = self._value
-        self._field, self._value = b"", b""
-
-    def _headers_done(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
-        self._name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" not in options:
-            if len(self.fields) >= MAX_FIELDS:
-                raise _BadForm("trop de champs")
-            return
-        browser_name = options[b"filename"].decode("utf-8", "replace")
-        if not browser_name:  # a file field left empty: nothing to keep
-            self._skip = True
-            return
-        stored = _stored_name(browser_name)
-        target = self.folder / stored
-        if os.path.lexists(target):  # two files of one name: the second numbered
-            target = self.folder / f"{len(self.files) + 1:03d}_{stored}"
-        self.files.append((browser_name, target))
-        self._handle = target.open("xb")
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._skip:
-            return
-        if self._handle is not None:
-            self._handle.write(data[start:end])
-            return
-        self._data += data[start:end]
-        if len(self._data) > MAX_FIELD_SIZE:
-            raise _BadForm(f"champ « {self._name} » trop long")
-
-    def _part_end(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-        elif not self._skip:
-            self.fields[self._name] = self._data.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
-class _BadForm(Exception):
-    """A multipart body that is not the form of the page."""
-
-
-def _stored_name(browser_name: str) -> str:
-    """The name an uploaded file is stored under: the browser's name made safe (no folder,
-    no special character), its extension kept when it is a plain one."""
-    base = PurePosixPath(browser_name.replace("\\", "/")).name
-    stem, dot, suffix = base.rpartition(".")
-    if not dot or not suffix.isalnum() or len(suffix) > 5:
-        stem, suffix = base, ""
-    return safe_name(stem, 60) + (f".{suffix.lower()}" if suffix else "")
-
-
-STALE_UPLOAD = 24 * 3600  # seconds: a folder left by an interface stopped mid-upload
-
-
-def _drop_stale_uploads(uploads: Path) -> None:
-    """Remove the upload folders an interface stopped abruptly left behind (a day old)."""
-    if not uploads.is_dir():
-        return
-    now = time.time()
-    for folder in uploads.iterdir():
-        try:
-            if folder.is_dir() and now - folder.stat().st_mtime > STALE_UPLOAD:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
-
-
-async def receive_upload(request: Request, ui: Ui) -> Upload:
-    """Stream the multipart body of `request` into a new folder under output/.televersements
-    (the Guard stops it beyond `ui.upload_max`); the folder is removed on any failure."""
-    kind, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise HTTPException(400, "Envoi refusé : choisissez un fichier dans le formulaire.")
-    uploads = ui.workspace.output_dir / UPLOADS_DIR
-    await run_in_threadpool(_drop_stale_uploads, uploads)
-    folder = uploads / secrets.token_hex(8)
-    await run_in_threadpool(folder.mkdir, parents=True)
-    upload = Upload(folder, boundary)
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                await run_in_threadpool(upload.parser.write, chunk)
-        await run_in_threadpool(upload.parser.finalize)
-    except BaseException as exc:
-        upload.close()
-        await run_in_threadpool(shutil.rmtree, folder, True)
-        if isinstance(exc, _BadForm):
-            raise HTTPException(400, f"Envoi refusé : formulaire mal formé ({exc}).") from None
-        raise
-    upload.close()
-    return upload
-
-
 async def verify_upload(request: Request) -> Response:
     """`grille archive verify` on an archive sent from the teacher's computer, as a job."""
     ui = ui_of(request)
-    upload = await receive_upload(request, ui)
+    try:
+        upload = await uploads.receive_files(
+            request, ui.workspace.output_dir, "archive", ui.secrets.csrf
+        )
+    except uploads.UploadRefused as exc:
+        raise HTTPException(400, f"Envoi refusé : {exc}") from None
     folder = upload.folder
     try:
-        if not security.same(upload.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
-            raise security.CsrfRefused
         if not upload.files:
             raise HTTPException(
                 400, "Aucun fichier reçu : choisissez l'archive (.zip) à vérifier, puis validez."

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import io
 import os
-import re
-import secrets
-import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -36,7 +33,7 @@ from pipeline.roster import RosterResult, read_rosters
 from pipeline.roster_template import build_roster_template
 from pipeline.settings import CONFIG_NAME, SECURITY_CHOICES, Workspace
 from pipeline.text import display_name, fold
-from pipeline.ui import security
+from pipeline.ui import security, uploads
 from pipeline.ui.app import Ui, ui_of
 from pipeline.ui.jobs import Outcome, Progress
 
@@ -46,9 +43,6 @@ UPLOAD_LIMITS = {ROSTER_UPLOAD: ROSTER_LIMIT}
 UPLOADS = ".televersements"  # under output/: hidden, so never offered for download
 TEMPLATE_NAME = "modele_liste_stagiaires.xlsx"
 LISTED = 30  # workbooks named one by one in a generation's outcome, the rest counted
-_MAX_FIELDS = 10
-_MAX_FIELD_BYTES = 64 * 1024
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 
 
 # ------------------------------------------------------------------ campagne
@@ -243,117 +237,6 @@ async def open_folder(request: Request) -> Response:
 # ------------------------------------------------------------------ uploads
 
 
-@dataclass
-class Upload:
-    """A multipart form streamed to disk: its small fields, and each file sent as
-    (name shown to the teacher, path in the campaign's upload folder)."""
-
-    folder: Path
-    fields: dict[str, str] = field(default_factory=dict)
-    files: list[tuple[str, Path]] = field(default_factory=list)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def safe_upload_name(name: str) -> str:
-    """The last part of a browser's file name, made a plain file name: no folder, no
-    control character, no leading dot (« ../../x.csv » → « x.csv »)."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    clean = _UNSAFE.sub("_", base).strip(" .")[:120]
-    return clean or "fichier"
-
-
-class UploadRefused(Exception):
-    """The form is not one the page sends (not multipart, too many fields or files)."""
-
-
-async def receive_upload(request: Request, folder: Path, max_files: int) -> Upload:
-    """Stream the multipart body of `request` into `folder` (created), file by file."""
-    from python_multipart.exceptions import FormParserError
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    _, params = parse_options_header(request.headers.get("content-type", ""))
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise UploadRefused
-    folder.mkdir(parents=True)
-    upload = Upload(folder)
-    current: dict[str, Any] = {}
-
-    def on_part_begin() -> None:
-        current.clear()
-        current.update(headers={}, name=b"", value=b"", data=bytearray(), file=None)
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        current["name"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        current["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        current["headers"][current["name"].lower()] = current["value"]
-        current["name"], current["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        _, options = parse_options_header(current["headers"].get(b"content-disposition", b""))
-        current["field"] = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            if len(upload.files) >= max_files:
-                raise UploadRefused
-            shown = safe_upload_name(options[b"filename"].decode("utf-8", "replace"))
-            path = folder / str(len(upload.files) + 1) / shown
-            path.parent.mkdir()
-            current["file"] = path.open("xb")
-            upload.files.append((shown, path))
-        elif len(upload.fields) >= _MAX_FIELDS:
-            raise UploadRefused
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if current["file"] is not None:
-            current["file"].write(data[start:end])
-            return
-        current["data"] += data[start:end]
-        if len(current["data"]) > _MAX_FIELD_BYTES:
-            raise UploadRefused
-
-    def on_part_end() -> None:
-        if current["file"] is not None:
-            current["file"].close()
-            current["file"] = None
-        else:
-            upload.fields[current["field"]] = current["data"].decode("utf-8", "replace")
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-        },
-    )
-    try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except BaseException as exc:
-        if current.get("file") is not None:
-            current["file"].close()
-        upload.remove()
-        if isinstance(exc, FormParserError):
-            raise UploadRefused from exc
-        raise
-    return upload
-
-
-def _upload_folder(ui: Ui) -> Path:
-    return ui.workspace.output_dir / UPLOADS / secrets.token_hex(8)
-
-
 # ------------------------------------------------------------------ stagiaires
 
 
@@ -406,9 +289,10 @@ async def upload_roster(request: Request) -> Response:
     """Read an uploaded roster as `grille generate` does; without error, put it in place
     (`install_roster`): « Générer » then uses it. Else every problem, as a table."""
     ui = ui_of(request)
-    folder = _upload_folder(ui)
     try:
-        upload = await receive_upload(request, folder, max_files=1)
+        upload = await uploads.receive_files(
+            request, ui.workspace.output_dir, "liste", ui.secrets.csrf
+        )
     except security.BodyTooLarge:
         limit = security.human_size(request.scope.get(security.BODY_LIMIT, ROSTER_LIMIT))
         return ui.render(
@@ -417,13 +301,11 @@ async def upload_roster(request: Request) -> Response:
             {"title": "Envoi trop volumineux", "message": security.TOO_LARGE.format(limit=limit)},
             413,
         )
-    except UploadRefused:
-        raise HTTPException(
-            400, "Envoi refusé : ce formulaire n'attend qu'un seul fichier."
-        ) from None
+    except uploads.UploadRefused as exc:
+        raise HTTPException(400, f"Envoi refusé : {exc}") from None
     try:
-        if not security.same(upload.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
-            raise security.CsrfRefused
+        if len(upload.files) > 1:
+            raise HTTPException(400, "Envoi refusé : ce formulaire n'attend qu'un seul fichier.")
         if not upload.files or not upload.files[0][1].stat().st_size:
             context = _roster_context(
                 ui, request, upload_fault="Choisissez le fichier de la liste (.xlsx ou .csv)."
