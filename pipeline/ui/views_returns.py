@@ -92,14 +92,6 @@ async def drop(request: Request) -> Response:
         )
     except UploadRefused as exc:
         return _back(ui, [("attention", str(exc))])
-    except security.BodyTooLarge:  # streamed past the limit (the files already removed)
-        limit = security.human_size(request.scope.get(security.BODY_LIMIT, DROP_LIMIT))
-        return ui.render(
-            request,
-            "erreur.html",
-            {"title": "Envoi trop volumineux", "message": security.TOO_LARGE.format(limit=limit)},
-            413,
-        )
     if not security.same(dropped.fields.get(security.CSRF_FIELD), ui.secrets.csrf):
         dropped.remove()
         raise security.CsrfRefused

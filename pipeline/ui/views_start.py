@@ -293,14 +293,6 @@ async def upload_roster(request: Request) -> Response:
         upload = await uploads.receive_files(
             request, ui.workspace.output_dir, "liste", ui.secrets.csrf
         )
-    except security.BodyTooLarge:
-        limit = security.human_size(request.scope.get(security.BODY_LIMIT, ROSTER_LIMIT))
-        return ui.render(
-            request,
-            "erreur.html",
-            {"title": "Envoi trop volumineux", "message": security.TOO_LARGE.format(limit=limit)},
-            413,
-        )
     except uploads.UploadRefused as exc:
         raise HTTPException(400, f"Envoi refusé : {exc}") from None
     try:
