@@ -81,8 +81,8 @@ def describe(recorded: Recorded) -> str:
             line += (
                 f"\n      En attente de confirmation : le retour {label} n° {kept.return_id} "
                 f"(« {kept.file_name} », reçu le {kept.collected_at[:10]}) compte toujours ; "
-                "celui-ci ne le remplace pas tant que vous ne l'avez pas confirmé "
-                f"(« grille confirm {number} »)."
+                "celui-ci ne le remplacera que si vous le confirmez "
+                f"(« grille confirm {number} ») et qu'il est le plus récent des deux."
             )
         elif kept is None:
             line += (

@@ -163,14 +163,14 @@ def waiting_note(pending: ReturnStanding, counted_id: int | None, counted_standi
     if counted_id is None or pending.return_id == counted_id:
         return "Aucun retour signé ni confirmé : il compte pour ce stagiaire en attendant."
     if counted_standing == STANDING_PENDING:
-        return f"Le plus récent, n° {counted_id}, compte en attendant."
+        return f"Le retour n° {counted_id}, à confirmer lui aussi, compte en attendant."
     label = STANDING_LABELS.get(counted_standing, counted_standing)
-    if pending.return_id > counted_id:
-        return (
-            f"Il ne remplace pas le retour {label} n° {counted_id} tant que vous ne l'avez pas "
-            "confirmé."
-        )
-    return f"Le retour {label} n° {counted_id}, plus récent, compte de toute façon."
+    # which of the two is the more recent is told by the workbooks' save dates (the
+    # `counted_returns` view), not by the order they arrived in: say what holds either way
+    return (
+        f"Le retour {label} n° {counted_id} compte ; confirmé, celui-ci ne compterait à sa "
+        "place que s'il est le plus récent des deux (date d'enregistrement du classeur)."
+    )
 
 
 def _confirmation_note(row: sqlite3.Row, pending: list[ReturnStanding]) -> str:

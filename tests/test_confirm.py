@@ -149,8 +149,8 @@ def test_unsigned_copy_with_a_typed_name__does_not_replace_the_signed_return(
         f"En attente de confirmation : le retour signé n° {signed} (« abadie.xlsx », reçu le "
     ) in result.output
     assert (
-        "celui-ci ne le remplace pas tant que vous ne l'avez pas confirmé "
-        f"(« grille confirm {unsigned} »)."
+        "celui-ci ne le remplacera que si vous le confirmez "
+        f"(« grille confirm {unsigned} ») et qu'il est le plus récent des deux."
     ) in result.output
 
     abadie = status_json(campaign)["Abadie"]
@@ -160,7 +160,7 @@ def test_unsigned_copy_with_a_typed_name__does_not_replace_the_signed_return(
     assert abadie["to_confirm"] is False
     assert abadie["status_label"] == "complet"
     assert abadie["pending_returns"] == [unsigned]
-    assert f"Il ne remplace pas le retour signé n° {signed}" in abadie["match_note"]
+    assert f"Le retour signé n° {signed} compte ; confirmé, celui-ci" in abadie["match_note"]
     assert run(campaign, "report").exit_code == 0
     report = _report(campaign, "Abadie")
     text = _body_text(report)
@@ -213,8 +213,8 @@ def test_confirm__without_argument__lists_each_pending_return_and_why(
         "ou ré-enregistré ?) ; reconnu par le nom affiché « ABADIE Chloé »."
     )
     assert lines[3] == (
-        f"      Il ne remplace pas le retour signé n° {signed} tant que vous ne l'avez pas "
-        "confirmé."
+        f"      Le retour signé n° {signed} compte ; confirmé, celui-ci ne compterait à sa "
+        "place que s'il est le plus récent des deux (date d'enregistrement du classeur)."
     )
     assert lines[4].startswith(f"  n° {alone} — « chevallier-copie.xlsx »")
     assert lines[6] == (
@@ -344,8 +344,8 @@ def test_unsigned_return_first_then_a_signed_one__the_signed_one_counts(
     assert chevallier["return_id"] == signed_id and chevallier["to_confirm"] is False
     assert chevallier["pending_returns"] == [alone]
     assert (
-        f"Le retour signé n° {signed_id}, plus récent, compte de toute façon"
-        in (chevallier["match_note"])
+        f"Le retour signé n° {signed_id} compte ; confirmé, celui-ci ne compterait à sa place "
+        "que s'il est le plus récent des deux" in (chevallier["match_note"])
     )
     # Confirming the older unsigned return does not put it before the newer signed one.
     assert run(campaign, "confirm", str(alone)).exit_code == 0
