@@ -227,6 +227,9 @@ def test_browser__a_whole_season__campaign_roster_generate_mails_returns_follow_
             page.get_by_role("button", name="Lire les fichiers").click()
             outcome = _wait_job(page, expect)
             assert "4 retour(s) enregistré(s)" in outcome, outcome
+            navigation = page.get_by_role("navigation", name="Navigation principale")
+            current = navigation.get_by_role("link", name="Retours", exact=True)
+            expect(current).to_have_attribute("aria-current", "page")  # the job's own page
 
             # 6. Suivi: the status of each student
             page.get_by_role("link", name="Suivi", exact=True).click()
