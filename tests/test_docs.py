@@ -31,3 +31,20 @@ def test_readme__every_grille_command_it_names_exists() -> None:
     assert named <= set(cli.commands), named - set(cli.commands)
     flow = {"init", "generate", "send", "collect", "status", "remind", "report", "archive"}
     assert flow <= named
+
+
+def test_readme__every_picture_it_shows_is_in_docs() -> None:
+    pictures = re.findall(r"\]\((docs/[^)]+\.png)\)", README)
+    assert {"docs/ui_suivi.png", "docs/ui_archive.png"} <= set(pictures)
+    assert [p for p in pictures if not (ROOT / p).is_file()] == []
+
+
+def test_readme__first_section_opens_the_demo_in_the_interface_as_the_demo_says() -> None:
+    first = README.split("\n## ")[1]
+    assert first.startswith("Démarrer")
+    shown = re.search(r"^\.venv/bin/(grille ui --dir \S+)$", first, flags=re.M)
+    assert shown is not None
+    demo = (ROOT / "pipeline" / "cli" / "demo.py").read_text(encoding="utf-8")
+    assert "Pour l'ouvrir dans l'interface : grille ui --dir {directory}" in demo
+    assert shown.group(1) == "grille ui --dir output/demo"  # where `grille demo` writes
+    assert "](docs/ui_" in first  # with a picture of the interface

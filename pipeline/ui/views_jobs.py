@@ -24,9 +24,10 @@ def _job(request: Request) -> Job:
 
 
 def job_page(request: Request) -> Response:
-    """The whole page of one operation."""
+    """The whole page of one operation, under the navigation item of the page it came from."""
     job = _job(request)
-    return ui_of(request).render(request, "travail.html", {"job": job, "page": ""})
+    page = job.back.split("?")[0].split("#")[0].strip("/").split("/")[0]
+    return ui_of(request).render(request, "travail.html", {"job": job, "page": page})
 
 
 def job_state(request: Request) -> Response:

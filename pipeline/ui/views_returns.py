@@ -15,6 +15,7 @@ from pipeline import collect_report, state
 from pipeline.campaign import Campaign
 from pipeline.collect import CollectResult, MailboxRequest, collect_step
 from pipeline.inbox import describe_mailbox
+from pipeline.parallel import default_jobs
 from pipeline.returns import printable
 from pipeline.settings import ImapSettings, Workspace
 from pipeline.ui import security, uploads
@@ -106,6 +107,7 @@ async def drop(request: Request) -> Response:
             result = collect_step(
                 campaign,
                 [path for _, path in dropped.files],
+                jobs=default_jobs(),  # as `grille collect`: every core
                 progress=_Counter(progress, len(dropped.files)),
             )
             renamed = {printable(os.fsdecode(path)): name for name, path in dropped.files}
