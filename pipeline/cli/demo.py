@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pipeline import archive, mail, remind, report_files, tracking
+from pipeline import archive, collect_report, mail, remind, report_files, tracking
 from pipeline import campaign as campaign_ops
 from pipeline import collect as collect_ops
 from pipeline import demo as demo_data
@@ -19,7 +19,6 @@ from pipeline.cli.base import (
     cli,
     friendly_errors,
     open_campaign,
-    print_problems,
     refresh_tracking,
 )
 from pipeline.cli.mailing import (
@@ -29,7 +28,6 @@ from pipeline.cli.mailing import (
     refresh_after_sending,
 )
 from pipeline.cli.prepare import print_generation
-from pipeline.collect_report import describe
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
 
@@ -43,19 +41,12 @@ def _delivered(
 
 
 def _collect(workspace: Workspace, opened: Campaign, replies: Path, jobs: int) -> None:
-    """The simulated returns collected (`collect.collect_step`), each said on its line."""
+    """The simulated returns collected (`collect.collect_step`), said as `collect` says it."""
     result = collect_ops.collect_step(opened, [replies], jobs=jobs)
     refresh_tracking(workspace, opened.db)
-    for recorded in result.recorded:
-        click.echo(describe(recorded))
-    for origin in result.duplicates:
-        click.echo(f"  Déjà collecté — {origin} : ignoré.")
-    print_problems(result.problems)
-    click.echo(
-        f"{result.recorded_count} retour(s) enregistré(s), {result.failed_count} fichier(s) "
-        f"refusé(s) ou illisible(s), {len(result.duplicates)} déjà collecté(s). "
-        f"Suivi : {workspace.tracking_path.relative_to(workspace.root)}."
-    )
+    lines = collect_report.file_lines(result) + collect_report.summary_lines(result, workspace)
+    for line in lines:
+        click.echo(line.text, err=line.error)
 
 
 def _statuses(opened: Campaign) -> None:
@@ -70,33 +61,17 @@ def _statuses(opened: Campaign) -> None:
 
 
 def _reports(workspace: Workspace, opened: Campaign, pdf: bool) -> None:
-    """The bilans written (`report_files.write_reports`)."""
+    """The bilans written (`report_files.write_reports`), said as `report` says it."""
     result = report_files.write_reports(opened, pdf=pdf)
-    for path in [*result.written, *result.pdfs]:
-        click.echo(f"  écrit : {path.relative_to(workspace.root)}")
-    for name in result.without_return:
-        click.echo(f"  Pas de bilan pour {name} : aucun retour du tuteur.")
-    if result.pdf_problem:
-        click.echo(f"Attention — {result.pdf_problem}", err=True)
-    click.echo(
-        f"{len(result.written)} bilan(s) écrit(s) dans "
-        f"{workspace.reports_dir.relative_to(workspace.root)}."
-    )
+    for kind, line in result.lines(workspace):
+        click.echo(line, err=kind == "attention")
 
 
 def _archives(workspace: Workspace, opened: Campaign) -> None:
-    """Each class archived (`archive.build_archives`)."""
+    """Each class archived (`archive.build_archives`), said as `archive` says it."""
     built = archive.build_archives(opened)
-    for item in built.archives:
-        click.echo(
-            f"Classe {item.class_name}, année {item.school_year} : "
-            f"{item.zip_path.relative_to(workspace.root)}, "
-            f"{sum(item.counts.values())} fichier(s) au manifeste, "
-            f"empreinte SHA-256 {item.sha256}"
-        )
-    for warning in built.warnings:
-        click.echo(f"Attention — {warning}", err=True)
-    click.echo("Contrôlez chaque archive : grille archive verify <archive.zip>")
+    for kind, line in built.lines(workspace.root):
+        click.echo(line, err=kind == "attention")
 
 
 @cli.command()
