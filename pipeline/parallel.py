@@ -85,6 +85,15 @@ def _start_worker(
         initializer(*initargs)
 
 
+def _start_method() -> str:
+    """« fork » (fast: nothing to import again) when this process runs one thread only;
+    « spawn » when it runs others (the server of `grille ui`): a child forked while another
+    thread holds a lock would find it held forever."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
@@ -123,8 +132,7 @@ def map_batches(
                 progress(len(chunk))
             yield chunk, results
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=context,

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from pipeline import campaign_setup, state
 from pipeline.campaign import Campaign, GenerateResult, InitResult, generate_workbooks
 from pipeline.errors import ConfigError, GrilleError, Problem
+from pipeline.parallel import default_jobs
 from pipeline.roster import RosterResult, read_rosters
 from pipeline.roster_template import build_roster_template
 from pipeline.settings import CONFIG_NAME, SECURITY_CHOICES, Workspace
@@ -469,9 +470,11 @@ async def generate(request: Request) -> Response:
         progress.expect(0, "Fabrication des classeurs…")
         state.backup(workspace.db_path, workspace.backups_dir)  # as a command does first
         path = workspace.roster_path
-        # one process (jobs=1): no worker forked from the server's threads; 1,000
-        # workbooks take about 11 s on one core
-        result = generate_workbooks(campaign, [path], force=force, jobs=1, progress=progress)
+        # every core, as `grille generate`: from the server, workers are spawned afresh
+        # (`parallel._start_method`), never forked beside its threads
+        result = generate_workbooks(
+            campaign, [path], force=force, jobs=default_jobs(), progress=progress
+        )
         return generation_outcome(workspace, result, f"« {path.name} »")
 
     job = await run_in_threadpool(
