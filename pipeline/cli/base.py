@@ -362,6 +362,16 @@ student_option = click.option(
 class_option = click.option(
     "--class", "class_name", default=None, metavar="CLASSE", help="Seulement cette classe."
 )
+roster_option = click.option(
+    "--roster",
+    "roster_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    metavar="FICHIER|DOSSIER",
+    help="Liste des stagiaires (.xlsx ou .csv), ou dossier de listes (tous ses .xlsx et .csv). "
+    "Répétez l'option pour lire plusieurs fichiers comme une seule liste. Par défaut : "
+    "input_templates/roster.xlsx, sinon input_templates/roster.csv.",
+)
 
 
 @click.group(

@@ -22,6 +22,7 @@ from pipeline.cli.base import (
     progress_bar,
     refresh_tracking,
     remember_campaign,
+    roster_option,
 )
 from pipeline.roster import RosterResult
 from pipeline.settings import Workspace
@@ -168,16 +169,7 @@ def print_generation(
 
 
 @cli.command()
-@click.option(
-    "--roster",
-    "roster_paths",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    metavar="FICHIER|DOSSIER",
-    help="Liste des stagiaires (.xlsx ou .csv), ou dossier de listes (tous ses .xlsx et .csv). "
-    "Répétez l'option pour lire plusieurs fichiers comme une seule liste. Par défaut : "
-    "input_templates/roster.xlsx.",
-)
+@roster_option
 @click.option(
     "--grid",
     "grid_path",

@@ -17,6 +17,7 @@ from pipeline.cli.base import (
     friendly_errors,
     jobs_option,
     pass_context,
+    roster_option,
 )
 from pipeline.cli.prepare import check_roster
 from pipeline.settings import Workspace
@@ -155,15 +156,7 @@ def _print_rebuilt(done: rebuild_ops.RebuildResult) -> None:
 
 
 @cli.command("rebuild")
-@click.option(
-    "--roster",
-    "roster_paths",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    metavar="FICHIER|DOSSIER",
-    help="Liste des stagiaires (.xlsx ou .csv), ou dossier de listes ; répétable. Par défaut : "
-    "input_templates/roster.xlsx.",
-)
+@roster_option
 @click.option(
     "--grid",
     "grid_paths",
