@@ -3,6 +3,12 @@
 Worker processes never outlive the command: each one dies with its parent (Linux:
 `PR_SET_PDEATHSIG`; elsewhere a thread watching the parent), and closes the file
 descriptors the parent asked workers not to keep (the campaign's run lock).
+
+A command runs one thread: its workers are forked from it (nothing to import again). The
+server of `grille ui` runs several: a child forked beside them could find a lock held
+forever, so its workers are forked from a « fork server », a process of its own started
+once, single-threaded, with grille already imported (`start_worker_server`): a batch
+starts as fast as from a command, where spawning fresh workers cost seconds.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -57,8 +64,32 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
+def _watch_process(pid: int) -> None:
+    """Exit at once when the process `pid`, which is not this one's parent, is gone."""
+    try:
+        handle = os.pidfd_open(pid)  # Linux ≥ 5.3: readable once the process has ended
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        while True:  # elsewhere: look every half second
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+    select.select([handle], [], [])
+    os._exit(1)
+
+
 def die_with_parent(parent: int) -> None:
-    """Make this (worker) process end when `parent` ends, however it ends."""
+    """Make this (worker) process end when `parent` ends, however it ends. A worker of the
+    fork server is not the child of the process that asked for it: it watches it instead
+    (the fork server itself lives as long as any of its workers)."""
+    if os.getppid() != parent:
+        threading.Thread(target=_watch_process, args=(parent,), daemon=True).start()
+        return
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -74,10 +105,13 @@ def die_with_parent(parent: int) -> None:
 
 
 def _start_worker(
-    parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
+    parent: int, folder: str, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
 ) -> None:
-    """Worker-side start: tie the worker to its parent, drop the parent's lock, then init."""
+    """Worker-side start: tie the worker to the process that asked for it, work in that
+    process's current `folder`, drop its lock, then init."""
     die_with_parent(parent)
+    with suppress(OSError):
+        os.chdir(folder)
     for fd in list(_not_for_workers):
         with suppress(OSError):
             os.close(fd)
@@ -85,13 +119,32 @@ def _start_worker(
         initializer(*initargs)
 
 
+# what workers run, imported once by the fork server rather than by each worker
+_PRELOADED = ["pipeline.campaign", "pipeline.collect"]
+
+
 def _start_method() -> str:
     """« fork » (fast: nothing to import again) when this process runs one thread only;
-    « spawn » when it runs others (the server of `grille ui`): a child forked while another
-    thread holds a lock would find it held forever."""
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+    when it runs others (the server of `grille ui`), a child forked while another thread
+    holds a lock would find it held forever: « forkserver » (see `start_worker_server`),
+    else « spawn »."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
         return "fork"
-    return "spawn"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def start_worker_server() -> None:
+    """Start now, in the background, the fork server the workers of a process running
+    threads are forked from (`grille ui` calls it at start): its own start (Python and
+    grille imported, about a second) is then not paid by the first batch. Does nothing
+    where there is no fork server (Windows, macOS: workers are spawned)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    from multiprocessing import forkserver
+
+    multiprocessing.set_forkserver_preload(_PRELOADED)
+    forkserver.ensure_running()
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -132,12 +185,14 @@ def map_batches(
                 progress(len(chunk))
             yield chunk, results
         return
-    context = multiprocessing.get_context(_start_method())
+    method = _start_method()
+    if method == "forkserver":
+        start_worker_server()  # at once if `grille ui` did not start it already
     with ProcessPoolExecutor(
         max_workers=jobs,
-        mp_context=context,
+        mp_context=multiprocessing.get_context(method),
         initializer=_start_worker,
-        initargs=(os.getpid(), initializer, initargs),
+        initargs=(os.getpid(), os.getcwd(), initializer, initargs),
     ) as pool:
         pending: deque[tuple[list[T], Future[list[R]]]] = deque()
         for chunk in chunks:

@@ -39,6 +39,7 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
     adresse, avec un jeton secret, et l'ouvre dans le navigateur. Gardez cette adresse pour
     vous : elle donne accès à la campagne. Ctrl+C arrête l'interface.
     """
+    from pipeline.parallel import start_worker_server
     from pipeline.ui import security, server
     from pipeline.ui.app import create_app, interface_of
 
@@ -60,6 +61,7 @@ def ui(ctx: Context, root: Path | None, port: int, no_browser: bool) -> None:
         fail(f"impossible d'ouvrir le port {port} sur cet ordinateur ({exc.strerror}).", 2)
     chosen = sock.getsockname()[1]
     secrets = security.Secrets.new()
+    start_worker_server()  # generate and collect then start their workers at once
     app = create_app(workspace, secrets, chosen, warm_interval=1.0)
     url = f"http://{server.HOST}:{chosen}/?{security.TOKEN_PARAM}={secrets.token}"
     if has_campaign:

@@ -107,7 +107,7 @@ async def drop(request: Request) -> Response:
             result = collect_step(
                 campaign,
                 [path for _, path in dropped.files],
-                jobs=default_jobs(),  # as `grille collect`: every core (spawned workers)
+                jobs=default_jobs(),  # as `grille collect`: every core (`parallel`: fork server)
                 progress=_Counter(progress, len(dropped.files)),
             )
             renamed = {printable(os.fsdecode(path)): name for name, path in dropped.files}

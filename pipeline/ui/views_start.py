@@ -470,8 +470,8 @@ async def generate(request: Request) -> Response:
         progress.expect(0, "Fabrication des classeurs…")
         state.backup(workspace.db_path, workspace.backups_dir)  # as a command does first
         path = workspace.roster_path
-        # every core, as `grille generate`: from the server, workers are spawned afresh
-        # (`parallel._start_method`), never forked beside its threads
+        # every core, as `grille generate`: from the server, workers are forked from the
+        # fork server (`parallel._start_method`), never beside the server's threads
         result = generate_workbooks(
             campaign, [path], force=force, jobs=default_jobs(), progress=progress
         )
