@@ -353,6 +353,15 @@ def _013_latest_workbook(db: sqlite3.Connection) -> None:
     )
 
 
+def _014_tracking_file(db: sqlite3.Connection) -> None:
+    """The SHA-256 of the suivi.xlsx grille wrote last: the same file found at the next
+    rewrite holds nothing the teacher typed, and is not read back."""
+    db.execute(
+        "CREATE TABLE tracking_file (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "sha256 TEXT NOT NULL, written_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_students_and_workbooks", _001_students_and_workbooks),
     ("002_grids_and_returns", _002_grids_and_returns),
@@ -366,6 +375,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("010_campaign_identity", _010_campaign_identity),
     ("011_archive_split", _011_archive_split),
     ("013_latest_workbook", _013_latest_workbook),
+    ("014_tracking_file", _014_tracking_file),
 ]
 
 
@@ -742,6 +752,21 @@ def record_teacher_notes_in_file(
                 (texts.get("notes", ""), texts.get("team_appreciation", ""), student_id)
                 for student_id, texts in written.items()
             ],
+        )
+
+
+def tracking_file_written(db: sqlite3.Connection) -> str | None:
+    """The SHA-256 of the suivi.xlsx grille wrote last, None when not recorded."""
+    row = db.execute("SELECT sha256 FROM tracking_file WHERE id = 1").fetchone()
+    return None if row is None else str(row[0])
+
+
+def record_tracking_file(db: sqlite3.Connection, sha256: str) -> None:
+    """Remember the SHA-256 of the suivi.xlsx grille just wrote."""
+    with _within_transaction(db):
+        db.execute(
+            "INSERT OR REPLACE INTO tracking_file (id, sha256, written_at) VALUES (1, ?, ?)",
+            (sha256, now()),
         )
 
 

@@ -20,6 +20,7 @@ keeps the old file aside as `suivi_AAAA-MM-JJ_hhmm.xlsx` before it is replaced.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -211,18 +212,19 @@ class _GridMaxima:
         self.db = db
         self.dimensions: dict[tuple[str, str], dict[str, tuple[int, ...]] | None] = {}
 
-    def _of(self, grid_id: str, version: str) -> dict[str, tuple[int, ...]] | None:
-        key = (grid_id, version)
+    def of(self, grid_id: str | None, version: str | None) -> dict[str, tuple[int, ...]] | None:
+        """The levels of each dimension of the grid stored as (`grid_id`, `version`)."""
+        key = (grid_id or "", version or "")
         if key not in self.dimensions:
-            source = state.stored_grid_source(self.db, grid_id, version)
-            self.dimensions[key] = _dimensions(source, f"{grid_id} v{version}") if source else None
+            source = state.stored_grid_source(self.db, *key)
+            self.dimensions[key] = _dimensions(source, f"{key[0]} v{key[1]}") if source else None
         return self.dimensions[key]
 
     def total(
         self, grid_id: str | None, version: str | None, evaluation: dict[str, Any] | None
     ) -> tuple[int | None, int | None, int]:
         """(total, maximum, dimensions without a valid level) of a return's evaluation."""
-        dimensions = self._of(grid_id or "", version or "") if evaluation else None
+        dimensions = self.of(grid_id, version) if evaluation else None
         if evaluation is None or dimensions is None:
             return None, None, 0
         levels = evaluation.get("levels") or {}
@@ -233,62 +235,105 @@ class _GridMaxima:
         return sum(valid), maximum, len(dimensions) - len(valid)
 
 
-def student_statuses(db: sqlite3.Connection, student_id: str | None = None) -> list[StudentStatus]:
+@dataclass(frozen=True)
+class _Read:
+    """One student's status and what it was made from."""
+
+    row: tuple[Any, ...]  # `state.student_status_rows`
+    pending: list[ReturnStanding]
+    dimensions: dict[str, tuple[int, ...]] | None  # of the grid of the return that counts
+    status: StudentStatus
+    order: tuple[str, str, str]  # class, last name, first name, folded
+
+
+class KeptStatuses:
+    """The statuses of a previous reading, each with what it was made from: a reading
+    handed them (`student_statuses(..., kept=)`) decodes again only the students whose
+    rows changed (≈ 0.15 s saved for 1,000 students when one return arrived)."""
+
+    def __init__(self) -> None:
+        self.by_student: dict[str, _Read] = {}
+
+
+def student_statuses(
+    db: sqlite3.Connection, student_id: str | None = None, *, kept: KeptStatuses | None = None
+) -> list[StudentStatus]:
     """Every student of the campaign (or only `student_id`: the page of one student reads
-    only its rows) with their current status, by class and name."""
+    only its rows) with their current status, by class and name. With `kept`, the
+    statuses of students whose rows are unchanged since the reading that filled it are
+    reused (shared objects: do not modify them), and `kept` then holds this reading."""
     waiting: dict[str, list[ReturnStanding]] = {}
     for waiting_return in pending_returns(db, student_id):
         waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
     grids = _GridMaxima(db)
-    statuses = []
+    before = kept.by_student if kept is not None else {}
+    now: dict[str, _Read] = {}
     for row in state.student_status_rows(db, student_id):
-        pending = waiting.get(row["student_id"], [])
-        missing, invalid, warnings = sort_problems(
-            json.loads(row["problems"]) if row["problems"] else []
-        )
-        if row["return_status"]:
-            status = ReturnStatus(row["return_status"])
-        elif row["sent_for_sure"]:  # over SMTP, or marked sent by the teacher
-            status = ReturnStatus.SENT
-        elif row["sent_at"]:
-            status = ReturnStatus.PREPARED  # written to the outbox: the teacher sends it herself
-        else:
-            status = ReturnStatus.GENERATED
-        evaluation = json.loads(row["evaluation"]) if row["evaluation"] else None
-        total, maximum, lacking = grids.total(row["grid_id"], row["grid_version"], evaluation)
-        statuses.append(
-            StudentStatus(
-                student=student_from_row(row),
-                in_roster=bool(row["in_roster"]),
-                status=status,
-                match=row["match"] or "",
-                match_note=_confirmation_note(row, pending),
-                standing=row["standing"] or "",
-                pending_returns=[p.return_id for p in pending],
-                missing=missing,
-                invalid=invalid,
-                warnings=warnings,
-                generated_at=row["generated_at"] or "",
-                sent_at=row["sent_at"] or "",
-                reminded_at=row["reminded_at"] or "",
-                returned_at=row["collected_at"] or "",
-                workbook_file=row["workbook_file"] or "",
-                return_file=row["stored_file"] or "",
-                return_origin=row["origin"] or "",
-                return_id=row["return_id"],
-                evaluation=evaluation,
-                grid_id=row["grid_id"] or "",
-                grid_version=row["grid_version"] or "",
-                left_at=row["left_at"] or "",
-                return_name=row["return_name"] or "",
-                return_sha256=row["return_sha256"] or "",
-                total=total,
-                total_maximum=maximum,
-                total_missing=lacking,
-            )
-        )
-    statuses.sort(key=lambda s: (fold(s.class_name), fold(s.last_name), fold(s.first_name)))
-    return statuses
+        key = row["student_id"]
+        values, pending = tuple(row), waiting.get(key, [])
+        dimensions = grids.of(row["grid_id"], row["grid_version"]) if row["evaluation"] else None
+        old = before.get(key)
+        if old is not None and (old.row, old.pending, old.dimensions) == (
+            values,
+            pending,
+            dimensions,
+        ):
+            now[key] = old
+            continue
+        status = _status_of(row, pending, grids)
+        order = (fold(status.class_name), fold(status.last_name), fold(status.first_name))
+        now[key] = _Read(values, pending, dimensions, status, order)
+    if kept is not None:
+        kept.by_student = now
+    return [read.status for read in sorted(now.values(), key=lambda read: read.order)]
+
+
+def _status_of(
+    row: sqlite3.Row, pending: list[ReturnStanding], grids: _GridMaxima
+) -> StudentStatus:
+    """The status of the student of `row` (`state.student_status_rows`)."""
+    missing, invalid, warnings = sort_problems(
+        json.loads(row["problems"]) if row["problems"] else []
+    )
+    if row["return_status"]:
+        status = ReturnStatus(row["return_status"])
+    elif row["sent_for_sure"]:  # over SMTP, or marked sent by the teacher
+        status = ReturnStatus.SENT
+    elif row["sent_at"]:
+        status = ReturnStatus.PREPARED  # written to the outbox: the teacher sends it herself
+    else:
+        status = ReturnStatus.GENERATED
+    evaluation = json.loads(row["evaluation"]) if row["evaluation"] else None
+    total, maximum, lacking = grids.total(row["grid_id"], row["grid_version"], evaluation)
+    return StudentStatus(
+        student=student_from_row(row),
+        in_roster=bool(row["in_roster"]),
+        status=status,
+        match=row["match"] or "",
+        match_note=_confirmation_note(row, pending),
+        standing=row["standing"] or "",
+        pending_returns=[p.return_id for p in pending],
+        missing=missing,
+        invalid=invalid,
+        warnings=warnings,
+        generated_at=row["generated_at"] or "",
+        sent_at=row["sent_at"] or "",
+        reminded_at=row["reminded_at"] or "",
+        returned_at=row["collected_at"] or "",
+        workbook_file=row["workbook_file"] or "",
+        return_file=row["stored_file"] or "",
+        return_origin=row["origin"] or "",
+        return_id=row["return_id"],
+        evaluation=evaluation,
+        grid_id=row["grid_id"] or "",
+        grid_version=row["grid_version"] or "",
+        left_at=row["left_at"] or "",
+        return_name=row["return_name"] or "",
+        return_sha256=row["return_sha256"] or "",
+        total=total,
+        total_maximum=maximum,
+        total_missing=lacking,
+    )
 
 
 # ------------------------------------------------------------------ the workbook
@@ -560,7 +605,7 @@ def _name(db: sqlite3.Connection, student_id: str) -> str:
 
 def read_teacher_columns(db: sqlite3.Connection, path: Path) -> dict[str, state.TeacherNote]:
     """Every student's teacher notes, after storing what she typed in `path` (suivi.xlsx)."""
-    sheet = read_tracking_sheet(path, db)
+    sheet = _typed_sheet(path, db)
     if sheet is not None:
         import_teacher_columns(db, sheet)
     return state.teacher_notes(db)
@@ -927,15 +972,16 @@ def _relative(path: Path, root: Path) -> str:
 def write_tracking(path: Path, db: sqlite3.Connection, root: Path | None = None) -> TrackingOutcome:
     """Rewrite `suivi.xlsx` from the database, after storing what the teacher typed in it.
 
-    Her columns are read back first (`import_teacher_columns`) and written again from the
-    database, so neither the file nor the database loses the other's text. If the file
+    Her columns are read back first (`import_teacher_columns`: skipped when the file is
+    the very one grille wrote last, `_typed_sheet`) and written again from the database,
+    so neither the file nor the database loses the other's text. If the file
     holds text grille cannot place back (no header, unknown student, unknown column, a
     title…), it is kept aside (`keep_aside`) before being replaced. Atomic write. The
     returned files link to their stored copies under the campaign folder `root` (by
     default the parent of `path`'s folder: suivi.xlsx is in <campagne>/output).
     """
     outcome = TrackingOutcome(path)
-    sheet = read_tracking_sheet(path, db)
+    sheet = _typed_sheet(path, db)
     if sheet is not None:
         outcome.conflicts = import_teacher_columns(db, sheet)
         outcome.unplaced = sheet.unplaced
@@ -964,7 +1010,23 @@ def write_tracking(path: Path, db: sqlite3.Connection, root: Path | None = None)
             for student_id, note in notes.items()
         },
     )
+    state.record_tracking_file(db, _sha256(path))
     return outcome
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _typed_sheet(path: Path, db: sqlite3.Connection) -> TrackingSheet | None:
+    """`read_tracking_sheet`, unless `path` is byte for byte the suivi.xlsx grille wrote
+    last (`state.tracking_file_written`): the teacher typed nothing in it since, and
+    reading it back (≈ 0.7 s for 1,000 students) is skipped."""
+    try:
+        unchanged = path.is_file() and _sha256(path) == state.tracking_file_written(db)
+    except OSError:
+        unchanged = False  # read as usual, which says what is wrong
+    return None if unchanged else read_tracking_sheet(path, db)
 
 
 def team_appreciations(db: sqlite3.Connection, path: Path) -> dict[str, str]:

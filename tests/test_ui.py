@@ -807,16 +807,16 @@ def test_statuses__follow_a_command_run_meanwhile(writer: TestClient, campaign: 
 def test_statuses__kept_across_a_note_saved__read_again_after_a_decision(
     writer: TestClient, campaign: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reading every status costs ≈ 0.4 s for 1,000 students: a note changes none."""
+    """Reading every status costs a query over every student: a note changes none."""
     from pipeline.ui import access
 
     reads: list[int] = []
     real = access.tracking.student_statuses
 
-    def counted(db: sqlite3.Connection, student_id: str | None = None) -> list[Any]:
+    def counted(db: sqlite3.Connection, student_id: str | None = None, **kept: Any) -> list[Any]:
         if student_id is None:  # every student (a student's page reads only its own)
             reads.append(1)
-        return real(db, student_id)
+        return real(db, student_id, **kept)
 
     monkeypatch.setattr(access.tracking, "student_statuses", counted)
     ids = _ids(campaign)
@@ -1035,16 +1035,16 @@ def test_statuses__warmed__a_command_meanwhile__the_status_page_finds_them_read(
     campaign: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`grille ui` reads the statuses ahead once the database changed (a CLI command
-    here), so the status page does not pay the ≈ 0.4 s of 1,000 students itself."""
+    here), so the status page does not pay that reading itself."""
     from pipeline.ui import access
 
     page_reads: list[str] = []
     real = access.tracking.student_statuses
 
-    def counted(db: sqlite3.Connection, student_id: str | None = None) -> list[Any]:
+    def counted(db: sqlite3.Connection, student_id: str | None = None, **kept: Any) -> list[Any]:
         if student_id is None:
             page_reads.append(threading.current_thread().name)
-        return real(db, student_id)
+        return real(db, student_id, **kept)
 
     monkeypatch.setattr(access.tracking, "student_statuses", counted)
     client = _logged_in(campaign, warm_interval=0.05)
@@ -1052,9 +1052,11 @@ def test_statuses__warmed__a_command_meanwhile__the_status_page_finds_them_read(
     page_reads.clear()
     copy = _returns(campaign)["copie-abadie.xlsx"]
     assert run(campaign, "confirm", str(copy)).exit_code == 0  # a command, meanwhile
+    statuses = interface_of(client.app).access.statuses  # type: ignore[arg-type]
     deadline = time.monotonic() + 20
-    while "grille-statuts" not in page_reads and time.monotonic() < deadline:
+    while not statuses.fresh() and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert statuses.fresh()
     assert "grille-statuts" in page_reads  # read again by the warming thread
     done = len(page_reads)
     assert client.get("/suivi").status_code == 200
