@@ -119,8 +119,10 @@ def _start_worker(
         initializer(*initargs)
 
 
-# what workers run, imported once by the fork server rather than by each worker
-_PRELOADED = ["pipeline.campaign", "pipeline.collect"]
+# imported once by the fork server rather than by each worker: what workers run (the
+# program's main module is imported again by each worker before its first task: that of
+# `grille` imports the commands)
+_PRELOADED = ["pipeline.cli", "pipeline.campaign", "pipeline.collect"]
 
 
 def _start_method() -> str:
@@ -137,13 +139,15 @@ def _start_method() -> str:
 def start_worker_server() -> None:
     """Start now, in the background, the fork server the workers of a process running
     threads are forked from (`grille ui` calls it at start): its own start (Python and
-    grille imported, about a second) is then not paid by the first batch. Does nothing
+    grille imported, about a second) is then not paid by the first batch. It imports
+    grille's modules this process has imported, so that workers need not. Does nothing
     where there is no fork server (Windows, macOS: workers are spawned)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return
     from multiprocessing import forkserver
 
-    multiprocessing.set_forkserver_preload(_PRELOADED)
+    loaded = [name for name in sys.modules if name.split(".")[0] == "pipeline"]
+    multiprocessing.set_forkserver_preload(sorted({*_PRELOADED, *loaded}))
     forkserver.ensure_running()
 
 

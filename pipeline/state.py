@@ -2014,15 +2014,18 @@ class ReturnVersion:
         return local_time(self.version_at)
 
 
+# `counts` and `chosen` as subqueries on the student: joined to the views, SQLite would
+# build them for every student at each call (≈ 5 ms instead of 0.05 for 1,000 returns)
 _VERSIONS_QUERY = """
 SELECT v.return_id, v.student_id, v.version_at, v.version_source, r.file_name, r.origin,
        r.collected_at, r.status, t.standing,
-       v.return_id IS k.return_id AS counts, v.return_id IS c.return_id AS chosen
+       v.return_id IS (SELECT return_id FROM counted_returns WHERE student_id = v.student_id)
+           AS counts,
+       v.return_id IS (SELECT return_id FROM chosen_returns WHERE student_id = v.student_id)
+           AS chosen
 FROM return_versions v
 JOIN returns r ON r.id = v.return_id
 JOIN return_standing t ON t.return_id = v.return_id
-LEFT JOIN counted_returns k ON k.student_id = v.student_id
-LEFT JOIN chosen_returns c ON c.student_id = v.student_id
 """
 _VERSIONS_ORDER = (
     " ORDER BY v.student_id, v.version_at DESC, v.mailed_at DESC, v.file_time DESC, "
@@ -2393,32 +2396,47 @@ def rename_origins(db: sqlite3.Connection, renamed: dict[str, str]) -> None:
     """Give the returns and refused files whose origin is a key of `renamed` (or lies
     inside it: « key › member ») that key's value instead: the files dropped in the
     interface are named as the teacher gave them, not by the path of their passing copy.
-    A refused file already known under its new origin is seen again, not doubled."""
+    A refused file already known under its new origin is seen again, not doubled.
+    One reading of each table (the keys share their folder), then the rows concerned."""
+    if not renamed:
+        return
+    first, last = min(renamed), max(renamed)  # their common start is that of every key
+    size = 0
+    while size < min(len(first), len(last)) and first[size] == last[size]:
+        size += 1
+    prefix = first[:size]
+
+    def new_origin(origin: str) -> str | None:
+        cut = len(origin)
+        while cut != -1:  # the origin itself, then each part before a « › »
+            new = renamed.get(origin[:cut])
+            if new is not None:
+                return new + origin[cut:]
+            cut = origin.rfind(" › ", 0, cut)
+        return None
+
+    within = "WHERE substr(origin, 1, ?) = ?"
     with transaction(db):
-        for old, new in renamed.items():
-            size = len(old)
-            inside = (
-                "substr(origin, 1, :size) = :old AND "
-                "(length(origin) = :size OR substr(origin, :size + 1, 3) = ' › ')"
-            )
-            names = {"old": old, "new": new, "size": size}
+        for row in db.execute(
+            f"SELECT id, origin FROM returns {within}", (len(prefix), prefix)
+        ).fetchall():
+            if (new := new_origin(row["origin"])) is not None:
+                db.execute("UPDATE returns SET origin = ? WHERE id = ?", (new, row["id"]))
+        for row in db.execute(
+            f"SELECT id, origin, code, sha256, last_seen_at, reason FROM refused_files {within}",
+            (len(prefix), prefix),
+        ).fetchall():
+            if (new := new_origin(row["origin"])) is None:
+                continue
+            known = db.execute(
+                "SELECT id FROM refused_files WHERE origin = ? AND code = ? AND sha256 = ?",
+                (new, row["code"], row["sha256"]),
+            ).fetchone()
+            if known is None:
+                db.execute("UPDATE refused_files SET origin = ? WHERE id = ?", (new, row["id"]))
+                continue
             db.execute(
-                "UPDATE refused_files AS known SET last_seen_at = dropped.last_seen_at, "
-                "reason = dropped.reason FROM refused_files AS dropped "
-                f"WHERE {inside.replace('origin', 'dropped.origin')} "
-                "AND known.origin = :new || substr(dropped.origin, :size + 1) "
-                "AND known.code = dropped.code AND known.sha256 = dropped.sha256",
-                names,
+                "UPDATE refused_files SET last_seen_at = ?, reason = ? WHERE id = ?",
+                (row["last_seen_at"], row["reason"], known["id"]),
             )
-            db.execute(
-                "DELETE FROM refused_files AS dropped "
-                f"WHERE {inside} AND EXISTS (SELECT 1 FROM refused_files AS known "
-                "WHERE known.origin = :new || substr(dropped.origin, :size + 1) "
-                "AND known.code = dropped.code AND known.sha256 = dropped.sha256)",
-                names,
-            )
-            for table in ("returns", "refused_files"):
-                db.execute(
-                    f"UPDATE {table} SET origin = :new || substr(origin, :size + 1) WHERE {inside}",
-                    names,
-                )
+            db.execute("DELETE FROM refused_files WHERE id = ?", (row["id"],))
