@@ -27,7 +27,7 @@ import os
 import sqlite3
 import textwrap
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -174,22 +174,30 @@ def waiting_note(pending: ReturnStanding, counted_id: int | None, counted_standi
     )
 
 
-def _confirmation_note(row: sqlite3.Row, pending: list[ReturnStanding]) -> str:
-    """What the teacher must decide about this student's returns « à confirmer »."""
+def command_to_decide(return_id: int) -> str:
+    """How the teacher decides on a return « à confirmer » from the command line."""
+    return (
+        f"confirmez-le (« grille confirm {return_id} ») ou rejetez-le "
+        f"(« grille confirm {return_id} --reject »)"
+    )
+
+
+def _confirmation_note(
+    row: sqlite3.Row, pending: list[ReturnStanding], how: Callable[[int], str]
+) -> str:
+    """What the teacher must decide about this student's returns « à confirmer », and how
+    (`how(return_id)`: the commands, or the buttons of the interface)."""
     notes = []
     counted, standing = row["return_id"], row["standing"]
     if standing == STANDING_PENDING:
-        notes.append(
-            f"{row['match_note']} Retour n° {counted} : confirmez-le (« grille confirm "
-            f"{counted} ») ou rejetez-le (« grille confirm {counted} --reject »)."
-        )
+        notes.append(f"{row['match_note']} Retour n° {counted} : {how(counted)}.")
     for other in pending:
         if other.return_id != counted:
             notes.append(
                 f"Retour n° {other.return_id} (« {other.file_name} », reçu le "
                 f"{other.collected_at[:10]}) à confirmer : son identité cachée a disparu, il a "
                 f"été rattaché par le nom écrit dessus. {waiting_note(other, counted, standing)} "
-                f"(« grille confirm {other.return_id} » ou « --reject »)."
+                f"Retour n° {other.return_id} : {how(other.return_id)}."
             )
     return "\n".join(notes)
 
@@ -256,12 +264,18 @@ class KeptStatuses:
 
 
 def student_statuses(
-    db: sqlite3.Connection, student_id: str | None = None, *, kept: KeptStatuses | None = None
+    db: sqlite3.Connection,
+    student_id: str | None = None,
+    *,
+    kept: KeptStatuses | None = None,
+    how_to_decide: Callable[[int], str] = command_to_decide,
 ) -> list[StudentStatus]:
     """Every student of the campaign (or only `student_id`: the page of one student reads
     only its rows) with their current status, by class and name. With `kept`, the
     statuses of students whose rows are unchanged since the reading that filled it are
-    reused (shared objects: do not modify them), and `kept` then holds this reading."""
+    reused (shared objects: do not modify them), and `kept` then holds this reading.
+    `how_to_decide(return_id)` says, in `match_note`, how to confirm or reject a return
+    « à confirmer » (the commands by default)."""
     waiting: dict[str, list[ReturnStanding]] = {}
     for waiting_return in pending_returns(db, student_id):
         waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
@@ -280,7 +294,7 @@ def student_statuses(
         ):
             now[key] = old
             continue
-        status = _status_of(row, pending, grids)
+        status = _status_of(row, pending, grids, how_to_decide)
         order = (fold(status.class_name), fold(status.last_name), fold(status.first_name))
         now[key] = _Read(values, pending, dimensions, status, order)
     if kept is not None:
@@ -289,7 +303,10 @@ def student_statuses(
 
 
 def _status_of(
-    row: sqlite3.Row, pending: list[ReturnStanding], grids: _GridMaxima
+    row: sqlite3.Row,
+    pending: list[ReturnStanding],
+    grids: _GridMaxima,
+    how_to_decide: Callable[[int], str],
 ) -> StudentStatus:
     """The status of the student of `row` (`state.student_status_rows`)."""
     missing, invalid, warnings = sort_problems(
@@ -310,7 +327,7 @@ def _status_of(
         in_roster=bool(row["in_roster"]),
         status=status,
         match=row["match"] or "",
-        match_note=_confirmation_note(row, pending),
+        match_note=_confirmation_note(row, pending, how_to_decide),
         standing=row["standing"] or "",
         pending_returns=[p.return_id for p in pending],
         missing=missing,

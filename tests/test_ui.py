@@ -544,6 +544,9 @@ def test_student__history_of_returns__which_counts_and_standing(
     assert f"Rejeter le n° {copy}" in by_number[copy][1]
     assert "Confirmer le n°" not in by_number[signed][1]  # a signed return needs no decision
     assert 'href="/fichier/output/retours/' in by_number[signed][1]
+    told = unescape(page)  # what to decide, with the buttons of this page, not a command
+    assert f"« Confirmer le n° {copy} » ou « Rejeter le n° {copy} » (Retours reçus" in told
+    assert "grille confirm" not in told
 
 
 def test_student__downloads_of_workbook_return_and_reports(campaign: Path) -> None:

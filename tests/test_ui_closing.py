@@ -256,7 +256,10 @@ def test_archive__without_any_bilan__the_job_says_what_to_do_first(campaign: Pat
     job = _job_of(client, _post(client, "/archive/creer", "/archive", classe=""))
 
     assert job.state == FAILED
-    assert "Aucun bilan à archiver : lancez d'abord « grille report »." in _said(client, job)
+    assert (
+        "Aucun bilan à archiver : lancez d'abord « grille report » (dans l'interface : page "
+        "Bilans, « Écrire les bilans »)." in _said(client, job)
+    )  # the command's sentence, and where the interface does the same
     assert list(campaign.glob("output/archive/*/*.zip")) == []
 
 
@@ -273,7 +276,10 @@ def test_archive_verify__an_uploaded_intact_copy__ok_lines_recorded_upload_delet
     assert "BTS_2A.zip : empreinte SHA-256 de l'archive :" in said
     assert "signature de la campagne : valide" in said
     assert "BTS_2A.zip : archive intègre, chaque fichier correspond au manifeste." in said
-    assert "Vérification enregistrée pour BTS 2A : « grille purge » est possible." in said
+    assert (
+        "Vérification enregistrée pour BTS 2A : « grille purge » (dans l'interface : page "
+        "Archive) est possible." in said
+    )
     assert _db(root, "SELECT verified_at IS NOT NULL FROM archives") == [(1,)]
     assert _uploads_left(root) == []
     assert "Purger BTS 2A…" in page_text(client.get("/archive").text)

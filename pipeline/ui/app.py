@@ -38,6 +38,7 @@ from pipeline.tracking import StudentStatus
 from pipeline.ui import security
 from pipeline.ui.access import TRACKING_DELAY, CampaignAccess
 from pipeline.ui.jobs import Jobs
+from pipeline.ui.wording import in_interface
 
 HERE = Path(__file__).resolve().parent
 NOTICES_KEPT = 200
@@ -153,6 +154,7 @@ def _templates(secrets: security.Secrets) -> Jinja2Templates:
     env.globals["csrf_token"] = secrets.csrf
     env.filters["download_url"] = download_url
     env.filters["day"] = _day
+    env.filters["interface"] = in_interface
     return Jinja2Templates(env=env)
 
 

@@ -154,12 +154,21 @@ def _find_status(statuses: list[StudentStatus], student_id: str) -> StudentStatu
     raise HTTPException(404, f"Aucun stagiaire d'identifiant « {student_id} » dans la campagne.")
 
 
+def _buttons(return_id: int) -> str:
+    """How to decide on a return « à confirmer » here: its buttons on the student's page."""
+    return (
+        f"confirmez-le ou rejetez-le avec les boutons « Confirmer le n° {return_id} » ou "
+        f"« Rejeter le n° {return_id} » (Retours reçus, plus bas)"
+    )
+
+
 def student_page(request: Request) -> Response:
     """One student: identity, status, problems, returns, notes and their history, files."""
     ui = ui_of(request)
     student_id = request.path_params["student_id"]
     with ui.reading() as campaign:
-        status = _find_status(tracking.student_statuses(campaign.db, student_id), student_id)
+        statuses = tracking.student_statuses(campaign.db, student_id, how_to_decide=_buttons)
+        status = _find_status(statuses, student_id)
         returns = state.student_returns(campaign.db, student_id)
         note = state.teacher_notes(campaign.db).get(student_id, state.TeacherNote(student_id))
         history = state.teacher_note_history(campaign.db, student_id)
@@ -313,13 +322,13 @@ def _counted_text(counted: state.ReturnStanding | None, decided: int) -> str:
     if counted.return_id == decided:
         return (
             f"Il compte désormais pour ce stagiaire ({status}). Refaites les bilans "
-            "(« grille report ») pour qu'ils en tiennent compte."
+            "(page Bilans) pour qu'ils en tiennent compte."
         )
     standing = state.STANDING_LABELS[counted.standing]
     return (
         f"Le retour qui compte pour ce stagiaire : n° {counted.return_id} "
         f"(« {counted.file_name} », {standing}, {status}). Refaites les bilans "
-        "(« grille report ») pour qu'ils en tiennent compte."
+        "(page Bilans) pour qu'ils en tiennent compte."
     )
 
 
