@@ -49,6 +49,7 @@ from pipeline.tracking import (
     build_tracking,
     read_teacher_columns,
     student_statuses,
+    to_decide_in_a_document,
 )
 
 # ------------------------------------------------------------------ the archive
@@ -465,7 +466,7 @@ def build_archives(
                 f'« grille report --class "{classes[0]}" ».'
             )
         raise GrilleError("Aucun bilan à archiver : lancez d'abord « grille report ».")
-    statuses = student_statuses(campaign.db)
+    statuses = student_statuses(campaign.db, how_to_decide=to_decide_in_a_document)
     result = ArchiveResult()
     for klass in ready:
         problem = ensure_pdfs(campaign, klass) if pdf else ""

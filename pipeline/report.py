@@ -63,7 +63,8 @@ TO_CONFIRM_BANNER = "RETOUR À CONFIRMER — identité du classeur non vérifié
 _TO_CONFIRM_TEXT = (
     "ce classeur est revenu sans son identité cachée ; grille l’a rattaché à l’élève par le "
     "nom écrit dessus. Vérifiez qu’il s’agit bien de la grille de cet élève, puis "
-    "confirmez-la (« grille confirm ») et refaites ce bilan."
+    "confirmez-la (page de l’élève dans « grille ui », ou « grille confirm ») et refaites ce "
+    "bilan."
 )
 _BANNER_TEXT = {
     "incomplete": "la grille du tuteur n’est pas entièrement renseignée ; "

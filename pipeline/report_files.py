@@ -42,7 +42,12 @@ from pipeline.report import (
 )
 from pipeline.roster import Student
 from pipeline.settings import Workspace
-from pipeline.tracking import StudentStatus, student_statuses, team_appreciations
+from pipeline.tracking import (
+    StudentStatus,
+    student_statuses,
+    team_appreciations,
+    to_decide_in_a_document,
+)
 from pipeline.validation import STATUS_LABELS, Evaluation
 
 _CORE_PROPERTIES = "docProps/core.xml"  # creation and modification times
@@ -330,7 +335,9 @@ def write_reports(
     template = ws.report_template_path if ws.report_template_path.is_file() else None
     grids = campaign.grids()
     result = ReportResult()
-    statuses = student_statuses(campaign.db)  # read once: the query parses every return
+    # read once: the query parses every return; a bilan « à confirmer » says what the
+    # teacher must decide, not the command (it is archived and read by juries)
+    statuses = student_statuses(campaign.db, how_to_decide=to_decide_in_a_document)
     data, without = report_data(campaign, statuses)
     by_class: dict[str, list[StudentReportData]] = {}
     grid_of = {s.student_id: (s.grid_id, s.grid_version) for s in statuses}

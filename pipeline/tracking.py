@@ -182,6 +182,12 @@ def command_to_decide(return_id: int) -> str:
     )
 
 
+def to_decide_in_a_document(return_id: int) -> str:
+    """What a bilan or an archive says of a return « à confirmer »: the decision to make,
+    not how to make it (juries read them years later)."""
+    return "le professeur doit le confirmer (il compte alors) ou le rejeter"
+
+
 def _confirmation_note(
     row: sqlite3.Row, pending: list[ReturnStanding], how: Callable[[int], str]
 ) -> str:

@@ -316,7 +316,8 @@ def test_only_an_unsigned_return__counts_to_confirm_with_the_banner_on_every_pag
     assert "Première page" in headers[1] and "Page paire" in headers[2]
     text = _body_text(report)
     assert f"{BANNER} : ce classeur est revenu sans son identité cachée" in text
-    assert f"grille confirm {alone}" in text  # why, and what to do
+    assert f"Retour n° {alone} : le professeur doit le confirmer (il compte alors) ou le" in text
+    assert f"grille confirm {alone}" not in text  # what to decide; the banner says where
     class_report = docx.Document(
         str(next((campaign / "output" / "rapports").glob("*/bilan_classe_*.docx")))
     )

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from pipeline.campaign import Campaign
@@ -159,22 +160,17 @@ class Jobs:
         self, job: Job, work: Work, holding: threading.Event, refusal: list[GrilleError]
     ) -> None:
         try:
-            try:
-                writing = self._access.writing()
-                campaign = writing.__enter__()
-            except GrilleError as exc:
-                refusal.append(exc)
-                job.state, job.ended = FAILED, time.monotonic()
-                return
-            finally:
-                holding.set()
-            try:
+            with ExitStack() as held:
+                try:
+                    campaign = held.enter_context(self._access.writing())
+                except GrilleError as exc:
+                    refusal.append(exc)
+                    job.state, job.ended = FAILED, time.monotonic()
+                    return
+                finally:
+                    holding.set()
                 outcome = work(campaign, Progress(job))
-            except BaseException as exc:
-                writing.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            writing.__exit__(None, None, None)
-            job.outcome, job.state = outcome, DONE
+            job.outcome, job.state = outcome, DONE  # once the lock is released
         except GrilleError as exc:
             job.outcome, job.state = Outcome().attention(str(exc)), FAILED
         except (OSError, sqlite3.Error) as exc:
