@@ -141,7 +141,7 @@ def start_worker_server() -> None:
     threads are forked from (`grille ui` calls it at start): its own start (Python and
     grille imported, about a second) is then not paid by the first batch. It imports
     grille's modules this process has imported, so that workers need not. Does nothing
-    where there is no fork server (Windows, macOS: workers are spawned)."""
+    where there is no fork server (Windows: workers are spawned)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return
     from multiprocessing import forkserver
