@@ -40,7 +40,15 @@ from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import GrilleError, french_os_error
 from pipeline.files import atomic_write_with, safe_name, student_stem
-from pipeline.report_files import class_report_files, ensure_pdfs, file_sha256, pdf_fault
+from pipeline.report_files import (
+    class_report_files,
+    ensure_pdfs,
+    file_sha256,
+    named_status,
+    outdated_report,
+    pdf_fault,
+    report_stem,
+)
 from pipeline.safe_zip import SafeZip, UnsafeFile, ZipLimits
 from pipeline.settings import Workspace, default_school_year
 from pipeline.text import display_name
@@ -117,11 +125,31 @@ def _report_entries(
     """The class's recorded reports and those of their PDFs that match them, each tied to
     its student when it has one; a PDF left out is said in `warnings`."""
     grid_of = {s.student_id: (s.grid_id or None, s.grid_version or None) for s in statuses}
+    status_of = {s.student_id: s for s in statuses}
     students = state.students_by_id(campaign.db)
     entries: list[_Entry] = []
     used: set[str] = set()
-    for path, record in class_report_files(campaign, class_name):
+    reports = class_report_files(campaign, class_name)
+    names = {path.name for path, _ in reports}
+    for path, record in reports:
         student_id = record.student_id
+        status = status_of.get(student_id or "")
+        if status is not None and outdated_report(path, status):
+            # a bilan the status has changed since: a jury never reads it, nor two
+            # contradictory bilans of one student side by side
+            current = report_stem(status.student, status.status) + path.suffix
+            todo = (
+                f"le bilan à jour est {current} : reportez-y ce que vous aviez modifié à la "
+                "main s'il le faut"
+                if current in names
+                else "refaites les bilans (« grille report »)"
+            )
+            warnings.append(
+                f"{path.name} : écrit quand le retour était « {named_status(path)} », ce "
+                f"qu'il n'est plus : laissé hors de l'archive ; {todo}, puis archivez de "
+                "nouveau."
+            )
+            continue
         if path.suffix.lower() == ".pdf":
             kind = "pdf"
             fault = pdf_fault(campaign, record)

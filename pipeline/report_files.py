@@ -32,7 +32,7 @@ from pipeline.campaign import Campaign
 from pipeline.classes import select_classes
 from pipeline.errors import french_os_error
 from pipeline.files import atomic_write_bytes, student_stem
-from pipeline.kinds import RETURNED
+from pipeline.kinds import RETURNED, ReturnStatus
 from pipeline.report import (
     StudentReportData,
     build_class_report,
@@ -196,6 +196,24 @@ def bare_report_stem(stem: str) -> str:
     """The `bilan_NOM_Prenom_id` a report file's stem was made from: without the status
     (« _INCOMPLET ») nor the « _nouveau_2 » of a version written beside an edited one."""
     return _STATUS_SUFFIX.sub("", _BESIDE.sub("", stem))
+
+
+def named_status(path: Path) -> str:
+    """The status a student's bilan (or its PDF) says in its name, as the teacher reads it:
+    « incomplet », « invalide », else « complet » (`report_file_suffix`)."""
+    stem = _BESIDE.sub("", path.stem)
+    for status in (ReturnStatus.INCOMPLETE, ReturnStatus.INVALID):
+        if stem.endswith(report_file_suffix(status)):
+            return STATUS_LABELS[status]
+    return STATUS_LABELS[ReturnStatus.COMPLETE]
+
+
+def outdated_report(path: Path, status: StudentStatus) -> bool:
+    """True when `path`, a bilan of the student of `status` or its PDF, was written under
+    another status than the student's current one (« _INCOMPLET » when now complete…)."""
+    return status.status in RETURNED and _BESIDE.sub("", path.stem) != report_stem(
+        status.student, status.status
+    )
 
 
 def _relative(campaign: Campaign, path: Path) -> str:

@@ -123,6 +123,57 @@ def test_report__status_changed_but_the_old_bilan_was_edited__kept_and_said(
     ) in result.output
 
 
+def _archived_bilans(root: Path) -> list[str]:
+    archives = sorted((root / "output" / "archive" / YEAR).glob("BTS_2B*.zip"))
+    with zipfile.ZipFile(archives[-1]) as package:
+        manifest = json.loads(package.read("manifeste.json"))
+    return sorted(i["path"] for i in manifest["files"] if i["kind"] in ("bilan", "pdf"))
+
+
+def test_archive__an_edited_bilan_of_an_earlier_status__left_out_and_said(
+    incomplete: Path, tmp_path: Path
+) -> None:
+    """`report` keeps the bilan the teacher edited under the old status; the archive the
+    jury reads holds only the bilan of the student's current status."""
+    (old,) = _folder(incomplete).glob("bilan_DA_SILVA_*_INCOMPLET.docx")
+    document = docx.Document(str(old))
+    document.add_paragraph("Remarque du professeur : relancer le tuteur.")
+    document.save(str(old))
+    _send(incomplete, tmp_path, "r2", **{"integration.ponctualite": "Bien"})  # now invalid
+    assert run(incomplete, "report", "--class", CLASS).exit_code == 0
+    new = old.with_name(old.name.replace("_INCOMPLET", "_INVALIDE"))
+
+    archived = run(incomplete, "archive", "--year", YEAR, "--class", CLASS)
+
+    assert archived.exit_code == 0, archived.output
+    bilans = _archived_bilans(incomplete)
+    assert f"rapports/{new.name}" in bilans and f"rapports/{old.name}" not in bilans
+    assert (
+        f"Attention — {old.name} : écrit quand le retour était « incomplet », ce qu'il "
+        f"n'est plus : laissé hors de l'archive ; le bilan à jour est {new.name} : "
+        "reportez-y ce que vous aviez modifié à la main s'il le faut, puis archivez de "
+        "nouveau."
+    ) in archived.output
+    assert old.is_file()  # the teacher's file stays where it is
+
+
+def test_archive__bilans_not_written_again_since_the_status_changed__left_out_and_said(
+    incomplete: Path, tmp_path: Path
+) -> None:
+    (old,) = _folder(incomplete).glob("bilan_DA_SILVA_*_INCOMPLET.docx")
+    _send(incomplete, tmp_path, "r2")  # now complete, and `report` not run again
+
+    archived = run(incomplete, "archive", "--year", YEAR, "--class", CLASS)
+
+    assert archived.exit_code == 0, archived.output
+    assert f"rapports/{old.name}" not in _archived_bilans(incomplete)
+    assert (
+        f"{old.name} : écrit quand le retour était « incomplet », ce qu'il n'est plus : "
+        "laissé hors de l'archive ; refaites les bilans (« grille report »), puis archivez "
+        "de nouveau."
+    ) in archived.output
+
+
 def test_rebuild__bilans_named_with_their_status__recognised_as_grilles(
     incomplete: Path, tmp_path: Path
 ) -> None:
