@@ -622,6 +622,40 @@ def test_retours__streamed_body_over_the_limit_without_length__413_in_french(
     assert not depots.exists() or not any(depots.iterdir())
 
 
+def test_retours__files_dropped_under_one_name__each_kept_and_read(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """Tutors name their files alike (« grille.xlsx », « GRILLE.xlsx »): each dropped file
+    is kept apart and read, and named as given."""
+    folder = tmp_path / "memes_noms"
+    same = [
+        ("grille.xlsx", fill(workbook_of(campaign, name), folder / f"{name}.xlsx",
+                             _answers_for(tutor)).read_bytes())
+        for name, tutor in (("Abadie", "Sophie Garnier"), ("Bernard", "Marc Dubreuil"))
+    ]  # fmt: skip
+    other_case = fill(
+        workbook_of(campaign, "Faure"), folder / "faure.xlsx", _answers_for("Bruno Caron")
+    )
+    client = logged_in(campaign)
+
+    job = _job_of(
+        client,
+        _drop(
+            client,
+            [*same, ("GRILLE.xlsx", other_case.read_bytes())],
+            csrf_of(client.get("/retours").text),
+        ),
+    )
+
+    lines = [text for _, text in job.outcome.lines]
+    assert "ABADIE Chloé (BTS 2A) — complet — grille.xlsx" in lines
+    assert "BERNARD Yanis (BTS 2A) — complet — grille.xlsx" in lines
+    assert "FAURE Gaëtan (BTS 2B) — complet — GRILLE.xlsx" in lines
+    statuses = _statuses(campaign)
+    assert statuses["Abadie"] == statuses["Bernard"] == statuses["Faure"] == "complete"
+    assert not any((campaign / "output" / ".depots").iterdir())  # the dropped copies gone
+
+
 def test_retours__without_csrf__refused__the_dropped_copy_removed(
     campaign: Path, tmp_path: Path
 ) -> None:

@@ -110,6 +110,7 @@ async def receive_files(request: Request, output_dir: Path, file_field: str, csr
     dropped = Dropped(base / secrets.token_hex(8))
     dropped.folder.mkdir()
     current = _Part()
+    taken: set[str] = set()  # names given in the drop's folder (case ignored, as on Windows)
 
     def on_part_begin() -> None:
         nonlocal current
@@ -147,9 +148,13 @@ async def receive_files(request: Request, output_dir: Path, file_field: str, csr
                 "plusieurs fois, ou dans un fichier .zip."
             )
         shown = clean_name(given)
-        folder = dropped.folder / str(len(dropped.files) + 1)  # two files may share a name
-        folder.mkdir()
-        path = folder / _disk_name(shown)
+        name = _disk_name(shown)
+        folder = dropped.folder
+        if name.casefold() in taken:  # two files may share a name: a folder of its own,
+            folder = dropped.folder / f".{len(dropped.files) + 1}"  # never a file's name
+            folder.mkdir()
+        taken.add(name.casefold())
+        path = folder / name
         current.file = path.open("xb")
         dropped.files.append((shown, path))
 
