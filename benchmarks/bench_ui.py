@@ -17,9 +17,10 @@ are read again);
   « Retours » (its real route, `views_returns.DROP`: one multipart form, streamed to disk
   under the upload limit by `uploads.receive_files`, then the step of `grille collect`,
   `collect_step`, in a job, the job page polled once a second as the page does) until the
-  job ended, then the rewrite of suivi.xlsx and the backup, which the command does before
-  it ends and the interface a few seconds later. The two run one after the other on fresh
-  copies, `ROUNDS` times (one run varies by ± 10 %): the medians, and each round's gap.
+  job ended (it rewrites suivi.xlsx and backs the database up at its end, as the command
+  does), then any rewrite still due (none expected). The two run one after the other on
+  fresh copies, `ROUNDS` times (one run varies by ± 10 %): the medians, and each round's
+  gap.
   The fork server the interface's workers come from is started first, as `grille ui`
   does when it starts (`parallel.start_worker_server`).
 Targets: ≤ 150 ms for the status page and a student page; the upload and collection of
@@ -109,7 +110,7 @@ def collect_by_cli(campaign: Path, aside: Path) -> float:
 
 def collect_by_ui(campaign: Path, aside: Path) -> tuple[float, float, float]:
     """Seconds the interface takes on the returns of `aside`: (upload, upload and collection
-    until the job ended, the rewrite of suivi.xlsx and the backup done after)."""
+    until the job ended, a rewrite of suivi.xlsx still due after it)."""
     secrets = Secrets.new()
     app = create_app(Workspace(campaign), secrets, PORT, tracking_delay=3600)
     client = TestClient(app, base_url=f"http://127.0.0.1:{PORT}")
@@ -169,8 +170,8 @@ def compare_collect(root: Path, aside: Path, tmp: Path) -> None:
     for label, values in (
         (f"grille collect ({default_jobs()} processus, suivi.xlsx compris)", by_cli),
         ("interface, envoi", upload),
-        ("interface, envoi et collecte jusqu'à la fin", job),
-        ("interface, puis suivi.xlsx réécrit, base sauvegardée", rewrite),
+        ("interface, envoi, collecte, suivi.xlsx : jusqu'à la fin", job),
+        ("interface, réécriture encore due ensuite", rewrite),
         ("interface en tout", by_ui),
     ):
         print(f"  {label:<54}: {ms(values)}")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -458,6 +459,13 @@ def test_retours__complete_incomplete_invalid_in_an_eml_in_a_zip__one_line_each_
         "Garcia": "generated",
     }  # fmt: skip
     assert not any((campaign / "output" / ".depots").iterdir())  # the dropped copies gone
+    # as `grille collect`: suivi.xlsx rewritten by the job itself, nothing left to do later
+    assert not interface_of(client.app).access.refresher.pending
+    tracking = openpyxl.load_workbook(campaign / "output" / "suivi.xlsx", read_only=True)
+    rows = list(tracking["Suivi"].iter_rows(values_only=True))
+    tracking.close()
+    shown = {row[rows[0].index("Nom")]: row[rows[0].index("Statut")] for row in rows[1:]}
+    assert (shown["ABADIE"], shown["BERNARD"], shown["FAURE"]) == ("complet", "incomplet", "généré")
     with sqlite3.connect(campaign / "output" / "grille.sqlite") as db:
         origins = sorted(row[0] for row in db.execute("SELECT origin FROM returns"))
     assert origins == sorted(

@@ -14,8 +14,10 @@ statuses kept between requests, and suivi.xlsx rewritten off the request thread.
 - Rewriting suivi.xlsx takes seconds for 1,000 students: after the interface's writes it
   is done by a background thread, once the teacher has paused (`TrackingRefresher`), then
   the database is backed up, as a command does at its end; any rewrite still due is done
-  when the interface stops (`flush`). Until then the text is safe in the database, and
-  what she types meanwhile in suivi.xlsx is read back as usual: nothing is lost.
+  when the interface stops (`flush`). A job that collects returns does both at its end
+  instead, as `grille collect` (`jobs.Outcome.rewrite_tracking`). Until then the text is
+  safe in the database, and what she types meanwhile in suivi.xlsx is read back as usual:
+  nothing is lost.
 """
 
 from __future__ import annotations
@@ -257,6 +259,13 @@ class TrackingRefresher:
             return
         self.problem = ""
         self.warnings = outcome.warnings(ws.root)
+
+    def written(self) -> None:
+        """suivi.xlsx was just rewritten and the database backed up (by a job, under the
+        run lock): no rewrite is due any more."""
+        with self._condition:
+            self._due = None
+        self.problem = ""
 
     def stop(self) -> None:
         """End the thread; a rewrite due is left undone (see `flush`)."""

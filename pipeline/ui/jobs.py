@@ -19,7 +19,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from pipeline.campaign import Campaign
+from pipeline import state
+from pipeline.campaign import Campaign, rewrite_tracking
 from pipeline.errors import GrilleError, storage_problem
 from pipeline.ui.access import CampaignAccess
 
@@ -34,6 +35,7 @@ class Outcome:
 
     lines: list[tuple[str, str]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
+    tracking_written: bool = False  # suivi.xlsx rewritten by the job (`rewrite_tracking`)
 
     def ok(self, text: str) -> Outcome:
         self.lines.append(("ok", text))
@@ -45,6 +47,21 @@ class Outcome:
 
     def link(self, label: str, url: str) -> Outcome:
         self.links.append((label, url))
+        return self
+
+    def rewrite_tracking(self, campaign: Campaign) -> Outcome:
+        """Rewrite suivi.xlsx, then back the database up, as a command does at its end
+        (its warnings become lines): the interface's later rewrite is then not needed."""
+        workspace = campaign.workspace
+        for warning in rewrite_tracking(workspace, campaign.db):
+            self.attention(warning)
+        try:
+            state.backup(workspace.db_path, workspace.backups_dir)
+        except (GrilleError, OSError, sqlite3.Error) as exc:
+            reason = str(exc) if isinstance(exc, GrilleError) else None
+            reason = reason or storage_problem(exc, workspace.backups_dir) or str(exc)
+            self.attention(f"Attention — sauvegarde de la base non faite : {reason}")
+        self.tracking_written = True
         return self
 
 
@@ -170,6 +187,8 @@ class Jobs:
                 finally:
                     holding.set()
                 outcome = work(campaign, Progress(job))
+                if outcome.tracking_written:  # under the lock: no note saved in between
+                    self._access.refresher.written()
             job.outcome, job.state = outcome, DONE  # once the lock is released
         except GrilleError as exc:
             job.outcome, job.state = Outcome().attention(str(exc)), FAILED
@@ -179,7 +198,7 @@ class Jobs:
             job.outcome, job.state = Outcome().attention(self._problem(job, exc)), FAILED
         finally:
             job.ended = time.monotonic()
-            if job.state != FAILED or not refusal:
+            if (job.state != FAILED or not refusal) and not job.outcome.tracking_written:
                 self._access.refresher.schedule()
 
     def _problem(self, job: Job, exc: BaseException) -> str:

@@ -114,7 +114,8 @@ async def drop(request: Request) -> Response:
             state.rename_origins(campaign.db, renamed)
         finally:
             dropped.remove()
-        return _outcome(campaign.workspace, result, dropped)
+        progress.expect(0, "Mise à jour de output/suivi.xlsx…")
+        return _outcome(campaign.workspace, result, dropped).rewrite_tracking(campaign)
 
     try:
         job = ui.jobs.start("Lecture des retours déposés", work, back="/retours")
@@ -167,7 +168,8 @@ async def read_mailbox(request: Request) -> Response:
         result = collect_step(
             campaign, [], mailbox=request_, password=typed, progress=progress.advance
         )
-        return _outcome(campaign.workspace, result, None)
+        progress.expect(0, "Mise à jour de output/suivi.xlsx…")
+        return _outcome(campaign.workspace, result, None).rewrite_tracking(campaign)
 
     job = ui.jobs.start("Relève de la boîte aux lettres", work, back="/retours")
     return RedirectResponse(f"/travail/{job.job_id}", status_code=303)
