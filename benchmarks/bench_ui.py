@@ -174,7 +174,7 @@ def compare_collect(root: Path, aside: Path, tmp: Path) -> None:
         ("interface, réécriture encore due ensuite", rewrite),
         ("interface en tout", by_ui),
     ):
-        print(f"  {label:<54}: {ms(values)}")
+        print(f"  {label:<56}: {ms(values)}")
     shown = ", ".join(f"{value:+.1f} %" for value in extra)
     print(
         f"  écart interface / grille collect : médiane {statistics.median(extra):+.1f} % "
