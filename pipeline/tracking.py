@@ -267,6 +267,7 @@ class KeptStatuses:
 
     def __init__(self) -> None:
         self.by_student: dict[str, _Read] = {}
+        self.how_to_decide: Callable[[int], str] | None = None  # the wording they were read with
 
 
 def student_statuses(
@@ -277,16 +278,21 @@ def student_statuses(
     how_to_decide: Callable[[int], str] = command_to_decide,
 ) -> list[StudentStatus]:
     """Every student of the campaign (or only `student_id`: the page of one student reads
-    only its rows) with their current status, by class and name. With `kept`, the
-    statuses of students whose rows are unchanged since the reading that filled it are
-    reused (shared objects: do not modify them), and `kept` then holds this reading.
+    only its rows) with their current status, by class and name. With `kept` (and every
+    student), the statuses of students whose rows are unchanged since the reading that
+    filled it are reused (shared objects: do not modify them), and `kept` then holds this
+    reading.
     `how_to_decide(return_id)` says, in `match_note`, how to confirm or reject a return
     « à confirmer » (the commands by default)."""
     waiting: dict[str, list[ReturnStanding]] = {}
     for waiting_return in pending_returns(db, student_id):
         waiting.setdefault(waiting_return.student.student_id, []).append(waiting_return)
     grids = _GridMaxima(db)
-    before = kept.by_student if kept is not None else {}
+    if student_id is not None:
+        kept = None  # one student's rows: the reading of every student stays as it was
+    before = {}
+    if kept is not None and kept.how_to_decide is how_to_decide:
+        before = kept.by_student
     now: dict[str, _Read] = {}
     for row in state.student_status_rows(db, student_id):
         key = row["student_id"]
@@ -304,7 +310,7 @@ def student_statuses(
         order = (fold(status.class_name), fold(status.last_name), fold(status.first_name))
         now[key] = _Read(values, pending, dimensions, status, order)
     if kept is not None:
-        kept.by_student = now
+        kept.by_student, kept.how_to_decide = now, how_to_decide
     return [read.status for read in sorted(now.values(), key=lambda read: read.order)]
 
 

@@ -633,6 +633,11 @@ def test_student_statuses__kept__only_students_whose_rows_changed_are_read_again
         )
         assert all(by_name[name] is first[name] for name in first if name != "Abadie")
         assert set(kept.by_student) == {s.student_id for s in fresh}
+        one = by_name["Bernard"].student_id
+        assert tracking.student_statuses(db, one, kept=kept)[0].student_id == one
+        assert set(kept.by_student) == {s.student_id for s in fresh}  # one student: kept as is
+        worded = tracking.student_statuses(db, kept=kept, how_to_decide=lambda n: f"n° {n}")
+        assert worded[0] is not again[0]  # another wording: read again, not reused
     finally:
         db.close()
 
