@@ -664,6 +664,33 @@ def test_retours__files_dropped_under_one_name__each_kept_and_read(
     assert not any((campaign / "output" / ".depots").iterdir())  # the dropped copies gone
 
 
+def test_retours__suivi_xlsx_cannot_be_written__the_returns_kept_said_and_tried_again(
+    campaign: Path, tmp_path: Path
+) -> None:
+    """The job's rewrite of suivi.xlsx fails (here a folder where the file should be):
+    every file's line is still there, the failure is one more line, and the interface's
+    own rewrite is due to try again."""
+    tracking = campaign / "output" / "suivi.xlsx"
+    tracking.unlink()
+    tracking.mkdir()
+    client = logged_in(campaign)
+    filled = fill(
+        workbook_of(campaign, "Abadie"), tmp_path / "a.xlsx", _answers_for("Sophie Garnier")
+    )
+
+    job = _job_of(
+        client,
+        _drop(client, [("abadie.xlsx", filled.read_bytes())], csrf_of(client.get("/retours").text)),
+    )
+
+    lines = [text for _, text in job.outcome.lines]
+    assert "ABADIE Chloé (BTS 2A) — complet — abadie.xlsx" in lines
+    failed = next(t for k, t in job.outcome.lines if k == "attention" and "suivi non mis" in t)
+    assert "l'interface essaiera de nouveau de réécrire output/suivi.xlsx" in failed
+    assert _statuses(campaign)["Abadie"] == "complete"
+    assert interface_of(client.app).access.refresher.pending
+
+
 def test_retours__without_csrf__refused__the_dropped_copy_removed(
     campaign: Path, tmp_path: Path
 ) -> None:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from pipeline import state
-from pipeline.campaign import Campaign, rewrite_tracking
+from pipeline import state, tracking
+from pipeline.campaign import Campaign
 from pipeline.errors import GrilleError, storage_problem
 from pipeline.ui.access import CampaignAccess
 
@@ -51,9 +51,20 @@ class Outcome:
 
     def rewrite_tracking(self, campaign: Campaign) -> Outcome:
         """Rewrite suivi.xlsx, then back the database up, as a command does at its end
-        (its warnings become lines): the interface's later rewrite is then not needed."""
+        (its warnings become lines): the interface's later rewrite is then not needed.
+        A suivi.xlsx that cannot be written (open in Excel…) is a line too, and the
+        interface's own rewrite tries again later (`TrackingRefresher`)."""
         workspace = campaign.workspace
-        for warning in rewrite_tracking(workspace, campaign.db):
+        try:
+            written = tracking.write_tracking(workspace.tracking_path, campaign.db)
+        except (GrilleError, OSError, sqlite3.Error) as exc:
+            reason = str(exc) if isinstance(exc, GrilleError) else None
+            reason = reason or storage_problem(exc, workspace.output_dir) or str(exc)
+            return self.attention(
+                f"Attention — suivi non mis à jour : {reason} Les retours sont enregistrés ; "
+                "l'interface essaiera de nouveau de réécrire output/suivi.xlsx dans un instant."
+            )
+        for warning in written.warnings(workspace.root):
             self.attention(warning)
         try:
             state.backup(workspace.db_path, workspace.backups_dir)
