@@ -195,3 +195,17 @@ class Problem:
     def __str__(self) -> str:
         where = self.location()
         return f"{where} : {self.message}" if where else self.message
+
+
+def problem_text(exc: BaseException, folder: Path | None = None) -> str:
+    """What to tell the teacher of `exc`, in French: a `GrilleError`'s own text, else the
+    full disk or read-only medium `storage_problem` names, else what went wrong with the
+    file (`french_os_error`), else the error's text."""
+    if isinstance(exc, GrilleError):
+        return str(exc)
+    storage = storage_problem(exc, folder)
+    if storage is not None:
+        return storage
+    if isinstance(exc, OSError):
+        return f"{exc.filename} : {french_os_error(exc)}" if exc.filename else french_os_error(exc)
+    return str(exc)

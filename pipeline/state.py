@@ -2400,11 +2400,8 @@ def rename_origins(db: sqlite3.Connection, renamed: dict[str, str]) -> None:
     One reading of each table (the keys share their folder), then the rows concerned."""
     if not renamed:
         return
-    first, last = min(renamed), max(renamed)  # their common start is that of every key
-    size = 0
-    while size < min(len(first), len(last)) and first[size] == last[size]:
-        size += 1
-    prefix = first[:size]
+    # character by character on purpose: the keys are origins (texts), not paths to split
+    prefix = os.path.commonprefix(list(renamed))  # noqa: RUF071
 
     def new_origin(origin: str) -> str | None:
         cut = len(origin)

@@ -15,7 +15,7 @@ import click
 
 from pipeline import state
 from pipeline.campaign import Campaign, rewrite_tracking
-from pipeline.errors import GrilleError, Problem, french_os_error, storage_problem
+from pipeline.errors import GrilleError, Problem, french_os_error, problem_text, storage_problem
 from pipeline.parallel import default_jobs
 from pipeline.settings import Workspace
 
@@ -268,11 +268,7 @@ def _backup_after(workspace: Workspace) -> None:
     try:
         state.backup(workspace.db_path, workspace.backups_dir)
     except (GrilleError, OSError, sqlite3.Error) as exc:
-        reason = (
-            str(exc)
-            if isinstance(exc, GrilleError)
-            else storage_problem(exc, workspace.backups_dir) or str(exc)
-        )
+        reason = problem_text(exc, workspace.backups_dir)
         click.echo(f"Attention — sauvegarde de la base non faite : {reason}", err=True)
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pipeline import state, tracking
 from pipeline.campaign import Campaign
-from pipeline.errors import GrilleError, storage_problem
+from pipeline.errors import GrilleError, problem_text
 from pipeline.settings import Workspace
 from pipeline.tracking import StudentStatus
 
@@ -251,8 +251,7 @@ class TrackingRefresher:
                     outcome = tracking.write_tracking(ws.tracking_path, campaign.db)
                 state.backup(ws.db_path, ws.backups_dir)
         except (GrilleError, OSError, sqlite3.Error) as exc:
-            reason = str(exc) if isinstance(exc, GrilleError) else None
-            self.problem = reason or storage_problem(exc, ws.output_dir) or str(exc)
+            self.problem = problem_text(exc, ws.output_dir)
             with self._condition:  # done again at the next write, or when it stops
                 if self._due is None:
                     self._due = _NEVER

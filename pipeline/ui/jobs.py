@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from pipeline import state, tracking
 from pipeline.campaign import Campaign
-from pipeline.errors import GrilleError, storage_problem
+from pipeline.errors import GrilleError, problem_text, storage_problem
 from pipeline.ui.access import CampaignAccess
 
 JOBS_KEPT = 50
@@ -58,8 +58,7 @@ class Outcome:
         try:
             written = tracking.write_tracking(workspace.tracking_path, campaign.db)
         except (GrilleError, OSError, sqlite3.Error) as exc:
-            reason = str(exc) if isinstance(exc, GrilleError) else None
-            reason = reason or storage_problem(exc, workspace.output_dir) or str(exc)
+            reason = problem_text(exc, workspace.output_dir)
             return self.attention(
                 f"Attention — suivi non mis à jour : {reason} Les retours sont enregistrés ; "
                 "l'interface essaiera de nouveau de réécrire output/suivi.xlsx dans un instant."
@@ -69,8 +68,7 @@ class Outcome:
         try:
             state.backup(workspace.db_path, workspace.backups_dir)
         except (GrilleError, OSError, sqlite3.Error) as exc:
-            reason = str(exc) if isinstance(exc, GrilleError) else None
-            reason = reason or storage_problem(exc, workspace.backups_dir) or str(exc)
+            reason = problem_text(exc, workspace.backups_dir)
             self.attention(f"Attention — sauvegarde de la base non faite : {reason}")
         self.tracking_written = True
         return self
